@@ -1,0 +1,71 @@
+//! Request body extraction with the API's error contract.
+
+use crate::error::ApiError;
+use crate::MAX_BODY_BYTES;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use serde::de::DeserializeOwned;
+
+/// A JSON body of type `T`, checked in this order:
+/// 1. `Content-Type` is `application/json` or `application/*+json` (else 415);
+/// 2. at most [`MAX_BODY_BYTES`] bytes (else 413);
+/// 3. parses as `T`, unknown fields refused (else 400 naming the JSON path of the bad field).
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json);
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = (path != ".").then_some(path);
+            let inner = e.into_inner();
+            let message = match &field {
+                Some(f) => format!("{f}: {inner}"),
+                None => inner.to_string(),
+            };
+            ApiError::InvalidJson { field, message }
+        })?;
+        de.end().map_err(|e| ApiError::InvalidJson {
+            field: None,
+            message: e.to_string(),
+        })?;
+        Ok(Self(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_media_types() {
+        assert!(super::is_json("application/json"));
+        assert!(super::is_json("Application/JSON; charset=utf-8"));
+        assert!(super::is_json("application/merge-patch+json"));
+        assert!(!super::is_json("text/plain"));
+        assert!(!super::is_json("application/jsonx"));
+    }
+}

@@ -1,0 +1,149 @@
+//! Route handlers. Each takes the shared [`Deps`] by `State` and returns JSON or [`ApiError`].
+
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::Deps;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{ETAG, IF_MATCH, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use streamstack_core::signing;
+use streamstack_core::{Channel, ChannelPatch, NewChannel};
+use time::OffsetDateTime;
+
+type Shared = State<Arc<Deps>>;
+
+fn with_etag(status: StatusCode, channel: &Channel) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", channel.version))
+        .unwrap_or(HeaderValue::from_static("\"0\""));
+    (status, [(ETAG, etag)], Json(channel)).into_response()
+}
+
+async fn load(deps: &Deps, id: &str) -> Result<Channel, ApiError> {
+    deps.store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("channel {id} not found")))
+}
+
+pub(crate) async fn create(
+    State(deps): Shared,
+    JsonBody(body): JsonBody<NewChannel>,
+) -> Result<Response, ApiError> {
+    let channel = body.into_channel(OffsetDateTime::now_utc())?;
+    deps.store.create(&channel).await?;
+    let location = HeaderValue::from_str(&format!("/channels/{}", channel.id))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = with_etag(StatusCode::CREATED, &channel);
+    response.headers_mut().insert(LOCATION, location);
+    Ok(response)
+}
+
+/// Query of `GET /channels`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    limit: Option<String>,
+    next: Option<String>,
+}
+
+pub(crate) async fn list(
+    State(deps): Shared,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidParameter {
+        field: "query".into(),
+        message: e.body_text(),
+    })?;
+    let limit = match query.limit.as_deref() {
+        None => 25,
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n @ 1..=100) => n,
+            _ => {
+                return Err(ApiError::InvalidParameter {
+                    field: "limit".into(),
+                    message: format!("limit: must be an integer 1..=100, got {raw:?}"),
+                })
+            }
+        },
+    };
+    let page = deps.store.list(limit, query.next.as_deref()).await?;
+    Ok(Json(json!({ "items": page.items, "next": page.next })).into_response())
+}
+
+pub(crate) async fn get_one(
+    State(deps): Shared,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(with_etag(StatusCode::OK, &load(&deps, &id).await?))
+}
+
+fn if_match_version(headers: &HeaderMap) -> Result<u64, ApiError> {
+    let raw = headers
+        .get(IF_MATCH)
+        .ok_or(ApiError::PreconditionRequired)?;
+    let text = raw.to_str().unwrap_or("").trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse().map_err(|_| ApiError::InvalidParameter {
+        field: "If-Match".into(),
+        message: format!("If-Match: expected a channel version such as \"3\", got {raw:?}"),
+    })
+}
+
+pub(crate) async fn patch(
+    State(deps): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ChannelPatch>,
+) -> Result<Response, ApiError> {
+    let expected = if_match_version(&headers)?;
+    let current = load(&deps, &id).await?;
+    if current.version != expected {
+        return Err(ApiError::PreconditionFailed);
+    }
+    let next = body.apply(&current, OffsetDateTime::now_utc())?;
+    deps.store.replace(&next, expected).await?;
+    Ok(with_etag(StatusCode::OK, &next))
+}
+
+pub(crate) async fn delete(
+    State(deps): Shared,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    deps.store.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn endpoints(
+    State(deps): Shared,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let channel = load(&deps, &id).await?;
+    let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    let exp = now + deps.config.push_url_ttl_secs;
+    let host = &deps.config.ingest_host;
+    Ok(Json(json!({
+        "channel_id": channel.id,
+        "rtmp": {
+            "push_url": signing::push_url(host, &channel.secret, &channel.id, exp),
+            "server": format!("rtmp://{host}/{}", signing::RTMP_APP),
+            "stream_key": signing::stream_key(&channel.secret, &channel.id, exp),
+            "expires_at": OffsetDateTime::from_unix_timestamp(exp as i64)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        },
+        "hls": { "playback_url": deps.config.playback_url(&channel.id) },
+    }))
+    .into_response())
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::NotFound("no such resource".into())
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,66 @@
+//! Channel CRUD API: one axum [`router`] served by Lambda behind API Gateway (`main.rs`) or
+//! by a plain local HTTP server (`bin/local.rs`).
+//!
+//! | method | path | success | notes |
+//! |---|---|---|---|
+//! | POST | `/channels` | 201 + `Location` | body [`streamstack_core::NewChannel`] |
+//! | GET | `/channels?limit=1..100&next=<cursor>` | 200 | `{"items":[..],"next":..}` |
+//! | GET | `/channels/{id}` | 200 + `ETag` | |
+//! | PATCH | `/channels/{id}` | 200 + `ETag` | `If-Match: <version>` required; 412 when stale |
+//! | DELETE | `/channels/{id}` | 204 | 404 when absent |
+//! | GET | `/channels/{id}/endpoints` | 200 | signed RTMP push URL + HLS playback URL |
+//!
+//! Every error is `{"error":{"code":"...","message":"...","field":...}}` ([`error::ApiError`]).
+
+pub mod error;
+pub mod extract;
+mod handlers;
+
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+use streamstack_core::aws::AwsClients;
+use streamstack_core::{ChannelStore, Config, DynamoChannelStore};
+
+/// Request bodies above this many bytes get 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Everything a handler needs, built once per process and shared by reference.
+pub struct Deps {
+    /// Channel persistence.
+    pub store: Arc<dyn ChannelStore>,
+    /// Settings (ingest host, playback base URL, push URL lifetime).
+    pub config: Config,
+}
+
+impl Deps {
+    /// Reads [`Config`] from the environment and builds the DynamoDB-backed store.
+    ///
+    /// # Errors
+    /// A [`streamstack_core::config::ConfigError`] when a required variable is missing.
+    pub async fn from_env() -> Result<Arc<Self>, streamstack_core::config::ConfigError> {
+        let config = Config::from_env()?;
+        let aws = AwsClients::load(config.endpoint_url.as_deref()).await;
+        let store = DynamoChannelStore::new(aws.dynamodb, config.channels_table.clone());
+        Ok(Arc::new(Self {
+            store: Arc::new(store),
+            config,
+        }))
+    }
+}
+
+/// The API's routes; JSON 404/405 for unknown paths and methods.
+pub fn router(deps: Arc<Deps>) -> Router {
+    Router::new()
+        .route("/channels", get(handlers::list).post(handlers::create))
+        .route(
+            "/channels/{id}",
+            get(handlers::get_one)
+                .patch(handlers::patch)
+                .delete(handlers::delete),
+        )
+        .route("/channels/{id}/endpoints", get(handlers::endpoints))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .with_state(deps)
+}

@@ -1,0 +1,164 @@
+//! Settings read once from the process environment at start-up.
+
+use thiserror::Error;
+
+/// Default lifetime of a signed RTMP push URL: 24 hours, in seconds.
+pub const DEFAULT_PUSH_URL_TTL_SECS: u64 = 24 * 60 * 60;
+
+/// A required or malformed environment variable.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The variable is not set (or is empty).
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// The variable is set but cannot be parsed.
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid {
+        /// Variable name.
+        name: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+/// Process-wide settings shared by the API Lambda and the streamer.
+///
+/// | variable | field | default |
+/// |---|---|---|
+/// | `CHANNELS_TABLE` | [`Config::channels_table`] | required |
+/// | `MEDIA_BUCKET` | [`Config::media_bucket`] | none |
+/// | `INGEST_HOST` | [`Config::ingest_host`] | `localhost:1935` |
+/// | `PLAYBACK_BASE_URL` | [`Config::playback_base_url`] | derived from bucket/endpoint |
+/// | `PUSH_URL_TTL_SECS` | [`Config::push_url_ttl_secs`] | 86400 |
+/// | `AWS_ENDPOINT_URL` | [`Config::endpoint_url`] | none (real AWS) |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// DynamoDB table holding channels (partition key `id`, string).
+    pub channels_table: String,
+    /// S3 bucket receiving HLS output, if any.
+    pub media_bucket: Option<String>,
+    /// `host[:port]` that publishers reach the RTMP ingest on; goes into push URLs.
+    pub ingest_host: String,
+    /// Base URL that players fetch HLS objects from (no trailing slash), e.g. a CloudFront
+    /// domain. When unset: `<endpoint>/<bucket>` with an endpoint override, else the bucket's
+    /// virtual-hosted S3 URL.
+    pub playback_base_url: Option<String>,
+    /// Lifetime of issued push URLs, in seconds.
+    pub push_url_ttl_secs: u64,
+    /// Endpoint override for every AWS client (e.g. `http://127.0.0.1:5000` for moto).
+    pub endpoint_url: Option<String>,
+}
+
+impl Config {
+    /// Reads the settings from the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] when `CHANNELS_TABLE` is unset, [`ConfigError::Invalid`] when
+    /// `PUSH_URL_TTL_SECS` is not a positive integer.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads the settings through `get` (a variable name -> value lookup); used by tests.
+    ///
+    /// # Errors
+    /// As [`Config::from_env`].
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let push_url_ttl_secs = match get("PUSH_URL_TTL_SECS") {
+            None => DEFAULT_PUSH_URL_TTL_SECS,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "PUSH_URL_TTL_SECS",
+                        reason: format!("{v:?} is not a positive number of seconds"),
+                    })
+                }
+            },
+        };
+        Ok(Self {
+            channels_table: get("CHANNELS_TABLE").ok_or(ConfigError::Missing("CHANNELS_TABLE"))?,
+            media_bucket: get("MEDIA_BUCKET"),
+            ingest_host: get("INGEST_HOST").unwrap_or_else(|| "localhost:1935".to_owned()),
+            playback_base_url: get("PLAYBACK_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            push_url_ttl_secs,
+            endpoint_url: get("AWS_ENDPOINT_URL"),
+        })
+    }
+
+    /// The HLS playback URL of a channel's live playlist, `<base>/live/<id>/index.m3u8`, or
+    /// `None` when neither a playback base URL nor a media bucket is configured.
+    pub fn playback_url(&self, channel_id: &str) -> Option<String> {
+        let base = match (
+            &self.playback_base_url,
+            &self.media_bucket,
+            &self.endpoint_url,
+        ) {
+            (Some(base), _, _) => base.clone(),
+            (None, Some(bucket), Some(endpoint)) => {
+                format!("{}/{bucket}", endpoint.trim_end_matches('/'))
+            }
+            (None, Some(bucket), None) => format!("https://{bucket}.s3.amazonaws.com"),
+            (None, None, _) => return None,
+        };
+        Some(format!(
+            "{base}/{}",
+            crate::domain::live_playlist_key(channel_id)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn requires_table_and_defaults_the_rest() {
+        assert!(matches!(
+            cfg(&[]),
+            Err(ConfigError::Missing("CHANNELS_TABLE"))
+        ));
+        let c = cfg(&[("CHANNELS_TABLE", "t")]).unwrap();
+        assert_eq!(c.push_url_ttl_secs, 86_400);
+        assert_eq!(c.ingest_host, "localhost:1935");
+        assert_eq!(c.playback_url("abc"), None);
+    }
+
+    #[test]
+    fn rejects_bad_ttl() {
+        let e = cfg(&[("CHANNELS_TABLE", "t"), ("PUSH_URL_TTL_SECS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("PUSH_URL_TTL_SECS"), "{e}");
+    }
+
+    #[test]
+    fn playback_url_prefers_explicit_base() {
+        let c = cfg(&[
+            ("CHANNELS_TABLE", "t"),
+            ("MEDIA_BUCKET", "b"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000/"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.playback_url("x").unwrap(),
+            "http://127.0.0.1:5000/b/live/x/index.m3u8"
+        );
+        let c = cfg(&[
+            ("CHANNELS_TABLE", "t"),
+            ("PLAYBACK_BASE_URL", "https://cdn.example/"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.playback_url("x").unwrap(),
+            "https://cdn.example/live/x/index.m3u8"
+        );
+    }
+}

@@ -1,0 +1,387 @@
+//! Channels: what a user creates through the API and publishes into over RTMP.
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use thiserror::Error;
+use time::{Duration, OffsetDateTime};
+
+/// Allowed HLS segment (target) duration, in seconds (RFC 8216 §4.3.3.1 `EXT-X-TARGETDURATION`).
+pub const SEGMENT_DURATION_RANGE: std::ops::RangeInclusive<u32> = 1..=10;
+/// Allowed number of segments in the sliding live playlist.
+pub const PLAYLIST_WINDOW_RANGE: std::ops::RangeInclusive<u32> = 3..=20;
+/// Maximum channel name length, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+/// Maximum channel description length, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// Lifetime of a channel created without `expires_at`: 30 days.
+pub const DEFAULT_CHANNEL_LIFETIME: Duration = Duration::days(30);
+
+/// Object key of a channel's live HLS playlist: `live/<channel-id>/index.m3u8`.
+pub fn live_playlist_key(channel_id: &str) -> String {
+    format!("live/{channel_id}/index.m3u8")
+}
+
+/// A request field that breaks a rule. `field` is the JSON path, e.g. `hls.segment_duration`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// JSON path of the offending field.
+    pub field: String,
+    /// Human-readable rule that was broken.
+    pub message: String,
+}
+
+impl ValidationError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether a publisher is currently pushing into the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelState {
+    /// No publisher.
+    Idle,
+    /// A publisher is connected and HLS segments are being written.
+    Live,
+}
+
+impl ChannelState {
+    /// The wire/storage name: `idle` or `live`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Live => "live",
+        }
+    }
+
+    /// Parses [`ChannelState::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "idle" => Some(Self::Idle),
+            "live" => Some(Self::Live),
+            _ => None,
+        }
+    }
+}
+
+/// HLS output settings of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsSettings {
+    /// Target segment duration in seconds, 1..=10. Segments are cut on IDR frames, so the
+    /// publisher's GOP should divide it.
+    pub segment_duration: u32,
+    /// Number of segments kept in the sliding live playlist, 3..=20.
+    pub playlist_window: u32,
+}
+
+impl Default for HlsSettings {
+    fn default() -> Self {
+        Self {
+            segment_duration: 4,
+            playlist_window: 6,
+        }
+    }
+}
+
+impl HlsSettings {
+    /// Checks both ranges.
+    ///
+    /// # Errors
+    /// [`ValidationError`] naming `hls.segment_duration` or `hls.playlist_window`.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if !SEGMENT_DURATION_RANGE.contains(&self.segment_duration) {
+            return Err(ValidationError::new(
+                "hls.segment_duration",
+                format!("must be 1..=10 seconds, got {}", self.segment_duration),
+            ));
+        }
+        if !PLAYLIST_WINDOW_RANGE.contains(&self.playlist_window) {
+            return Err(ValidationError::new(
+                "hls.playlist_window",
+                format!("must be 3..=20 segments, got {}", self.playlist_window),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The per-channel signing key: 32 random bytes (256 bits), stored hex-encoded.
+///
+/// Its `Debug` output is redacted and it never serializes, so it cannot leak into a response
+/// or a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub [u8; 32]);
+
+impl Secret {
+    /// A fresh key from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// Lower-case hex encoding (64 characters), as stored in DynamoDB.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses [`Secret::to_hex`]'s output; `None` unless exactly 64 hex characters.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(s, &mut bytes).ok()?;
+        Some(Self(bytes))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A channel as stored and as returned by the API (without its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Channel {
+    /// Server-generated id: 32 lower-case hex characters.
+    pub id: String,
+    /// Display name, 1..=128 characters.
+    pub name: String,
+    /// Free text, up to 1024 characters.
+    pub description: String,
+    /// HLS output settings.
+    pub hls: HlsSettings,
+    /// Whether the live output is also kept as a recording.
+    pub recording: bool,
+    /// After this instant publishes are refused (RFC 3339 on the wire).
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// `idle` or `live`.
+    pub state: ChannelState,
+    /// Creation instant (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last change instant (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Optimistic-concurrency version: 1 on creation, +1 on every change. Sent as the `ETag`
+    /// and expected back in `If-Match`.
+    pub version: u64,
+    /// Signing key of push URLs; never serialized.
+    #[serde(skip)]
+    pub secret: Secret,
+}
+
+impl Channel {
+    /// Whether the channel no longer accepts publishes at `now`.
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// Body of `POST /channels`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewChannel {
+    /// Display name, required.
+    pub name: String,
+    /// Optional free text.
+    #[serde(default)]
+    pub description: String,
+    /// Optional HLS settings; defaults to 4 s segments, 6-segment window.
+    #[serde(default)]
+    pub hls: HlsSettings,
+    /// Optional recording flag, default `false`.
+    #[serde(default)]
+    pub recording: bool,
+    /// Optional expiry (RFC 3339); default 30 days after creation.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl NewChannel {
+    /// Validates the request and builds the channel to store, with a fresh id and secret.
+    ///
+    /// # Errors
+    /// [`ValidationError`] naming the first invalid field.
+    pub fn into_channel(self, now: OffsetDateTime) -> Result<Channel, ValidationError> {
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        let channel = Channel {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            name: self.name,
+            description: self.description,
+            hls: self.hls,
+            recording: self.recording,
+            expires_at: self.expires_at.unwrap_or(now + DEFAULT_CHANNEL_LIFETIME),
+            state: ChannelState::Idle,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+            secret: Secret::generate(),
+        };
+        validate(&channel, now)?;
+        Ok(channel)
+    }
+}
+
+/// Partial HLS settings inside a [`ChannelPatch`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsPatch {
+    /// New target segment duration in seconds.
+    pub segment_duration: Option<u32>,
+    /// New playlist window in segments.
+    pub playlist_window: Option<u32>,
+}
+
+/// Body of `PATCH /channels/{id}` (JSON merge patch, RFC 7396, over the mutable fields).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New HLS settings (either field may be omitted).
+    pub hls: Option<HlsPatch>,
+    /// New recording flag.
+    pub recording: Option<bool>,
+    /// New expiry (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl ChannelPatch {
+    /// Applies the patch to `channel`, bumping `version` and `updated_at`.
+    ///
+    /// # Errors
+    /// [`ValidationError`] when the patched channel breaks a rule; `channel` is then unchanged.
+    pub fn apply(
+        &self,
+        channel: &Channel,
+        now: OffsetDateTime,
+    ) -> Result<Channel, ValidationError> {
+        let mut next = channel.clone();
+        if let Some(name) = &self.name {
+            next.name.clone_from(name);
+        }
+        if let Some(description) = &self.description {
+            next.description.clone_from(description);
+        }
+        if let Some(hls) = &self.hls {
+            next.hls.segment_duration = hls.segment_duration.unwrap_or(next.hls.segment_duration);
+            next.hls.playlist_window = hls.playlist_window.unwrap_or(next.hls.playlist_window);
+        }
+        next.recording = self.recording.unwrap_or(next.recording);
+        if let Some(expires_at) = self.expires_at {
+            next.expires_at = expires_at;
+        }
+        next.updated_at = now.replace_nanosecond(0).unwrap_or(now);
+        next.version += 1;
+        validate(&next, channel.created_at)?;
+        Ok(next)
+    }
+}
+
+fn validate(channel: &Channel, created_at: OffsetDateTime) -> Result<(), ValidationError> {
+    let name_chars = channel.name.trim().chars().count();
+    if name_chars == 0 || channel.name.chars().count() > MAX_NAME_CHARS {
+        return Err(ValidationError::new(
+            "name",
+            "must be 1..=128 characters, not blank",
+        ));
+    }
+    if channel.description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(ValidationError::new(
+            "description",
+            "must be at most 1024 characters",
+        ));
+    }
+    channel.hls.validate()?;
+    if channel.expires_at <= created_at {
+        return Err(ValidationError::new(
+            "expires_at",
+            "must be after the creation time",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(name: &str) -> NewChannel {
+        NewChannel {
+            name: name.into(),
+            description: String::new(),
+            hls: HlsSettings::default(),
+            recording: false,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn new_channel_defaults() {
+        let now = OffsetDateTime::now_utc();
+        let c = new("cam").into_channel(now).unwrap();
+        assert_eq!(c.id.len(), 32);
+        assert_eq!(c.version, 1);
+        assert_eq!(c.state, ChannelState::Idle);
+        assert!(c.expires_at > now + Duration::days(29));
+        assert_ne!(c.secret, new("cam").into_channel(now).unwrap().secret);
+    }
+
+    #[test]
+    fn names_the_invalid_field() {
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(new(" ").into_channel(now).unwrap_err().field, "name");
+        let mut n = new("a");
+        n.hls.segment_duration = 11;
+        assert_eq!(
+            n.into_channel(now).unwrap_err().field,
+            "hls.segment_duration"
+        );
+        let mut n = new("a");
+        n.hls.playlist_window = 2;
+        assert_eq!(
+            n.into_channel(now).unwrap_err().field,
+            "hls.playlist_window"
+        );
+        let mut n = new("a");
+        n.expires_at = Some(now - Duration::hours(1));
+        assert_eq!(n.into_channel(now).unwrap_err().field, "expires_at");
+    }
+
+    #[test]
+    fn patch_bumps_version_and_keeps_unset_fields() {
+        let now = OffsetDateTime::now_utc();
+        let c = new("a").into_channel(now).unwrap();
+        let p = ChannelPatch {
+            hls: Some(HlsPatch {
+                segment_duration: Some(2),
+                playlist_window: None,
+            }),
+            ..Default::default()
+        };
+        let n = p.apply(&c, now).unwrap();
+        assert_eq!(n.version, 2);
+        assert_eq!(n.hls.segment_duration, 2);
+        assert_eq!(n.hls.playlist_window, c.hls.playlist_window);
+        assert_eq!(n.name, "a");
+    }
+
+    #[test]
+    fn secret_is_redacted_and_round_trips() {
+        let s = Secret::generate();
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+        assert_eq!(Secret::from_hex(&s.to_hex()), Some(s));
+        assert_eq!(Secret::from_hex("zz"), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! Shared library of streamstack, used by every Lambda under `functions/` and by the
+//! `streamer` Fargate binary.
+//!
+//! - [`config`]: settings read once from the environment.
+//! - [`aws`]: the one place that builds AWS SDK clients (with an optional endpoint override,
+//!   e.g. a local moto server).
+//! - [`domain`]: channels, their HLS settings and validation rules.
+//! - [`store`]: the [`store::ChannelStore`] trait and its DynamoDB implementation.
+//! - [`signing`]: signed RTMP push URLs (HMAC-SHA256).
+//! - [`telemetry`]: `tracing` set-up shared by all binaries.
+
+pub mod aws;
+pub mod config;
+pub mod domain;
+pub mod signing;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use domain::{Channel, ChannelPatch, ChannelState, HlsSettings, NewChannel, ValidationError};
+pub use store::{ChannelStore, DynamoChannelStore, Page, StoreError};
