@@ -1,1 +1,21 @@
+//! streamstack's streamer: real-time ingest into HLS.
+//!
+//! ```text
+//! RTMP publisher ──► rtmp::Server ──► flv::FlvDemuxer ──► media::Frame
+//!                                                            │
+//!              hls::Segmenter (cut on IDR at target duration, ts::TsMuxer)
+//!                                                            │
+//!              hls::Uploader (segment first, then playlist) ──► sink::ObjectSink (S3 | dir)
+//! ```
+//!
+//! Protocol modules produce [`media::Frame`]s; everything after that is shared.
 
+pub mod cli;
+pub mod flv;
+pub mod hls;
+pub mod media;
+pub mod publish;
+pub mod remux;
+pub mod rtmp;
+pub mod sink;
+pub mod ts;

@@ -1,0 +1,73 @@
+//! Local directory sink.
+
+use super::{ObjectSink, SinkError};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::{Component, Path, PathBuf};
+
+/// Writes each object to `<root>/<key>` via a temporary file and a rename, so readers (a
+/// local HTTP server, ffprobe) never see a half-written playlist.
+#[derive(Debug, Clone)]
+pub struct DirSink {
+    root: PathBuf,
+}
+
+impl DirSink {
+    /// A sink rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, SinkError> {
+        let rel = Path::new(key);
+        if key.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(SinkError::UnsafeKey(key.to_owned()));
+        }
+        Ok(self.root.join(rel))
+    }
+}
+
+#[async_trait]
+impl ObjectSink for DirSink {
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        _: &'static str,
+        _: &'static str,
+    ) -> Result<(), SinkError> {
+        let path = self.path(key)?;
+        let io = |source| SinkError::Io {
+            key: key.to_owned(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(io)?;
+        }
+        let tmp = path.with_extension("part");
+        tokio::fs::write(&tmp, &body).await.map_err(io)?;
+        tokio::fs::rename(&tmp, &path).await.map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_nested_keys_and_refuses_escapes() {
+        let root = std::env::temp_dir().join(format!("dirsink-{}", std::process::id()));
+        let sink = DirSink::new(&root);
+        sink.put("live/a/index.m3u8", Bytes::from_static(b"x"), "", "")
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(root.join("live/a/index.m3u8")).unwrap(), b"x");
+        for bad in ["../x", "/etc/x", "a/../../x", ""] {
+            assert!(matches!(
+                sink.put(bad, Bytes::new(), "", "").await,
+                Err(SinkError::UnsafeKey(_))
+            ));
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

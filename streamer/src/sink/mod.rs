@@ -1,0 +1,110 @@
+//! Where HLS objects go: the [`ObjectSink`] trait with S3 ([`S3Sink`]) and local directory
+//! ([`DirSink`]) implementations, chosen by an `--output` spec ([`OutputSpec`]).
+
+mod dir;
+mod s3;
+
+pub use dir::DirSink;
+pub use s3::S3Sink;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// A failed write. Every variant is treated as retryable by the uploader.
+#[derive(Debug, Error)]
+pub enum SinkError {
+    /// Local file system error.
+    #[error("write {key}: {source}")]
+    Io {
+        /// Object key.
+        key: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// S3 (or network) error, with the SDK's error context.
+    #[error("put {key}: {message}")]
+    Remote {
+        /// Object key.
+        key: String,
+        /// SDK error context.
+        message: String,
+    },
+    /// A key that would escape the sink's root (`..`, absolute paths).
+    #[error("refusing unsafe object key {0:?}")]
+    UnsafeKey(String),
+}
+
+/// An object store holding HLS playlists and segments under `/`-separated keys such as
+/// `live/<channel-id>/index.m3u8`. Each `put` replaces the whole object atomically: a reader
+/// sees the old or the new object, never a partial one.
+#[async_trait]
+pub trait ObjectSink: Send + Sync {
+    /// Writes `body` at `key` with the given `Content-Type` and `Cache-Control`.
+    ///
+    /// # Errors
+    /// [`SinkError`] when the write did not happen; the caller retries.
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &'static str,
+        cache_control: &'static str,
+    ) -> Result<(), SinkError>;
+}
+
+/// Parsed `--output` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSpec {
+    /// `s3` (bucket from `MEDIA_BUCKET`) or `s3://bucket`.
+    S3 {
+        /// Bucket name, when given inline.
+        bucket: Option<String>,
+    },
+    /// `dir:PATH`: files under a local directory.
+    Dir(PathBuf),
+}
+
+impl std::str::FromStr for OutputSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "s3" {
+            return Ok(Self::S3 { bucket: None });
+        }
+        if let Some(bucket) = s.strip_prefix("s3://") {
+            let bucket = bucket.trim_end_matches('/');
+            if bucket.is_empty() || bucket.contains('/') {
+                return Err(format!("{s:?}: expected s3://<bucket>"));
+            }
+            return Ok(Self::S3 {
+                bucket: Some(bucket.to_owned()),
+            });
+        }
+        match s.strip_prefix("dir:") {
+            Some(path) if !path.is_empty() => Ok(Self::Dir(PathBuf::from(path))),
+            _ => Err(format!("{s:?}: expected s3, s3://<bucket> or dir:<path>")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutputSpec;
+
+    #[test]
+    fn parses_output_specs() {
+        assert_eq!("s3".parse(), Ok(OutputSpec::S3 { bucket: None }));
+        assert_eq!(
+            "s3://b".parse(),
+            Ok(OutputSpec::S3 {
+                bucket: Some("b".into())
+            })
+        );
+        assert_eq!("dir:/tmp/x".parse(), Ok(OutputSpec::Dir("/tmp/x".into())));
+        for bad in ["", "dir:", "s3://", "s3://a/b", "file:/x"] {
+            assert!(bad.parse::<OutputSpec>().is_err(), "{bad}");
+        }
+    }
+}

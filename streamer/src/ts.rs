@@ -1,0 +1,248 @@
+//! MPEG-TS muxing (ISO/IEC 13818-1) on top of the `mpeg2ts` crate's packet writer.
+//!
+//! Layout: PAT on PID 0, PMT on PID 0x1000 (program 1), H.264 on PID 0x100 (stream type
+//! 0x1B, also the PCR PID), ADTS AAC on PID 0x101 (stream type 0x0F). Each segment starts with
+//! PAT + PMT ([`TsMuxer::write_tables`]); continuity counters run on across segments.
+
+use crate::media::{Frame, Track};
+use mpeg2ts::es::{StreamId, StreamType};
+use mpeg2ts::pes::PesHeader;
+use mpeg2ts::time::{ClockReference, Timestamp};
+use mpeg2ts::ts::payload::{Bytes as TsBytes, Pat, Pes, Pmt};
+use mpeg2ts::ts::{
+    AdaptationField, ContinuityCounter, EsInfo, Pid, ProgramAssociation, TsHeader, TsPacket,
+    TsPacketWriter, TsPayload, VersionNumber, WriteTsPacket,
+};
+
+/// PID of the video elementary stream (and PCR).
+pub const VIDEO_PID: u16 = 0x100;
+/// PID of the audio elementary stream.
+pub const AUDIO_PID: u16 = 0x101;
+/// PID of the program map table.
+pub const PMT_PID: u16 = 0x1000;
+/// PCR runs this many 90 kHz ticks (0.7 s) behind the video DTS, leaving decoders a buffer.
+pub const PCR_DELAY: u64 = 63_000;
+/// Timestamps in TS are 33-bit (ISO/IEC 13818-1 §2.4.3.7); they wrap every ~26.5 h.
+const TS_WRAP: u64 = 1 << 33;
+const PAYLOAD: usize = TsPacket::SIZE - 4;
+
+/// A muxing failure; only reachable through a bug (field out of range), never through input.
+#[derive(Debug, thiserror::Error)]
+#[error("MPEG-TS mux: {0}")]
+pub struct TsError(#[from] mpeg2ts::Error);
+
+/// Writes PAT/PMT and PES packets for one program, tracking continuity counters.
+#[derive(Debug)]
+pub struct TsMuxer {
+    has_audio: bool,
+    pat_cc: ContinuityCounter,
+    pmt_cc: ContinuityCounter,
+    video_cc: ContinuityCounter,
+    audio_cc: ContinuityCounter,
+}
+
+fn pid(n: u16) -> Pid {
+    Pid::new(n).expect("constant PIDs are below 0x1FFF")
+}
+
+fn header(pid_n: u16, cc: &mut ContinuityCounter) -> TsHeader {
+    let header = TsHeader {
+        transport_error_indicator: false,
+        transport_priority: false,
+        pid: pid(pid_n),
+        transport_scrambling_control: mpeg2ts::ts::TransportScramblingControl::NotScrambled,
+        continuity_counter: *cc,
+    };
+    cc.increment();
+    header
+}
+
+impl TsMuxer {
+    /// A muxer for a program with video and, if `has_audio`, audio.
+    pub fn new(has_audio: bool) -> Self {
+        Self {
+            has_audio,
+            pat_cc: ContinuityCounter::new(),
+            pmt_cc: ContinuityCounter::new(),
+            video_cc: ContinuityCounter::new(),
+            audio_cc: ContinuityCounter::new(),
+        }
+    }
+
+    /// Whether the PMT declares an audio stream.
+    pub fn has_audio(&self) -> bool {
+        self.has_audio
+    }
+
+    /// Appends a PAT and a PMT packet (376 bytes) to `out`.
+    ///
+    /// # Errors
+    /// [`TsError`] only on an internal inconsistency.
+    pub fn write_tables(&mut self, out: &mut Vec<u8>) -> Result<(), TsError> {
+        let mut w = TsPacketWriter::new(out);
+        let pat = TsPacket {
+            header: header(0, &mut self.pat_cc),
+            adaptation_field: None,
+            payload: Some(TsPayload::Pat(Pat {
+                transport_stream_id: 1,
+                version_number: VersionNumber::new(),
+                table: vec![ProgramAssociation {
+                    program_num: 1,
+                    program_map_pid: pid(PMT_PID),
+                }],
+            })),
+        };
+        w.write_ts_packet(&pat)?;
+        let mut es_info = vec![EsInfo {
+            stream_type: StreamType::H264,
+            elementary_pid: pid(VIDEO_PID),
+            descriptors: vec![],
+        }];
+        if self.has_audio {
+            es_info.push(EsInfo {
+                stream_type: StreamType::AdtsAac,
+                elementary_pid: pid(AUDIO_PID),
+                descriptors: vec![],
+            });
+        }
+        let pmt = TsPacket {
+            header: header(PMT_PID, &mut self.pmt_cc),
+            adaptation_field: None,
+            payload: Some(TsPayload::Pmt(Pmt {
+                program_num: 1,
+                pcr_pid: Some(pid(VIDEO_PID)),
+                version_number: VersionNumber::new(),
+                program_info: vec![],
+                es_info,
+            })),
+        };
+        w.write_ts_packet(&pmt)?;
+        Ok(())
+    }
+
+    /// Appends one frame as a PES packet split over TS packets. Video frames carry a PCR (and
+    /// the random-access flag on IDR). Audio frames are dropped when the PMT has no audio.
+    ///
+    /// # Errors
+    /// [`TsError`] only on an internal inconsistency.
+    pub fn write_frame(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<(), TsError> {
+        let (pid_n, stream_id, video) = match frame.track {
+            Track::Video => (VIDEO_PID, 0xE0, true),
+            Track::Audio if self.has_audio => (AUDIO_PID, 0xC0, false),
+            Track::Audio => return Ok(()),
+        };
+        let pts = frame.pts % TS_WRAP;
+        let dts = frame.dts % TS_WRAP;
+        let pes_header = PesHeader {
+            stream_id: StreamId::new(stream_id),
+            priority: false,
+            data_alignment_indicator: true,
+            copyright: false,
+            original_or_copy: false,
+            pts: Some(Timestamp::new(pts)?),
+            dts: if video && pts != dts {
+                Some(Timestamp::new(dts)?)
+            } else {
+                None
+            },
+            escr: None,
+        };
+        let pes_header_len = 9 + if pes_header.dts.is_some() { 10 } else { 5 };
+        let adaptation = video.then(|| AdaptationField {
+            discontinuity_indicator: false,
+            random_access_indicator: frame.idr,
+            es_priority_indicator: false,
+            pcr: ClockReference::new(frame.dts.saturating_sub(PCR_DELAY) % TS_WRAP * 300).ok(),
+            opcr: None,
+            splice_countdown: None,
+            transport_private_data: Vec::new(),
+            extension: None,
+        });
+        let adaptation_len = if video { 8 } else { 0 };
+        // PES_packet_length counts the bytes after itself; 0 ("unbounded") is allowed for video
+        // only (ISO/IEC 13818-1 §2.4.3.7) and is what we use there.
+        let pes_packet_len = if video {
+            0
+        } else {
+            u16::try_from(pes_header_len - 6 + frame.data.len()).unwrap_or(0)
+        };
+        let cc = if video {
+            &mut self.video_cc
+        } else {
+            &mut self.audio_cc
+        };
+        let mut w = TsPacketWriter::new(out);
+        let data = &frame.data[..];
+        let first_len = data.len().min(PAYLOAD - adaptation_len - pes_header_len);
+        w.write_ts_packet(&TsPacket {
+            header: header(pid_n, cc),
+            adaptation_field: adaptation,
+            payload: Some(TsPayload::PesStart(Pes {
+                header: pes_header,
+                pes_packet_len,
+                data: TsBytes::new(&data[..first_len])?,
+            })),
+        })?;
+        for chunk in data[first_len..].chunks(PAYLOAD) {
+            w.write_ts_packet(&TsPacket {
+                header: header(pid_n, cc),
+                adaptation_field: None,
+                payload: Some(TsPayload::PesContinuation(TsBytes::new(chunk)?)),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use mpeg2ts::ts::{ReadTsPacket, TsPacketReader};
+
+    fn frame(track: Track, len: usize, idr: bool) -> Frame {
+        Frame {
+            track,
+            dts: 126_000,
+            pts: 129_000,
+            idr,
+            data: Bytes::from(vec![0xAB; len]),
+        }
+    }
+
+    #[test]
+    fn packets_are_188_bytes_and_parse_back() {
+        let mut m = TsMuxer::new(true);
+        let mut out = Vec::new();
+        m.write_tables(&mut out).unwrap();
+        for len in [1, 150, 165, 166, 184, 1000, 50_000] {
+            m.write_frame(&frame(Track::Video, len, true), &mut out)
+                .unwrap();
+            m.write_frame(&frame(Track::Audio, len.min(6000), false), &mut out)
+                .unwrap();
+        }
+        assert_eq!(out.len() % 188, 0);
+        let mut reader = TsPacketReader::new(&out[..]);
+        let mut pes_starts = 0;
+        let mut pcrs = 0;
+        while let Some(p) = reader.read_ts_packet().unwrap() {
+            if matches!(p.payload, Some(TsPayload::PesStart(_))) {
+                pes_starts += 1;
+            }
+            if p.adaptation_field.and_then(|a| a.pcr).is_some() {
+                pcrs += 1;
+            }
+        }
+        assert_eq!(pes_starts, 14);
+        assert_eq!(pcrs, 7);
+    }
+
+    #[test]
+    fn audio_is_dropped_without_audio_track() {
+        let mut m = TsMuxer::new(false);
+        let mut out = Vec::new();
+        m.write_frame(&frame(Track::Audio, 100, false), &mut out)
+            .unwrap();
+        assert!(out.is_empty());
+    }
+}
