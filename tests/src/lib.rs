@@ -1,1 +1,291 @@
+//! Shared harness of the cross-crate integration tests.
+//!
+//! Tests run against a real moto server (started by `scripts/with-moto.sh`, which `make test`
+//! wraps around `cargo test`) and real ffmpeg / GStreamer publishers.
 
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use streamer::publish::{Ingest, UploadSettings};
+use streamer::sink::{ObjectSink, S3Sink};
+use streamstack_core::aws::AwsClients;
+use streamstack_core::{Channel, ChannelStore, DynamoChannelStore, HlsSettings, NewChannel};
+
+/// The moto endpoint from `AWS_ENDPOINT_URL`.
+///
+/// # Panics
+/// When unset: these tests need `make test` (or `scripts/with-moto.sh cargo test`).
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run `make test` (it starts a moto server)")
+}
+
+/// AWS clients pointed at moto.
+pub async fn aws() -> AwsClients {
+    AwsClients::load(Some(&endpoint())).await
+}
+
+/// A unique name for a table or bucket.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// A fresh channel table in moto.
+pub async fn channel_store(aws: &AwsClients) -> Arc<DynamoChannelStore> {
+    let store = DynamoChannelStore::new(aws.dynamodb.clone(), unique("channels"));
+    store.create_table_if_missing().await.expect("create table");
+    Arc::new(store)
+}
+
+/// A fresh bucket in moto.
+pub async fn bucket(aws: &AwsClients) -> String {
+    let name = unique("media");
+    aws.s3
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create bucket");
+    name
+}
+
+/// Creates a channel with the given HLS settings directly in the store.
+pub async fn channel(store: &dyn ChannelStore, hls: HlsSettings) -> Channel {
+    let channel = NewChannel {
+        name: "test".into(),
+        description: String::new(),
+        hls,
+        recording: false,
+        expires_at: None,
+    }
+    .into_channel(time::OffsetDateTime::now_utc())
+    .expect("valid channel");
+    store.create(&channel).await.expect("store channel");
+    channel
+}
+
+/// A running RTMP ingest server on 127.0.0.1 (random port).
+pub struct Streamer {
+    /// RTMP address.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Streamer {
+    /// Starts a server writing to `sink`.
+    pub async fn start(
+        store: Arc<dyn ChannelStore>,
+        sink: Arc<dyn ObjectSink>,
+        uploads: UploadSettings,
+    ) -> Self {
+        let ingest = Ingest::new(store, sink, uploads);
+        let server = streamer::rtmp::Server::bind("127.0.0.1:0".parse().unwrap(), ingest)
+            .await
+            .expect("bind");
+        let addr = server.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_secs(20),
+        ));
+        Self {
+            addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Starts a server writing to an S3 bucket.
+    pub async fn start_s3(aws: &AwsClients, store: Arc<dyn ChannelStore>, bucket: &str) -> Self {
+        Self::start(
+            store,
+            Arc::new(S3Sink::new(aws.s3.clone(), bucket)),
+            UploadSettings::default(),
+        )
+        .await
+    }
+
+    /// The signed push URL of `channel` on this server, valid for an hour.
+    pub fn push_url(&self, channel: &Channel) -> String {
+        let exp = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + 3600;
+        streamstack_core::signing::push_url(
+            &self.addr.to_string(),
+            &channel.secret,
+            &channel.id,
+            exp,
+        )
+    }
+
+    /// Stops accepting, flushes open publishes and waits for the server task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// How a test publisher encodes its synthetic source.
+#[derive(Debug, Clone, Copy)]
+pub struct Clip {
+    /// Duration, seconds.
+    pub seconds: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// IDR interval in frames.
+    pub gop: u32,
+    /// Include an AAC track.
+    pub audio: bool,
+    /// Publish in real time (`-re`) instead of as fast as possible.
+    pub realtime: bool,
+}
+
+impl Default for Clip {
+    fn default() -> Self {
+        Self {
+            seconds: 20,
+            fps: 25,
+            gop: 25,
+            audio: true,
+            realtime: false,
+        }
+    }
+}
+
+/// Publishes a synthetic H.264(+AAC) clip to `url` with ffmpeg; returns whether ffmpeg
+/// exited successfully.
+pub async fn ffmpeg_publish(url: &str, clip: Clip) -> bool {
+    let mut cmd = tokio::process::Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
+    if clip.realtime {
+        cmd.arg("-re");
+    }
+    cmd.args([
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size=320x240:rate={}", clip.fps),
+    ]);
+    if clip.audio {
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
+    }
+    cmd.args([
+        "-t",
+        &clip.seconds.to_string(),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+    ]);
+    cmd.args([
+        "-g",
+        &clip.gop.to_string(),
+        "-keyint_min",
+        &clip.gop.to_string(),
+        "-sc_threshold",
+        "0",
+    ]);
+    if clip.audio {
+        cmd.args(["-c:a", "aac", "-b:a", "64k"]);
+    }
+    cmd.args(["-f", "flv", url]).stdin(Stdio::null());
+    cmd.status().await.map(|s| s.success()).unwrap_or(false)
+}
+
+/// Keys under `prefix` in `bucket`.
+pub async fn list_keys(aws: &AwsClients, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut pages = aws
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.expect("list objects");
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+    }
+    keys.sort();
+    keys
+}
+
+/// Reads an object's bytes.
+pub async fn get_object(aws: &AwsClients, bucket: &str, key: &str) -> Vec<u8> {
+    let out = aws
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("get object");
+    out.body
+        .collect()
+        .await
+        .expect("read body")
+        .into_bytes()
+        .to_vec()
+}
+
+/// Runs ffprobe on `input` (file or URL) and returns the format duration in seconds, or the
+/// error text.
+pub fn ffprobe_duration(input: &str) -> Result<f64, String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "default=nw=1:nk=1",
+            input,
+        ])
+        .output()
+        .map_err(|e| format!("ffprobe: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("{e}: {:?}", out))
+}
+
+/// Decodes every frame of `input` with ffmpeg; returns its error output (empty when clean).
+pub fn ffmpeg_decode_errors(input: &str) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i", input, "-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Polls `check` every 100 ms for up to `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

@@ -1,0 +1,45 @@
+# streamstack: the two commands are `make demo` (main job, end to end on a local stack)
+# and `make test` (the whole suite). See README.md.
+
+SHELL := /bin/bash
+VENV ?= .venv
+MOTO_VERSION ?= 5.2.5
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+
+.PHONY: demo local test tools check lint bench clean
+
+$(VENV)/.installed:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	touch $@
+
+## tools: user-space tools (Python venv with a pinned moto server).
+tools: $(VENV)/.installed
+	@command -v ffmpeg >/dev/null || { echo "ffmpeg not found on PATH: install it (Debian/Ubuntu: sudo apt-get install -y ffmpeg; macOS: brew install ffmpeg)" >&2; exit 1; }
+	@command -v ffprobe >/dev/null || { echo "ffprobe not found on PATH (it ships with ffmpeg)" >&2; exit 1; }
+
+## demo: local stack, create a channel over HTTP, publish a clip over RTMP, check the HLS, stop.
+demo: tools
+	cargo build --quiet -p channels-api -p streamer
+	scripts/local-stack.sh demo
+
+## local: start the same local stack and keep it running (Ctrl-C stops it).
+local: tools
+	cargo build --quiet -p channels-api -p streamer
+	scripts/local-stack.sh keep
+
+## test: unit, moto-backed and end-to-end (real ffmpeg/GStreamer publishers) tests.
+test: tools
+	scripts/with-moto.sh cargo test --workspace --no-fail-fast
+
+## lint: formatting, clippy and the SAM template.
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## bench: remux benchmark against ffmpeg -c copy -f hls (prints figures).
+bench: tools
+	cargo bench -p streamer --bench remux
+
+clean:
+	rm -rf $(VENV) .local
