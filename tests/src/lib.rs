@@ -41,7 +41,8 @@ pub async fn channel_store(aws: &AwsClients) -> Arc<DynamoChannelStore> {
     Arc::new(store)
 }
 
-/// A fresh bucket in moto.
+/// A fresh bucket in moto whose `live/` prefix is publicly readable (as players read it
+/// through a CDN in a deployment), so ffprobe can fetch playlists over plain HTTP.
 pub async fn bucket(aws: &AwsClients) -> String {
     let name = unique("media");
     aws.s3
@@ -50,6 +51,18 @@ pub async fn bucket(aws: &AwsClients) -> String {
         .send()
         .await
         .expect("create bucket");
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                        "Resource": format!("arn:aws:s3:::{name}/live/*") }]
+    });
+    aws.s3
+        .put_bucket_policy()
+        .bucket(&name)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .expect("bucket policy");
     name
 }
 
