@@ -198,7 +198,7 @@ async fn run(
             rec.push(format!("{:06}.ts", segment.sequence), segment.duration, gap);
         }
         gap = false;
-        // A failed playlist write is superseded by the next one; no need to block on it.
+        // Retried like segments; a playlist lost after all retries is superseded by the next.
         writer
             .put(
                 &live_key,
