@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Local streamstack: moto (DynamoDB + S3) + channel API + RTMP streamer, all on 127.0.0.1.
+#   scripts/local-stack.sh demo   create a channel over HTTP, publish a clip with ffmpeg,
+#                                 check the HLS output, stop everything
+#   scripts/local-stack.sh keep   start the stack and keep it running until Ctrl-C
+# Environment: INPUT=path (your own video for the demo), MOTO_PORT (5000), API_PORT (3000),
+# RTMP_PORT (1935), CARGO_TARGET_DIR (where the binaries were built).
+set -euo pipefail
+mode=${1:-demo}
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=${VENV:-$root/.venv}
+bin=${CARGO_TARGET_DIR:-$root/target}/debug
+state=$root/.local
+moto_port=${MOTO_PORT:-5000}
+api_port=${API_PORT:-3000}
+rtmp_port=${RTMP_PORT:-1935}
+mkdir -p "$state"
+
+export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
+export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+export CHANNELS_TABLE=streamstack-channels MEDIA_BUCKET=streamstack-media
+export INGEST_HOST=127.0.0.1:$rtmp_port
+export RUST_LOG=${RUST_LOG:-info}
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() { # host port what
+  for _ in $(seq 1 150); do
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "$3 did not start; see $state/*.log" >&2; exit 1
+}
+
+say "starting moto (DynamoDB + S3 emulator) on $AWS_ENDPOINT_URL"
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+pids+=($!)
+wait_port 127.0.0.1 "$moto_port" moto
+
+say "creating table $CHANNELS_TABLE and bucket $MEDIA_BUCKET"
+"$venv/bin/python" - <<'PY'
+import json, os, boto3
+ddb = boto3.client("dynamodb")
+ddb.create_table(TableName=os.environ["CHANNELS_TABLE"], BillingMode="PAY_PER_REQUEST",
+                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                 KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+s3 = boto3.client("s3")
+bucket = os.environ["MEDIA_BUCKET"]
+s3.create_bucket(Bucket=bucket)
+# Locally, players read live/ straight from the emulator (CloudFront does this in AWS).
+s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+     "Resource": f"arn:aws:s3:::{bucket}/live/*"}]}))
+PY
+
+say "starting the channel API on http://127.0.0.1:$api_port"
+"$bin/channels-api-local" --listen "127.0.0.1:$api_port" >"$state/api.log" 2>&1 &
+pids+=($!)
+say "starting the RTMP streamer on rtmp://127.0.0.1:$rtmp_port/live"
+"$bin/streamer" serve --listen "127.0.0.1:$rtmp_port" >"$state/streamer.log" 2>&1 &
+pids+=($!)
+wait_port 127.0.0.1 "$api_port" "channel API"
+wait_port 127.0.0.1 "$rtmp_port" streamer
+api=http://127.0.0.1:$api_port
+
+say "POST $api/channels"
+channel=$(curl -fsS -X POST "$api/channels" -H 'content-type: application/json' \
+  -d '{"name":"demo","description":"make demo","hls":{"segment_duration":4,"playlist_window":10}}')
+echo "$channel"
+id=$(printf '%s' "$channel" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+say "GET $api/channels/$id/endpoints"
+endpoints=$(curl -fsS "$api/channels/$id/endpoints")
+echo "$endpoints"
+field() { printf '%s' "$endpoints" | "$venv/bin/python" -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
+push_url=$(field '["rtmp"]["push_url"]')
+playback_url=$(field '["hls"]["playback_url"]')
+
+if [ "$mode" = keep ]; then
+  say "stack is running (Ctrl-C stops it)"
+  cat <<EOT
+  channel API   $api            (curl $api/channels)
+  RTMP ingest   rtmp://127.0.0.1:$rtmp_port/live
+  channel       $id
+  push URL      $push_url
+  playback URL  $playback_url
+  logs          $state/{moto,api,streamer}.log
+  e.g.  ffmpeg -re -i input.mp4 -c:v libx264 -g 50 -c:a aac -f flv '$push_url'
+EOT
+  wait
+  exit 0
+fi
+
+input=${INPUT:-}
+if [ -z "$input" ]; then
+  input=$state/demo-720p.mp4
+  say "generating a 20 s 720p H.264/AAC test clip: $input"
+  ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=30 \
+    -f lavfi -i sine=frequency=440:sample_rate=48000 -t 20 \
+    -c:v libx264 -preset veryfast -pix_fmt yuv420p -g 60 -keyint_min 60 -sc_threshold 0 \
+    -c:a aac -b:a 128k "$input"
+  codec=(-c copy)
+else
+  # Any input: encode to H.264/AAC with an IDR every 2 s so 4 s segments cut cleanly.
+  codec=(-c:v libx264 -preset veryfast -pix_fmt yuv420p -force_key_frames 'expr:gte(t,n_forced*2)' -c:a aac -ar 48000)
+fi
+expected=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 "$input")
+
+say "publishing $input over RTMP in real time (${expected%.*} s)"
+ffmpeg -hide_banner -loglevel error -nostdin -re -i "$input" "${codec[@]}" -f flv "$push_url"
+
+say "waiting for the final playlist (EXT-X-ENDLIST)"
+for _ in $(seq 1 100); do
+  curl -fsS "$playback_url" 2>/dev/null | grep -q EXT-X-ENDLIST && break
+  sleep 0.2
+done
+curl -fsS "$playback_url"
+
+say "HLS objects in s3://$MEDIA_BUCKET (local emulator)"
+"$venv/bin/python" - <<'PY'
+import os, boto3
+s3 = boto3.client("s3")
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=os.environ["MEDIA_BUCKET"]):
+    for o in page.get("Contents", []):
+        print(f'{o["Size"]:>10}  {o["Key"]}')
+PY
+
+say "validating the playlist with ffprobe"
+ffprobe -v error -show_entries format=duration:stream=codec_name,width,height,sample_rate -of compact "$playback_url"
+got=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 "$playback_url")
+"$venv/bin/python" -c "import sys; e,g=float('$expected'),float('$got'); print(f'input {e:.2f} s, HLS {g:.2f} s'); sys.exit(0 if abs(e-g) <= 1 else 1)" \
+  || { echo "HLS duration differs from the input by more than 1 s" >&2; exit 1; }
+state_now=$(curl -fsS "$api/channels/$id" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+echo "channel state after unpublish: $state_now"
+
+say "done: playback URL $playback_url"
+echo "(the stack stops now; run 'make local' to keep it running)"
