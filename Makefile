@@ -4,13 +4,19 @@
 SHELL := /bin/bash
 VENV ?= .venv
 MOTO_VERSION ?= 5.2.5
+CFN_LINT_VERSION ?= 1.58.0
+SAM_CLI_VERSION ?= 1.170.0
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: demo local test tools check lint bench clean
+.PHONY: demo local test tools template-lint lint bench clean
 
 $(VENV)/.installed:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	touch $@
+
+$(VENV)/.iac-tools: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cfn-lint==$(CFN_LINT_VERSION)' 'aws-sam-cli==$(SAM_CLI_VERSION)'
 	touch $@
 
 ## tools: user-space tools (Python venv with a pinned moto server).
@@ -28,9 +34,15 @@ local: tools
 	cargo build --quiet -p channels-api -p streamer
 	scripts/local-stack.sh keep
 
-## test: unit, moto-backed and end-to-end (real ffmpeg/GStreamer publishers) tests.
-test: tools
+## test: template lint, then unit, moto-backed and end-to-end (real ffmpeg/GStreamer
+## publishers) tests.
+test: tools template-lint
 	scripts/with-moto.sh cargo test --workspace --no-fail-fast
+
+## template-lint: cfn-lint and `sam validate --lint` on template.yaml (zero errors).
+template-lint: $(VENV)/.iac-tools
+	$(VENV)/bin/cfn-lint template.yaml
+	AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template template.yaml
 
 ## lint: formatting, clippy and the SAM template.
 lint:

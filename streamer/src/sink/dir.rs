@@ -37,16 +37,28 @@ impl ObjectSink for DirSink {
         _: &'static str,
     ) -> Result<(), SinkError> {
         let path = self.path(key)?;
-        let io = |source| SinkError::Io {
-            key: key.to_owned(),
-            source,
-        };
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(io)?;
-        }
-        let tmp = path.with_extension("part");
-        tokio::fs::write(&tmp, &body).await.map_err(io)?;
-        tokio::fs::rename(&tmp, &path).await.map_err(io)
+        let key = key.to_owned();
+        // std::fs on the blocking pool with the shared `Bytes`: tokio::fs::write would copy
+        // the whole segment first.
+        tokio::task::spawn_blocking(move || {
+            let io = |source| SinkError::Io {
+                key: key.clone(),
+                source,
+            };
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            let tmp = path.with_extension("part");
+            std::fs::write(&tmp, &body).map_err(io)?;
+            std::fs::rename(&tmp, &path).map_err(io)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(SinkError::Io {
+                key: String::new(),
+                source: std::io::Error::other(e),
+            })
+        })
     }
 }
 
