@@ -18,6 +18,8 @@ struct Sample {
     max_rss_kib: i64,
 }
 
+// The child is reaped by `wait4` below, which std cannot see.
+#[allow(clippy::zombie_processes)]
 fn run(cmd: &mut Command) -> Sample {
     let started = Instant::now();
     let child = cmd

@@ -57,7 +57,7 @@ struct Clock {
 }
 
 impl Clock {
-    fn to_90k(&mut self, raw: u32) -> u64 {
+    fn ticks(&mut self, raw: u32) -> u64 {
         // Interpret the step as a signed 32-bit delta: handles the 2^32 ms wrap (~49.7 days)
         // and small backwards steps between interleaved audio and video.
         let delta = raw.wrapping_sub(self.last_raw) as i32;
@@ -104,7 +104,7 @@ impl FlvDemuxer {
                 last_raw: raw_ms,
                 last_ms: 0,
             })
-            .to_90k(raw_ms)
+            .ticks(raw_ms)
     }
 
     /// Parses a VIDEODATA body with timestamp `ts_ms` (RTMP/FLV milliseconds).
@@ -313,6 +313,17 @@ fn adts_header(cfg: AdtsConfig, payload_len: usize) -> [u8; 7] {
     ]
 }
 
+/// One FLV tag (FLV spec §E.4.1).
+#[derive(Debug, Clone, Copy)]
+pub struct FlvTag<'a> {
+    /// Tag type: 8 audio, 9 video, 18 script data.
+    pub kind: u8,
+    /// Timestamp, milliseconds (24 bits + 8 extended bits).
+    pub timestamp_ms: u32,
+    /// Tag body (AUDIODATA / VIDEODATA / SCRIPTDATA).
+    pub body: &'a [u8],
+}
+
 /// Streams tags out of an FLV file (FLV spec §E.2-§E.3) with one reused body buffer.
 #[derive(Debug)]
 pub struct FlvFileReader<R> {
@@ -347,12 +358,11 @@ impl<R: std::io::Read> FlvFileReader<R> {
         })
     }
 
-    /// The next tag as `(tag type, timestamp ms, body)`: tag type 8 is audio, 9 video, 18
-    /// script data. `Ok(None)` at a clean end of file.
+    /// The next tag, `Ok(None)` at a clean end of file.
     ///
     /// # Errors
     /// [`FlvError::Truncated`] when the file ends inside a tag.
-    pub fn next_tag(&mut self) -> Result<Option<(u8, u32, &[u8])>, FlvError> {
+    pub fn next_tag(&mut self) -> Result<Option<FlvTag<'_>>, FlvError> {
         let mut h = [0u8; 11];
         match self.inner.read_exact(&mut h) {
             Ok(()) => {}
@@ -365,7 +375,11 @@ impl<R: std::io::Read> FlvFileReader<R> {
         self.inner
             .read_exact(&mut self.body)
             .map_err(|_| FlvError::Truncated("FLV tag body"))?;
-        Ok(Some((h[0] & 0x1F, ts, &self.body[..size])))
+        Ok(Some(FlvTag {
+            kind: h[0] & 0x1F,
+            timestamp_ms: ts,
+            body: &self.body[..size],
+        }))
     }
 }
 
@@ -467,6 +481,6 @@ mod tests {
             last_raw: u32::MAX - 10,
             last_ms: 0,
         };
-        assert_eq!(c.to_90k(5), TIMESTAMP_BASE + 16 * 90);
+        assert_eq!(c.ticks(5), TIMESTAMP_BASE + 16 * 90);
     }
 }

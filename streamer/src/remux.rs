@@ -51,10 +51,10 @@ pub async fn remux_flv(
             retry: RetryPolicy::default(),
         },
     );
-    while let Some((kind, ts, body)) = reader.next_tag()? {
-        let frame = match kind {
-            8 => demux.audio(ts, body)?,
-            9 => demux.video(ts, body)?,
+    while let Some(tag) = reader.next_tag()? {
+        let frame = match tag.kind {
+            8 => demux.audio(tag.timestamp_ms, tag.body)?,
+            9 => demux.video(tag.timestamp_ms, tag.body)?,
             _ => None,
         };
         if let Some(frame) = frame {
