@@ -42,6 +42,22 @@ pub enum PublishError {
     Mux(#[from] TsError),
 }
 
+impl PublishError {
+    /// The reason sent back to the publisher: `unauthorized` for every credential or channel
+    /// check (so a client cannot probe which channel ids exist), `already publishing`, or
+    /// `server error`.
+    pub fn public_reason(&self) -> &'static str {
+        match self {
+            Self::UnknownApp(_)
+            | Self::Credential(_)
+            | Self::UnknownChannel
+            | Self::ChannelExpired => "unauthorized",
+            Self::AlreadyLive => "already publishing",
+            Self::Store(_) | Self::Upload(_) | Self::Mux(_) => "server error",
+        }
+    }
+}
+
 /// Upload tuning shared by every publish.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadSettings {

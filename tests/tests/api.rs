@@ -492,3 +492,37 @@ async fn endpoints_issue_a_verifiable_push_url() {
         Ok(())
     );
 }
+
+/// The Lambda entry point: API Gateway HTTP API (payload 2.0) events, as `cargo lambda invoke
+/// --data-file tests/fixtures/...` sends them, through lambda_http's request conversion.
+#[tokio::test]
+async fn api_gateway_events_reach_the_same_router() {
+    let api = Api::new().await;
+    let call = |fixture: &'static str| {
+        let app = api.app.clone();
+        async move {
+            let path = format!("{}/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+            let event = std::fs::read_to_string(path).unwrap();
+            let req = lambda_http::request::from_str(&event).expect("valid API Gateway event");
+            let req = req.map(|body| Body::from(body.to_vec()));
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    let (status, body) = call("apigw-http-create-channel.json").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["hls"]["segment_duration"], 2);
+    let id = body["id"].as_str().unwrap();
+    assert_eq!(
+        api.store.get(id).await.unwrap().unwrap().name,
+        "lobby camera"
+    );
+
+    let (status, body) = call("apigw-http-list-bad-limit.json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "limit");
+}

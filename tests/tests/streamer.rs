@@ -39,6 +39,24 @@ async fn state(store: &dyn ChannelStore, channel: &Channel) -> ChannelState {
     store.get(&channel.id).await.unwrap().unwrap().state
 }
 
+/// Waits up to 10 s for the channel to reach `want` (the streamer marks a channel idle right
+/// after writing its final playlist), returning the state last seen.
+async fn settled_state(
+    store: &dyn ChannelStore,
+    channel: &Channel,
+    want: ChannelState,
+) -> ChannelState {
+    let mut seen = state(store, channel).await;
+    for _ in 0..100 {
+        if seen == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = state(store, channel).await;
+    }
+    seen
+}
+
 fn hls(segment_duration: u32, playlist_window: u32) -> HlsSettings {
     HlsSettings {
         segment_duration,
@@ -92,7 +110,10 @@ async fn ffmpeg_publish_20s_becomes_a_valid_hls_playlist() {
     );
     let errors = ffmpeg_decode_errors(&url);
     assert!(errors.is_empty(), "decode errors: {errors}");
-    assert_eq!(state(store.as_ref(), &channel).await, ChannelState::Idle);
+    assert_eq!(
+        settled_state(store.as_ref(), &channel, ChannelState::Idle).await,
+        ChannelState::Idle
+    );
     streamer.stop().await;
 }
 
@@ -150,7 +171,10 @@ async fn simultaneous_publishers_are_isolated_and_bad_connections_only_close_the
             ch.id
         );
         assert!(pl.segments.iter().all(|s| s.duration.round() <= 2.0));
-        assert_eq!(state(store.as_ref(), ch).await, ChannelState::Idle);
+        assert_eq!(
+            settled_state(store.as_ref(), ch, ChannelState::Idle).await,
+            ChannelState::Idle
+        );
     }
     streamer.stop().await;
 }
@@ -292,6 +316,9 @@ async fn video_only_publish_and_shutdown_flush() {
     let pl = ended_playlist(&aws, &bucket, &cut_short).await;
     let total: f32 = pl.segments.iter().map(|s| s.duration).sum();
     assert!(total >= 4.0, "flushed {total} s");
-    assert_eq!(state(store.as_ref(), &cut_short).await, ChannelState::Idle);
+    assert_eq!(
+        settled_state(store.as_ref(), &cut_short, ChannelState::Idle).await,
+        ChannelState::Idle
+    );
     let _ = publish.await;
 }

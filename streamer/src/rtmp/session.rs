@@ -157,13 +157,9 @@ impl Connection {
                 ..
             } => {
                 if self.publish.is_some() {
-                    let refusal = session.reject_request(
-                        request_id,
-                        "NetStream.Publish.BadName",
-                        "already publishing",
-                    )?;
-                    self.handle_refusal(refusal).await?;
-                    return Err(SessionError::Refused(PublishError::AlreadyLive));
+                    return Err(self
+                        .refuse(session, request_id, PublishError::AlreadyLive)
+                        .await);
                 }
                 let app = if app_name.is_empty() {
                     self.app.clone()
@@ -180,15 +176,7 @@ impl Connection {
                         self.demux = FlvDemuxer::new();
                         Ok(session.accept_request(request_id)?)
                     }
-                    Err(e) => {
-                        let refusal = session.reject_request(
-                            request_id,
-                            "NetStream.Publish.BadName",
-                            &e.to_string(),
-                        )?;
-                        self.handle_refusal(refusal).await?;
-                        Err(SessionError::Refused(e))
-                    }
+                    Err(e) => Err(self.refuse(session, request_id, e).await),
                 }
             }
             ServerSessionEvent::VideoDataReceived {
@@ -225,16 +213,29 @@ impl Connection {
         }
     }
 
-    async fn handle_refusal(
+    /// Answers a publish request with `NetStream.Publish.BadName` and a reason that does not
+    /// tell an unauthenticated client which check failed; the full error is logged by the
+    /// caller. Returns the error that closes the connection.
+    async fn refuse(
         &mut self,
-        results: Vec<ServerSessionResult>,
-    ) -> Result<(), SessionError> {
-        for result in results {
-            if let ServerSessionResult::OutboundResponse(packet) = result {
-                self.socket.write_all(&packet.bytes).await?;
+        session: &mut ServerSession,
+        request_id: u32,
+        error: PublishError,
+    ) -> SessionError {
+        if let Ok(results) = session.reject_request(
+            request_id,
+            "NetStream.Publish.BadName",
+            error.public_reason(),
+        ) {
+            for result in results {
+                if let ServerSessionResult::OutboundResponse(packet) = result {
+                    if self.socket.write_all(&packet.bytes).await.is_err() {
+                        break;
+                    }
+                }
             }
+            let _ = self.socket.flush().await;
         }
-        let _ = self.socket.flush().await;
-        Ok(())
+        SessionError::Refused(error)
     }
 }
