@@ -10,6 +10,8 @@
 //!
 //! Protocol modules produce [`media::Frame`]s; everything after that is shared.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod flv;
 pub mod hls;

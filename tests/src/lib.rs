@@ -3,6 +3,8 @@
 //! Tests run against a real moto server (started by `scripts/with-moto.sh`, which `make test`
 //! wraps around `cargo test`) and real ffmpeg / GStreamer publishers.
 
+#![warn(missing_docs)]
+
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;

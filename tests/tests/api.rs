@@ -299,6 +299,25 @@ async fn media_type_size_method_and_route_errors() {
         StatusCode::NOT_FOUND,
         "not_found",
     );
+    // Ids no channel can have are 404, not a DynamoDB validation error (500).
+    let long = format!("/channels/{}", "a".repeat(3000));
+    for uri in [
+        long.as_str(),
+        "/channels/%00",
+        "/channels/a%2Fb",
+        "/channels/%F0%9F%8E%A5",
+    ] {
+        assert_error(
+            &api.call(Method::GET, uri, &[], None).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+        assert_error(
+            &api.call(Method::DELETE, uri, &[], None).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+    }
 }
 
 #[tokio::test]

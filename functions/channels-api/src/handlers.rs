@@ -11,6 +11,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+use streamstack_core::domain::is_valid_channel_id;
 use streamstack_core::signing;
 use streamstack_core::{Channel, ChannelPatch, NewChannel};
 use time::OffsetDateTime;
@@ -23,7 +24,17 @@ fn with_etag(status: StatusCode, channel: &Channel) -> Response {
     (status, [(ETAG, etag)], Json(channel)).into_response()
 }
 
+/// 404 for a path id that no channel can have (never sent to DynamoDB).
+fn checked_id(id: &str) -> Result<&str, ApiError> {
+    if is_valid_channel_id(id) {
+        Ok(id)
+    } else {
+        Err(ApiError::NotFound(format!("channel {id:?} not found")))
+    }
+}
+
 async fn load(deps: &Deps, id: &str) -> Result<Channel, ApiError> {
+    let id = checked_id(id)?;
     deps.store
         .get(id)
         .await?
@@ -113,7 +124,7 @@ pub(crate) async fn delete(
     State(deps): Shared,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    deps.store.delete(&id).await?;
+    deps.store.delete(checked_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

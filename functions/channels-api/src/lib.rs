@@ -12,6 +12,8 @@
 //!
 //! Every error is `{"error":{"code":"...","message":"...","field":...}}` ([`error::ApiError`]).
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod extract;
 mod handlers;

@@ -22,6 +22,16 @@ pub fn live_playlist_key(channel_id: &str) -> String {
     format!("live/{channel_id}/index.m3u8")
 }
 
+/// Whether `id` can be a channel id: 1..=64 ASCII letters, digits, `-` or `_`. Ids are
+/// generated as 32 hex characters; anything else is rejected before it reaches DynamoDB
+/// (whose keys are limited to 2048 bytes).
+pub fn is_valid_channel_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A request field that breaks a rule. `field` is the JSON path, e.g. `hls.segment_duration`.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{field}: {message}")]

@@ -9,6 +9,8 @@
 //! - [`signing`]: signed RTMP push URLs (HMAC-SHA256).
 //! - [`telemetry`]: `tracing` set-up shared by all binaries.
 
+#![warn(missing_docs)]
+
 pub mod aws;
 pub mod config;
 pub mod domain;

@@ -96,10 +96,7 @@ impl PushCredential {
                 _ => {}
             }
         }
-        let valid_id = !id.is_empty()
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid_id = crate::domain::is_valid_channel_id(id);
         match (valid_id, exp, sig) {
             (true, Some(exp), Some(sig)) => Ok(Self {
                 channel_id: id.to_owned(),
