@@ -3,6 +3,8 @@
 
 SHELL := /bin/bash
 VENV ?= .venv
+# IaC linters live in their own venv so their pins never move moto's dependencies.
+IAC_VENV ?= .venv-iac
 MOTO_VERSION ?= 5.2.5
 CFN_LINT_VERSION ?= 1.58.0
 SAM_CLI_VERSION ?= 1.170.0
@@ -15,8 +17,9 @@ $(VENV)/.installed:
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
 	touch $@
 
-$(VENV)/.iac-tools: $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cfn-lint==$(CFN_LINT_VERSION)' 'aws-sam-cli==$(SAM_CLI_VERSION)'
+$(IAC_VENV)/.installed:
+	python3 -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/pip install --quiet --disable-pip-version-check 'cfn-lint==$(CFN_LINT_VERSION)' 'aws-sam-cli==$(SAM_CLI_VERSION)'
 	touch $@
 
 ## tools: user-space tools (Python venv with a pinned moto server).
@@ -40,9 +43,9 @@ test: tools template-lint
 	scripts/with-moto.sh cargo test --workspace --no-fail-fast
 
 ## template-lint: cfn-lint and `sam validate --lint` on template.yaml (zero errors).
-template-lint: $(VENV)/.iac-tools
-	$(VENV)/bin/cfn-lint template.yaml
-	AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template template.yaml
+template-lint: $(IAC_VENV)/.installed
+	$(IAC_VENV)/bin/cfn-lint template.yaml
+	AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam validate --lint --template template.yaml
 
 ## lint: formatting, clippy and the SAM template.
 lint:
@@ -54,4 +57,4 @@ bench: tools
 	cargo bench -p streamer --bench remux
 
 clean:
-	rm -rf $(VENV) .local
+	rm -rf $(VENV) $(IAC_VENV) .local

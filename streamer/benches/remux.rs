@@ -22,21 +22,14 @@ struct Sample {
 #[allow(clippy::zombie_processes)]
 fn run(cmd: &mut Command) -> Sample {
     let started = Instant::now();
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn");
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("spawn");
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 reaps exactly this child, which std never waits on.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(rc, pid, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed"
-    );
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed");
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Sample {
         wall: started.elapsed().as_secs_f64(),
@@ -53,10 +46,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn capture(dir: &Path) -> PathBuf {
     let path = dir.join("capture-720p30-60s.flv");
     if !path.exists() {
-        eprintln!(
-            "recording a 60 s 720p30 H.264/AAC FLV capture: {}",
-            path.display()
-        );
+        eprintln!("recording a 60 s 720p30 H.264/AAC FLV capture: {}", path.display());
         let ok = Command::new("ffmpeg")
             .args([
                 "-hide_banner",
@@ -68,28 +58,12 @@ fn capture(dir: &Path) -> PathBuf {
                 "-i",
                 "testsrc2=size=1280x720:rate=30",
             ])
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=48000",
-                "-t",
-                "60",
-            ])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "60"])
             .args([
                 "-c:v", "libx264", "-preset", "veryfast", "-b:v", "4M", "-maxrate", "4M",
                 "-bufsize", "8M",
             ])
-            .args([
-                "-g",
-                "60",
-                "-keyint_min",
-                "60",
-                "-sc_threshold",
-                "0",
-                "-pix_fmt",
-                "yuv420p",
-            ])
+            .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
             .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv"])
             .arg(&path)
             .status()
@@ -129,18 +103,8 @@ fn main() {
                 c
             } else {
                 let mut c = Command::new("ffmpeg");
-                c.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
-                    .arg(&input);
-                c.args([
-                    "-c",
-                    "copy",
-                    "-f",
-                    "hls",
-                    "-hls_time",
-                    "4",
-                    "-hls_list_size",
-                    "0",
-                ]);
+                c.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"]).arg(&input);
+                c.args(["-c", "copy", "-f", "hls", "-hls_time", "4", "-hls_list_size", "0"]);
                 c.arg(out.join("index.m3u8"));
                 c
             };

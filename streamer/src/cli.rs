@@ -74,11 +74,7 @@ async fn sink(spec: OutputSpec, config: Option<&Config>) -> anyhow::Result<Arc<d
 /// Configuration, bind and input errors, for the binary's edge to report.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve {
-            listen,
-            output,
-            drain_secs,
-        } => {
+        Command::Serve { listen, output, drain_secs } => {
             let config = Config::from_env()?;
             let spec = output.unwrap_or_else(|| match &config.media_bucket {
                 Some(_) => OutputSpec::S3 { bucket: None },
@@ -86,30 +82,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             tracing::info!(?spec, "output");
             let aws = AwsClients::load(config.endpoint_url.as_deref()).await;
-            let store = Arc::new(DynamoChannelStore::new(
-                aws.dynamodb,
-                config.channels_table.clone(),
-            ));
-            let ingest = Ingest::new(
-                store,
-                sink(spec, Some(&config)).await?,
-                UploadSettings::default(),
-            );
-            let server = Server::bind(listen, ingest)
-                .await
-                .with_context(|| format!("bind {listen}"))?;
+            let store =
+                Arc::new(DynamoChannelStore::new(aws.dynamodb, config.channels_table.clone()));
+            let ingest =
+                Ingest::new(store, sink(spec, Some(&config)).await?, UploadSettings::default());
+            let server =
+                Server::bind(listen, ingest).await.with_context(|| format!("bind {listen}"))?;
             tracing::info!(addr = %server.local_addr()?, "RTMP ingest listening");
-            server
-                .serve(shutdown_signal(), Duration::from_secs(drain_secs))
-                .await;
+            server.serve(shutdown_signal(), Duration::from_secs(drain_secs)).await;
             Ok(())
         }
-        Command::Remux {
-            input,
-            output,
-            prefix,
-            segment_duration,
-        } => {
+        Command::Remux { input, output, prefix, segment_duration } => {
             let file =
                 std::fs::File::open(&input).with_context(|| format!("open {}", input.display()))?;
             let reader = std::io::BufReader::with_capacity(256 * 1024, file);

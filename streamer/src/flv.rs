@@ -99,12 +99,7 @@ impl FlvDemuxer {
     }
 
     fn clock(&mut self, raw_ms: u32) -> u64 {
-        self.clock
-            .get_or_insert(Clock {
-                last_raw: raw_ms,
-                last_ms: 0,
-            })
-            .ticks(raw_ms)
+        self.clock.get_or_insert(Clock { last_raw: raw_ms, last_ms: 0 }).ticks(raw_ms)
     }
 
     /// Parses a VIDEODATA body with timestamp `ts_ms` (RTMP/FLV milliseconds).
@@ -138,20 +133,11 @@ impl FlvDemuxer {
                 Ok(None)
             }
             1 => {
-                let params = self
-                    .parameter_sets
-                    .clone()
-                    .ok_or(FlvError::MissingVideoConfig)?;
+                let params = self.parameter_sets.clone().ok_or(FlvError::MissingVideoConfig)?;
                 let dts = self.clock(ts_ms);
                 let pts = (dts as i64 + cts * 90).max(0) as u64;
                 self.annex_b(r.0, &params).map(|(data, idr)| {
-                    data.map(|data| Frame {
-                        track: Track::Video,
-                        dts,
-                        pts,
-                        idr,
-                        data,
-                    })
+                    data.map(|data| Frame { track: Track::Video, dts, pts, idr, data })
                 })
             }
             _ => Ok(None),
@@ -162,9 +148,7 @@ impl FlvDemuxer {
         let mut r = Reader(record, "AVCDecoderConfigurationRecord");
         let header = r.take(5)?;
         if header[0] != 1 {
-            return Err(FlvError::InvalidConfig(
-                "AVCDecoderConfigurationRecord version",
-            ));
+            return Err(FlvError::InvalidConfig("AVCDecoderConfigurationRecord version"));
         }
         let length_size = usize::from(header[4] & 0x03) + 1;
         if length_size == 3 {
@@ -184,9 +168,7 @@ impl FlvDemuxer {
             sets.put_slice(r.take(len)?);
         }
         if sps_count == 0 || pps_count == 0 {
-            return Err(FlvError::InvalidConfig(
-                "AVCDecoderConfigurationRecord without SPS/PPS",
-            ));
+            return Err(FlvError::InvalidConfig("AVCDecoderConfigurationRecord without SPS/PPS"));
         }
         self.nal_length_size = length_size;
         self.parameter_sets = Some(sets.freeze());
@@ -204,12 +186,8 @@ impl FlvDemuxer {
             if nals.len() < n {
                 return Err(FlvError::Truncated("NAL unit length"));
             }
-            let len = nals[..n]
-                .iter()
-                .fold(0usize, |acc, &b| acc << 8 | usize::from(b));
-            let unit = nals
-                .get(n..n + len)
-                .ok_or(FlvError::Truncated("NAL unit"))?;
+            let len = nals[..n].iter().fold(0usize, |acc, &b| acc << 8 | usize::from(b));
+            let unit = nals.get(n..n + len).ok_or(FlvError::Truncated("NAL unit"))?;
             nals = &nals[n + len..];
             match unit.first().map(|b| b & 0x1F) {
                 None | Some(9) => continue,
@@ -254,9 +232,7 @@ impl FlvDemuxer {
         }
         match r.u8()? {
             0 => {
-                let asc = r
-                    .take(2)
-                    .map_err(|_| FlvError::InvalidConfig("AudioSpecificConfig"))?;
+                let asc = r.take(2).map_err(|_| FlvError::InvalidConfig("AudioSpecificConfig"))?;
                 let object_type = asc[0] >> 3;
                 let sampling_index = (asc[0] & 0x07) << 1 | asc[1] >> 7;
                 let channels = (asc[1] >> 3) & 0x0F;
@@ -268,11 +244,7 @@ impl FlvDemuxer {
                 }
                 // HE-AAC (5) and HE-AACv2 (29) are signalled implicitly as AAC-LC in ADTS.
                 let profile = if object_type > 4 { 1 } else { object_type - 1 };
-                self.adts = Some(AdtsConfig {
-                    profile,
-                    sampling_index,
-                    channels,
-                });
+                self.adts = Some(AdtsConfig { profile, sampling_index, channels });
                 Ok(None)
             }
             1 => {
@@ -338,24 +310,16 @@ impl<R: std::io::Read> FlvFileReader<R> {
     /// [`FlvError::Truncated`] when the input does not start with an FLV header.
     pub fn new(mut inner: R) -> Result<Self, FlvError> {
         let mut header = [0u8; 9];
-        inner
-            .read_exact(&mut header)
-            .map_err(|_| FlvError::Truncated("FLV header"))?;
+        inner.read_exact(&mut header).map_err(|_| FlvError::Truncated("FLV header"))?;
         if &header[..3] != b"FLV" {
             return Err(FlvError::Truncated("FLV header"));
         }
         let offset = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) as u64;
         // Skip the rest of the header and PreviousTagSize0.
         let skip = (offset + 4).saturating_sub(9);
-        std::io::copy(
-            &mut std::io::Read::take(&mut inner, skip),
-            &mut std::io::sink(),
-        )
-        .map_err(|_| FlvError::Truncated("FLV header"))?;
-        Ok(Self {
-            inner,
-            body: Vec::new(),
-        })
+        std::io::copy(&mut std::io::Read::take(&mut inner, skip), &mut std::io::sink())
+            .map_err(|_| FlvError::Truncated("FLV header"))?;
+        Ok(Self { inner, body: Vec::new() })
     }
 
     /// The next tag, `Ok(None)` at a clean end of file.
@@ -372,14 +336,8 @@ impl<R: std::io::Read> FlvFileReader<R> {
         let size = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
         let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
         self.body.resize(size + 4, 0);
-        self.inner
-            .read_exact(&mut self.body)
-            .map_err(|_| FlvError::Truncated("FLV tag body"))?;
-        Ok(Some(FlvTag {
-            kind: h[0] & 0x1F,
-            timestamp_ms: ts,
-            body: &self.body[..size],
-        }))
+        self.inner.read_exact(&mut self.body).map_err(|_| FlvError::Truncated("FLV tag body"))?;
+        Ok(Some(FlvTag { kind: h[0] & 0x1F, timestamp_ms: ts, body: &self.body[..size] }))
     }
 }
 
@@ -388,9 +346,7 @@ mod tests {
     use super::*;
 
     fn avc_config() -> Vec<u8> {
-        vec![
-            1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0, 3, 0x67, 0x64, 0x00, 1, 0, 2, 0x68, 0xEE,
-        ]
+        vec![1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0, 3, 0x67, 0x64, 0x00, 1, 0, 2, 0x68, 0xEE]
     }
 
     fn video(frame_type: u8, packet_type: u8, cts: i32, payload: &[u8]) -> Vec<u8> {
@@ -404,18 +360,11 @@ mod tests {
     fn idr_gets_aud_and_parameter_sets() {
         let mut d = FlvDemuxer::new();
         assert_eq!(
-            d.video(0, &video(1, 1, 0, &[0, 0, 0, 1, 0x65]))
-                .unwrap_err(),
+            d.video(0, &video(1, 1, 0, &[0, 0, 0, 1, 0x65])).unwrap_err(),
             FlvError::MissingVideoConfig
         );
-        assert!(d
-            .video(0, &video(1, 0, 0, &avc_config()))
-            .unwrap()
-            .is_none());
-        let f = d
-            .video(40, &video(1, 1, 80, &[0, 0, 0, 2, 0x65, 0xAA]))
-            .unwrap()
-            .unwrap();
+        assert!(d.video(0, &video(1, 0, 0, &avc_config())).unwrap().is_none());
+        let f = d.video(40, &video(1, 1, 80, &[0, 0, 0, 2, 0x65, 0xAA])).unwrap().unwrap();
         assert!(f.idr);
         assert_eq!(f.dts, TIMESTAMP_BASE);
         assert_eq!(f.pts, TIMESTAMP_BASE + 80 * 90);
@@ -426,10 +375,7 @@ mod tests {
                 0x65, 0xAA
             ]
         );
-        let p = d
-            .video(80, &video(2, 1, -40, &[0, 0, 0, 1, 0x41]))
-            .unwrap()
-            .unwrap();
+        let p = d.video(80, &video(2, 1, -40, &[0, 0, 0, 1, 0x41])).unwrap().unwrap();
         assert!(!p.idr);
         assert_eq!(p.dts, TIMESTAMP_BASE + 40 * 90);
         assert_eq!(p.pts, TIMESTAMP_BASE);
@@ -440,47 +386,31 @@ mod tests {
         let mut d = FlvDemuxer::new();
         d.video(0, &video(1, 0, 0, &avc_config())).unwrap();
         assert_eq!(
-            d.video(0, &video(1, 1, 0, &[0, 0, 0, 9, 0x65]))
-                .unwrap_err(),
+            d.video(0, &video(1, 1, 0, &[0, 0, 0, 9, 0x65])).unwrap_err(),
             FlvError::Truncated("NAL unit")
         );
-        assert_eq!(
-            d.video(0, &[0x17]).unwrap_err(),
-            FlvError::Truncated("VIDEODATA")
-        );
+        assert_eq!(d.video(0, &[0x17]).unwrap_err(), FlvError::Truncated("VIDEODATA"));
         assert_eq!(
             d.video(0, &[0x1C, 1, 0, 0, 0]).unwrap_err(),
             FlvError::UnsupportedVideoCodec(12)
         );
-        assert!(matches!(
-            d.video(0, &video(1, 0, 0, &[1, 2])),
-            Err(FlvError::Truncated(_))
-        ));
+        assert!(matches!(d.video(0, &video(1, 0, 0, &[1, 2])), Err(FlvError::Truncated(_))));
     }
 
     #[test]
     fn aac_gets_adts_header() {
         let mut d = FlvDemuxer::new();
-        assert!(
-            d.audio(0, &[0xAF, 1, 1, 2]).unwrap().is_none(),
-            "no config yet: dropped"
-        );
+        assert!(d.audio(0, &[0xAF, 1, 1, 2]).unwrap().is_none(), "no config yet: dropped");
         // AAC-LC (2), 48 kHz (index 3), stereo.
         d.audio(0, &[0xAF, 0, 0x11, 0x90]).unwrap();
         let f = d.audio(21, &[0xAF, 1, 0xDE, 0xAD]).unwrap().unwrap();
-        assert_eq!(
-            &f.data[..],
-            &[0xFF, 0xF1, 0x4C, 0x80, 0x01, 0x3F, 0xFC, 0xDE, 0xAD]
-        );
+        assert_eq!(&f.data[..], &[0xFF, 0xF1, 0x4C, 0x80, 0x01, 0x3F, 0xFC, 0xDE, 0xAD]);
         assert_eq!(f.pts, TIMESTAMP_BASE);
     }
 
     #[test]
     fn timestamps_survive_32_bit_wrap() {
-        let mut c = Clock {
-            last_raw: u32::MAX - 10,
-            last_ms: 0,
-        };
+        let mut c = Clock { last_raw: u32::MAX - 10, last_ms: 0 };
         assert_eq!(c.ticks(5), TIMESTAMP_BASE + 16 * 90);
     }
 }

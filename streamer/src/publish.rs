@@ -72,11 +72,7 @@ pub struct UploadSettings {
 impl Default for UploadSettings {
     /// 16 segments, 30 s, [`RetryPolicy::default`].
     fn default() -> Self {
-        Self {
-            queue: 16,
-            submit_timeout: Duration::from_secs(30),
-            retry: RetryPolicy::default(),
-        }
+        Self { queue: 16, submit_timeout: Duration::from_secs(30), retry: RetryPolicy::default() }
     }
 }
 
@@ -96,12 +92,7 @@ impl Ingest {
         sink: Arc<dyn ObjectSink>,
         uploads: UploadSettings,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            store,
-            sink,
-            uploads,
-            live: Mutex::new(HashSet::new()),
-        })
+        Arc::new(Self { store, sink, uploads, live: Mutex::new(HashSet::new()) })
     }
 
     /// Checks a publish request: application `live`, a stream name
@@ -121,11 +112,8 @@ impl Ingest {
         } else {
             PushCredential::parse(&format!("{stream_name}?{app_query}"))?
         };
-        let channel = self
-            .store
-            .get(&credential.channel_id)
-            .await?
-            .ok_or(PublishError::UnknownChannel)?;
+        let channel =
+            self.store.get(&credential.channel_id).await?.ok_or(PublishError::UnknownChannel)?;
         let now = OffsetDateTime::now_utc();
         signing::verify(
             &channel.secret,
@@ -174,9 +162,7 @@ impl Ingest {
     }
 
     fn lock_live(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -214,12 +200,7 @@ impl LivePublish {
             }
         }
         let report = self.uploader.finish().await;
-        if let Err(e) = self
-            .ingest
-            .store
-            .set_state(&self.channel_id, ChannelState::Idle)
-            .await
-        {
+        if let Err(e) = self.ingest.store.set_state(&self.channel_id, ChannelState::Idle).await {
             tracing::error!(channel = %self.channel_id, error = %e, "could not mark channel idle");
         }
         self.ingest.lock_live().remove(&self.channel_id);

@@ -86,10 +86,7 @@ impl TsMuxer {
             payload: Some(TsPayload::Pat(Pat {
                 transport_stream_id: 1,
                 version_number: VersionNumber::new(),
-                table: vec![ProgramAssociation {
-                    program_num: 1,
-                    program_map_pid: pid(PMT_PID),
-                }],
+                table: vec![ProgramAssociation { program_num: 1, program_map_pid: pid(PMT_PID) }],
             })),
         };
         w.write_ts_packet(&pat)?;
@@ -140,11 +137,7 @@ impl TsMuxer {
             copyright: false,
             original_or_copy: false,
             pts: Some(Timestamp::new(pts)?),
-            dts: if video && pts != dts {
-                Some(Timestamp::new(dts)?)
-            } else {
-                None
-            },
+            dts: if video && pts != dts { Some(Timestamp::new(dts)?) } else { None },
             escr: None,
         };
         let pes_header_len = 9 + if pes_header.dts.is_some() { 10 } else { 5 };
@@ -166,11 +159,7 @@ impl TsMuxer {
         } else {
             u16::try_from(pes_header_len - 6 + frame.data.len()).unwrap_or(0)
         };
-        let cc = if video {
-            &mut self.video_cc
-        } else {
-            &mut self.audio_cc
-        };
+        let cc = if video { &mut self.video_cc } else { &mut self.audio_cc };
         let mut w = TsPacketWriter::new(out);
         let data = &frame.data[..];
         let first_len = data.len().min(PAYLOAD - adaptation_len - pes_header_len);
@@ -201,13 +190,7 @@ mod tests {
     use mpeg2ts::ts::{ReadTsPacket, TsPacketReader};
 
     fn frame(track: Track, len: usize, idr: bool) -> Frame {
-        Frame {
-            track,
-            dts: 126_000,
-            pts: 129_000,
-            idr,
-            data: Bytes::from(vec![0xAB; len]),
-        }
+        Frame { track, dts: 126_000, pts: 129_000, idr, data: Bytes::from(vec![0xAB; len]) }
     }
 
     #[test]
@@ -216,10 +199,8 @@ mod tests {
         let mut out = Vec::new();
         m.write_tables(&mut out).unwrap();
         for len in [1, 150, 165, 166, 184, 1000, 50_000] {
-            m.write_frame(&frame(Track::Video, len, true), &mut out)
-                .unwrap();
-            m.write_frame(&frame(Track::Audio, len.min(6000), false), &mut out)
-                .unwrap();
+            m.write_frame(&frame(Track::Video, len, true), &mut out).unwrap();
+            m.write_frame(&frame(Track::Audio, len.min(6000), false), &mut out).unwrap();
         }
         assert_eq!(out.len() % 188, 0);
         let mut reader = TsPacketReader::new(&out[..]);
@@ -241,8 +222,7 @@ mod tests {
     fn audio_is_dropped_without_audio_track() {
         let mut m = TsMuxer::new(false);
         let mut out = Vec::new();
-        m.write_frame(&frame(Track::Audio, 100, false), &mut out)
-            .unwrap();
+        m.write_frame(&frame(Track::Audio, 100, false), &mut out).unwrap();
         assert!(out.is_empty());
     }
 }

@@ -30,10 +30,7 @@ pub async fn aws() -> AwsClients {
 
 /// A unique name for a table or bucket.
 pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
 /// A fresh channel table in moto.
@@ -47,12 +44,7 @@ pub async fn channel_store(aws: &AwsClients) -> Arc<DynamoChannelStore> {
 /// through a CDN in a deployment), so ffprobe can fetch playlists over plain HTTP.
 pub async fn bucket(aws: &AwsClients) -> String {
     let name = unique("media");
-    aws.s3
-        .create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .expect("create bucket");
+    aws.s3.create_bucket().bucket(&name).send().await.expect("create bucket");
     let policy = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{ "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
@@ -110,21 +102,13 @@ impl Streamer {
             },
             Duration::from_secs(20),
         ));
-        Self {
-            addr,
-            stop: Some(tx),
-            task,
-        }
+        Self { addr, stop: Some(tx), task }
     }
 
     /// Starts a server writing to an S3 bucket.
     pub async fn start_s3(aws: &AwsClients, store: Arc<dyn ChannelStore>, bucket: &str) -> Self {
-        Self::start(
-            store,
-            Arc::new(S3Sink::new(aws.s3.clone(), bucket)),
-            UploadSettings::default(),
-        )
-        .await
+        Self::start(store, Arc::new(S3Sink::new(aws.s3.clone(), bucket)), UploadSettings::default())
+            .await
     }
 
     /// The signed push URL of `channel` on this server, valid for an hour.
@@ -164,13 +148,7 @@ pub struct Clip {
 
 impl Default for Clip {
     fn default() -> Self {
-        Self {
-            seconds: 20,
-            fps: 25,
-            gop: 25,
-            audio: true,
-            realtime: false,
-        }
+        Self { seconds: 20, fps: 25, gop: 25, audio: true, realtime: false }
     }
 }
 
@@ -182,12 +160,7 @@ pub async fn ffmpeg_publish(url: &str, clip: Clip) -> bool {
     if clip.realtime {
         cmd.arg("-re");
     }
-    cmd.args([
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=size=320x240:rate={}", clip.fps),
-    ]);
+    cmd.args(["-f", "lavfi", "-i", &format!("testsrc2=size=320x240:rate={}", clip.fps)]);
     if clip.audio {
         cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
     }
@@ -219,20 +192,10 @@ pub async fn ffmpeg_publish(url: &str, clip: Clip) -> bool {
 /// Keys under `prefix` in `bucket`.
 pub async fn list_keys(aws: &AwsClients, bucket: &str, prefix: &str) -> Vec<String> {
     let mut keys = Vec::new();
-    let mut pages = aws
-        .s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
+    let mut pages = aws.s3.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.expect("list objects");
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_owned)),
-        );
+        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
     }
     keys.sort();
     keys
@@ -240,20 +203,8 @@ pub async fn list_keys(aws: &AwsClients, bucket: &str, prefix: &str) -> Vec<Stri
 
 /// Reads an object's bytes.
 pub async fn get_object(aws: &AwsClients, bucket: &str, key: &str) -> Vec<u8> {
-    let out = aws
-        .s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .expect("get object");
-    out.body
-        .collect()
-        .await
-        .expect("read body")
-        .into_bytes()
-        .to_vec()
+    let out = aws.s3.get_object().bucket(bucket).key(key).send().await.expect("get object");
+    out.body.collect().await.expect("read body").into_bytes().to_vec()
 }
 
 /// Runs ffprobe on `input` (file or URL) and returns the format duration in seconds, or the
@@ -274,10 +225,7 @@ pub fn ffprobe_duration(input: &str) -> Result<f64, String> {
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .map_err(|e| format!("{e}: {:?}", out))
+    String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|e| format!("{e}: {:?}", out))
 }
 
 /// Decodes every frame of `input` with ffmpeg; returns its error output (empty when clean).

@@ -35,14 +35,8 @@ impl Api {
             _ => None,
         })
         .unwrap();
-        let deps = Arc::new(Deps {
-            store: Arc::clone(&store),
-            config,
-        });
-        Self {
-            app: router(deps),
-            store,
-        }
+        let deps = Arc::new(Deps { store: Arc::clone(&store), config });
+        Self { app: router(deps), store }
     }
 
     async fn call(
@@ -56,25 +50,17 @@ impl Api {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req
-            .body(body.map(Body::from).unwrap_or_else(Body::empty))
-            .unwrap();
+        let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
         let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
         let body = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes).expect("JSON body")
         };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     async fn json(&self, method: Method, uri: &str, body: Value) -> Reply {
@@ -88,9 +74,7 @@ impl Api {
     }
 
     async fn create(&self, name: &str) -> Value {
-        let r = self
-            .json(Method::POST, "/channels", json!({ "name": name }))
-            .await;
+        let r = self.json(Method::POST, "/channels", json!({ "name": name })).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         r.body
     }
@@ -99,13 +83,7 @@ impl Api {
 fn assert_error(r: &Reply, status: StatusCode, code: &str) {
     assert_eq!(r.status, status, "{}", r.body);
     assert_eq!(r.body["error"]["code"], code, "{}", r.body);
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{}",
-        r.body
-    );
+    assert!(r.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", r.body);
 }
 
 #[tokio::test]
@@ -123,25 +101,19 @@ async fn create_get_delete_round_trip() {
     assert_eq!(r.body["recording"], true);
     assert!(r.body.get("secret").is_none());
 
-    let got = api
-        .call(Method::GET, &format!("/channels/{id}"), &[], None)
-        .await;
+    let got = api.call(Method::GET, &format!("/channels/{id}"), &[], None).await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.body, r.body);
 
-    let del = api
-        .call(Method::DELETE, &format!("/channels/{id}"), &[], None)
-        .await;
+    let del = api.call(Method::DELETE, &format!("/channels/{id}"), &[], None).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     assert_error(
-        &api.call(Method::GET, &format!("/channels/{id}"), &[], None)
-            .await,
+        &api.call(Method::GET, &format!("/channels/{id}"), &[], None).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
     assert_error(
-        &api.call(Method::DELETE, &format!("/channels/{id}"), &[], None)
-            .await,
+        &api.call(Method::DELETE, &format!("/channels/{id}"), &[], None).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
@@ -189,52 +161,20 @@ async fn bad_requests_are_json_4xx_naming_the_field() {
         .await;
     assert_eq!(r.body["error"]["field"], "hls.playlist_window");
 
-    let r = api
-        .json(Method::POST, "/channels", json!({ "name": "" }))
-        .await;
+    let r = api.json(Method::POST, "/channels", json!({ "name": "" })).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
     assert_eq!(r.body["error"]["field"], "name");
 
-    let r = api
-        .json(
-            Method::POST,
-            "/channels",
-            json!({ "description": "no name" }),
-        )
-        .await;
+    let r = api.json(Method::POST, "/channels", json!({ "description": "no name" })).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_json");
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("name"),
-        "{}",
-        r.body
-    );
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("name"), "{}", r.body);
+
+    let r = api.json(Method::POST, "/channels", json!({ "name": "a", "state": "live" })).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_json");
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("state"), "{}", r.body);
 
     let r = api
-        .json(
-            Method::POST,
-            "/channels",
-            json!({ "name": "a", "state": "live" }),
-        )
-        .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_json");
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("state"),
-        "{}",
-        r.body
-    );
-
-    let r = api
-        .json(
-            Method::POST,
-            "/channels",
-            json!({ "name": "a", "expires_at": "yesterday" }),
-        )
+        .json(Method::POST, "/channels", json!({ "name": "a", "expires_at": "yesterday" }))
         .await;
     assert_eq!(r.body["error"]["field"], "expires_at");
 }
@@ -250,24 +190,9 @@ async fn media_type_size_method_and_route_errors() {
             Some(b"{\"name\":\"a\"}".to_vec()),
         )
         .await;
-    assert_error(
-        &r,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    );
-    let r = api
-        .call(
-            Method::POST,
-            "/channels",
-            &[],
-            Some(b"{\"name\":\"a\"}".to_vec()),
-        )
-        .await;
-    assert_error(
-        &r,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    );
+    assert_error(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    let r = api.call(Method::POST, "/channels", &[], Some(b"{\"name\":\"a\"}".to_vec())).await;
+    assert_error(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
 
     let big = json!({ "name": "a", "description": "x".repeat(70 * 1024) });
     assert_error(
@@ -278,8 +203,7 @@ async fn media_type_size_method_and_route_errors() {
 
     let id = api.create("a").await["id"].as_str().unwrap().to_owned();
     assert_error(
-        &api.json(Method::PUT, &format!("/channels/{id}"), json!({}))
-            .await,
+        &api.json(Method::PUT, &format!("/channels/{id}"), json!({})).await,
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
     );
@@ -294,19 +218,13 @@ async fn media_type_size_method_and_route_errors() {
         "not_found",
     );
     assert_error(
-        &api.call(Method::GET, "/channels/missing/endpoints", &[], None)
-            .await,
+        &api.call(Method::GET, "/channels/missing/endpoints", &[], None).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
     // Ids no channel can have are 404, not a DynamoDB validation error (500).
     let long = format!("/channels/{}", "a".repeat(3000));
-    for uri in [
-        long.as_str(),
-        "/channels/%00",
-        "/channels/a%2Fb",
-        "/channels/%F0%9F%8E%A5",
-    ] {
+    for uri in [long.as_str(), "/channels/%00", "/channels/a%2Fb", "/channels/%F0%9F%8E%A5"] {
         assert_error(
             &api.call(Method::GET, uri, &[], None).await,
             StatusCode::NOT_FOUND,
@@ -325,32 +243,19 @@ async fn patch_requires_current_version() {
     let api = Api::new().await;
     let id = api.create("a").await["id"].as_str().unwrap().to_owned();
     let uri = format!("/channels/{id}");
-    let body = json!({ "name": "renamed", "hls": { "playlist_window": 10 } })
-        .to_string()
-        .into_bytes();
+    let body =
+        json!({ "name": "renamed", "hls": { "playlist_window": 10 } }).to_string().into_bytes();
 
     let r = api
-        .call(
-            Method::PATCH,
-            &uri,
-            &[("content-type", "application/json")],
-            Some(body.clone()),
-        )
+        .call(Method::PATCH, &uri, &[("content-type", "application/json")], Some(body.clone()))
         .await;
-    assert_error(
-        &r,
-        StatusCode::PRECONDITION_REQUIRED,
-        "precondition_required",
-    );
+    assert_error(&r, StatusCode::PRECONDITION_REQUIRED, "precondition_required");
 
     let r = api
         .call(
             Method::PATCH,
             &uri,
-            &[
-                ("content-type", "application/merge-patch+json"),
-                ("if-match", "\"1\""),
-            ],
+            &[("content-type", "application/merge-patch+json"), ("if-match", "\"1\"")],
             Some(body.clone()),
         )
         .await;
@@ -405,9 +310,7 @@ async fn concurrent_patches_with_same_version_exactly_one_wins() {
             let api = Arc::clone(&api);
             let uri = format!("/channels/{id}");
             tokio::spawn(async move {
-                let body = json!({ "name": format!("writer {i}") })
-                    .to_string()
-                    .into_bytes();
+                let body = json!({ "name": format!("writer {i}") }).to_string().into_bytes();
                 api.call(
                     Method::PATCH,
                     &uri,
@@ -423,15 +326,9 @@ async fn concurrent_patches_with_same_version_exactly_one_wins() {
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
-        1,
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
     assert!(
-        statuses
-            .iter()
-            .all(|s| *s == StatusCode::OK || *s == StatusCode::PRECONDITION_FAILED),
+        statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::PRECONDITION_FAILED),
         "{statuses:?}"
     );
     assert_eq!(api.store.get(&id).await.unwrap().unwrap().version, 2);
@@ -442,12 +339,7 @@ async fn list_pages_through_every_channel_without_secrets() {
     let api = Api::new().await;
     let mut created: Vec<String> = Vec::new();
     for i in 0..7 {
-        created.push(
-            api.create(&format!("c{i}")).await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        created.push(api.create(&format!("c{i}")).await["id"].as_str().unwrap().to_owned());
     }
     let mut seen = Vec::new();
     let mut pages = 0;
@@ -466,18 +358,13 @@ async fn list_pages_through_every_channel_without_secrets() {
         }
         assert!(pages < 10, "paging does not terminate");
     }
-    assert!(
-        pages >= 3,
-        "7 channels at 3 per page take at least 3 pages, got {pages}"
-    );
+    assert!(pages >= 3, "7 channels at 3 per page take at least 3 pages, got {pages}");
     seen.sort();
     created.sort();
     assert_eq!(seen, created);
 
     for bad in ["limit=0", "limit=101", "limit=ten", "next=garbage!"] {
-        let r = api
-            .call(Method::GET, &format!("/channels?{bad}"), &[], None)
-            .await;
+        let r = api.call(Method::GET, &format!("/channels?{bad}"), &[], None).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_parameter");
     }
 }
@@ -486,17 +373,12 @@ async fn list_pages_through_every_channel_without_secrets() {
 async fn endpoints_issue_a_verifiable_push_url() {
     let api = Api::new().await;
     let id = api.create("a").await["id"].as_str().unwrap().to_owned();
-    let r = api
-        .call(Method::GET, &format!("/channels/{id}/endpoints"), &[], None)
-        .await;
+    let r = api.call(Method::GET, &format!("/channels/{id}/endpoints"), &[], None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let url = r.body["rtmp"]["push_url"].as_str().unwrap();
     let prefix = format!("rtmp://ingest.example:1935/live/{id}?exp=");
     assert!(url.starts_with(&prefix), "{url}");
-    assert_eq!(
-        r.body["hls"]["playback_url"],
-        format!("https://cdn.example/live/{id}/index.m3u8")
-    );
+    assert_eq!(r.body["hls"]["playback_url"], format!("https://cdn.example/live/{id}/index.m3u8"));
     assert_eq!(r.body["rtmp"]["server"], "rtmp://ingest.example:1935/live");
 
     let credential = PushCredential::parse(url.rsplit('/').next().unwrap()).unwrap();
@@ -506,10 +388,7 @@ async fn endpoints_issue_a_verifiable_push_url() {
         "expiry honours PUSH_URL_TTL_SECS"
     );
     let secret = api.store.get(&id).await.unwrap().unwrap().secret;
-    assert_eq!(
-        signing::verify(&secret, &id, credential.exp, &credential.sig, now),
-        Ok(())
-    );
+    assert_eq!(signing::verify(&secret, &id, credential.exp, &credential.sig, now), Ok(()));
 }
 
 /// The Lambda entry point: API Gateway HTTP API (payload 2.0) events, as `cargo lambda invoke
@@ -526,9 +405,7 @@ async fn api_gateway_events_reach_the_same_router() {
             let req = req.map(|body| Body::from(body.to_vec()));
             let res = app.oneshot(req).await.unwrap();
             let status = res.status();
-            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
-                .await
-                .unwrap();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
             (status, serde_json::from_slice::<Value>(&bytes).unwrap())
         }
     };
@@ -536,10 +413,7 @@ async fn api_gateway_events_reach_the_same_router() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["hls"]["segment_duration"], 2);
     let id = body["id"].as_str().unwrap();
-    assert_eq!(
-        api.store.get(id).await.unwrap().unwrap().name,
-        "lobby camera"
-    );
+    assert_eq!(api.store.get(id).await.unwrap().unwrap().name, "lobby camera");
 
     let (status, body) = call("apigw-http-list-bad-limit.json").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

@@ -60,19 +60,9 @@ async fn gstreamer_rtmp2sink_and_librtmp_publishers() {
     let store = channel_store(&aws).await;
     let bucket = bucket(&aws).await;
     let streamer = Streamer::start_s3(&aws, store.clone(), &bucket).await;
-    for (sink, audio) in [
-        ("rtmp2sink", true),
-        ("rtmp2sink", false),
-        ("rtmpsink", true),
-    ] {
-        let ch = channel(
-            store.as_ref(),
-            HlsSettings {
-                segment_duration: 1,
-                playlist_window: 10,
-            },
-        )
-        .await;
+    for (sink, audio) in [("rtmp2sink", true), ("rtmp2sink", false), ("rtmpsink", true)] {
+        let ch =
+            channel(store.as_ref(), HlsSettings { segment_duration: 1, playlist_window: 10 }).await;
         assert!(
             gst_publish(sink, &streamer.push_url(&ch), audio).await,
             "{sink} (audio: {audio}) publish failed"
@@ -92,10 +82,7 @@ async fn gstreamer_rtmp2sink_and_librtmp_publishers() {
         }
         let pl = ended.unwrap_or_else(|| panic!("{sink}: playlist never ended"));
         let total: f32 = pl.segments.iter().map(|s| s.duration).sum();
-        assert!(
-            (total - 5.0).abs() <= 0.5,
-            "{sink} (audio: {audio}): {total} s"
-        );
+        assert!((total - 5.0).abs() <= 0.5, "{sink} (audio: {audio}): {total} s");
         let url = format!("{}/{bucket}/{key}", endpoint());
         let errors = ffmpeg_decode_errors(&url);
         assert!(errors.is_empty(), "{sink}: {errors}");

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use streamer::hls::RetryPolicy;
 use streamer::publish::UploadSettings;
-use streamer::sink::{ObjectSink, S3Sink, SinkError};
+use streamer::sink::{ObjectMeta, ObjectSink, S3Sink, SinkError};
 use streamstack_core::HlsSettings;
 use streamstack_tests::*;
 
@@ -29,22 +29,13 @@ struct FlakySink {
 impl FlakySink {
     fn fail(&self, key: &str) -> Result<(), SinkError> {
         self.failures.fetch_add(1, Ordering::SeqCst);
-        Err(SinkError::Remote {
-            key: key.into(),
-            message: "injected failure".into(),
-        })
+        Err(SinkError::Remote { key: key.into(), message: "injected failure".into() })
     }
 }
 
 #[async_trait]
 impl ObjectSink for FlakySink {
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        content_type: &'static str,
-        cache: &'static str,
-    ) -> Result<(), SinkError> {
+    async fn put(&self, key: &str, body: Bytes, meta: ObjectMeta) -> Result<(), SinkError> {
         let attempt = {
             let mut attempts = self.attempts.lock().unwrap();
             let n = attempts.entry(key.to_owned()).or_insert(0);
@@ -58,10 +49,7 @@ impl ObjectSink for FlakySink {
             for s in &playlist.segments {
                 let seg_key = format!("{dir}/{}", s.uri);
                 if !stored.contains(&seg_key) {
-                    self.violations
-                        .lock()
-                        .unwrap()
-                        .push(format!("{key} names unstored {seg_key}"));
+                    self.violations.lock().unwrap().push(format!("{key} names unstored {seg_key}"));
                 }
             }
             self.playlist_writes.fetch_add(1, Ordering::SeqCst);
@@ -72,9 +60,7 @@ impl ObjectSink for FlakySink {
         {
             return self.fail(key);
         }
-        self.inner
-            .put(key, body.clone(), content_type, cache)
-            .await?;
+        self.inner.put(key, body.clone(), meta).await?;
         if key.ends_with(".ts") {
             self.stored.lock().unwrap().insert(key.to_owned());
         }
@@ -86,14 +72,7 @@ async fn run(outage_secs: u64, clip: Clip) {
     let aws = aws().await;
     let store = channel_store(&aws).await;
     let bucket = bucket(&aws).await;
-    let ch = channel(
-        store.as_ref(),
-        HlsSettings {
-            segment_duration: 1,
-            playlist_window: 5,
-        },
-    )
-    .await;
+    let ch = channel(store.as_ref(), HlsSettings { segment_duration: 1, playlist_window: 5 }).await;
     let sink = Arc::new(FlakySink {
         inner: S3Sink::new(aws.s3.clone(), &bucket),
         outage: AtomicBool::new(outage_secs > 0),
@@ -132,51 +111,27 @@ async fn run(outage_secs: u64, clip: Clip) {
         violations.len(),
         violations.first()
     );
-    assert!(
-        sink.failures.load(Ordering::SeqCst) > 10,
-        "failures were injected"
-    );
+    assert!(sink.failures.load(Ordering::SeqCst) > 10, "failures were injected");
     assert!(sink.playlist_writes.load(Ordering::SeqCst) > 10);
 
     // Nothing was dropped: every segment of the publish is stored, and the final playlist
     // (retried past its injected failures) ends the stream.
     let keys = list_keys(&aws, &bucket, &format!("live/{}/", ch.id)).await;
     let segments = keys.iter().filter(|k| k.ends_with(".ts")).count() as u32;
-    assert_eq!(
-        segments, clip.seconds,
-        "one 1 s segment per second of input: {keys:?}"
-    );
+    assert_eq!(segments, clip.seconds, "one 1 s segment per second of input: {keys:?}");
     let playlist = get_object(&aws, &bucket, &format!("live/{}/index.m3u8", ch.id)).await;
     let playlist = m3u8_rs::parse_media_playlist_res(&playlist).unwrap();
     assert!(playlist.end_list);
-    assert_eq!(
-        playlist.media_sequence + playlist.segments.len() as u64,
-        u64::from(clip.seconds)
-    );
+    assert_eq!(playlist.media_sequence + playlist.segments.len() as u64, u64::from(clip.seconds));
 }
 
 #[tokio::test]
 async fn flaky_store_never_exposes_a_missing_segment() {
-    run(
-        0,
-        Clip {
-            seconds: 12,
-            ..Clip::default()
-        },
-    )
-    .await;
+    run(0, Clip { seconds: 12, ..Clip::default() }).await;
 }
 
 #[tokio::test]
 async fn store_outage_is_buffered_then_caught_up() {
     // Real-time publish while every write fails for the first 4 s.
-    run(
-        4,
-        Clip {
-            seconds: 8,
-            realtime: true,
-            ..Clip::default()
-        },
-    )
-    .await;
+    run(4, Clip { seconds: 8, realtime: true, ..Clip::default() }).await;
 }

@@ -35,10 +35,7 @@ fn checked_id(id: &str) -> Result<&str, ApiError> {
 
 async fn load(deps: &Deps, id: &str) -> Result<Channel, ApiError> {
     let id = checked_id(id)?;
-    deps.store
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("channel {id} not found")))
+    deps.store.get(id).await?.ok_or_else(|| ApiError::NotFound(format!("channel {id} not found")))
 }
 
 pub(crate) async fn create(
@@ -93,9 +90,7 @@ pub(crate) async fn get_one(
 }
 
 fn if_match_version(headers: &HeaderMap) -> Result<u64, ApiError> {
-    let raw = headers
-        .get(IF_MATCH)
-        .ok_or(ApiError::PreconditionRequired)?;
+    let raw = headers.get(IF_MATCH).ok_or(ApiError::PreconditionRequired)?;
     let text = raw.to_str().unwrap_or("").trim();
     let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
     text.parse().map_err(|_| ApiError::InvalidParameter {

@@ -44,10 +44,7 @@ impl Deps {
         let config = Config::from_env()?;
         let aws = AwsClients::load(config.endpoint_url.as_deref()).await;
         let store = DynamoChannelStore::new(aws.dynamodb, config.channels_table.clone());
-        Ok(Arc::new(Self {
-            store: Arc::new(store),
-            config,
-        }))
+        Ok(Arc::new(Self { store: Arc::new(store), config }))
     }
 }
 
@@ -57,9 +54,7 @@ pub fn router(deps: Arc<Deps>) -> Router {
         .route("/channels", get(handlers::list).post(handlers::create))
         .route(
             "/channels/{id}",
-            get(handlers::get_one)
-                .patch(handlers::patch)
-                .delete(handlers::delete),
+            get(handlers::get_one).patch(handlers::patch).delete(handlers::delete),
         )
         .route("/channels/{id}/endpoints", get(handlers::endpoints))
         .fallback(handlers::not_found)

@@ -27,9 +27,7 @@ impl AwsClients {
     /// Builds every client from an already loaded [`SdkConfig`]. `path_style` forces S3
     /// path-style addressing (needed by local emulators).
     pub fn from_sdk_config(sdk: &SdkConfig, path_style: bool) -> Self {
-        let s3_config = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(path_style)
-            .build();
+        let s3_config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style).build();
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             s3: aws_sdk_s3::Client::from_conf(s3_config),

@@ -89,11 +89,7 @@ impl Config {
     /// The HLS playback URL of a channel's live playlist, `<base>/live/<id>/index.m3u8`, or
     /// `None` when neither a playback base URL nor a media bucket is configured.
     pub fn playback_url(&self, channel_id: &str) -> Option<String> {
-        let base = match (
-            &self.playback_base_url,
-            &self.media_bucket,
-            &self.endpoint_url,
-        ) {
+        let base = match (&self.playback_base_url, &self.media_bucket, &self.endpoint_url) {
             (Some(base), _, _) => base.clone(),
             (None, Some(bucket), Some(endpoint)) => {
                 format!("{}/{bucket}", endpoint.trim_end_matches('/'))
@@ -101,10 +97,7 @@ impl Config {
             (None, Some(bucket), None) => format!("https://{bucket}.s3.amazonaws.com"),
             (None, None, _) => return None,
         };
-        Some(format!(
-            "{base}/{}",
-            crate::domain::live_playlist_key(channel_id)
-        ))
+        Some(format!("{base}/{}", crate::domain::live_playlist_key(channel_id)))
     }
 }
 
@@ -114,19 +107,14 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
     #[test]
     fn requires_table_and_defaults_the_rest() {
-        assert!(matches!(
-            cfg(&[]),
-            Err(ConfigError::Missing("CHANNELS_TABLE"))
-        ));
+        assert!(matches!(cfg(&[]), Err(ConfigError::Missing("CHANNELS_TABLE"))));
         let c = cfg(&[("CHANNELS_TABLE", "t")]).unwrap();
         assert_eq!(c.push_url_ttl_secs, 86_400);
         assert_eq!(c.ingest_host, "localhost:1935");
@@ -147,18 +135,9 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000/"),
         ])
         .unwrap();
-        assert_eq!(
-            c.playback_url("x").unwrap(),
-            "http://127.0.0.1:5000/b/live/x/index.m3u8"
-        );
-        let c = cfg(&[
-            ("CHANNELS_TABLE", "t"),
-            ("PLAYBACK_BASE_URL", "https://cdn.example/"),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.playback_url("x").unwrap(),
-            "https://cdn.example/live/x/index.m3u8"
-        );
+        assert_eq!(c.playback_url("x").unwrap(), "http://127.0.0.1:5000/b/live/x/index.m3u8");
+        let c =
+            cfg(&[("CHANNELS_TABLE", "t"), ("PLAYBACK_BASE_URL", "https://cdn.example/")]).unwrap();
+        assert_eq!(c.playback_url("x").unwrap(), "https://cdn.example/live/x/index.m3u8");
     }
 }

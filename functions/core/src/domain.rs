@@ -27,9 +27,7 @@ pub fn live_playlist_key(channel_id: &str) -> String {
 /// (whose keys are limited to 2048 bytes).
 pub fn is_valid_channel_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A request field that breaks a rule. `field` is the JSON path, e.g. `hls.segment_duration`.
@@ -44,10 +42,7 @@ pub struct ValidationError {
 
 impl ValidationError {
     fn new(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.to_owned(),
-            message: message.into(),
-        }
+        Self { field: field.to_owned(), message: message.into() }
     }
 }
 
@@ -93,10 +88,7 @@ pub struct HlsSettings {
 
 impl Default for HlsSettings {
     fn default() -> Self {
-        Self {
-            segment_duration: 4,
-            playlist_window: 6,
-        }
+        Self { segment_duration: 4, playlist_window: 6 }
     }
 }
 
@@ -302,23 +294,14 @@ impl ChannelPatch {
 fn validate(channel: &Channel, created_at: OffsetDateTime) -> Result<(), ValidationError> {
     let name_chars = channel.name.trim().chars().count();
     if name_chars == 0 || channel.name.chars().count() > MAX_NAME_CHARS {
-        return Err(ValidationError::new(
-            "name",
-            "must be 1..=128 characters, not blank",
-        ));
+        return Err(ValidationError::new("name", "must be 1..=128 characters, not blank"));
     }
     if channel.description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(ValidationError::new(
-            "description",
-            "must be at most 1024 characters",
-        ));
+        return Err(ValidationError::new("description", "must be at most 1024 characters"));
     }
     channel.hls.validate()?;
     if channel.expires_at <= created_at {
-        return Err(ValidationError::new(
-            "expires_at",
-            "must be after the creation time",
-        ));
+        return Err(ValidationError::new("expires_at", "must be after the creation time"));
     }
     Ok(())
 }
@@ -354,16 +337,10 @@ mod tests {
         assert_eq!(new(" ").into_channel(now).unwrap_err().field, "name");
         let mut n = new("a");
         n.hls.segment_duration = 11;
-        assert_eq!(
-            n.into_channel(now).unwrap_err().field,
-            "hls.segment_duration"
-        );
+        assert_eq!(n.into_channel(now).unwrap_err().field, "hls.segment_duration");
         let mut n = new("a");
         n.hls.playlist_window = 2;
-        assert_eq!(
-            n.into_channel(now).unwrap_err().field,
-            "hls.playlist_window"
-        );
+        assert_eq!(n.into_channel(now).unwrap_err().field, "hls.playlist_window");
         let mut n = new("a");
         n.expires_at = Some(now - Duration::hours(1));
         assert_eq!(n.into_channel(now).unwrap_err().field, "expires_at");
@@ -374,10 +351,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let c = new("a").into_channel(now).unwrap();
         let p = ChannelPatch {
-            hls: Some(HlsPatch {
-                segment_duration: Some(2),
-                playlist_window: None,
-            }),
+            hls: Some(HlsPatch { segment_duration: Some(2), playlist_window: None }),
             ..Default::default()
         };
         let n = p.apply(&c, now).unwrap();

@@ -61,9 +61,7 @@ pub fn verify(
     if now >= exp {
         return Err(SignatureError::Expired);
     }
-    mac(secret, channel_id, exp)
-        .verify_slice(&raw)
-        .map_err(|_| SignatureError::Mismatch)
+    mac(secret, channel_id, exp).verify_slice(&raw).map_err(|_| SignatureError::Mismatch)
 }
 
 /// The publish credential carried in an RTMP stream name:
@@ -85,9 +83,7 @@ impl PushCredential {
     /// # Errors
     /// [`SignatureError::Malformed`] when the id is empty or `exp`/`sig` are absent or invalid.
     pub fn parse(stream_name: &str) -> Result<Self, SignatureError> {
-        let (id, query) = stream_name
-            .split_once('?')
-            .ok_or(SignatureError::Malformed)?;
+        let (id, query) = stream_name.split_once('?').ok_or(SignatureError::Malformed)?;
         let (mut exp, mut sig) = (None, None);
         for pair in query.split('&') {
             match pair.split_once('=') {
@@ -98,11 +94,7 @@ impl PushCredential {
         }
         let valid_id = crate::domain::is_valid_channel_id(id);
         match (valid_id, exp, sig) {
-            (true, Some(exp), Some(sig)) => Ok(Self {
-                channel_id: id.to_owned(),
-                exp,
-                sig,
-            }),
+            (true, Some(exp), Some(sig)) => Ok(Self { channel_id: id.to_owned(), exp, sig }),
             _ => Err(SignatureError::Malformed),
         }
     }
@@ -110,18 +102,12 @@ impl PushCredential {
 
 /// Builds the signed push URL of a channel: `rtmp://<ingest_host>/live/<id>?exp=..&sig=..`.
 pub fn push_url(ingest_host: &str, secret: &Secret, channel_id: &str, exp: u64) -> String {
-    format!(
-        "rtmp://{ingest_host}/{RTMP_APP}/{}",
-        stream_key(secret, channel_id, exp)
-    )
+    format!("rtmp://{ingest_host}/{RTMP_APP}/{}", stream_key(secret, channel_id, exp))
 }
 
 /// The stream key part of a push URL, `<id>?exp=..&sig=..` (what OBS calls "Stream Key").
 pub fn stream_key(secret: &Secret, channel_id: &str, exp: u64) -> String {
-    format!(
-        "{channel_id}?exp={exp}&sig={}",
-        sign(secret, channel_id, exp)
-    )
+    format!("{channel_id}?exp={exp}&sig={}", sign(secret, channel_id, exp))
 }
 
 #[cfg(test)]
@@ -146,41 +132,26 @@ mod tests {
     fn expired_url_is_refused() {
         let s = Secret::generate();
         let c = parsed(&push_url("h", &s, "abc", NOW));
-        assert_eq!(
-            verify(&s, "abc", c.exp, &c.sig, NOW),
-            Err(SignatureError::Expired)
-        );
+        assert_eq!(verify(&s, "abc", c.exp, &c.sig, NOW), Err(SignatureError::Expired));
     }
 
     #[test]
     fn tampered_expiry_or_signature_is_refused() {
         let s = Secret::generate();
         let c = parsed(&push_url("h", &s, "abc", NOW + 60));
-        assert_eq!(
-            verify(&s, "abc", c.exp + 3600, &c.sig, NOW),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(&s, "abc", c.exp + 3600, &c.sig, NOW), Err(SignatureError::Mismatch));
         let mut sig = c.sig.clone().into_bytes();
         sig[0] = if sig[0] == b'0' { b'1' } else { b'0' };
         let sig = String::from_utf8(sig).unwrap();
-        assert_eq!(
-            verify(&s, "abc", c.exp, &sig, NOW),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify(&s, "abc", c.exp, "xyz", NOW),
-            Err(SignatureError::Malformed)
-        );
+        assert_eq!(verify(&s, "abc", c.exp, &sig, NOW), Err(SignatureError::Mismatch));
+        assert_eq!(verify(&s, "abc", c.exp, "xyz", NOW), Err(SignatureError::Malformed));
     }
 
     #[test]
     fn signature_of_another_channel_is_refused() {
         let s = Secret::generate();
         let c = parsed(&push_url("h", &s, "abc", NOW + 60));
-        assert_eq!(
-            verify(&s, "abd", c.exp, &c.sig, NOW),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(&s, "abd", c.exp, &c.sig, NOW), Err(SignatureError::Mismatch));
         assert_eq!(
             verify(&Secret::generate(), "abc", c.exp, &c.sig, NOW),
             Err(SignatureError::Mismatch)
@@ -197,11 +168,7 @@ mod tests {
             "a/b?exp=1&sig=0",
             "abc?exp=x&sig=00",
         ] {
-            assert_eq!(
-                PushCredential::parse(s),
-                Err(SignatureError::Malformed),
-                "{s}"
-            );
+            assert_eq!(PushCredential::parse(s), Err(SignatureError::Malformed), "{s}");
         }
         assert!(PushCredential::parse("abc?exp=5&sig=00&foo=bar").is_ok());
     }

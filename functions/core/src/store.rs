@@ -99,9 +99,8 @@ pub trait ChannelStore: Send + Sync {
             let mut next = current.clone();
             next.state = state;
             next.version += 1;
-            next.updated_at = OffsetDateTime::now_utc()
-                .replace_nanosecond(0)
-                .unwrap_or(next.updated_at);
+            next.updated_at =
+                OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(next.updated_at);
             match self.replace(&next, current.version).await {
                 Ok(()) => return Ok(next),
                 Err(StoreError::VersionConflict) => continue,
@@ -122,10 +121,7 @@ pub struct DynamoChannelStore {
 impl DynamoChannelStore {
     /// A store on `table` using `client`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 
     /// Creates the table (on-demand billing, key `id`) if it does not exist; for local stacks
@@ -137,12 +133,7 @@ impl DynamoChannelStore {
         use aws_sdk_dynamodb::types::{
             AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
         };
-        let exists = self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await;
+        let exists = self.client.describe_table().table_name(&self.table).send().await;
         if exists.is_ok() {
             return Ok(());
         }
@@ -223,11 +214,7 @@ impl ChannelStore for DynamoChannelStore {
             .consistent_read(true)
             .send()
             .await?;
-        let items = out
-            .items()
-            .iter()
-            .map(from_item)
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
         let next = out
             .last_evaluated_key
             .as_ref()
@@ -303,30 +290,15 @@ fn to_item(c: &Channel) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("id".to_owned(), AttributeValue::S(c.id.clone())),
         ("name".to_owned(), AttributeValue::S(c.name.clone())),
-        (
-            "description".to_owned(),
-            AttributeValue::S(c.description.clone()),
-        ),
-        (
-            "segment_duration".to_owned(),
-            AttributeValue::N(c.hls.segment_duration.to_string()),
-        ),
-        (
-            "playlist_window".to_owned(),
-            AttributeValue::N(c.hls.playlist_window.to_string()),
-        ),
+        ("description".to_owned(), AttributeValue::S(c.description.clone())),
+        ("segment_duration".to_owned(), AttributeValue::N(c.hls.segment_duration.to_string())),
+        ("playlist_window".to_owned(), AttributeValue::N(c.hls.playlist_window.to_string())),
         ("recording".to_owned(), AttributeValue::Bool(c.recording)),
         ("expires_at".to_owned(), rfc3339(c.expires_at)),
-        (
-            "state".to_owned(),
-            AttributeValue::S(c.state.as_str().to_owned()),
-        ),
+        ("state".to_owned(), AttributeValue::S(c.state.as_str().to_owned())),
         ("created_at".to_owned(), rfc3339(c.created_at)),
         ("updated_at".to_owned(), rfc3339(c.updated_at)),
-        (
-            "version".to_owned(),
-            AttributeValue::N(c.version.to_string()),
-        ),
+        ("version".to_owned(), AttributeValue::N(c.version.to_string())),
         ("secret".to_owned(), AttributeValue::S(c.secret.to_hex())),
     ])
 }
@@ -358,11 +330,7 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Channel, StoreErr
             segment_duration: small("segment_duration")?,
             playlist_window: small("playlist_window")?,
         },
-        recording: item
-            .get("recording")
-            .and_then(|v| v.as_bool().ok())
-            .copied()
-            .unwrap_or(false),
+        recording: item.get("recording").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
         expires_at: t("expires_at")?,
         state: ChannelState::parse(s("state")?)
             .ok_or_else(|| StoreError::Corrupt("attribute state".to_owned()))?,
@@ -397,10 +365,7 @@ mod tests {
     fn cursor_round_trip_and_rejects_garbage() {
         assert_eq!(decode_cursor(&encode_cursor("abc")).unwrap(), "abc");
         for bad in ["", "!!", "YWJj", "YzE6"] {
-            assert!(
-                matches!(decode_cursor(bad), Err(StoreError::InvalidCursor)),
-                "{bad}"
-            );
+            assert!(matches!(decode_cursor(bad), Err(StoreError::InvalidCursor)), "{bad}");
         }
     }
 }

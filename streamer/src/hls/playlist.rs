@@ -108,10 +108,7 @@ mod tests {
         assert_eq!(parsed.media_sequence, 2);
         assert_eq!(parsed.target_duration, 4);
         assert!(parsed.end_list);
-        assert_eq!(
-            p.uris().collect::<Vec<_>>(),
-            vec!["s/2.ts", "s/3.ts", "s/4.ts"]
-        );
+        assert_eq!(p.uris().collect::<Vec<_>>(), vec!["s/2.ts", "s/3.ts", "s/4.ts"]);
     }
 
     #[test]

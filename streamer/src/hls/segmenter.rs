@@ -192,13 +192,8 @@ mod tests {
             "{:?}",
             segs.iter().map(|s| s.duration).collect::<Vec<_>>()
         );
-        assert_eq!(
-            segs.iter().map(|s| s.sequence).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 4]
-        );
-        assert!(segs
-            .iter()
-            .all(|s| s.data.len() % 188 == 0 && s.data[0] == 0x47));
+        assert_eq!(segs.iter().map(|s| s.sequence).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert!(segs.iter().all(|s| s.data.len() % 188 == 0 && s.data[0] == 0x47));
     }
 
     #[test]

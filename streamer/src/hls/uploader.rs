@@ -6,7 +6,7 @@
 //! that is not in the store.
 
 use super::{LivePlaylist, Segment};
-use crate::sink::ObjectSink;
+use crate::sink::{ObjectMeta, ObjectSink};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,11 +97,7 @@ impl Uploader {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let submit_timeout = config.submit_timeout;
         let task = tokio::spawn(run(sink, config, rx));
-        Self {
-            tx,
-            submit_timeout,
-            task,
-        }
+        Self { tx, submit_timeout, task }
     }
 
     /// Queues a finished segment, waiting for room up to the submit timeout.
@@ -133,18 +129,19 @@ struct Writer {
 }
 
 impl Writer {
+    /// Writes a playlist with [`Writer::put`]'s retries; `expiring` as in [`ObjectMeta`].
+    async fn put_playlist(&mut self, key: &str, playlist: &LivePlaylist, expiring: bool) -> bool {
+        let meta =
+            ObjectMeta { content_type: PLAYLIST_TYPE, cache_control: PLAYLIST_CACHE, expiring };
+        self.put(key, playlist.render().into(), meta).await
+    }
+
     /// Writes one object, retrying until it is stored or the policy gives up.
-    async fn put(
-        &mut self,
-        key: &str,
-        body: Bytes,
-        content_type: &'static str,
-        cache: &'static str,
-    ) -> bool {
+    async fn put(&mut self, key: &str, body: Bytes, meta: ObjectMeta) -> bool {
         let started = tokio::time::Instant::now();
         let mut delay = self.retry.initial;
         loop {
-            match self.sink.put(key, body.clone(), content_type, cache).await {
+            match self.sink.put(key, body.clone(), meta).await {
                 Ok(()) => return true,
                 Err(e) if started.elapsed() + delay > self.retry.give_up_after => {
                     tracing::error!(key, error = %e, "giving up on object after retries");
@@ -166,27 +163,23 @@ async fn run(
     config: UploaderConfig,
     mut rx: mpsc::Receiver<Segment>,
 ) -> UploadReport {
-    let mut writer = Writer {
-        sink,
-        retry: config.retry,
-        retries: 0,
-    };
+    let mut writer = Writer { sink, retry: config.retry, retries: 0 };
     let mut report = UploadReport::default();
     let live_key = format!("{}/index.m3u8", config.prefix);
     let recording_key = format!("{}/{}/recording.m3u8", config.prefix, config.session);
     let mut live = LivePlaylist::sliding(config.target_secs, config.window);
-    let mut recording = config
-        .recording
-        .then(|| LivePlaylist::event(config.target_secs));
+    let mut recording = config.recording.then(|| LivePlaylist::event(config.target_secs));
     let mut gap = false;
+    // Live-only output expires through the bucket's lifecycle rule; a recording's segments and
+    // playlist are kept. The sliding live playlist always expires.
+    let keep = config.recording;
+    let segment_meta =
+        ObjectMeta { content_type: SEGMENT_TYPE, cache_control: SEGMENT_CACHE, expiring: !keep };
 
     while let Some(segment) = rx.recv().await {
         let name = format!("{}/{:06}.ts", config.session, segment.sequence);
         let key = format!("{}/{name}", config.prefix);
-        if !writer
-            .put(&key, segment.data, SEGMENT_TYPE, SEGMENT_CACHE)
-            .await
-        {
+        if !writer.put(&key, segment.data, segment_meta).await {
             report.lost_segments += 1;
             gap = true;
             continue;
@@ -199,45 +192,17 @@ async fn run(
         }
         gap = false;
         // Retried like segments; a playlist lost after all retries is superseded by the next.
-        writer
-            .put(
-                &live_key,
-                live.render().into(),
-                PLAYLIST_TYPE,
-                PLAYLIST_CACHE,
-            )
-            .await;
+        writer.put_playlist(&live_key, &live, true).await;
         if let Some(rec) = &recording {
-            writer
-                .put(
-                    &recording_key,
-                    rec.render().into(),
-                    PLAYLIST_TYPE,
-                    PLAYLIST_CACHE,
-                )
-                .await;
+            writer.put_playlist(&recording_key, rec, false).await;
         }
     }
 
     live.end();
-    report.ended = writer
-        .put(
-            &live_key,
-            live.render().into(),
-            PLAYLIST_TYPE,
-            PLAYLIST_CACHE,
-        )
-        .await;
+    report.ended = writer.put_playlist(&live_key, &live, true).await;
     if let Some(rec) = recording.as_mut() {
         rec.end();
-        writer
-            .put(
-                &recording_key,
-                rec.render().into(),
-                PLAYLIST_TYPE,
-                PLAYLIST_CACHE,
-            )
-            .await;
+        writer.put_playlist(&recording_key, rec, false).await;
     }
     report.retries = writer.retries;
     report

@@ -24,10 +24,7 @@ impl Server {
     /// # Errors
     /// The socket error.
     pub async fn bind(addr: SocketAddr, ingest: Arc<Ingest>) -> std::io::Result<Self> {
-        Ok(Self {
-            listener: TcpListener::bind(addr).await?,
-            ingest,
-        })
+        Ok(Self { listener: TcpListener::bind(addr).await?, ingest })
     }
 
     /// The bound address.
@@ -60,15 +57,11 @@ impl Server {
                 () = &mut shutdown => break,
             }
         }
-        tracing::info!(
-            sessions = sessions.len(),
-            "shutting down: flushing publishes"
-        );
+        tracing::info!(sessions = sessions.len(), "shutting down: flushing publishes");
         let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(drain, async {
-            while sessions.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(drain, async { while sessions.join_next().await.is_some() {} })
+                .await;
         if drained.is_err() {
             tracing::warn!("drain timeout: aborting remaining sessions");
         }

@@ -42,13 +42,8 @@ pub(super) async fn run(
     ingest: Arc<Ingest>,
     stop: watch::Receiver<bool>,
 ) {
-    let mut conn = Connection {
-        socket,
-        ingest,
-        publish: None,
-        demux: FlvDemuxer::new(),
-        app: String::new(),
-    };
+    let mut conn =
+        Connection { socket, ingest, publish: None, demux: FlvDemuxer::new(), app: String::new() };
     let result = conn.serve(stop).await;
     if let Some(publish) = conn.publish.take() {
         publish.finish().await;
@@ -94,10 +89,7 @@ impl Connection {
                 HandshakeProcessResult::InProgress { response_bytes } => {
                     self.socket.write_all(&response_bytes).await?;
                 }
-                HandshakeProcessResult::Completed {
-                    response_bytes,
-                    remaining_bytes,
-                } => {
+                HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
                     self.socket.write_all(&response_bytes).await?;
                     break remaining_bytes;
                 }
@@ -143,29 +135,17 @@ impl Connection {
         event: ServerSessionEvent,
     ) -> Result<Vec<ServerSessionResult>, SessionError> {
         match event {
-            ServerSessionEvent::ConnectionRequested {
-                request_id,
-                app_name,
-            } => {
+            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
                 self.app = app_name;
                 Ok(session.accept_request(request_id)?)
             }
             ServerSessionEvent::PublishStreamRequested {
-                request_id,
-                app_name,
-                stream_key,
-                ..
+                request_id, app_name, stream_key, ..
             } => {
                 if self.publish.is_some() {
-                    return Err(self
-                        .refuse(session, request_id, PublishError::AlreadyLive)
-                        .await);
+                    return Err(self.refuse(session, request_id, PublishError::AlreadyLive).await);
                 }
-                let app = if app_name.is_empty() {
-                    self.app.clone()
-                } else {
-                    app_name
-                };
+                let app = if app_name.is_empty() { self.app.clone() } else { app_name };
                 let started = match self.ingest.authorize(&app, &stream_key).await {
                     Ok(channel) => self.ingest.start(channel).await,
                     Err(e) => Err(e),
@@ -179,17 +159,13 @@ impl Connection {
                     Err(e) => Err(self.refuse(session, request_id, e).await),
                 }
             }
-            ServerSessionEvent::VideoDataReceived {
-                data, timestamp, ..
-            } => {
+            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
                 if let Some(frame) = self.demux.video(timestamp.value, &data)? {
                     self.push(frame).await?;
                 }
                 Ok(Vec::new())
             }
-            ServerSessionEvent::AudioDataReceived {
-                data, timestamp, ..
-            } => {
+            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
                 if let Some(frame) = self.demux.audio(timestamp.value, &data)? {
                     self.push(frame).await?;
                 }
@@ -222,11 +198,9 @@ impl Connection {
         request_id: u32,
         error: PublishError,
     ) -> SessionError {
-        if let Ok(results) = session.reject_request(
-            request_id,
-            "NetStream.Publish.BadName",
-            error.public_reason(),
-        ) {
+        if let Ok(results) =
+            session.reject_request(request_id, "NetStream.Publish.BadName", error.public_reason())
+        {
             for result in results {
                 if let ServerSessionResult::OutboundResponse(packet) = result {
                     if self.socket.write_all(&packet.bytes).await.is_err() {

@@ -1,6 +1,6 @@
 //! Local directory sink.
 
-use super::{ObjectSink, SinkError};
+use super::{ObjectMeta, ObjectSink, SinkError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::path::{Component, Path, PathBuf};
@@ -29,22 +29,13 @@ impl DirSink {
 
 #[async_trait]
 impl ObjectSink for DirSink {
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        _: &'static str,
-        _: &'static str,
-    ) -> Result<(), SinkError> {
+    async fn put(&self, key: &str, body: Bytes, _: ObjectMeta) -> Result<(), SinkError> {
         let path = self.path(key)?;
         let key = key.to_owned();
         // std::fs on the blocking pool with the shared `Bytes`: tokio::fs::write would copy
         // the whole segment first.
         tokio::task::spawn_blocking(move || {
-            let io = |source| SinkError::Io {
-                key: key.clone(),
-                source,
-            };
+            let io = |source| SinkError::Io { key: key.clone(), source };
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(io)?;
             }
@@ -54,10 +45,7 @@ impl ObjectSink for DirSink {
         })
         .await
         .unwrap_or_else(|e| {
-            Err(SinkError::Io {
-                key: String::new(),
-                source: std::io::Error::other(e),
-            })
+            Err(SinkError::Io { key: String::new(), source: std::io::Error::other(e) })
         })
     }
 }
@@ -66,17 +54,17 @@ impl ObjectSink for DirSink {
 mod tests {
     use super::*;
 
+    const META: ObjectMeta = ObjectMeta { content_type: "", cache_control: "", expiring: false };
+
     #[tokio::test]
     async fn writes_nested_keys_and_refuses_escapes() {
         let root = std::env::temp_dir().join(format!("dirsink-{}", std::process::id()));
         let sink = DirSink::new(&root);
-        sink.put("live/a/index.m3u8", Bytes::from_static(b"x"), "", "")
-            .await
-            .unwrap();
+        sink.put("live/a/index.m3u8", Bytes::from_static(b"x"), META).await.unwrap();
         assert_eq!(std::fs::read(root.join("live/a/index.m3u8")).unwrap(), b"x");
         for bad in ["../x", "/etc/x", "a/../../x", ""] {
             assert!(matches!(
-                sink.put(bad, Bytes::new(), "", "").await,
+                sink.put(bad, Bytes::new(), META).await,
                 Err(SinkError::UnsafeKey(_))
             ));
         }

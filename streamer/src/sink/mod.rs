@@ -41,17 +41,26 @@ pub enum SinkError {
 /// sees the old or the new object, never a partial one.
 #[async_trait]
 pub trait ObjectSink: Send + Sync {
-    /// Writes `body` at `key` with the given `Content-Type` and `Cache-Control`.
+    /// Writes `body` at `key` with the given metadata.
     ///
     /// # Errors
     /// [`SinkError`] when the write did not happen; the caller retries.
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        content_type: &'static str,
-        cache_control: &'static str,
-    ) -> Result<(), SinkError>;
+    async fn put(&self, key: &str, body: Bytes, meta: ObjectMeta) -> Result<(), SinkError>;
+}
+
+/// S3 object tag (`key=value`, URL-query encoded as `x-amz-tagging` wants it) marking live
+/// output that the media bucket's lifecycle rule expires; recordings do not carry it.
+pub const EXPIRING_TAG: &str = "streamstack-retention=live";
+
+/// How an object is served and how long it is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// `Content-Type`, e.g. `video/mp2t` or `application/vnd.apple.mpegurl`.
+    pub content_type: &'static str,
+    /// `Cache-Control`, honoured by CloudFront and players.
+    pub cache_control: &'static str,
+    /// Tag the object with [`EXPIRING_TAG`] (live-only output) rather than keep it.
+    pub expiring: bool,
 }
 
 /// Parsed `--output` value.
@@ -78,9 +87,7 @@ impl std::str::FromStr for OutputSpec {
             if bucket.is_empty() || bucket.contains('/') {
                 return Err(format!("{s:?}: expected s3://<bucket>"));
             }
-            return Ok(Self::S3 {
-                bucket: Some(bucket.to_owned()),
-            });
+            return Ok(Self::S3 { bucket: Some(bucket.to_owned()) });
         }
         match s.strip_prefix("dir:") {
             Some(path) if !path.is_empty() => Ok(Self::Dir(PathBuf::from(path))),
@@ -96,12 +103,7 @@ mod tests {
     #[test]
     fn parses_output_specs() {
         assert_eq!("s3".parse(), Ok(OutputSpec::S3 { bucket: None }));
-        assert_eq!(
-            "s3://b".parse(),
-            Ok(OutputSpec::S3 {
-                bucket: Some("b".into())
-            })
-        );
+        assert_eq!("s3://b".parse(), Ok(OutputSpec::S3 { bucket: Some("b".into()) }));
         assert_eq!("dir:/tmp/x".parse(), Ok(OutputSpec::Dir("/tmp/x".into())));
         for bad in ["", "dir:", "s3://", "s3://a/b", "file:/x"] {
             assert!(bad.parse::<OutputSpec>().is_err(), "{bad}");

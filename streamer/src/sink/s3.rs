@@ -1,6 +1,6 @@
 //! S3 sink.
 
-use super::{ObjectSink, SinkError};
+use super::{ObjectMeta, ObjectSink, SinkError, EXPIRING_TAG};
 use async_trait::async_trait;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
@@ -16,28 +16,20 @@ pub struct S3Sink {
 impl S3Sink {
     /// A sink writing into `bucket`.
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
-        Self {
-            client,
-            bucket: bucket.into(),
-        }
+        Self { client, bucket: bucket.into() }
     }
 }
 
 #[async_trait]
 impl ObjectSink for S3Sink {
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        content_type: &'static str,
-        cache_control: &'static str,
-    ) -> Result<(), SinkError> {
+    async fn put(&self, key: &str, body: Bytes, meta: ObjectMeta) -> Result<(), SinkError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_type)
-            .cache_control(cache_control)
+            .content_type(meta.content_type)
+            .cache_control(meta.cache_control)
+            .set_tagging(meta.expiring.then(|| EXPIRING_TAG.to_owned()))
             .body(ByteStream::from(body))
             .send()
             .await

@@ -17,9 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let app = channels_api::router(channels_api::Deps::from_env().await?);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "channel API listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
     Ok(())
 }
 
