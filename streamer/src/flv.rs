@@ -335,8 +335,17 @@ impl<R: std::io::Read> FlvFileReader<R> {
         }
         let size = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
         let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-        self.body.resize(size + 4, 0);
-        self.inner.read_exact(&mut self.body).map_err(|_| FlvError::Truncated("FLV tag body"))?;
+        // Grow with the data actually read, not the 24-bit size a corrupt header claims.
+        self.body.clear();
+        let want = size as u64 + 4; // body + PreviousTagSize
+        let got = std::io::Read::read_to_end(
+            &mut std::io::Read::take(&mut self.inner, want),
+            &mut self.body,
+        )
+        .map_err(|_| FlvError::Truncated("FLV tag body"))?;
+        if (got as u64) < want {
+            return Err(FlvError::Truncated("FLV tag body"));
+        }
         Ok(Some(FlvTag { kind: h[0] & 0x1F, timestamp_ms: ts, body: &self.body[..size] }))
     }
 }
@@ -412,5 +421,35 @@ mod tests {
     fn timestamps_survive_32_bit_wrap() {
         let mut c = Clock { last_raw: u32::MAX - 10, last_ms: 0 };
         assert_eq!(c.ticks(5), TIMESTAMP_BASE + 16 * 90);
+    }
+
+    /// Arbitrary bytes never panic the demuxer or the file reader: they are frames or errors.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..20_000 {
+            let len = (next() % 64) as usize;
+            let mut body: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Bias towards the interesting prefixes so parsing goes deep.
+            if round % 2 == 0 && len > 2 {
+                body[0] = if round % 4 == 0 { 0x17 } else { 0xAF };
+                body[1] = (next() % 2) as u8;
+            }
+            let mut d = FlvDemuxer::new();
+            let _ = d.video(next() as u32, &avc_config());
+            let _ = d.video(next() as u32, &body);
+            let _ = d.audio(next() as u32, &body);
+            let mut file = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+            file.extend_from_slice(&body);
+            if let Ok(mut r) = FlvFileReader::new(&file[..]) {
+                while let Ok(Some(_)) = r.next_tag() {}
+            }
+        }
     }
 }
