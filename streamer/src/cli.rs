@@ -52,18 +52,27 @@ enum Command {
     },
 }
 
-async fn sink(spec: OutputSpec, config: Option<&Config>) -> anyhow::Result<Arc<dyn ObjectSink>> {
+/// Builds the sink for `spec`. S3 uses `aws` when the caller already has clients, else
+/// loads them (honouring `AWS_ENDPOINT_URL`); the bucket defaults to `default_bucket`.
+async fn sink(
+    spec: OutputSpec,
+    aws: Option<&AwsClients>,
+    default_bucket: Option<&str>,
+) -> anyhow::Result<Arc<dyn ObjectSink>> {
     Ok(match spec {
         OutputSpec::Dir(path) => Arc::new(DirSink::new(path)),
         OutputSpec::S3 { bucket } => {
-            let endpoint = config
-                .and_then(|c| c.endpoint_url.clone())
-                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
             let bucket = bucket
-                .or_else(|| config.and_then(|c| c.media_bucket.clone()))
-                .context("--output s3 needs MEDIA_BUCKET")?;
-            let aws = AwsClients::load(endpoint.as_deref()).await;
-            Arc::new(S3Sink::new(aws.s3, bucket))
+                .or_else(|| default_bucket.map(str::to_owned))
+                .context("--output s3 needs MEDIA_BUCKET or s3://<bucket>")?;
+            let client = match aws {
+                Some(aws) => aws.s3.clone(),
+                None => {
+                    let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+                    AwsClients::load(endpoint.as_deref()).await.s3
+                }
+            };
+            Arc::new(S3Sink::new(client, bucket))
         }
     })
 }
@@ -82,10 +91,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             tracing::info!(?spec, "output");
             let aws = AwsClients::load(config.endpoint_url.as_deref()).await;
-            let store =
-                Arc::new(DynamoChannelStore::new(aws.dynamodb, config.channels_table.clone()));
-            let ingest =
-                Ingest::new(store, sink(spec, Some(&config)).await?, UploadSettings::default());
+            let store = Arc::new(DynamoChannelStore::new(
+                aws.dynamodb.clone(),
+                config.channels_table.clone(),
+            ));
+            let sink = sink(spec, Some(&aws), config.media_bucket.as_deref()).await?;
+            let ingest = Ingest::new(store, sink, UploadSettings::default());
             let server =
                 Server::bind(listen, ingest).await.with_context(|| format!("bind {listen}"))?;
             tracing::info!(addr = %server.local_addr()?, "RTMP ingest listening");
@@ -98,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let reader = std::io::BufReader::with_capacity(256 * 1024, file);
             let report = crate::remux::remux_flv(
                 reader,
-                sink(output, None).await?,
+                sink(output, None, None).await?,
                 &prefix,
                 segment_duration,
                 usize::MAX,
