@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+use m3u8_rs::MediaPlaylist;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -187,6 +188,27 @@ pub async fn ffmpeg_publish(url: &str, clip: Clip) -> bool {
     }
     cmd.args(["-f", "flv", url]).stdin(Stdio::null());
     cmd.status().await.map(|s| s.success()).unwrap_or(false)
+}
+
+/// The channel's live playlist, parsed, if it exists yet.
+pub async fn playlist(aws: &AwsClients, bucket: &str, channel: &Channel) -> Option<MediaPlaylist> {
+    let key = format!("live/{}/index.m3u8", channel.id);
+    let out = aws.s3.get_object().bucket(bucket).key(&key).send().await.ok()?;
+    let bytes = out.body.collect().await.ok()?.into_bytes();
+    Some(m3u8_rs::parse_media_playlist_res(&bytes).expect("playlist parses"))
+}
+
+/// Waits up to 30 s for the channel's live playlist to carry `EXT-X-ENDLIST`.
+pub async fn ended_playlist(aws: &AwsClients, bucket: &str, channel: &Channel) -> MediaPlaylist {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = playlist(aws, bucket, channel).await;
+        match last {
+            Some(p) if p.end_list => return p,
+            _ if tokio::time::Instant::now() > deadline => panic!("playlist never ended: {last:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// Keys under `prefix` in `bucket`.

@@ -67,23 +67,10 @@ async fn gstreamer_rtmp2sink_and_librtmp_publishers() {
             gst_publish(sink, &streamer.push_url(&ch), audio).await,
             "{sink} (audio: {audio}) publish failed"
         );
-        let key = format!("live/{}/index.m3u8", ch.id);
-        let mut ended = None;
-        for _ in 0..100 {
-            if let Ok(out) = aws.s3.get_object().bucket(&bucket).key(&key).send().await {
-                let body = out.body.collect().await.unwrap().into_bytes();
-                let pl = m3u8_rs::parse_media_playlist_res(&body).unwrap();
-                if pl.end_list {
-                    ended = Some(pl);
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let pl = ended.unwrap_or_else(|| panic!("{sink}: playlist never ended"));
+        let pl = ended_playlist(&aws, &bucket, &ch).await;
         let total: f32 = pl.segments.iter().map(|s| s.duration).sum();
         assert!((total - 5.0).abs() <= 0.5, "{sink} (audio: {audio}): {total} s");
-        let url = format!("{}/{bucket}/{key}", endpoint());
+        let url = format!("{}/{bucket}/live/{}/index.m3u8", endpoint(), ch.id);
         let errors = ffmpeg_decode_errors(&url);
         assert!(errors.is_empty(), "{sink}: {errors}");
     }

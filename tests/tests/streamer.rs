@@ -1,32 +1,11 @@
 //! Streamer end to end: real ffmpeg / GStreamer publishers over RTMP, HLS into S3 on moto,
 //! checked with m3u8-rs and ffprobe.
 
-use m3u8_rs::MediaPlaylist;
 use std::sync::Arc;
 use std::time::Duration;
 use streamstack_core::aws::AwsClients;
 use streamstack_core::{Channel, ChannelState, ChannelStore, HlsSettings};
 use streamstack_tests::*;
-
-async fn playlist(aws: &AwsClients, bucket: &str, channel: &Channel) -> Option<MediaPlaylist> {
-    let key = format!("live/{}/index.m3u8", channel.id);
-    let out = aws.s3.get_object().bucket(bucket).key(&key).send().await.ok()?;
-    let bytes = out.body.collect().await.ok()?.into_bytes();
-    Some(m3u8_rs::parse_media_playlist_res(&bytes).expect("playlist parses"))
-}
-
-/// Waits for the playlist to carry EXT-X-ENDLIST.
-async fn ended_playlist(aws: &AwsClients, bucket: &str, channel: &Channel) -> MediaPlaylist {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let last = playlist(aws, bucket, channel).await;
-        match last {
-            Some(p) if p.end_list => return p,
-            _ if tokio::time::Instant::now() > deadline => panic!("playlist never ended: {last:?}"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
 
 async fn state(store: &dyn ChannelStore, channel: &Channel) -> ChannelState {
     store.get(&channel.id).await.unwrap().unwrap().state
