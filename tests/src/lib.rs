@@ -258,19 +258,3 @@ pub fn ffmpeg_decode_errors(input: &str) -> String {
         .expect("run ffmpeg");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
-
-/// Polls `check` every 100 ms for up to `timeout`.
-pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}

@@ -1,7 +1,6 @@
 //! Streamer end to end: real ffmpeg / GStreamer publishers over RTMP, HLS into S3 on moto,
 //! checked with m3u8-rs and ffprobe.
 
-use std::sync::Arc;
 use std::time::Duration;
 use streamstack_core::aws::AwsClients;
 use streamstack_core::{Channel, ChannelState, ChannelStore, HlsSettings};
@@ -11,8 +10,8 @@ async fn state(store: &dyn ChannelStore, channel: &Channel) -> ChannelState {
     store.get(&channel.id).await.unwrap().unwrap().state
 }
 
-/// Waits up to 10 s for the channel to reach `want` (the streamer marks a channel idle right
-/// after writing its final playlist), returning the state last seen.
+/// Waits up to 10 s for the channel to reach `want` (state changes trail the media: a channel
+/// turns idle right after its final playlist is written), returning the state last seen.
 async fn settled_state(
     store: &dyn ChannelStore,
     channel: &Channel,
@@ -233,14 +232,9 @@ async fn video_only_publish_and_shutdown_flush() {
             ffmpeg_publish(&url, Clip { seconds: 30, realtime: true, ..Clip::default() }).await
         }
     });
-    let store_ref: Arc<dyn ChannelStore> = store.clone();
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            let s = Arc::clone(&store_ref);
-            let id = cut_short.id.clone();
-            async move { s.get(&id).await.unwrap().unwrap().state == ChannelState::Live }
-        })
-        .await
+    assert_eq!(
+        settled_state(store.as_ref(), &cut_short, ChannelState::Live).await,
+        ChannelState::Live
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
     streamer.stop().await;

@@ -53,12 +53,10 @@ impl LivePlaylist {
             ..Default::default()
         });
         while self.segments.len() > self.window {
-            if let Some(old) = self.segments.pop_front() {
-                self.media_sequence += 1;
-                if self.segments.front().is_some_and(|s| s.discontinuity) {
-                    self.discontinuity_sequence += 1;
-                }
-                drop(old);
+            self.segments.pop_front();
+            self.media_sequence += 1;
+            if self.segments.front().is_some_and(|s| s.discontinuity) {
+                self.discontinuity_sequence += 1;
             }
         }
     }
