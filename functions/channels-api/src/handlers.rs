@@ -3,6 +3,7 @@
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::Deps;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{ETAG, IF_MATCH, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -51,17 +52,17 @@ pub(crate) async fn create(
     Ok(response)
 }
 
-/// Query of `GET /channels`.
+/// Query of the listing routes: `limit` (1..=100, default 25) and `next` (a cursor).
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListQuery {
     limit: Option<String>,
     next: Option<String>,
 }
 
-pub(crate) async fn list(
-    State(deps): Shared,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
+/// The page size and cursor of a listing query.
+pub(crate) fn page_limit(
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<(u32, Option<String>), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::InvalidParameter {
         field: "query".into(),
         message: e.body_text(),
@@ -78,7 +79,15 @@ pub(crate) async fn list(
             }
         },
     };
-    let page = deps.store.list(limit, query.next.as_deref()).await?;
+    Ok((limit, query.next))
+}
+
+pub(crate) async fn list(
+    State(deps): Shared,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (limit, next) = page_limit(query)?;
+    let page = deps.store.list(limit, next.as_deref()).await?;
     Ok(Json(json!({ "items": page.items, "next": page.next })).into_response())
 }
 

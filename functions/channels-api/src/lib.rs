@@ -1,4 +1,4 @@
-//! Channel CRUD API: one axum [`router`] served by Lambda behind API Gateway (`main.rs`) or
+//! Channel CRUD and VOD asset API: one axum [`router`] served by Lambda behind API Gateway (`main.rs`) or
 //! by a plain local HTTP server (`bin/local.rs`).
 //!
 //! | method | path | success | notes |
@@ -9,11 +9,14 @@
 //! | PATCH | `/channels/{id}` | 200 + `ETag` | `If-Match: <version>` required; 412 when stale |
 //! | DELETE | `/channels/{id}` | 204 | 404 when absent |
 //! | GET | `/channels/{id}/endpoints` | 200 | signed RTMP push URL + HLS playback URL |
+//! | GET | `/assets?limit=1..100&next=<cursor>` | 200 | VOD assets, [`assets::AssetView`] |
+//! | GET | `/assets/{id}` | 200 | one asset: status, job, output URLs, error |
 //!
 //! Every error is `{"error":{"code":"...","message":"...","field":...}}` ([`error::ApiError`]).
 
 #![warn(missing_docs)]
 
+pub mod assets;
 pub mod error;
 pub mod extract;
 mod handlers;
@@ -22,7 +25,8 @@ use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 use streamstack_core::aws::AwsClients;
-use streamstack_core::{ChannelStore, Config, DynamoChannelStore};
+use streamstack_core::config::ConfigError;
+use streamstack_core::{AssetStore, ChannelStore, Config, DynamoAssetStore, DynamoChannelStore};
 
 /// Request bodies above this many bytes get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -31,6 +35,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct Deps {
     /// Channel persistence.
     pub store: Arc<dyn ChannelStore>,
+    /// Asset persistence (written by the VOD functions, read here).
+    pub assets: Arc<dyn AssetStore>,
     /// Settings (ingest host, playback base URL, push URL lifetime).
     pub config: Config,
 }
@@ -39,12 +45,15 @@ impl Deps {
     /// Reads [`Config`] from the environment and builds the DynamoDB-backed store.
     ///
     /// # Errors
-    /// A [`streamstack_core::config::ConfigError`] when a required variable is missing.
-    pub async fn from_env() -> Result<Arc<Self>, streamstack_core::config::ConfigError> {
+    /// A [`ConfigError`] when a required variable (`CHANNELS_TABLE`, `ASSETS_TABLE`) is missing.
+    pub async fn from_env() -> Result<Arc<Self>, ConfigError> {
         let config = Config::from_env()?;
+        let assets_table =
+            config.assets_table.clone().ok_or(ConfigError::Missing("ASSETS_TABLE"))?;
         let aws = AwsClients::load(config.endpoint_url.as_deref()).await;
-        let store = DynamoChannelStore::new(aws.dynamodb, config.channels_table.clone());
-        Ok(Arc::new(Self { store: Arc::new(store), config }))
+        let store = DynamoChannelStore::new(aws.dynamodb.clone(), config.channels_table.clone());
+        let assets = DynamoAssetStore::new(aws.dynamodb, assets_table);
+        Ok(Arc::new(Self { store: Arc::new(store), assets: Arc::new(assets), config }))
     }
 }
 
@@ -57,6 +66,8 @@ pub fn router(deps: Arc<Deps>) -> Router {
             get(handlers::get_one).patch(handlers::patch).delete(handlers::delete),
         )
         .route("/channels/{id}/endpoints", get(handlers::endpoints))
+        .route("/assets", get(assets::list))
+        .route("/assets/{id}", get(assets::get_one))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(deps)

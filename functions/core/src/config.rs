@@ -26,6 +26,7 @@ pub enum ConfigError {
 /// | variable | field | default |
 /// |---|---|---|
 /// | `CHANNELS_TABLE` | [`Config::channels_table`] | required |
+/// | `ASSETS_TABLE` | [`Config::assets_table`] | none (no `/assets` API) |
 /// | `MEDIA_BUCKET` | [`Config::media_bucket`] | none |
 /// | `INGEST_HOST` | [`Config::ingest_host`] | `localhost:1935` |
 /// | `PLAYBACK_BASE_URL` | [`Config::playback_base_url`] | derived from bucket/endpoint |
@@ -35,6 +36,8 @@ pub enum ConfigError {
 pub struct Config {
     /// DynamoDB table holding channels (partition key `id`, string).
     pub channels_table: String,
+    /// DynamoDB table holding VOD assets (partition key `id`, string), if any.
+    pub assets_table: Option<String>,
     /// S3 bucket receiving HLS output, if any.
     pub media_bucket: Option<String>,
     /// `host[:port]` that publishers reach the RTMP ingest on; goes into push URLs.
@@ -78,6 +81,7 @@ impl Config {
         };
         Ok(Self {
             channels_table: get("CHANNELS_TABLE").ok_or(ConfigError::Missing("CHANNELS_TABLE"))?,
+            assets_table: get("ASSETS_TABLE"),
             media_bucket: get("MEDIA_BUCKET"),
             ingest_host: get("INGEST_HOST").unwrap_or_else(|| "localhost:1935".to_owned()),
             playback_base_url: get("PLAYBACK_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
@@ -89,6 +93,13 @@ impl Config {
     /// The HLS playback URL of a channel's live playlist, `<base>/live/<id>/index.m3u8`, or
     /// `None` when neither a playback base URL nor a media bucket is configured.
     pub fn playback_url(&self, channel_id: &str) -> Option<String> {
+        self.media_url(&crate::domain::live_playlist_key(channel_id))
+    }
+
+    /// The URL players fetch the media bucket object `key` from: `<base>/<key>` with every
+    /// path segment percent-encoded (RFC 3986 §2.1), so keys with spaces or non-ASCII names
+    /// stay valid URLs. `None` when neither a playback base URL nor a media bucket is set.
+    pub fn media_url(&self, key: &str) -> Option<String> {
         let base = match (&self.playback_base_url, &self.media_bucket, &self.endpoint_url) {
             (Some(base), _, _) => base.clone(),
             (None, Some(bucket), Some(endpoint)) => {
@@ -97,9 +108,17 @@ impl Config {
             (None, Some(bucket), None) => format!("https://{bucket}.s3.amazonaws.com"),
             (None, None, _) => return None,
         };
-        Some(format!("{base}/{}", crate::domain::live_playlist_key(channel_id)))
+        let path: Vec<String> = key
+            .split('/')
+            .map(|seg| percent_encoding::utf8_percent_encode(seg, PATH_SEGMENT).to_string())
+            .collect();
+        Some(format!("{base}/{}", path.join("/")))
     }
 }
+
+/// Bytes escaped in a URL path segment: everything but RFC 3986 unreserved characters.
+const PATH_SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 #[cfg(test)]
 mod tests {
@@ -139,5 +158,9 @@ mod tests {
         let c =
             cfg(&[("CHANNELS_TABLE", "t"), ("PLAYBACK_BASE_URL", "https://cdn.example/")]).unwrap();
         assert_eq!(c.playback_url("x").unwrap(), "https://cdn.example/live/x/index.m3u8");
+        assert_eq!(
+            c.media_url("outputs/a/hls/My Film+é.m3u8").unwrap(),
+            "https://cdn.example/outputs/a/hls/My%20Film%2B%C3%A9.m3u8"
+        );
     }
 }

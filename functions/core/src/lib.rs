@@ -6,18 +6,27 @@
 //!   e.g. a local moto server).
 //! - [`domain`]: channels, their HLS settings and validation rules.
 //! - [`store`]: the [`store::ChannelStore`] trait and its DynamoDB implementation.
+//! - [`asset`], [`asset_store`]: VOD assets (one per uploaded source version) and their
+//!   DynamoDB store with conditional state transitions.
+//! - [`paging`]: listing pages and opaque cursors.
 //! - [`signing`]: signed RTMP push URLs (HMAC-SHA256).
 //! - [`telemetry`]: `tracing` set-up shared by all binaries.
 
 #![warn(missing_docs)]
 
+pub mod asset;
+pub mod asset_store;
 pub mod aws;
 pub mod config;
 pub mod domain;
+pub mod paging;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
 
+pub use asset::{Asset, AssetStatus};
+pub use asset_store::{AssetStore, DynamoAssetStore};
 pub use config::Config;
 pub use domain::{Channel, ChannelPatch, ChannelState, HlsSettings, NewChannel, ValidationError};
-pub use store::{ChannelStore, DynamoChannelStore, Page, StoreError};
+pub use paging::Page;
+pub use store::{ChannelStore, DynamoChannelStore, StoreError};

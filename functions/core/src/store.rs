@@ -6,11 +6,11 @@
 //! `updated_at` S, `version` N, `secret` S (64 hex chars).
 
 use crate::domain::{Channel, ChannelState, HlsSettings, Secret};
+use crate::paging::{decode_cursor, encode_cursor, Page};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use base64::Engine;
 use std::collections::HashMap;
 use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
@@ -20,11 +20,11 @@ use time::OffsetDateTime;
 /// the caller's doing and maps to a 4xx.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// No channel with that id.
-    #[error("channel not found")]
+    /// No item with that id.
+    #[error("not found")]
     NotFound,
-    /// A channel with that id already exists (create only).
-    #[error("channel already exists")]
+    /// An item with that id already exists (create only).
+    #[error("already exists")]
     AlreadyExists,
     /// The stored version differs from the expected one (optimistic concurrency).
     #[error("version conflict")]
@@ -36,7 +36,7 @@ pub enum StoreError {
     #[error("storage backend error: {0}")]
     Backend(String),
     /// A stored item is missing an attribute or has the wrong type.
-    #[error("corrupt channel item: {0}")]
+    #[error("corrupt item: {0}")]
     Corrupt(String),
 }
 
@@ -44,15 +44,6 @@ impl<E: std::error::Error + 'static, R: std::fmt::Debug> From<SdkError<E, R>> fo
     fn from(e: SdkError<E, R>) -> Self {
         StoreError::Backend(DisplayErrorContext(&e).to_string())
     }
-}
-
-/// One page of a listing.
-#[derive(Debug, Clone)]
-pub struct Page {
-    /// Channels of this page, in table scan order.
-    pub items: Vec<Channel>,
-    /// Opaque cursor for the next page; `None` on the last page.
-    pub next: Option<String>,
 }
 
 /// Channel persistence used by the API and the streamer.
@@ -71,7 +62,7 @@ pub trait ChannelStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError::InvalidCursor`] for a cursor this store did not issue.
-    async fn list(&self, limit: u32, cursor: Option<&str>) -> Result<Page, StoreError>;
+    async fn list(&self, limit: u32, cursor: Option<&str>) -> Result<Page<Channel>, StoreError>;
 
     /// Replaces a channel if its stored version is still `expected_version`.
     ///
@@ -130,39 +121,77 @@ impl DynamoChannelStore {
     /// # Errors
     /// [`StoreError::Backend`] when DynamoDB refuses.
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
-        let exists = self.client.describe_table().table_name(&self.table).send().await;
-        if exists.is_ok() {
-            return Ok(());
-        }
-        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend(e.to_string());
-        self.client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("id")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(build)?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("id")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(build)?,
-            )
-            .send()
-            .await?;
-        Ok(())
+        create_table_if_missing(&self.client, &self.table).await
     }
 }
 
-fn is_conditional_failure<E, R>(e: &SdkError<E, R>) -> bool
+/// Creates `table` (on-demand billing, partition key `id` of type S) if it does not exist; for
+/// local stacks and tests. In AWS the tables come from `template.yaml`.
+///
+/// # Errors
+/// [`StoreError::Backend`] when DynamoDB refuses.
+pub async fn create_table_if_missing(client: &Client, table: &str) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    if client.describe_table().table_name(table).send().await.is_ok() {
+        return Ok(());
+    }
+    let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend(e.to_string());
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(build)?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(build)?,
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// One strongly consistent scan page of `table` (items keyed by `id`) after `cursor`.
+///
+/// # Errors
+/// [`StoreError::InvalidCursor`] for a cursor not made by [`encode_cursor`].
+pub(crate) async fn scan_page(
+    client: &Client,
+    table: &str,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<Page<HashMap<String, AttributeValue>>, StoreError> {
+    let start = cursor.map(|c| decode_cursor(c).ok_or(StoreError::InvalidCursor)).transpose()?;
+    let out = client
+        .scan()
+        .table_name(table)
+        .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+        .set_exclusive_start_key(
+            start.map(|id| HashMap::from([("id".to_owned(), AttributeValue::S(id))])),
+        )
+        .consistent_read(true)
+        .send()
+        .await?;
+    let next = out
+        .last_evaluated_key
+        .as_ref()
+        .and_then(|k| k.get("id"))
+        .and_then(|v| v.as_s().ok())
+        .map(|id| encode_cursor(id));
+    Ok(Page { items: out.items.unwrap_or_default(), next })
+}
+
+pub(crate) fn is_conditional_failure<E, R>(e: &SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {
@@ -201,27 +230,10 @@ impl ChannelStore for DynamoChannelStore {
         out.item.map(|item| from_item(&item)).transpose()
     }
 
-    async fn list(&self, limit: u32, cursor: Option<&str>) -> Result<Page, StoreError> {
-        let start = cursor.map(decode_cursor).transpose()?;
-        let out = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(
-                start.map(|id| HashMap::from([("id".to_owned(), AttributeValue::S(id))])),
-            )
-            .consistent_read(true)
-            .send()
-            .await?;
-        let items = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
-        let next = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|k| k.get("id"))
-            .and_then(|v| v.as_s().ok())
-            .map(|id| encode_cursor(id));
-        Ok(Page { items, next })
+    async fn list(&self, limit: u32, cursor: Option<&str>) -> Result<Page<Channel>, StoreError> {
+        let page = scan_page(&self.client, &self.table, limit, cursor).await?;
+        let items = page.items.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, next: page.next })
     }
 
     async fn replace(&self, channel: &Channel, expected_version: u64) -> Result<(), StoreError> {
@@ -262,23 +274,6 @@ impl ChannelStore for DynamoChannelStore {
             Err(e) if is_conditional_failure(&e) => Err(StoreError::NotFound),
             Err(e) => Err(e.into()),
         }
-    }
-}
-
-const CURSOR_PREFIX: &str = "c1:";
-
-fn encode_cursor(id: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{id}"))
-}
-
-fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| StoreError::InvalidCursor)?;
-    let text = String::from_utf8(raw).map_err(|_| StoreError::InvalidCursor)?;
-    match text.strip_prefix(CURSOR_PREFIX) {
-        Some(id) if !id.is_empty() => Ok(id.to_owned()),
-        _ => Err(StoreError::InvalidCursor),
     }
 }
 
@@ -359,13 +354,5 @@ mod tests {
         .into_channel(OffsetDateTime::now_utc())
         .unwrap();
         assert_eq!(from_item(&to_item(&c)).unwrap(), c);
-    }
-
-    #[test]
-    fn cursor_round_trip_and_rejects_garbage() {
-        assert_eq!(decode_cursor(&encode_cursor("abc")).unwrap(), "abc");
-        for bad in ["", "!!", "YWJj", "YzE6"] {
-            assert!(matches!(decode_cursor(bad), Err(StoreError::InvalidCursor)), "{bad}");
-        }
     }
 }

@@ -1,0 +1,103 @@
+//! `GET /assets` and `GET /assets/{id}`: VOD assets with their output URLs.
+
+use crate::error::ApiError;
+use crate::handlers::{page_limit, ListQuery};
+use crate::Deps;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use streamstack_core::asset::{is_valid_asset_id, Asset, AssetError, AssetStatus, EncodeSettings};
+use streamstack_core::Config;
+use time::OffsetDateTime;
+
+/// An asset as the API shows it: stored object keys become playback/download URLs.
+#[derive(Debug, Serialize)]
+pub struct AssetView {
+    /// Asset id (32 hex characters).
+    pub id: String,
+    /// `SUBMITTING`, `SUBMITTED`, `PROGRESSING`, `COMPLETE`, `ERROR` or `CANCELED`.
+    pub status: AssetStatus,
+    /// Source object: `{"bucket","key","version_id"?,"size"}` (size in bytes).
+    pub source: Value,
+    /// Encoding choices (`ladder`, `segment_length` s, `thumbnail_interval` s), once resolved.
+    pub settings: Option<EncodeSettings>,
+    /// MediaConvert job id.
+    pub job_id: Option<String>,
+    /// Job progress, 0..=100.
+    pub progress_percent: Option<u8>,
+    /// `{"hls_url","mp4_url","thumbnail_urls":[..],"duration_ms","renditions":[..]}` once
+    /// `COMPLETE`, else `null`.
+    pub outputs: Option<Value>,
+    /// `{"code","message"}` when `ERROR`.
+    pub error: Option<AssetError>,
+    /// RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl AssetView {
+    /// The view of `asset`, URLs made with [`Config::media_url`].
+    pub fn new(asset: Asset, config: &Config) -> Self {
+        let url = |key: &str| config.media_url(key);
+        let outputs = asset.outputs.as_ref().map(|o| {
+            json!({
+                "hls_url": o.hls_master_key.as_deref().and_then(url),
+                "mp4_url": o.mp4_key.as_deref().and_then(url),
+                "thumbnail_urls": o.thumbnail_keys.iter().filter_map(|k| url(k)).collect::<Vec<_>>(),
+                "duration_ms": o.duration_ms,
+                "renditions": o.renditions.iter().map(|r| json!({
+                    "width": r.width,
+                    "height": r.height,
+                    "average_bitrate": r.average_bitrate,
+                    "playlist_url": url(&r.playlist_key),
+                })).collect::<Vec<_>>(),
+            })
+        });
+        Self {
+            id: asset.id,
+            status: asset.status,
+            source: json!({
+                "bucket": asset.source.bucket,
+                "key": asset.source.key,
+                "version_id": asset.source.version_id,
+                "size": asset.source.size,
+            }),
+            settings: asset.settings,
+            job_id: asset.job_id,
+            progress_percent: asset.progress_percent,
+            outputs,
+            error: asset.error,
+            created_at: asset.created_at,
+            updated_at: asset.updated_at,
+        }
+    }
+}
+
+pub(crate) async fn list(
+    State(deps): State<Arc<Deps>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (limit, next) = page_limit(query)?;
+    let page = deps.assets.list(limit, next.as_deref()).await?;
+    let items: Vec<AssetView> =
+        page.items.into_iter().map(|a| AssetView::new(a, &deps.config)).collect();
+    Ok(Json(json!({ "items": items, "next": page.next })))
+}
+
+pub(crate) async fn get_one(
+    State(deps): State<Arc<Deps>>,
+    Path(id): Path<String>,
+) -> Result<Json<AssetView>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("asset {id:?} not found"));
+    if !is_valid_asset_id(&id) {
+        return Err(not_found());
+    }
+    let asset = deps.assets.get(&id).await?.ok_or_else(not_found)?;
+    Ok(Json(AssetView::new(asset, &deps.config)))
+}
