@@ -17,5 +17,7 @@ done
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
+# Python with botocore (moto depends on it), for tests that check requests against AWS models.
+export STREAMSTACK_PYTHON="$venv/bin/python"
 echo "moto listening on $AWS_ENDPOINT_URL" >&2
 "$@"

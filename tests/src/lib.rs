@@ -13,7 +13,9 @@ use std::time::Duration;
 use streamer::publish::{Ingest, UploadSettings};
 use streamer::sink::{ObjectSink, S3Sink};
 use streamstack_core::aws::AwsClients;
-use streamstack_core::{Channel, ChannelStore, DynamoChannelStore, HlsSettings, NewChannel};
+use streamstack_core::{
+    Channel, ChannelStore, DynamoAssetStore, DynamoChannelStore, HlsSettings, NewChannel,
+};
 
 /// The moto endpoint from `AWS_ENDPOINT_URL`.
 ///
@@ -37,6 +39,13 @@ pub fn unique(prefix: &str) -> String {
 /// A fresh channel table in moto.
 pub async fn channel_store(aws: &AwsClients) -> Arc<DynamoChannelStore> {
     let store = DynamoChannelStore::new(aws.dynamodb.clone(), unique("channels"));
+    store.create_table_if_missing().await.expect("create table");
+    Arc::new(store)
+}
+
+/// A fresh asset table in moto.
+pub async fn asset_store(aws: &AwsClients) -> Arc<DynamoAssetStore> {
+    let store = DynamoAssetStore::new(aws.dynamodb.clone(), unique("assets"));
     store.create_table_if_missing().await.expect("create table");
     Arc::new(store)
 }
@@ -258,3 +267,6 @@ pub fn ffmpeg_decode_errors(input: &str) -> String {
         .expect("run ffmpeg");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+pub mod mediaconvert;
+pub mod vod;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use streamstack_core::signing::{self, PushCredential};
 use streamstack_core::{ChannelStore, Config};
-use streamstack_tests::{aws, channel_store};
+use streamstack_tests::{asset_store, aws, channel_store};
 use tower::ServiceExt;
 
 struct Api {
@@ -35,7 +35,8 @@ impl Api {
             _ => None,
         })
         .unwrap();
-        let deps = Arc::new(Deps { store: Arc::clone(&store), config });
+        let assets = asset_store(&aws).await;
+        let deps = Arc::new(Deps { store: Arc::clone(&store), assets, config });
         Self { app: router(deps), store }
     }
 

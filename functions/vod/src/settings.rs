@@ -59,7 +59,7 @@ impl Overrides {
         serde_path_to_error::deserialize(de).map_err(|e| SettingsError {
             origin: origin.to_owned(),
             field: match e.path().to_string() {
-                p if p == "." => "(document)".to_owned(),
+                p if p == "." || p == "?" => "(document)".to_owned(),
                 p => p,
             },
             message: e.inner().to_string(),
