@@ -10,6 +10,8 @@ CFN_LINT_VERSION ?= 1.58.0
 SAM_CLI_VERSION ?= 1.170.0
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
+LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod && cargo build --quiet -p streamstack-tests --bin mediaconvert-stub
+
 .PHONY: demo local test tools template-lint lint bench clean
 
 $(VENV)/.installed:
@@ -27,14 +29,15 @@ tools: $(VENV)/.installed
 	@command -v ffmpeg >/dev/null || { echo "ffmpeg not found on PATH: install it (Debian/Ubuntu: sudo apt-get install -y ffmpeg; macOS: brew install ffmpeg)" >&2; exit 1; }
 	@command -v ffprobe >/dev/null || { echo "ffprobe not found on PATH (it ships with ffmpeg)" >&2; exit 1; }
 
-## demo: local stack, create a channel over HTTP, publish a clip over RTMP, check the HLS, stop.
+## demo: local stack, create a channel over HTTP, publish a clip over RTMP, check the HLS;
+## upload the clip to inputs/, run the VOD trigger, show the asset and the MediaConvert job.
 demo: tools
-	cargo build --quiet -p channels-api -p streamer
+	$(LOCAL_BUILD)
 	scripts/local-stack.sh demo
 
 ## local: start the same local stack and keep it running (Ctrl-C stops it).
 local: tools
-	cargo build --quiet -p channels-api -p streamer
+	$(LOCAL_BUILD)
 	scripts/local-stack.sh keep
 
 ## test: template lint, then unit, moto-backed and end-to-end (real ffmpeg/GStreamer

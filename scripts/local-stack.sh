@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Local streamstack: moto (DynamoDB + S3) + channel API + RTMP streamer, all on 127.0.0.1.
+# Local streamstack: moto (DynamoDB + S3 + SNS) + API + RTMP streamer + a MediaConvert
+# CreateJob stand-in (moto has no MediaConvert), all on 127.0.0.1.
 #   scripts/local-stack.sh demo   create a channel over HTTP, publish a clip with ffmpeg,
-#                                 check the HLS output, stop everything
+#                                 check the HLS output; upload the clip to inputs/, deliver
+#                                 its S3 event to the VOD trigger, show the asset and the
+#                                 MediaConvert job request; stop everything
 #   scripts/local-stack.sh keep   start the stack and keep it running until Ctrl-C
 # Environment: INPUT=path (your own video for the demo), MOTO_PORT (5000), API_PORT (3000),
-# RTMP_PORT (1935), CARGO_TARGET_DIR (where the binaries were built).
+# RTMP_PORT (1935), MEDIACONVERT_PORT (5001), CARGO_TARGET_DIR (where the binaries were built).
 set -euo pipefail
 mode=${1:-demo}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,12 +17,16 @@ state=$root/.local
 moto_port=${MOTO_PORT:-5000}
 api_port=${API_PORT:-3000}
 rtmp_port=${RTMP_PORT:-1935}
+mc_port=${MEDIACONVERT_PORT:-5001}
 mkdir -p "$state"
 
 export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 export CHANNELS_TABLE=streamstack-channels MEDIA_BUCKET=streamstack-media
+export ASSETS_TABLE=streamstack-assets STACK_NAME=streamstack-local
+export MEDIACONVERT_ENDPOINT=http://127.0.0.1:$mc_port
+export MEDIACONVERT_ROLE_ARN=arn:aws:iam::123456789012:role/streamstack-local-mediaconvert
 export INGEST_HOST=127.0.0.1:$rtmp_port
 export RUST_LOG=${RUST_LOG:-info}
 
@@ -45,20 +52,21 @@ say "starting moto (DynamoDB + S3 emulator) on $AWS_ENDPOINT_URL"
 pids+=($!)
 wait_port 127.0.0.1 "$moto_port" moto
 
-say "creating table $CHANNELS_TABLE and bucket $MEDIA_BUCKET"
+say "creating tables $CHANNELS_TABLE, $ASSETS_TABLE and bucket $MEDIA_BUCKET"
 "$venv/bin/python" - <<'PY'
 import json, os, boto3
 ddb = boto3.client("dynamodb")
-ddb.create_table(TableName=os.environ["CHANNELS_TABLE"], BillingMode="PAY_PER_REQUEST",
-                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                 KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+for table in (os.environ["CHANNELS_TABLE"], os.environ["ASSETS_TABLE"]):
+    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
 s3 = boto3.client("s3")
 bucket = os.environ["MEDIA_BUCKET"]
 s3.create_bucket(Bucket=bucket)
 # Locally, players read live/ straight from the emulator (CloudFront does this in AWS).
 s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-     "Resource": f"arn:aws:s3:::{bucket}/live/*"}]}))
+     "Resource": [f"arn:aws:s3:::{bucket}/live/*", f"arn:aws:s3:::{bucket}/outputs/*"]}]}))
 PY
 
 say "starting the channel API on http://127.0.0.1:$api_port"
@@ -67,7 +75,11 @@ pids+=($!)
 say "starting the RTMP streamer on rtmp://127.0.0.1:$rtmp_port/live"
 "$bin/streamer" serve --listen "127.0.0.1:$rtmp_port" >"$state/streamer.log" 2>&1 &
 pids+=($!)
+say "starting the MediaConvert CreateJob stand-in on $MEDIACONVERT_ENDPOINT"
+"$bin/mediaconvert-stub" --listen "127.0.0.1:$mc_port" --record "$state/mediaconvert" >"$state/mediaconvert.log" 2>&1 &
+pids+=($!)
 wait_port 127.0.0.1 "$api_port" "channel API"
+wait_port 127.0.0.1 "$mc_port" "MediaConvert stand-in"
 wait_port 127.0.0.1 "$rtmp_port" streamer
 api=http://127.0.0.1:$api_port
 
@@ -91,8 +103,12 @@ if [ "$mode" = keep ]; then
   channel       $id
   push URL      $push_url
   playback URL  $playback_url
-  logs          $state/{moto,api,streamer}.log
+  assets        $api/assets
+  logs          $state/{moto,api,streamer,mediaconvert}.log
   e.g.  ffmpeg -re -i input.mp4 -c:v libx264 -g 50 -c:a aac -f flv '$push_url'
+  VOD:  upload to s3://$MEDIA_BUCKET/inputs/ (endpoint $AWS_ENDPOINT_URL), then
+        $bin/vod-local upload-event --bucket $MEDIA_BUCKET --key 'inputs/<name>'
+        (job requests land in $state/mediaconvert/)
 EOT
   wait
   exit 0
@@ -139,6 +155,35 @@ got=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 "$pla
   || { echo "HLS duration differs from the input by more than 1 s" >&2; exit 1; }
 state_now=$(curl -fsS "$api/channels/$id" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["state"])')
 echo "channel state after unpublish: $state_now"
+
+say "VOD: uploading the clip to s3://$MEDIA_BUCKET/inputs/demo clip.mp4"
+rm -rf "$state/mediaconvert"/*.json
+INPUT_FILE=$input "$venv/bin/python" - <<'PY'
+import os, boto3
+boto3.client("s3").upload_file(os.environ["INPUT_FILE"], os.environ["MEDIA_BUCKET"], "inputs/demo clip.mp4")
+PY
+say "VOD: delivering the S3 ObjectCreated event to the trigger function"
+"$bin/vod-local" upload-event --bucket "$MEDIA_BUCKET" --key "inputs/demo clip.mp4" 2>"$state/vod.log"
+say "GET $api/assets"
+assets=$(curl -fsS "$api/assets")
+printf '%s' "$assets" | "$venv/bin/python" -m json.tool
+say "the CreateJob request MediaConvert received"
+ASSETS=$assets "$venv/bin/python" - "$state"/mediaconvert/*.json <<'PY'
+import json, os, sys
+asset = json.loads(os.environ["ASSETS"])["items"][0]
+req = json.load(open(sys.argv[1]))
+assert req["clientRequestToken"] == asset["id"], "token is the asset id"
+print(f'job {asset["job_id"]} for asset {asset["id"]} ({asset["status"]}), input {req["settings"]["inputs"][0]["fileInput"]}')
+for g in req["settings"]["outputGroups"]:
+    s = g["outputGroupSettings"]
+    dest = (s.get("hlsGroupSettings") or s.get("fileGroupSettings"))["destination"]
+    for o in g["outputs"]:
+        v = o["videoDescription"]
+        codec = v["codecSettings"]
+        rate = codec.get("h264Settings", {}).get("maxBitrate", "")
+        print(f'  {g["name"]:<10} {v["width"]:>4}x{v["height"]:<4} {codec["codec"]:<13} {str(rate):>8}  {dest}<name>{o.get("nameModifier", "")}')
+assert asset["status"] == "SUBMITTED", asset
+PY
 
 say "done: playback URL $playback_url"
 echo "(the stack stops now; run 'make local' to keep it running)"
