@@ -48,7 +48,7 @@ wait_port() { # host port what
 }
 
 say "starting moto (DynamoDB + S3 emulator) on $AWS_ENDPOINT_URL"
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+"$venv/bin/python" "$root/scripts/moto_server.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
 pids+=($!)
 wait_port 127.0.0.1 "$moto_port" moto
 
