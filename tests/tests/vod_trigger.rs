@@ -237,7 +237,9 @@ async fn sidecars_and_metadata_choose_settings_and_bad_ones_are_asset_errors() {
     assert_eq!(bench.asset(&id).await.settings.unwrap().ladder, "premium");
 
     // Broken choices: each becomes an ERROR asset with a reason naming where it came from.
-    let cases: [(&str, &[u8], &[(&str, &str)], &str); 4] = [
+    // (name, sidecar body or empty for none, object metadata, expected message part)
+    type Case<'a> = (&'a str, &'a [u8], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
         ("bad1", b"{not json", &[], "sidecar inputs/bad1.json: (document)"),
         ("bad2", br#"{"ladder":"4k"}"#, &[], "unknown ladder \"4k\""),
         ("bad3", br#"{"segment_length":"six"}"#, &[], "sidecar inputs/bad3.json: segment_length"),

@@ -21,6 +21,12 @@ pub enum ConfigError {
     },
 }
 
+/// The process environment variable `name`; unset, empty and non-UTF-8 values are `None`
+/// (an empty template parameter means "use the default").
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 /// Process-wide settings shared by the API Lambda and the streamer.
 ///
 /// | variable | field | default |
@@ -59,7 +65,7 @@ impl Config {
     /// [`ConfigError::Missing`] when `CHANNELS_TABLE` is unset, [`ConfigError::Invalid`] when
     /// `PUSH_URL_TTL_SECS` is not a positive integer.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        Self::from_lookup(env_var)
     }
 
     /// Reads the settings through `get` (a variable name -> value lookup); used by tests.

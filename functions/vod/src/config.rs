@@ -48,7 +48,7 @@ impl VodConfig {
     /// # Errors
     /// [`ConfigError`] naming the missing or invalid variable.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        Self::from_lookup(streamstack_core::config::env_var)
     }
 
     /// Reads the settings through `get` (a variable name -> value lookup).

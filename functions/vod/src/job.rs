@@ -297,7 +297,7 @@ mod tests {
         for seg in 1..=30u32 {
             let gop = gop_seconds(seg);
             let n = f64::from(seg) / gop;
-            assert!(gop <= 2.0 && gop >= 1.0, "{seg}: {gop}");
+            assert!((1.0..=2.0).contains(&gop), "{seg}: {gop}");
             assert!((n - n.round()).abs() < 1e-9, "{seg}: {n}");
         }
         assert_eq!(gop_seconds(6), 2.0);

@@ -142,7 +142,7 @@ impl Presets {
 }
 
 fn check_video(path: &str, r: &VideoRendition) -> Result<(), PresetError> {
-    let even = |v: u32, lo: u32, hi: u32| v % 2 == 0 && (lo..=hi).contains(&v);
+    let even = |v: u32, lo: u32, hi: u32| v.is_multiple_of(2) && (lo..=hi).contains(&v);
     if !even(r.width, 32, 4096) || !even(r.height, 32, 2304) {
         return Err(PresetError(format!(
             "{path}: {}x{} must be even, 32..=4096 wide and 32..=2304 high",
