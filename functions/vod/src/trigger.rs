@@ -7,6 +7,7 @@
 //! `ClientRequestToken`, record the job id. A retryable failure releases the claim and fails
 //! the invocation (Lambda retries the event); a permanent one marks the asset `ERROR`.
 
+use crate::config::VodConfig;
 use crate::deps::Deps;
 use crate::job::{job_request, submit, SubmitError};
 use crate::notify::{announce, NotifyError};
@@ -16,6 +17,7 @@ use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use aws_sdk_s3::error::DisplayErrorContext;
 use streamstack_core::asset::{Asset, AssetError, AssetStatus, EncodeSettings};
 use streamstack_core::asset_store::Claim;
+use streamstack_core::config::ConfigError;
 use streamstack_core::StoreError;
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -74,6 +76,14 @@ pub enum TriggerError {
     /// The SNS notification of a rejected asset failed.
     #[error(transparent)]
     Notify(#[from] NotifyError),
+}
+
+/// Checks at start-up what only the trigger needs: `MEDIACONVERT_ROLE_ARN`.
+///
+/// # Errors
+/// [`ConfigError::Missing`] when the role is not configured.
+pub fn check_config(config: &VodConfig) -> Result<(), ConfigError> {
+    config.role_arn.as_ref().map(|_| ()).ok_or(ConfigError::Missing("MEDIACONVERT_ROLE_ARN"))
 }
 
 /// Handles every record of `event`; each record is independent. Returns the outcomes, or the

@@ -7,6 +7,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     streamstack_core::telemetry::init();
     let deps = &vod::Deps::from_env().await?;
+    vod::trigger::check_config(&deps.config)?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<S3Event>| async move {
         vod::trigger::handle_event(deps, event.payload)
             .await
