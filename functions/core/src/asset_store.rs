@@ -6,12 +6,11 @@
 
 use crate::asset::{Asset, AssetError, AssetOutputs, AssetStatus, EncodeSettings};
 use crate::paging::Page;
-use crate::store::{is_conditional_failure, scan_page, StoreError};
+use crate::store::{is_conditional_failure, rfc3339, scan_page, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Outcome of [`AssetStore::claim`].
@@ -114,12 +113,10 @@ fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// Now, whole seconds, as stored in `updated_at`.
 fn now_text() -> AttributeValue {
-    s(OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default())
+    let now = OffsetDateTime::now_utc();
+    rfc3339(now.replace_nanosecond(0).unwrap_or(now))
 }
 
 fn to_attr<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {

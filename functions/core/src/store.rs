@@ -277,7 +277,8 @@ impl ChannelStore for DynamoChannelStore {
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> AttributeValue {
+/// `t` as an RFC 3339 string attribute.
+pub(crate) fn rfc3339(t: OffsetDateTime) -> AttributeValue {
     AttributeValue::S(t.format(&Rfc3339).unwrap_or_default())
 }
 
