@@ -38,6 +38,7 @@ pub struct Bench {
     pub table: String,
     /// SQS queue subscribed (raw delivery) to the assets topic.
     pub queue_url: String,
+    sqs: aws_sdk_sqs::Client,
     /// Direct store access for assertions.
     pub store: DynamoAssetStore,
 }
@@ -98,7 +99,7 @@ impl Bench {
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = VodConfig::from_lookup(|k| vars.get(k).cloned()).expect("config");
         let deps = vod::Deps::new(config).await;
-        Self { aws, deps, mediaconvert, bucket, table, queue_url, store }
+        Self { aws, deps, mediaconvert, bucket, table, queue_url, sqs, store }
     }
 
     /// Uploads `body` to `key` with user `metadata`; returns the version id.
@@ -170,7 +171,7 @@ impl Bench {
 
     /// Drains the notification queue: every message body so far, parsed.
     pub async fn notifications(&self) -> Vec<Value> {
-        let sqs = aws_sdk_sqs::Client::new(&AwsClients::sdk_config(Some(&endpoint())).await);
+        let sqs = &self.sqs;
         let mut out = Vec::new();
         loop {
             let got = sqs

@@ -32,7 +32,7 @@ pub fn env_var(name: &str) -> Option<String> {
 /// | variable | field | default |
 /// |---|---|---|
 /// | `CHANNELS_TABLE` | [`Config::channels_table`] | required |
-/// | `ASSETS_TABLE` | [`Config::assets_table`] | none (no `/assets` API) |
+/// | `ASSETS_TABLE` | [`Config::assets_table`] | none; the API refuses to start without it |
 /// | `MEDIA_BUCKET` | [`Config::media_bucket`] | none |
 /// | `INGEST_HOST` | [`Config::ingest_host`] | `localhost:1935` |
 /// | `PLAYBACK_BASE_URL` | [`Config::playback_base_url`] | derived from bucket/endpoint |
@@ -42,7 +42,8 @@ pub fn env_var(name: &str) -> Option<String> {
 pub struct Config {
     /// DynamoDB table holding channels (partition key `id`, string).
     pub channels_table: String,
-    /// DynamoDB table holding VOD assets (partition key `id`, string), if any.
+    /// DynamoDB table holding VOD assets (partition key `id`, string); required by the API,
+    /// unused by the streamer.
     pub assets_table: Option<String>,
     /// S3 bucket receiving HLS output, if any.
     pub media_bucket: Option<String>,
