@@ -14,7 +14,7 @@ use serde_json::json;
 use std::sync::Arc;
 use streamstack_core::domain::is_valid_channel_id;
 use streamstack_core::signing;
-use streamstack_core::{Channel, ChannelPatch, NewChannel};
+use streamstack_core::{Channel, ChannelPatch, NewChannel, StoreError};
 use time::OffsetDateTime;
 
 type Shared = State<Arc<Deps>>;
@@ -120,8 +120,8 @@ pub(crate) async fn patch(
         return Err(ApiError::PreconditionFailed);
     }
     let next = body.apply(&current, OffsetDateTime::now_utc())?;
-    deps.store.replace(&next, expected).await?;
-    Ok(with_etag(StatusCode::OK, &next))
+    let stored = deps.store.replace(&next, expected).await?;
+    Ok(with_etag(StatusCode::OK, &stored))
 }
 
 pub(crate) async fn delete(
@@ -137,10 +137,31 @@ pub(crate) async fn endpoints(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let channel = load(&deps, &id).await?;
+    Ok(Json(endpoints_body(&deps, &channel)).into_response())
+}
+
+/// `POST /channels/{id}/rotate-key`: a new secret, so push URLs signed with the old one are
+/// refused from then on; answers with the new endpoints.
+pub(crate) async fn rotate_key(
+    State(deps): Shared,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = checked_id(&id)?;
+    let channel = deps.store.rotate_secret(id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::NotFound(format!("channel {id} not found")),
+        other => other.into(),
+    })?;
+    tracing::info!(channel = %channel.id, version = channel.version, "channel key rotated");
+    Ok(Json(endpoints_body(&deps, &channel)).into_response())
+}
+
+/// Body of the endpoints routes: a push URL signed with the channel's current secret, valid
+/// for `PUSH_URL_TTL_SECS`, and the HLS playback URL.
+fn endpoints_body(deps: &Deps, channel: &Channel) -> serde_json::Value {
     let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
     let exp = now + deps.config.push_url_ttl_secs;
     let host = &deps.config.ingest_host;
-    Ok(Json(json!({
+    json!({
         "channel_id": channel.id,
         "rtmp": {
             "push_url": signing::push_url(host, &channel.secret, &channel.id, exp),
@@ -151,8 +172,7 @@ pub(crate) async fn endpoints(
                 .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         },
         "hls": { "playback_url": deps.config.playback_url(&channel.id) },
-    }))
-    .into_response())
+    })
 }
 
 pub(crate) async fn not_found() -> ApiError {

@@ -9,6 +9,7 @@
 //! | PATCH | `/channels/{id}` | 200 + `ETag` | `If-Match: <version>` required; 412 when stale |
 //! | DELETE | `/channels/{id}` | 204 | 404 when absent |
 //! | GET | `/channels/{id}/endpoints` | 200 | signed RTMP push URL + HLS playback URL |
+//! | POST | `/channels/{id}/rotate-key` | 200 | new secret; body as `endpoints`; old push URLs refused |
 //! | GET | `/assets?limit=1..100&next=<cursor>` | 200 | VOD assets, [`assets::AssetView`] |
 //! | GET | `/assets/{id}` | 200 | one asset: status, job, output URLs, error |
 //!
@@ -21,7 +22,7 @@ pub mod error;
 pub mod extract;
 mod handlers;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 use streamstack_core::aws::AwsClients;
@@ -66,6 +67,7 @@ pub fn router(deps: Arc<Deps>) -> Router {
             get(handlers::get_one).patch(handlers::patch).delete(handlers::delete),
         )
         .route("/channels/{id}/endpoints", get(handlers::endpoints))
+        .route("/channels/{id}/rotate-key", post(handlers::rotate_key))
         .route("/assets", get(assets::list))
         .route("/assets/{id}", get(assets::get_one))
         .fallback(handlers::not_found)

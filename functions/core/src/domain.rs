@@ -1,5 +1,6 @@
 //! Channels: what a user creates through the API and publishes into over RTMP.
 
+use crate::lease::PublishLease;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -164,20 +165,28 @@ pub struct Channel {
     /// After this instant publishes are refused (RFC 3339 on the wire).
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
-    /// `idle` or `live`.
+    /// `idle` or `live`: `live` while a publish holds an unexpired lease (see
+    /// [`crate::lease`]); a channel whose publisher died reads `idle` once its lease lapsed.
     pub state: ChannelState,
     /// Creation instant (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    /// Last change instant (RFC 3339).
+    /// Last configuration change instant (RFC 3339): moves with `version`, not with lease
+    /// writes.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
-    /// Optimistic-concurrency version: 1 on creation, +1 on every change. Sent as the `ETag`
-    /// and expected back in `If-Match`.
+    /// Optimistic-concurrency version of the configuration: 1 on creation, +1 on every PATCH
+    /// and key rotation. Publish lease writes (`state`, lease attributes) do not change it, so
+    /// a publish starting or ending never makes a client's `If-Match` stale. Sent as the
+    /// `ETag` and expected back in `If-Match`.
     pub version: u64,
     /// Signing key of push URLs; never serialized.
     #[serde(skip)]
     pub secret: Secret,
+    /// The publish lease, present exactly when `state` is `live`; never serialized (the
+    /// owner is an internal task id).
+    #[serde(skip)]
+    pub lease: Option<PublishLease>,
 }
 
 impl Channel {
@@ -226,6 +235,7 @@ impl NewChannel {
             updated_at: now,
             version: 1,
             secret: Secret::generate(),
+            lease: None,
         };
         validate(&channel, now)?;
         Ok(channel)

@@ -6,6 +6,7 @@
 //!   e.g. a local moto server).
 //! - [`domain`]: channels, their HLS settings and validation rules.
 //! - [`store`]: the [`store::ChannelStore`] trait and its DynamoDB implementation.
+//! - [`lease`]: the publish lease on a channel item (one live publisher across processes).
 //! - [`asset`], [`asset_store`]: VOD assets (one per uploaded source version) and their
 //!   DynamoDB store with conditional state transitions.
 //! - [`paging`]: listing pages and opaque cursors.
@@ -17,8 +18,10 @@
 pub mod asset;
 pub mod asset_store;
 pub mod aws;
+mod channel_item;
 pub mod config;
 pub mod domain;
+pub mod lease;
 pub mod paging;
 pub mod signing;
 pub mod store;
@@ -28,5 +31,6 @@ pub use asset::{Asset, AssetStatus};
 pub use asset_store::{AssetStore, DynamoAssetStore};
 pub use config::Config;
 pub use domain::{Channel, ChannelPatch, ChannelState, HlsSettings, NewChannel, ValidationError};
+pub use lease::{LeaseClaim, PublishLease, LEASE_DURATION, LEASE_RENEW_INTERVAL};
 pub use paging::Page;
 pub use store::{ChannelStore, DynamoChannelStore, StoreError};

@@ -3,13 +3,24 @@
 //! Table layout (one item per channel, partition key `id` of type S):
 //! `id` S, `name` S, `description` S, `segment_duration` N (seconds), `playlist_window` N,
 //! `recording` BOOL, `expires_at` S (RFC 3339), `state` S (`idle`|`live`), `created_at` S,
-//! `updated_at` S, `version` N, `secret` S (64 hex chars).
+//! `updated_at` S, `version` N, `secret` S (64 hex chars), and while a publish holds the
+//! channel `lease_owner` S, `lease_session` S, `lease_expires_at` N (unix ms; see [`crate::lease`]).
+//!
+//! Only [`ChannelStore::create`] writes a whole item (`PutItem`, refused if the id exists);
+//! every later write is a conditional `UpdateItem SET` of the attributes it owns, so a PATCH
+//! never touches the lease or the secret and a lease write never touches the configuration.
 
-use crate::domain::{Channel, ChannelState, HlsSettings, Secret};
+use crate::channel_item::{from_item, s, to_item, Item};
+use crate::domain::{Channel, ChannelState, Secret};
+use crate::lease::{
+    claim_expressions, millis_value, placeholder_names, release_expressions, renew_expressions,
+    LeaseClaim,
+};
 use crate::paging::{decode_cursor, encode_cursor, Page};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 use thiserror::Error;
@@ -17,7 +28,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Store failures. Every variant except [`StoreError::Backend`] and [`StoreError::Corrupt`] is
-/// the caller's doing and maps to a 4xx.
+/// the caller's doing: the API maps those it can meet to a 4xx; the lease variants
+/// ([`StoreError::LeaseHeld`], [`StoreError::LeaseLost`], [`StoreError::KeyRotated`]) come from
+/// the streamer's claim and renew only.
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// No item with that id.
@@ -29,6 +42,15 @@ pub enum StoreError {
     /// The stored version differs from the expected one (optimistic concurrency).
     #[error("version conflict")]
     VersionConflict,
+    /// The channel's secret changed (key rotated) since the publish was authorized.
+    #[error("channel key rotated since the publish was authorized")]
+    KeyRotated,
+    /// Another publish session holds an unexpired lease on the channel.
+    #[error("channel is live with another publisher")]
+    LeaseHeld,
+    /// The publish lease is no longer this session's: released, or taken over after it lapsed.
+    #[error("publish lease lost")]
+    LeaseLost,
     /// A paging cursor that this store did not issue.
     #[error("invalid paging cursor")]
     InvalidCursor,
@@ -64,11 +86,18 @@ pub trait ChannelStore: Send + Sync {
     /// [`StoreError::InvalidCursor`] for a cursor this store did not issue.
     async fn list(&self, limit: u32, cursor: Option<&str>) -> Result<Page<Channel>, StoreError>;
 
-    /// Replaces a channel if its stored version is still `expected_version`.
+    /// Writes the configuration fields of `channel` (name, description, HLS settings,
+    /// recording, `expires_at`, `updated_at`, `version`) if its stored version is still
+    /// `expected_version`, with one conditional `UpdateItem SET`: state, lease and secret are
+    /// left as stored. Returns the channel as now stored.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] if absent, [`StoreError::VersionConflict`] if the version moved.
-    async fn replace(&self, channel: &Channel, expected_version: u64) -> Result<(), StoreError>;
+    async fn replace(
+        &self,
+        channel: &Channel,
+        expected_version: u64,
+    ) -> Result<Channel, StoreError>;
 
     /// Deletes a channel.
     ///
@@ -76,30 +105,46 @@ pub trait ChannelStore: Send + Sync {
     /// [`StoreError::NotFound`] if absent.
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Sets the channel's `state` with a read-modify-conditional-write loop, so a concurrent
-    /// PATCH is never lost; returns the updated channel.
+    /// Makes `claim.session` the channel's one live publisher: `state = live` and the lease
+    /// attributes, in one conditional `UpdateItem`. Succeeds when the channel is idle, its
+    /// lease lapsed before `claim.now`, it has no lease, or the lease is already
+    /// `claim.session`'s (a retried claim). Does not change `version`. Returns the channel as
+    /// now stored.
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] if absent; [`StoreError::VersionConflict`] after 8 lost races.
-    async fn set_state(&self, id: &str, state: ChannelState) -> Result<Channel, StoreError> {
-        for _ in 0..8 {
-            let current = self.get(id).await?.ok_or(StoreError::NotFound)?;
-            if current.state == state {
-                return Ok(current);
-            }
-            let mut next = current.clone();
-            next.state = state;
-            next.version += 1;
-            next.updated_at =
-                OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(next.updated_at);
-            match self.replace(&next, current.version).await {
-                Ok(()) => return Ok(next),
-                Err(StoreError::VersionConflict) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::VersionConflict)
-    }
+    /// [`StoreError::NotFound`] if absent; [`StoreError::KeyRotated`] if the stored secret is
+    /// not `claim.secret`; [`StoreError::LeaseHeld`] if another session's lease is unexpired.
+    async fn claim_publish(&self, id: &str, claim: &LeaseClaim) -> Result<Channel, StoreError>;
+
+    /// Extends `session`'s lease to `expires_at` (stored as unix ms). Returns the channel as
+    /// now stored, for the caller to re-check (channel expiry, secret rotation). Does not
+    /// change `version`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] if the channel was deleted; [`StoreError::LeaseLost`] if the
+    /// lease was released or another session now holds it.
+    async fn renew_publish(
+        &self,
+        id: &str,
+        session: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<Channel, StoreError>;
+
+    /// Ends `session`'s lease: `state = idle`, lease attributes removed. Idempotent: `Ok` also
+    /// when the lease is no longer `session`'s or the channel is gone (then nothing is
+    /// written). Does not change `version`.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] only.
+    async fn release_publish(&self, id: &str, session: &str) -> Result<(), StoreError>;
+
+    /// Replaces the channel's secret with a fresh [`Secret::generate`]: push URLs signed with
+    /// the old one are refused from then on, and a running publish fails its next claim or
+    /// re-check. Bumps `version` and `updated_at`; returns the channel as now stored.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] if absent.
+    async fn rotate_secret(&self, id: &str) -> Result<Channel, StoreError>;
 }
 
 /// [`ChannelStore`] on a DynamoDB table.
@@ -123,6 +168,97 @@ impl DynamoChannelStore {
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
         create_table_if_missing(&self.client, &self.table).await
     }
+
+    /// The raw item of `id` (strongly consistent read).
+    async fn get_item(&self, id: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item)
+    }
+
+    /// One conditional `UpdateItem` on `id`; placeholders (`#name`) come from the expressions.
+    /// The refused case carries the item as it was (`ReturnValuesOnConditionCheckFailure =
+    /// ALL_OLD`, or a consistent read when the service returned none): `None` when absent.
+    async fn update(
+        &self,
+        id: &str,
+        (condition, update): (&str, &str),
+        values: Item,
+    ) -> Result<Updated, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.to_owned()))
+            .condition_expression(condition)
+            .update_expression(update)
+            .set_expression_attribute_names(Some(placeholder_names(&[condition, update])))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Updated::Written(out.attributes.unwrap_or_default())),
+            Err(e) => {
+                let old = match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                        refused.item.clone()
+                    }
+                    _ => return Err(e.into()),
+                };
+                match old {
+                    Some(item) => Ok(Updated::Refused(Some(item))),
+                    None => Ok(Updated::Refused(self.get_item(id).await?)),
+                }
+            }
+        }
+    }
+}
+
+/// Outcome of [`DynamoChannelStore::update`].
+enum Updated {
+    /// The condition held: the item as now stored (`ALL_NEW`).
+    Written(Item),
+    /// The condition failed: the item as it was, `None` when absent.
+    Refused(Option<Item>),
+}
+
+/// `(condition, update)` of [`ChannelStore::replace`]: the configuration fields only, never
+/// `state`, the lease attributes or `secret`.
+pub fn replace_expressions() -> (&'static str, &'static str) {
+    (
+        "#version = :expected",
+        "SET #name = :name, #description = :description, \
+         #segment_duration = :segment_duration, #playlist_window = :playlist_window, \
+         #recording = :recording, #expires_at = :expires_at, #updated_at = :updated_at, \
+         #version = :version",
+    )
+}
+
+/// `(condition, update)` of [`ChannelStore::rotate_secret`].
+pub fn rotate_expressions() -> (&'static str, &'static str) {
+    (
+        "attribute_exists(#id)",
+        "SET #secret = :secret, #version = #version + :one, #updated_at = :updated_at",
+    )
+}
+
+/// `ExpressionAttributeValues` from `(":placeholder", value)` pairs.
+fn values<const N: usize>(pairs: [(&str, AttributeValue); N]) -> Item {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Now, to the second (the precision of stored RFC 3339 timestamps).
+fn now_seconds() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
 }
 
 /// Creates `table` (on-demand billing, partition key `id` of type S) if it does not exist; for
@@ -219,44 +355,38 @@ impl ChannelStore for DynamoChannelStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Channel>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(id.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await?;
-        out.item.map(|item| from_item(&item)).transpose()
+        let now = OffsetDateTime::now_utc();
+        self.get_item(id).await?.map(|item| from_item(&item, now)).transpose()
     }
 
     async fn list(&self, limit: u32, cursor: Option<&str>) -> Result<Page<Channel>, StoreError> {
         let page = scan_page(&self.client, &self.table, limit, cursor).await?;
-        let items = page.items.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        let now = OffsetDateTime::now_utc();
+        let items = page.items.iter().map(|i| from_item(i, now)).collect::<Result<Vec<_>, _>>()?;
         Ok(Page { items, next: page.next })
     }
 
-    async fn replace(&self, channel: &Channel, expected_version: u64) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(channel)))
-            .condition_expression("#v = :expected")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(
-                ":expected",
-                AttributeValue::N(expected_version.to_string()),
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => match self.get(&channel.id).await? {
-                None => Err(StoreError::NotFound),
-                Some(_) => Err(StoreError::VersionConflict),
-            },
-            Err(e) => Err(e.into()),
+    async fn replace(
+        &self,
+        channel: &Channel,
+        expected_version: u64,
+    ) -> Result<Channel, StoreError> {
+        let c = channel;
+        let vals = values([
+            (":expected", AttributeValue::N(expected_version.to_string())),
+            (":name", s(&c.name)),
+            (":description", s(&c.description)),
+            (":segment_duration", AttributeValue::N(c.hls.segment_duration.to_string())),
+            (":playlist_window", AttributeValue::N(c.hls.playlist_window.to_string())),
+            (":recording", AttributeValue::Bool(c.recording)),
+            (":expires_at", rfc3339(c.expires_at)),
+            (":updated_at", rfc3339(c.updated_at)),
+            (":version", AttributeValue::N(c.version.to_string())),
+        ]);
+        match self.update(&c.id, replace_expressions(), vals).await? {
+            Updated::Written(item) => from_item(&item, OffsetDateTime::now_utc()),
+            Updated::Refused(None) => Err(StoreError::NotFound),
+            Updated::Refused(Some(_)) => Err(StoreError::VersionConflict),
         }
     }
 
@@ -275,6 +405,61 @@ impl ChannelStore for DynamoChannelStore {
             Err(e) => Err(e.into()),
         }
     }
+
+    async fn claim_publish(&self, id: &str, claim: &LeaseClaim) -> Result<Channel, StoreError> {
+        let vals = values([
+            (":secret", AttributeValue::S(claim.secret.to_hex())),
+            (":idle", s(ChannelState::Idle.as_str())),
+            (":live", s(ChannelState::Live.as_str())),
+            (":now", millis_value(claim.now)),
+            (":expires", millis_value(claim.expires_at)),
+            (":owner", s(&claim.owner)),
+            (":session", s(&claim.session)),
+        ]);
+        match self.update(id, claim_expressions(), vals).await? {
+            Updated::Written(item) => from_item(&item, claim.now),
+            Updated::Refused(None) => Err(StoreError::NotFound),
+            Updated::Refused(Some(old)) => {
+                let stored = old.get("secret").and_then(|v| v.as_s().ok());
+                if stored.and_then(|hex| Secret::from_hex(hex)).as_ref() != Some(&claim.secret) {
+                    Err(StoreError::KeyRotated)
+                } else {
+                    Err(StoreError::LeaseHeld)
+                }
+            }
+        }
+    }
+
+    async fn renew_publish(
+        &self,
+        id: &str,
+        session: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<Channel, StoreError> {
+        let vals = values([(":session", s(session)), (":expires", millis_value(expires_at))]);
+        match self.update(id, renew_expressions(), vals).await? {
+            Updated::Written(item) => from_item(&item, OffsetDateTime::now_utc()),
+            Updated::Refused(None) => Err(StoreError::NotFound),
+            Updated::Refused(Some(_)) => Err(StoreError::LeaseLost),
+        }
+    }
+
+    async fn release_publish(&self, id: &str, session: &str) -> Result<(), StoreError> {
+        let vals = values([(":session", s(session)), (":idle", s(ChannelState::Idle.as_str()))]);
+        self.update(id, release_expressions(), vals).await.map(|_| ())
+    }
+
+    async fn rotate_secret(&self, id: &str) -> Result<Channel, StoreError> {
+        let vals = values([
+            (":secret", AttributeValue::S(Secret::generate().to_hex())),
+            (":one", AttributeValue::N("1".to_owned())),
+            (":updated_at", rfc3339(now_seconds())),
+        ]);
+        match self.update(id, rotate_expressions(), vals).await? {
+            Updated::Written(item) => from_item(&item, OffsetDateTime::now_utc()),
+            Updated::Refused(_) => Err(StoreError::NotFound),
+        }
+    }
 }
 
 /// `t` as an RFC 3339 string attribute.
@@ -282,78 +467,41 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> AttributeValue {
     AttributeValue::S(t.format(&Rfc3339).unwrap_or_default())
 }
 
-fn to_item(c: &Channel) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("id".to_owned(), AttributeValue::S(c.id.clone())),
-        ("name".to_owned(), AttributeValue::S(c.name.clone())),
-        ("description".to_owned(), AttributeValue::S(c.description.clone())),
-        ("segment_duration".to_owned(), AttributeValue::N(c.hls.segment_duration.to_string())),
-        ("playlist_window".to_owned(), AttributeValue::N(c.hls.playlist_window.to_string())),
-        ("recording".to_owned(), AttributeValue::Bool(c.recording)),
-        ("expires_at".to_owned(), rfc3339(c.expires_at)),
-        ("state".to_owned(), AttributeValue::S(c.state.as_str().to_owned())),
-        ("created_at".to_owned(), rfc3339(c.created_at)),
-        ("updated_at".to_owned(), rfc3339(c.updated_at)),
-        ("version".to_owned(), AttributeValue::N(c.version.to_string())),
-        ("secret".to_owned(), AttributeValue::S(c.secret.to_hex())),
-    ])
-}
-
-fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Channel, StoreError> {
-    let s = |k: &str| -> Result<&String, StoreError> {
-        item.get(k)
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| StoreError::Corrupt(format!("attribute {k} missing or not S")))
-    };
-    let n = |k: &str| -> Result<u64, StoreError> {
-        item.get(k)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| StoreError::Corrupt(format!("attribute {k} missing or not N")))
-    };
-    let t = |k: &str| -> Result<OffsetDateTime, StoreError> {
-        OffsetDateTime::parse(s(k)?, &Rfc3339)
-            .map_err(|e| StoreError::Corrupt(format!("attribute {k}: {e}")))
-    };
-    let small = |k: &str| -> Result<u32, StoreError> {
-        u32::try_from(n(k)?).map_err(|_| StoreError::Corrupt(format!("attribute {k} out of range")))
-    };
-    Ok(Channel {
-        id: s("id")?.clone(),
-        name: s("name")?.clone(),
-        description: s("description")?.clone(),
-        hls: HlsSettings {
-            segment_duration: small("segment_duration")?,
-            playlist_window: small("playlist_window")?,
-        },
-        recording: item.get("recording").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-        expires_at: t("expires_at")?,
-        state: ChannelState::parse(s("state")?)
-            .ok_or_else(|| StoreError::Corrupt("attribute state".to_owned()))?,
-        created_at: t("created_at")?,
-        updated_at: t("updated_at")?,
-        version: n("version")?,
-        secret: Secret::from_hex(s("secret")?)
-            .ok_or_else(|| StoreError::Corrupt("attribute secret".to_owned()))?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::NewChannel;
 
     #[test]
-    fn item_round_trip() {
-        let c = NewChannel {
-            name: "n".into(),
-            description: "d".into(),
-            hls: HlsSettings::default(),
-            recording: true,
-            expires_at: None,
-        }
-        .into_channel(OffsetDateTime::now_utc())
-        .unwrap();
-        assert_eq!(from_item(&to_item(&c)).unwrap(), c);
+    fn replace_writes_configuration_only() {
+        let (condition, update) = replace_expressions();
+        assert_eq!(condition, "#version = :expected");
+        let names = placeholder_names(&[update]);
+        let mut written: Vec<_> = names.values().map(String::as_str).collect();
+        written.sort_unstable();
+        assert_eq!(
+            written,
+            [
+                "description",
+                "expires_at",
+                "name",
+                "playlist_window",
+                "recording",
+                "segment_duration",
+                "updated_at",
+                "version"
+            ]
+        );
+        assert!(update.starts_with("SET ") && !update.contains("REMOVE"));
+    }
+
+    #[test]
+    fn rotate_needs_the_item_and_bumps_version() {
+        assert_eq!(
+            rotate_expressions(),
+            (
+                "attribute_exists(#id)",
+                "SET #secret = :secret, #version = #version + :one, #updated_at = :updated_at"
+            )
+        );
     }
 }
