@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod && cargo build --quiet -p streamstack-tests --bin mediaconvert-stub
 
-.PHONY: demo local test tools template-lint lint bench clean
+.PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools clean
 
 $(VENV)/.installed:
 	python3 -m venv $(VENV)
@@ -43,6 +43,7 @@ local: tools
 ## test: template lint, then unit, moto-backed and end-to-end (real ffmpeg/GStreamer
 ## publishers) tests.
 test: tools template-lint
+	cargo build --quiet -p streamer --bin streamer
 	scripts/with-moto.sh cargo test --workspace --no-fail-fast
 
 ## template-lint: cfn-lint and `sam validate --lint` on template.yaml (zero errors).
@@ -55,9 +56,30 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## bench: remux benchmark against ffmpeg -c copy -f hls (prints figures).
+## bench: offline remux of a 60 s 720p capture, `streamer remux` against
+## `ffmpeg -c copy -f hls`: whole-process CPU and peak RSS of each child (wait4), 10 pairs.
 bench: tools
 	cargo bench -p streamer --bench remux
+
+## bench-live: N real-time ffmpeg publishers into `streamer serve` (channels in a moto table)
+## and into nginx-rtmp (hls on); CPU per stream-minute, RSS per stream, complete playlists.
+## BENCH_STREAMS (default 100), BENCH_SECONDS (default 60), BENCH_ROUNDS, BENCH_SERVERS.
+bench-live: tools bench-live-tools
+	scripts/with-moto.sh cargo bench -p streamer --bench live
+
+NGINX_RTMP_MODULE := /usr/lib/nginx/modules/ngx_rtmp_module.so
+# nginx-rtmp for bench-live: Debian's nginx-light + libnginx-mod-rtmp, installed when missing
+# and run as root; otherwise a message says what to install.
+bench-live-tools:
+	@if ! command -v nginx >/dev/null || [ ! -e $(NGINX_RTMP_MODULE) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends nginx-light libnginx-mod-rtmp; \
+	  else \
+	    echo "bench-live needs nginx with the RTMP module ($(NGINX_RTMP_MODULE)):" \
+	      "sudo apt-get install nginx-light libnginx-mod-rtmp" >&2; exit 1; \
+	  fi; \
+	fi
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) .local

@@ -1,10 +1,11 @@
 //! Command line of the `streamer` binary.
 
+use crate::hls::{default_spool_dir, recover, Spool, SpoolConfig, DEFAULT_BUDGET_BYTES};
 use crate::publish::{Ingest, UploadSettings};
-use crate::rtmp::Server;
+use crate::rtmp::{RtmpLimits, Server};
 use crate::sink::{DirSink, ObjectSink, OutputSpec, S3Sink};
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,9 +32,24 @@ enum Command {
         /// when MEDIA_BUCKET is set, else `dir:./hls`.
         #[arg(long, env = "STREAMER_OUTPUT")]
         output: Option<OutputSpec>,
-        /// Seconds allowed on SIGTERM/SIGINT to flush last segments and end playlists.
-        #[arg(long, default_value_t = 25)]
+        /// Seconds allowed on SIGTERM/SIGINT to flush last segments and end playlists; keep
+        /// it below the ECS task's `stopTimeout` (at most 120 s on Fargate).
+        #[arg(long, env = "STREAMER_DRAIN_SECS", default_value_t = 90)]
         drain_secs: u64,
+        /// Spool directory: finished segments wait there while the object store is slow or
+        /// down, and a restart uploads what a killed run left. One per process (locked).
+        /// Default: `$TMPDIR/streamstack-spool`.
+        #[arg(long, env = "STREAMER_SPOOL_DIR")]
+        spool_dir: Option<PathBuf>,
+        /// Disk budget of the spool, MiB. A publish whose segment finds it full is stopped.
+        #[arg(long, env = "STREAMER_SPOOL_BUDGET_MIB", default_value_t = DEFAULT_BUDGET_BYTES >> 20)]
+        spool_budget_mib: u64,
+        /// Publish lease length, seconds: a channel whose streamer process died reads `idle`
+        /// and accepts a new publish at most this long after its last renewal (every third).
+        #[arg(long, env = "STREAMER_LEASE_SECS", default_value_t = streamstack_core::LEASE_DURATION.as_secs())]
+        lease_secs: u64,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Remux a recorded FLV file to HLS (same pipeline as live ingest).
     Remux {
@@ -50,6 +66,56 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         segment_duration: u32,
     },
+}
+
+/// What one RTMP peer may cost ([`RtmpLimits`]; defaults from [`RtmpLimits::default`]).
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Open RTMP connections in all.
+    #[arg(long, env = "RTMP_MAX_CONNECTIONS", default_value_t = RtmpLimits::default().max_connections)]
+    max_connections: usize,
+    /// Open RTMP connections per source IP address.
+    #[arg(long, env = "RTMP_MAX_CONNECTIONS_PER_IP", default_value_t = RtmpLimits::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// Seconds from accept to an authorized publish.
+    #[arg(long, env = "RTMP_AUTH_DEADLINE_SECS", default_value_t = RtmpLimits::default().auth_deadline.as_secs())]
+    auth_deadline_secs: u64,
+    /// Seconds without data before a connection is closed.
+    #[arg(long, env = "RTMP_IDLE_TIMEOUT_SECS", default_value_t = RtmpLimits::default().idle_timeout.as_secs())]
+    idle_timeout_secs: u64,
+    /// Seconds a write to a peer may take.
+    #[arg(long, env = "RTMP_WRITE_TIMEOUT_SECS", default_value_t = RtmpLimits::default().write_timeout.as_secs())]
+    write_timeout_secs: u64,
+    /// Largest RTMP message from a publisher, bytes.
+    #[arg(long, env = "RTMP_MAX_MESSAGE_BYTES", default_value_t = RtmpLimits::default().max_message)]
+    max_message_bytes: u32,
+    /// Largest chunk size a peer may set, bytes.
+    #[arg(long, env = "RTMP_MAX_CHUNK_SIZE", default_value_t = RtmpLimits::default().max_chunk_size)]
+    max_chunk_size: u32,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> RtmpLimits {
+        RtmpLimits {
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            auth_deadline: Duration::from_secs(self.auth_deadline_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            write_timeout: Duration::from_secs(self.write_timeout_secs),
+            max_message: self.max_message_bytes,
+            max_chunk_size: self.max_chunk_size,
+            ..RtmpLimits::default()
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: every connection is a descriptor, and
+/// the usual soft limit (1024) is below [`RtmpLimits::max_connections`].
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(open_files = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
 }
 
 /// Builds the sink for `spec`. S3 uses `aws` when the caller already has clients, else
@@ -83,7 +149,8 @@ async fn sink(
 /// Configuration, bind and input errors, for the binary's edge to report.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, output, drain_secs } => {
+        Command::Serve { listen, output, drain_secs, spool_dir, spool_budget_mib, lease_secs, limits } => {
+            raise_open_file_limit();
             let config = Config::from_env()?;
             let spec = output.unwrap_or_else(|| match &config.media_bucket {
                 Some(_) => OutputSpec::S3 { bucket: None },
@@ -96,9 +163,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.channels_table.clone(),
             ));
             let sink = sink(spec, Some(&aws), config.media_bucket.as_deref()).await?;
-            let ingest = Ingest::new(store, sink, UploadSettings::default());
-            let server =
-                Server::bind(listen, ingest).await.with_context(|| format!("bind {listen}"))?;
+            let spool = Spool::open(&SpoolConfig {
+                dir: spool_dir.unwrap_or_else(default_spool_dir),
+                budget_bytes: spool_budget_mib.saturating_mul(1 << 20),
+            })?;
+            tracing::info!(dir = %spool.dir().display(), used_bytes = spool.used_bytes(), "spool");
+            // Segments wait on disk, not in memory, while the store is slow.
+            let uploads =
+                UploadSettings { queue: 2, spool: Some(Arc::clone(&spool)), ..Default::default() };
+            let retry = uploads.retry;
+            let lease = Duration::from_secs(lease_secs);
+            let ingest = Ingest::with_lease(store, Arc::clone(&sink), uploads, lease);
+            // What a killed run left: uploaded and ended in the background, so ingest starts
+            // at once even while the store is still down.
+            let guard = Arc::clone(&ingest);
+            tokio::spawn(async move { recover(&spool, sink, guard.as_ref(), retry).await });
+            let server = Server::bind(listen, ingest, limits.limits())
+                .await
+                .with_context(|| format!("bind {listen}"))?;
             tracing::info!(addr = %server.local_addr()?, "RTMP ingest listening");
             server.serve(shutdown_signal(), Duration::from_secs(drain_secs)).await;
             Ok(())

@@ -1,7 +1,7 @@
 //! streamstack's streamer: real-time ingest into HLS.
 //!
 //! ```text
-//! RTMP publisher ──► rtmp::Server ──► flv::FlvDemuxer ──► media::Frame
+//! RTMP publisher ──► rtmp::Server ──► flv::FlvDemuxer ──► media::MediaEvent (Tracks, Frame)
 //!                                                            │
 //!              hls::Segmenter (cut on IDR at target duration, ts::TsMuxer)
 //!                                                            │

@@ -1,22 +1,25 @@
 //! Protocol-independent publishing: authorizing a publish against the channel table, and
 //! turning a publisher's [`Frame`]s into uploaded HLS segments.
 
-use crate::hls::{RetryPolicy, Segmenter, SubmitError, UploadReport, Uploader, UploaderConfig};
-use crate::media::Frame;
+use crate::hls::{RetryPolicy, Spool, Segmenter, SubmitError, UploadReport, Uploader, UploaderConfig};
+use crate::media::{MediaEvent, MediaLimits};
 use crate::sink::ObjectSink;
-use crate::ts::TsError;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use crate::hls::SegmentError;
+use std::sync::Arc;
 use std::time::Duration;
+use streamstack_core::lease::{LeaseClaim, LEASE_DURATION};
 use streamstack_core::signing::{self, PushCredential, SignatureError};
-use streamstack_core::{Channel, ChannelState, ChannelStore, StoreError};
+use streamstack_core::domain::Secret;
+use streamstack_core::{Channel, ChannelStore, StoreError};
 use thiserror::Error;
 use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Why a publish was refused or stopped.
 #[derive(Debug, Error)]
 pub enum PublishError {
-    /// RTMP application other than `live`.
+    /// RTMP application other than `live` (its name, without any query string).
     #[error("unknown application {0:?}")]
     UnknownApp(String),
     /// Stream name without a well-formed `exp`/`sig`, or a bad signature.
@@ -28,18 +31,22 @@ pub enum PublishError {
     /// The channel's `expires_at` has passed.
     #[error("channel expired")]
     ChannelExpired,
-    /// Another publisher is already live on this channel in this process.
+    /// Another publisher holds the channel's publish lease (in any streamer process).
     #[error("channel already has a publisher")]
     AlreadyLive,
+    /// The channel's key was rotated after the push URL was checked.
+    #[error("channel key rotated")]
+    KeyRotated,
     /// The channel table failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The object store cannot keep up; the publish is stopped.
     #[error(transparent)]
     Upload(#[from] SubmitError),
-    /// Internal muxing error.
+    /// Segmenting failed: a segment over [`MediaLimits::max_segment_bytes`], or an internal
+    /// muxing error.
     #[error(transparent)]
-    Mux(#[from] TsError),
+    Mux(#[from] SegmentError),
 }
 
 impl PublishError {
@@ -51,48 +58,118 @@ impl PublishError {
             Self::UnknownApp(_)
             | Self::Credential(_)
             | Self::UnknownChannel
-            | Self::ChannelExpired => "unauthorized",
+            | Self::ChannelExpired
+            | Self::KeyRotated => "unauthorized",
             Self::AlreadyLive => "already publishing",
             Self::Store(_) | Self::Upload(_) | Self::Mux(_) => "server error",
         }
     }
 }
 
-/// Upload tuning shared by every publish.
-#[derive(Debug, Clone, Copy)]
-pub struct UploadSettings {
-    /// Segments buffered per publish before ingest is back-pressured.
-    pub queue: usize,
-    /// How long a publish may be back-pressured before it is stopped.
-    pub submit_timeout: Duration,
-    /// Retry policy of each write.
-    pub retry: RetryPolicy,
-}
-
-impl Default for UploadSettings {
-    /// 16 segments, 30 s, [`RetryPolicy::default`].
-    fn default() -> Self {
-        Self { queue: 16, submit_timeout: Duration::from_secs(30), retry: RetryPolicy::default() }
+/// Checks an RTMP application name (as sent in `connect`, possibly with a query): only
+/// `live` is served.
+///
+/// # Errors
+/// [`PublishError::UnknownApp`] with the name before any `?` (a query may carry a signature,
+/// which must not reach a log line), at most 64 characters.
+pub fn check_app(app: &str) -> Result<(), PublishError> {
+    let name = app.split_once('?').map_or(app, |(name, _)| name);
+    if name.trim_end_matches('/') == signing::RTMP_APP {
+        Ok(())
+    } else {
+        Err(PublishError::UnknownApp(name.chars().take(64).collect()))
     }
 }
 
-/// Shared state of the ingest server: where channels and media live, and which channels
-/// currently have a publisher in this process.
+/// Why a running publish was ended by its lease keeper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum Revocation {
+    /// The channel was deleted.
+    #[error("channel deleted")]
+    Deleted,
+    /// The channel's `expires_at` passed.
+    #[error("channel expired")]
+    Expired,
+    /// The channel's key was rotated (`POST /channels/{id}/rotate-key`).
+    #[error("channel key rotated")]
+    KeyRotated,
+    /// Another session holds the lease, or it was released under us.
+    #[error("publish lease lost")]
+    LeaseLost,
+    /// The lease could not be renewed before it lapsed (channel table unreachable).
+    #[error("publish lease lapsed: channel table unreachable")]
+    LeaseLapsed,
+}
+
+/// Upload tuning shared by every publish.
+#[derive(Debug, Clone)]
+pub struct UploadSettings {
+    /// Segments held in memory per publish ([`UploaderConfig::queue`]): without a spool,
+    /// ingest is back-pressured beyond this; with one, later segments wait on disk only.
+    pub queue: usize,
+    /// Without a spool: how long a publish may be back-pressured before it is stopped.
+    pub submit_timeout: Duration,
+    /// Retry policy of each write.
+    pub retry: RetryPolicy,
+    /// The process's spool: segments wait there while the store is slow or down, and a
+    /// restart finishes what a killed run left ([`crate::hls::recover`]). `None`: memory only.
+    pub spool: Option<Arc<Spool>>,
+}
+
+impl Default for UploadSettings {
+    /// 16 segments, 30 s, [`RetryPolicy::default`], no spool.
+    fn default() -> Self {
+        Self {
+            queue: 16,
+            submit_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            spool: None,
+        }
+    }
+}
+
+/// Shared state of the ingest server: where channels and media live, and which process this
+/// is (the owner recorded in publish leases).
 pub struct Ingest {
     store: Arc<dyn ChannelStore>,
     sink: Arc<dyn ObjectSink>,
     uploads: UploadSettings,
-    live: Mutex<HashSet<String>>,
+    owner: String,
+    lease: Duration,
+}
+
+/// This process's lease owner id: `STREAMER_INSTANCE_ID` if set, else `<hostname>/<pid>`.
+pub fn instance_id() -> String {
+    if let Some(id) = streamstack_core::config::env_var("STREAMER_INSTANCE_ID") {
+        return id;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "streamer".to_owned());
+    format!("{host}/{}", std::process::id())
 }
 
 impl Ingest {
-    /// Ingest state over a channel store and an object sink.
+    /// Ingest state over a channel store and an object sink; leases are recorded as owned by
+    /// [`instance_id`].
     pub fn new(
         store: Arc<dyn ChannelStore>,
         sink: Arc<dyn ObjectSink>,
         uploads: UploadSettings,
     ) -> Arc<Self> {
-        Arc::new(Self { store, sink, uploads, live: Mutex::new(HashSet::new()) })
+        Self::with_lease(store, sink, uploads, LEASE_DURATION)
+    }
+
+    /// As [`Ingest::new`] with publish leases of `lease` (renewed every third of it) instead
+    /// of [`LEASE_DURATION`]: a channel whose process died reads `idle` at most `lease` later.
+    pub fn with_lease(
+        store: Arc<dyn ChannelStore>,
+        sink: Arc<dyn ObjectSink>,
+        uploads: UploadSettings,
+        lease: Duration,
+    ) -> Arc<Self> {
+        let lease = lease.max(Duration::from_secs(3));
+        Arc::new(Self { store, sink, uploads, owner: instance_id(), lease })
     }
 
     /// Checks a publish request: application `live`, a stream name
@@ -103,10 +180,8 @@ impl Ingest {
     /// # Errors
     /// The [`PublishError`] describing the refusal.
     pub async fn authorize(&self, app: &str, stream_name: &str) -> Result<Channel, PublishError> {
-        let (app_name, app_query) = app.split_once('?').unwrap_or((app, ""));
-        if app_name.trim_end_matches('/') != signing::RTMP_APP {
-            return Err(PublishError::UnknownApp(app.to_owned()));
-        }
+        check_app(app)?;
+        let app_query = app.split_once('?').map_or("", |(_, query)| query);
         let credential = if stream_name.contains('?') || app_query.is_empty() {
             PushCredential::parse(stream_name)?
         } else {
@@ -128,50 +203,118 @@ impl Ingest {
         Ok(channel)
     }
 
-    /// Starts publishing into an authorized channel: claims it in this process, marks it
-    /// `live` in the table, and starts its uploader.
+    /// Starts publishing into an authorized channel: claims its publish lease in the channel
+    /// table (one conditional `UpdateItem`, see [`streamstack_core::lease`]), starts the lease
+    /// keeper that renews it every third of the lease ([`streamstack_core::LEASE_RENEW_INTERVAL`] by default),
+    /// and starts the uploader.
     ///
     /// # Errors
-    /// [`PublishError::AlreadyLive`] or a store error (the claim is then released).
+    /// [`PublishError::AlreadyLive`] when another session (in any process) holds the lease,
+    /// [`PublishError::KeyRotated`] / [`PublishError::UnknownChannel`] when the channel changed
+    /// since [`Ingest::authorize`], or a store error.
     pub async fn start(self: &Arc<Self>, channel: Channel) -> Result<LivePublish, PublishError> {
-        if !self.lock_live().insert(channel.id.clone()) {
-            return Err(PublishError::AlreadyLive);
-        }
-        if let Err(e) = self.store.set_state(&channel.id, ChannelState::Live).await {
-            self.lock_live().remove(&channel.id);
-            return Err(e.into());
-        }
-        let session = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let now = OffsetDateTime::now_utc();
+        // Unique across processes; sorts by start time. Also the segments' folder name.
+        let session = format!(
+            "{}-{:08x}",
+            now.unix_timestamp_nanos() / 1_000_000,
+            rand::random::<u32>()
+        );
+        let mut claim = LeaseClaim::new(&self.owner, &session, channel.secret.clone(), now);
+        claim.expires_at = now + self.lease;
+        let channel = match self.store.claim_publish(&channel.id, &claim).await {
+            Ok(channel) => channel,
+            Err(StoreError::LeaseHeld) => return Err(PublishError::AlreadyLive),
+            Err(StoreError::KeyRotated) => return Err(PublishError::KeyRotated),
+            Err(StoreError::NotFound) => return Err(PublishError::UnknownChannel),
+            Err(e) => return Err(e.into()),
+        };
         let config = UploaderConfig {
             prefix: format!("live/{}", channel.id),
-            session: session.to_string(),
+            session: session.clone(),
             target_secs: channel.hls.segment_duration,
             window: channel.hls.playlist_window as usize,
             recording: channel.recording,
             queue: self.uploads.queue,
             submit_timeout: self.uploads.submit_timeout,
             retry: self.uploads.retry,
+            spool: self.uploads.spool.clone(),
         };
-        tracing::info!(channel = %channel.id, session = %config.session, "publish started");
+        tracing::info!(channel = %channel.id, %session, "publish started");
+        let (revoke, revoked) = watch::channel(None);
+        let keeper = tokio::spawn(keep_lease(
+            Arc::clone(&self.store),
+            channel.id.clone(),
+            session.clone(),
+            channel.secret.clone(),
+            self.lease,
+            revoke,
+        ));
         Ok(LivePublish {
             ingest: Arc::clone(self),
-            segmenter: Segmenter::new(channel.hls.segment_duration),
+            segmenter: Segmenter::new(channel.hls.segment_duration, MediaLimits::default()),
             uploader: Uploader::spawn(Arc::clone(&self.sink), config),
             channel_id: channel.id,
+            session,
+            keeper,
+            revoked,
         })
-    }
-
-    fn lock_live(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-/// One running publish: frames in, segments out.
+/// Renews a publish lease of length `lease` every third of it and re-checks the channel each
+/// time; sends the [`Revocation`] that ends the publish. A failed renewal is retried every
+/// second until the lease would have lapsed.
+async fn keep_lease(
+    store: Arc<dyn ChannelStore>,
+    channel_id: String,
+    session: String,
+    secret: Secret,
+    lease: Duration,
+    revoke: watch::Sender<Option<Revocation>>,
+) {
+    let interval = lease / 3;
+    let mut renewed = tokio::time::Instant::now();
+    let mut wait = interval;
+    loop {
+        tokio::time::sleep(wait).await;
+        let now = OffsetDateTime::now_utc();
+        let revocation = match store.renew_publish(&channel_id, &session, now + lease).await
+        {
+            Ok(channel) if channel.is_expired(now) => Revocation::Expired,
+            Ok(channel) if channel.secret != secret => Revocation::KeyRotated,
+            Ok(_) => {
+                renewed = tokio::time::Instant::now();
+                wait = interval;
+                continue;
+            }
+            Err(StoreError::NotFound) => Revocation::Deleted,
+            Err(StoreError::LeaseLost) => Revocation::LeaseLost,
+            Err(e) if renewed.elapsed() + Duration::from_secs(1) < lease => {
+                tracing::warn!(channel = %channel_id, error = %e, "lease renewal failed, retrying");
+                wait = Duration::from_secs(1);
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(channel = %channel_id, error = %e, "lease renewal failed");
+                Revocation::LeaseLapsed
+            }
+        };
+        tracing::warn!(channel = %channel_id, %session, reason = %revocation, "ending publish");
+        let _ = revoke.send(Some(revocation));
+        return;
+    }
+}
+
+/// One running publish: frames in, segments out, its lease kept alive alongside.
 pub struct LivePublish {
     ingest: Arc<Ingest>,
     channel_id: String,
+    session: String,
     segmenter: Segmenter,
     uploader: Uploader,
+    keeper: JoinHandle<()>,
+    revoked: watch::Receiver<Option<Revocation>>,
 }
 
 impl LivePublish {
@@ -180,31 +323,74 @@ impl LivePublish {
         &self.channel_id
     }
 
-    /// Adds one frame; hands a completed segment to the uploader.
+    /// Resolves when the lease keeper ended the publish (channel deleted, expired, key
+    /// rotated, lease lost or lapsed); pending otherwise. Cancel-safe.
+    pub async fn revoked(&mut self) -> Revocation {
+        let reason = self.revoked.wait_for(Option::is_some).await.map(|r| *r);
+        match reason {
+            Ok(reason) => reason.unwrap_or(Revocation::LeaseLost),
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Adds one ingest event (tracks or frame); hands a completed segment to the uploader.
     ///
     /// # Errors
-    /// [`PublishError::Upload`] when the upload queue stayed full (the publish should stop).
-    pub async fn push(&mut self, frame: &Frame, has_audio: bool) -> Result<(), PublishError> {
-        if let Some(segment) = self.segmenter.push(frame, has_audio)? {
+    /// [`PublishError::Upload`] when the upload queue stayed full, [`PublishError::Mux`] when
+    /// a segment outgrew its byte limit (the publish should stop).
+    pub async fn push(&mut self, event: &MediaEvent) -> Result<(), PublishError> {
+        if let Some(segment) = self.segmenter.push_event(event)? {
             self.uploader.submit(segment).await?;
         }
         Ok(())
     }
 
-    /// Flushes the last segment, writes the final playlist with `EXT-X-ENDLIST`, marks the
-    /// channel `idle` and releases it.
+    /// Flushes the last segment, writes the final playlist with `EXT-X-ENDLIST`, and releases
+    /// the publish lease (the channel reads `idle`).
     pub async fn finish(mut self) -> UploadReport {
-        if let Some(last) = self.segmenter.finish() {
+        self.keeper.abort();
+        let last = self.segmenter.finish().unwrap_or_else(|e| {
+            tracing::error!(channel = %self.channel_id, error = %e, "last segment lost");
+            None
+        });
+        if let Some(last) = last {
             if let Err(e) = self.uploader.submit(last).await {
                 tracing::error!(channel = %self.channel_id, error = %e, "last segment not queued");
             }
         }
         let report = self.uploader.finish().await;
-        if let Err(e) = self.ingest.store.set_state(&self.channel_id, ChannelState::Idle).await {
-            tracing::error!(channel = %self.channel_id, error = %e, "could not mark channel idle");
+        let store = &self.ingest.store;
+        if let Err(e) = store.release_publish(&self.channel_id, &self.session).await {
+            tracing::error!(channel = %self.channel_id, error = %e, "could not release the lease");
         }
-        self.ingest.lock_live().remove(&self.channel_id);
         tracing::info!(channel = %self.channel_id, ?report, "publish finished");
         report
+    }
+}
+
+/// Start-up recovery ([`crate::hls::recover`]) may end a crashed session's live playlist only
+/// when no other session holds the channel's publish lease: the channel is gone, has no
+/// unexpired lease, or the lease is still the crashed session's own. A channel table that
+/// does not answer (3 tries, 2 s apart) means "no": the live playlist is left as is, the
+/// recording is ended anyway.
+#[async_trait::async_trait]
+impl crate::hls::LivePlaylistGuard for Ingest {
+    async fn may_end_live(&self, manifest: &crate::hls::SessionManifest) -> bool {
+        let Some(channel_id) = manifest.prefix.strip_prefix("live/") else {
+            return false;
+        };
+        for attempt in 1..=3 {
+            match self.store.get(channel_id).await {
+                Ok(None) => return true,
+                Ok(Some(channel)) => {
+                    return channel.lease.is_none_or(|lease| lease.session == manifest.session)
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %channel_id, attempt, error = %e, "lease check failed");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+        false
     }
 }

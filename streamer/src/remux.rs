@@ -1,8 +1,9 @@
 //! Offline remux of an FLV file to HLS through the live pipeline (same demuxer, segmenter
 //! and uploader as RTMP ingest). Used by the benchmark and for recorded captures.
 
-use crate::flv::{FlvDemuxer, FlvFileReader};
-use crate::hls::{RetryPolicy, Segmenter, UploadReport, Uploader, UploaderConfig};
+use crate::flv::{FlvDemuxer, FlvFileReader, TAG_AUDIO, TAG_VIDEO};
+use crate::hls::{RetryPolicy, SegmentError, Segmenter, UploadReport, Uploader, UploaderConfig};
+use crate::media::MediaLimits;
 use crate::sink::ObjectSink;
 use std::io::Read;
 use std::sync::Arc;
@@ -14,9 +15,9 @@ pub enum RemuxError {
     /// Malformed FLV.
     #[error(transparent)]
     Flv(#[from] crate::flv::FlvError),
-    /// Internal muxing error.
+    /// A segment over its byte limit, or an internal muxing error.
     #[error(transparent)]
-    Mux(#[from] crate::ts::TsError),
+    Mux(#[from] SegmentError),
     /// The sink stopped accepting segments.
     #[error(transparent)]
     Upload(#[from] crate::hls::SubmitError),
@@ -36,8 +37,9 @@ pub async fn remux_flv(
     window: usize,
 ) -> Result<UploadReport, RemuxError> {
     let mut reader = FlvFileReader::new(input)?;
-    let mut demux = FlvDemuxer::new();
-    let mut segmenter = Segmenter::new(target_secs);
+    let limits = MediaLimits::default();
+    let mut demux = FlvDemuxer::with_limits(limits);
+    let mut segmenter = Segmenter::new(target_secs, limits);
     let uploader = Uploader::spawn(
         sink,
         UploaderConfig {
@@ -49,21 +51,22 @@ pub async fn remux_flv(
             queue: 2,
             submit_timeout: Duration::from_secs(300),
             retry: RetryPolicy::default(),
+            spool: None,
         },
     );
     while let Some(tag) = reader.next_tag()? {
-        let frame = match tag.kind {
-            8 => demux.audio(tag.timestamp_ms, tag.body)?,
-            9 => demux.video(tag.timestamp_ms, tag.body)?,
+        let event = match tag.kind {
+            TAG_AUDIO => demux.audio(tag.timestamp_ms, tag.body)?,
+            TAG_VIDEO => demux.video(tag.timestamp_ms, tag.body)?,
             _ => None,
         };
-        if let Some(frame) = frame {
-            if let Some(segment) = segmenter.push(&frame, demux.has_audio())? {
+        if let Some(event) = event {
+            if let Some(segment) = segmenter.push_event(&event)? {
                 uploader.submit(segment).await?;
             }
         }
     }
-    if let Some(segment) = segmenter.finish() {
+    if let Some(segment) = segmenter.finish()? {
         uploader.submit(segment).await?;
     }
     Ok(uploader.finish().await)

@@ -2,7 +2,9 @@
 //!
 //! Layout: PAT on PID 0, PMT on PID 0x1000 (program 1), H.264 on PID 0x100 (stream type
 //! 0x1B, also the PCR PID), ADTS AAC on PID 0x101 (stream type 0x0F). Each segment starts with
-//! PAT + PMT ([`TsMuxer::write_tables`]); continuity counters run on across segments.
+//! PAT + PMT ([`TsMuxer::write_tables`]); continuity counters run on across segments, and a
+//! changed track set ([`TsMuxer::set_has_audio`]) bumps the PMT `version_number`
+//! (§2.4.4.8) so demuxers reading segments back to back pick up the new program.
 
 use crate::media::{Frame, Track};
 use mpeg2ts::es::{StreamId, StreamType};
@@ -35,6 +37,7 @@ pub struct TsError(#[from] mpeg2ts::Error);
 #[derive(Debug)]
 pub struct TsMuxer {
     has_audio: bool,
+    pmt_version: VersionNumber,
     pat_cc: ContinuityCounter,
     pmt_cc: ContinuityCounter,
     video_cc: ContinuityCounter,
@@ -62,6 +65,7 @@ impl TsMuxer {
     pub fn new(has_audio: bool) -> Self {
         Self {
             has_audio,
+            pmt_version: VersionNumber::new(),
             pat_cc: ContinuityCounter::new(),
             pmt_cc: ContinuityCounter::new(),
             video_cc: ContinuityCounter::new(),
@@ -74,7 +78,19 @@ impl TsMuxer {
         self.has_audio
     }
 
-    /// Appends a PAT and a PMT packet (376 bytes) to `out`.
+    /// Declares whether the program has audio from the next [`TsMuxer::write_tables`] on;
+    /// a change increments the PMT version (modulo 32).
+    pub fn set_has_audio(&mut self, has_audio: bool) {
+        if has_audio != self.has_audio {
+            self.has_audio = has_audio;
+            self.pmt_version.increment();
+        }
+    }
+
+    /// Bytes written by [`TsMuxer::write_tables`]: one PAT and one PMT packet.
+    pub const TABLES_LEN: usize = 2 * TsPacket::SIZE;
+
+    /// Appends a PAT and a PMT packet ([`TsMuxer::TABLES_LEN`] bytes) to `out`.
     ///
     /// # Errors
     /// [`TsError`] only on an internal inconsistency.
@@ -108,7 +124,7 @@ impl TsMuxer {
             payload: Some(TsPayload::Pmt(Pmt {
                 program_num: 1,
                 pcr_pid: Some(pid(VIDEO_PID)),
-                version_number: VersionNumber::new(),
+                version_number: self.pmt_version,
                 program_info: vec![],
                 es_info,
             })),
@@ -190,7 +206,14 @@ mod tests {
     use mpeg2ts::ts::{ReadTsPacket, TsPacketReader};
 
     fn frame(track: Track, len: usize, idr: bool) -> Frame {
-        Frame { track, dts: 126_000, pts: 129_000, idr, data: Bytes::from(vec![0xAB; len]) }
+        Frame {
+            track,
+            dts: 126_000,
+            pts: 129_000,
+            idr,
+            discontinuity: false,
+            data: Bytes::from(vec![0xAB; len]),
+        }
     }
 
     #[test]
@@ -216,6 +239,27 @@ mod tests {
         }
         assert_eq!(pes_starts, 14);
         assert_eq!(pcrs, 7);
+    }
+
+    #[test]
+    fn a_new_track_set_bumps_the_pmt_version() {
+        let pmt = |m: &mut TsMuxer| {
+            let mut out = Vec::new();
+            m.write_tables(&mut out).unwrap();
+            assert_eq!(out.len(), TsMuxer::TABLES_LEN);
+            let mut reader = TsPacketReader::new(&out[..]);
+            reader.read_ts_packet().unwrap();
+            match reader.read_ts_packet().unwrap().and_then(|p| p.payload) {
+                Some(TsPayload::Pmt(pmt)) => (pmt.version_number.as_u8(), pmt.es_info.len()),
+                other => panic!("{other:?}"),
+            }
+        };
+        let mut m = TsMuxer::new(false);
+        assert_eq!(pmt(&mut m), (0, 1));
+        m.set_has_audio(false);
+        assert_eq!(pmt(&mut m), (0, 1));
+        m.set_has_audio(true);
+        assert_eq!(pmt(&mut m), (1, 2));
     }
 
     #[test]

@@ -38,9 +38,23 @@ pub fn unique(prefix: &str) -> String {
 
 /// A fresh channel table in moto.
 pub async fn channel_store(aws: &AwsClients) -> Arc<DynamoChannelStore> {
-    let store = DynamoChannelStore::new(aws.dynamodb.clone(), unique("channels"));
+    channel_table(aws).await.1
+}
+
+/// A fresh channel table in moto: its name (for a `streamer` child process's
+/// `CHANNELS_TABLE`) and a store on it.
+pub async fn channel_table(aws: &AwsClients) -> (String, Arc<DynamoChannelStore>) {
+    let table = unique("channels");
+    let store = DynamoChannelStore::new(aws.dynamodb.clone(), table.clone());
     store.create_table_if_missing().await.expect("create table");
-    Arc::new(store)
+    (table, Arc::new(store))
+}
+
+/// A fresh empty directory under the system temporary directory.
+pub fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique("streamstack-test"));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
 }
 
 /// A fresh asset table in moto.
@@ -101,7 +115,8 @@ impl Streamer {
         uploads: UploadSettings,
     ) -> Self {
         let ingest = Ingest::new(store, sink, uploads);
-        let server = streamer::rtmp::Server::bind("127.0.0.1:0".parse().unwrap(), ingest)
+        let limits = streamer::rtmp::RtmpLimits::default();
+        let server = streamer::rtmp::Server::bind("127.0.0.1:0".parse().unwrap(), ingest, limits)
             .await
             .expect("bind");
         let addr = server.local_addr().unwrap();
@@ -269,4 +284,5 @@ pub fn ffmpeg_decode_errors(input: &str) -> String {
 }
 
 pub mod mediaconvert;
+pub mod process;
 pub mod vod;

@@ -1,5 +1,6 @@
 //! Upload ordering under a failing object store: no playlist write may ever name a segment
-//! that is not stored yet, and failed writes are retried rather than dropped.
+//! that is not stored yet, and failed writes are retried rather than dropped, even through an
+//! outage several times longer than the retry budget (segments wait in the spool).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -7,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use streamer::hls::RetryPolicy;
+use streamer::hls::{RetryPolicy, Spool, SpoolConfig};
 use streamer::publish::UploadSettings;
 use streamer::sink::{ObjectMeta, ObjectSink, S3Sink, SinkError};
 use streamstack_core::HlsSettings;
@@ -68,7 +69,18 @@ impl ObjectSink for FlakySink {
     }
 }
 
-async fn run(outage_secs: u64, clip: Clip) {
+/// One publish through a [`FlakySink`] whose store is down for the first `outage_secs`.
+struct Case {
+    outage_secs: u64,
+    clip: Clip,
+    /// Retry budget of one object.
+    give_up_after: Duration,
+    /// Spool the segments in a fresh directory (else memory only).
+    spool: bool,
+}
+
+async fn run(case: Case) {
+    let Case { outage_secs, clip, give_up_after, spool } = case;
     let aws = aws().await;
     let store = channel_store(&aws).await;
     let bucket = bucket(&aws).await;
@@ -82,27 +94,43 @@ async fn run(outage_secs: u64, clip: Clip) {
         failures: AtomicU64::new(0),
         playlist_writes: AtomicU64::new(0),
     });
+    let spool_dir = std::env::temp_dir().join(unique("upload-order-spool"));
+    let spool = spool.then(|| {
+        Spool::open(&SpoolConfig { dir: spool_dir.clone(), budget_bytes: 256 << 20 })
+            .expect("open spool")
+    });
     let uploads = UploadSettings {
-        queue: 16,
+        queue: if spool.is_some() { 2 } else { 16 },
         submit_timeout: Duration::from_secs(30),
         retry: RetryPolicy {
             initial: Duration::from_millis(10),
             max_backoff: Duration::from_millis(200),
-            give_up_after: Duration::from_secs(60),
+            give_up_after,
         },
+        spool: spool.clone(),
     };
     let streamer = Streamer::start(store.clone(), sink.clone(), uploads).await;
     let url = streamer.push_url(&ch);
     let outage = {
         let sink = Arc::clone(&sink);
+        let spool_dir = spool_dir.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(outage_secs)).await;
+            // Segments finished during the outage wait on disk, not in memory.
+            let spooled = count_files(&spool_dir, ".ts");
             sink.outage.store(false, Ordering::SeqCst);
+            spooled
         })
     };
     assert!(ffmpeg_publish(&url, clip).await, "publish failed");
-    outage.await.unwrap();
+    let spooled_in_outage = outage.await.unwrap();
     streamer.stop().await;
+    if spool.is_some() {
+        assert!(spooled_in_outage >= 3, "{spooled_in_outage} segments spooled during the outage");
+        assert_eq!(count_files(&spool_dir, ""), 1, "only the spool's lock file is left");
+        drop(spool);
+        std::fs::remove_dir_all(&spool_dir).unwrap();
+    }
 
     let violations = sink.violations.lock().unwrap().clone();
     assert!(
@@ -125,13 +153,51 @@ async fn run(outage_secs: u64, clip: Clip) {
     assert_eq!(playlist.media_sequence + playlist.segments.len() as u64, u64::from(clip.seconds));
 }
 
+/// Files under `dir` (recursively) whose name ends with `suffix`.
+fn count_files(dir: &std::path::Path, suffix: &str) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            n += count_files(&path, suffix);
+        } else if path.to_string_lossy().ends_with(suffix) {
+            n += 1;
+        }
+    }
+    n
+}
+
 #[tokio::test]
 async fn flaky_store_never_exposes_a_missing_segment() {
-    run(0, Clip { seconds: 12, ..Clip::default() }).await;
+    run(Case {
+        outage_secs: 0,
+        clip: Clip { seconds: 12, ..Clip::default() },
+        give_up_after: Duration::from_secs(60),
+        spool: false,
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn store_outage_is_buffered_then_caught_up() {
     // Real-time publish while every write fails for the first 4 s.
-    run(4, Clip { seconds: 8, realtime: true, ..Clip::default() }).await;
+    run(Case {
+        outage_secs: 4,
+        clip: Clip { seconds: 8, realtime: true, ..Clip::default() },
+        give_up_after: Duration::from_secs(60),
+        spool: false,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn outage_three_times_the_retry_budget_loses_no_segment() {
+    // Real-time publish; every write fails for 7 s against a 2 s retry budget per object.
+    run(Case {
+        outage_secs: 7,
+        clip: Clip { seconds: 12, realtime: true, ..Clip::default() },
+        give_up_after: Duration::from_secs(2),
+        spool: true,
+    })
+    .await;
 }

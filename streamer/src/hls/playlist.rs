@@ -1,4 +1,8 @@
 //! Media playlists (RFC 8216 §4.3.3), rendered with `m3u8-rs`.
+//!
+//! `EXT-X-TARGETDURATION` is fixed when the playlist is created and never changes
+//! (RFC 8216 §6.2.1): the [`Segmenter`](super::Segmenter) cuts every segment so that its
+//! EXTINF rounds to at most the target.
 
 use m3u8_rs::{MediaPlaylist, MediaPlaylistType, MediaSegment};
 use std::collections::VecDeque;
@@ -39,13 +43,16 @@ impl LivePlaylist {
         }
     }
 
-    /// Appends a segment at `uri` (relative to the playlist) lasting `duration` seconds.
-    /// `discontinuity` marks a gap before it (`EXT-X-DISCONTINUITY`, §4.3.2.3). The oldest
+    /// Appends a segment at `uri` (relative to the playlist) lasting `duration` seconds, which
+    /// should round to at most the target (a longer one is listed as it is and logged: the
+    /// target never changes). `discontinuity` marks a break before it (new encoding
+    /// parameters, timestamps, or a lost segment: `EXT-X-DISCONTINUITY`, §4.3.2.3). The oldest
     /// segment leaves the window when it is full (`EXT-X-MEDIA-SEQUENCE` and
     /// `EXT-X-DISCONTINUITY-SEQUENCE` advance accordingly, §6.2.2).
     pub fn push(&mut self, uri: String, duration: f64, discontinuity: bool) {
-        // The target duration must cover every EXTINF rounded to the nearest integer.
-        self.target = self.target.max(duration.round() as u64);
+        if duration.round() > self.target as f64 {
+            tracing::warn!(uri, duration, target = self.target, "segment longer than the target");
+        }
         self.segments.push_back(MediaSegment {
             uri,
             duration: duration as f32,
@@ -110,14 +117,15 @@ mod tests {
     }
 
     #[test]
-    fn event_playlist_keeps_everything_and_target_covers_rounding() {
+    fn event_playlist_keeps_everything_and_target_never_changes() {
         let mut p = LivePlaylist::event(2);
         for i in 0..30 {
-            p.push(format!("{i}.ts"), if i == 7 { 2.6 } else { 2.0 }, false);
+            p.push(format!("{i}.ts"), if i == 7 { 2.6 } else { 2.0 }, i == 9);
         }
         let parsed = m3u8_rs::parse_media_playlist_res(&p.render()).unwrap();
         assert_eq!(parsed.segments.len(), 30);
-        assert_eq!(parsed.target_duration, 3);
+        assert_eq!(parsed.target_duration, 2);
+        assert!(parsed.segments[9].discontinuity && !parsed.segments[8].discontinuity);
         assert_eq!(parsed.playlist_type, Some(MediaPlaylistType::Event));
     }
 }

@@ -1,8 +1,14 @@
 //! RTMP ingest (Adobe RTMP specification 1.0), built on `rml_rtmp`'s handshake and server
 //! session. [`Server`] accepts connections; each runs in its own task ([`session`]), so a bad
-//! connection only ever closes itself.
+//! connection only ever closes itself. What a peer may cost is bounded by [`RtmpLimits`]:
+//! connection counts (in all and per source IP), a deadline from accept to an authorized
+//! publish, idle and write timeouts, and the chunk-layer sizes checked by [`guard`].
 
+pub mod guard;
+pub mod limits;
 mod session;
+
+pub use limits::{ConnectionTable, RefusalLog, RtmpLimits};
 
 use crate::publish::Ingest;
 use std::net::SocketAddr;
@@ -12,10 +18,18 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// What every connection task of one server shares.
+struct Shared {
+    ingest: Arc<Ingest>,
+    limits: RtmpLimits,
+    refusals: RefusalLog,
+}
+
 /// A bound RTMP server.
 pub struct Server {
     listener: TcpListener,
-    ingest: Arc<Ingest>,
+    shared: Arc<Shared>,
+    connections: Arc<ConnectionTable>,
 }
 
 impl Server {
@@ -23,8 +37,16 @@ impl Server {
     ///
     /// # Errors
     /// The socket error.
-    pub async fn bind(addr: SocketAddr, ingest: Arc<Ingest>) -> std::io::Result<Self> {
-        Ok(Self { listener: TcpListener::bind(addr).await?, ingest })
+    pub async fn bind(
+        addr: SocketAddr,
+        ingest: Arc<Ingest>,
+        limits: RtmpLimits,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+            connections: ConnectionTable::new(&limits),
+            shared: Arc::new(Shared { ingest, limits, refusals: RefusalLog::default() }),
+        })
     }
 
     /// The bound address.
@@ -37,6 +59,10 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then stops accepting, asks every session to flush its
     /// last segment and end its playlist, and waits up to `drain` for them.
+    ///
+    /// A connection over [`RtmpLimits::max_connections`] or
+    /// [`RtmpLimits::max_connections_per_ip`] is accepted and closed at once (so the listen
+    /// backlog never fills with them).
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut sessions = JoinSet::new();
@@ -44,10 +70,19 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
-                    Ok((socket, peer)) => {
-                        let _ = socket.set_nodelay(true);
-                        sessions.spawn(session::run(socket, peer, Arc::clone(&self.ingest), stop_rx.clone()));
-                    }
+                    Ok((socket, peer)) => match self.connections.admit(peer.ip()) {
+                        Ok(permit) => {
+                            let _ = socket.set_nodelay(true);
+                            let shared = Arc::clone(&self.shared);
+                            sessions.spawn(session::run(socket, peer, shared, stop_rx.clone(), permit));
+                        }
+                        Err(refusal) => {
+                            drop(socket);
+                            if let Some(suppressed) = self.shared.refusals.admit(peer.ip()) {
+                                tracing::warn!(%peer, %refusal, suppressed, "connection refused");
+                            }
+                        }
+                    },
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;

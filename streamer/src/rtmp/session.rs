@@ -1,7 +1,11 @@
-//! One RTMP connection: handshake, connect, publish, media, unpublish.
+//! One RTMP connection: handshake, connect, publish, media, unpublish — each step bounded by
+//! the server's [`RtmpLimits`].
 
+use super::guard::{ChunkGuard, GuardError};
+use super::limits::{ConnectionPermit, RtmpLimits};
+use super::Shared;
 use crate::flv::FlvDemuxer;
-use crate::publish::{Ingest, LivePublish, PublishError};
+use crate::publish::{LivePublish, PublishError};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
@@ -13,9 +17,12 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-/// A publisher that sends nothing for this long is disconnected.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read buffer of a connection until its publish is authorized, bytes.
+const UNAUTHORIZED_READ_BUFFER: usize = 4 * 1024;
+/// Read buffer of a publishing connection, bytes.
+const PUBLISH_READ_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug, Error)]
 enum SessionError {
@@ -25,60 +32,125 @@ enum SessionError {
     Handshake(#[from] rml_rtmp::handshake::HandshakeError),
     #[error("rtmp: {0}")]
     Rtmp(#[from] rml_rtmp::sessions::ServerSessionError),
+    #[error("chunk stream refused: {0}")]
+    Guard(#[from] GuardError),
     #[error("media: {0}")]
     Media(#[from] crate::flv::FlvError),
     #[error("publish refused: {0}")]
     Refused(PublishError),
+    #[error("play requests are not served")]
+    Play,
     #[error(transparent)]
     Publish(#[from] PublishError),
     #[error("no data for {0:?}")]
     Idle(Duration),
+    #[error("no authorized publish within {0:?}")]
+    AuthDeadline(Duration),
+    #[error("more than {0} bytes before an authorized publish")]
+    UnauthorizedBytes(u64),
+    #[error("write not completed within {0:?}")]
+    WriteTimeout(Duration),
 }
 
-/// Runs one connection to completion; errors close this connection only and are logged.
+/// Runs one connection to completion; errors close this connection only and are logged
+/// (refusals of unauthenticated peers through the rate-limited [`super::RefusalLog`]).
 pub(super) async fn run(
     socket: TcpStream,
     peer: SocketAddr,
-    ingest: Arc<Ingest>,
+    shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    permit: ConnectionPermit,
 ) {
-    let mut conn =
-        Connection { socket, ingest, publish: None, demux: FlvDemuxer::new(), app: String::new() };
+    let limits = shared.limits;
+    let mut conn = Connection {
+        socket,
+        shared: Arc::clone(&shared),
+        publish: None,
+        demux: FlvDemuxer::new(),
+        app: String::new(),
+        guard: ChunkGuard::new(limits.unauthorized_chunks()),
+        deadline: Some(Instant::now() + limits.auth_deadline),
+        received: 0,
+        limits,
+    };
     let result = conn.serve(stop).await;
+    let authorized = conn.deadline.is_none();
     if let Some(publish) = conn.publish.take() {
         publish.finish().await;
     }
+    drop(permit);
     match result {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
-        Err(SessionError::Refused(e)) => tracing::warn!(%peer, error = %e, "publish refused"),
-        Err(e) => tracing::warn!(%peer, error = %e, "connection closed on error"),
+        Err(e) if authorized => tracing::warn!(%peer, error = %e, "connection closed on error"),
+        Err(e) => {
+            if let Some(suppressed) = shared.refusals.admit(peer.ip()) {
+                tracing::warn!(%peer, error = %e, suppressed, "connection refused");
+            }
+        }
     }
 }
 
 struct Connection {
     socket: TcpStream,
-    ingest: Arc<Ingest>,
+    shared: Arc<Shared>,
+    limits: RtmpLimits,
     publish: Option<LivePublish>,
     demux: FlvDemuxer,
     app: String,
+    guard: ChunkGuard,
+    /// Until the publish is authorized: when the connection must have got there.
+    deadline: Option<Instant>,
+    /// Bytes received before authorization.
+    received: u64,
 }
 
 impl Connection {
+    /// Reads what the peer sent; `Ok(0)` at end of stream, on server shutdown or when the
+    /// running publish was revoked (channel deleted, expired, key rotated, lease lost).
     async fn read(
         &mut self,
         buf: &mut [u8],
         stop: &mut watch::Receiver<bool>,
     ) -> Result<usize, SessionError> {
-        tokio::select! {
-            read = tokio::time::timeout(IDLE_TIMEOUT, self.socket.read(buf)) => {
-                read.map_err(|_| SessionError::Idle(IDLE_TIMEOUT))?.map_err(Into::into)
+        let idle = Instant::now() + self.limits.idle_timeout;
+        let until = self.deadline.map_or(idle, |d| d.min(idle));
+        let (socket, publish) = (&mut self.socket, &mut self.publish);
+        let revoked = async {
+            match publish.as_mut() {
+                Some(publish) => publish.revoked().await,
+                None => std::future::pending().await,
             }
-            _ = stop.wait_for(|stopped| *stopped) => Ok(0),
+        };
+        let n = tokio::select! {
+            read = tokio::time::timeout_at(until, socket.read(buf)) => match read {
+                Ok(read) => read?,
+                Err(_) if self.deadline.is_some_and(|d| d <= idle) => {
+                    return Err(SessionError::AuthDeadline(self.limits.auth_deadline))
+                }
+                Err(_) => return Err(SessionError::Idle(self.limits.idle_timeout)),
+            },
+            _ = stop.wait_for(|stopped| *stopped) => 0,
+            _ = revoked => 0,
+        };
+        if self.deadline.is_some() {
+            self.received += n as u64;
+            if self.received > self.limits.max_unauthorized_bytes {
+                return Err(SessionError::UnauthorizedBytes(self.limits.max_unauthorized_bytes));
+            }
         }
+        Ok(n)
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        let timeout = self.limits.write_timeout;
+        tokio::time::timeout(timeout, self.socket.write_all(bytes))
+            .await
+            .map_err(|_| SessionError::WriteTimeout(timeout))?
+            .map_err(Into::into)
     }
 
     async fn serve(&mut self, mut stop: watch::Receiver<bool>) -> Result<(), SessionError> {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; UNAUTHORIZED_READ_BUFFER];
         let mut handshake = Handshake::new(PeerType::Server);
         let leftover = loop {
             let n = self.read(&mut buf, &mut stop).await?;
@@ -87,26 +159,38 @@ impl Connection {
             }
             match handshake.process_bytes(&buf[..n])? {
                 HandshakeProcessResult::InProgress { response_bytes } => {
-                    self.socket.write_all(&response_bytes).await?;
+                    self.write(&response_bytes).await?;
                 }
                 HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
-                    self.socket.write_all(&response_bytes).await?;
+                    self.write(&response_bytes).await?;
                     break remaining_bytes;
                 }
             }
         };
         let (mut session, initial) = ServerSession::new(ServerSessionConfig::new())?;
         self.handle(&mut session, initial).await?;
-        let results = session.handle_input(&leftover)?;
-        self.handle(&mut session, results).await?;
+        self.input(&mut session, &leftover).await?;
         loop {
+            if self.deadline.is_none() && buf.len() < PUBLISH_READ_BUFFER {
+                buf.resize(PUBLISH_READ_BUFFER, 0);
+            }
             let n = self.read(&mut buf, &mut stop).await?;
             if n == 0 {
                 return Ok(());
             }
-            let results = session.handle_input(&buf[..n])?;
-            self.handle(&mut session, results).await?;
+            self.input(&mut session, &buf[..n]).await?;
         }
+    }
+
+    /// Checks `bytes` with the chunk guard, then feeds them to the session.
+    async fn input(
+        &mut self,
+        session: &mut ServerSession,
+        bytes: &[u8],
+    ) -> Result<(), SessionError> {
+        self.guard.inspect(bytes)?;
+        let results = session.handle_input(bytes)?;
+        self.handle(session, results).await
     }
 
     async fn handle(
@@ -116,9 +200,7 @@ impl Connection {
     ) -> Result<(), SessionError> {
         for result in results {
             match result {
-                ServerSessionResult::OutboundResponse(packet) => {
-                    self.socket.write_all(&packet.bytes).await?
-                }
+                ServerSessionResult::OutboundResponse(packet) => self.write(&packet.bytes).await?,
                 ServerSessionResult::RaisedEvent(event) => {
                     let follow_up = self.on_event(session, event).await?;
                     Box::pin(self.handle(session, follow_up)).await?;
@@ -136,27 +218,45 @@ impl Connection {
     ) -> Result<Vec<ServerSessionResult>, SessionError> {
         match event {
             ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
+                if let Err(e) = crate::publish::check_app(&app_name) {
+                    let code = "NetConnection.Connect.Rejected";
+                    return Err(self.refuse(session, request_id, code, e).await);
+                }
                 self.app = app_name;
                 Ok(session.accept_request(request_id)?)
+            }
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+                let results = session.reject_request(
+                    request_id,
+                    "NetStream.Play.Failed",
+                    "this server only accepts publishes",
+                )?;
+                self.handle_responses(results).await;
+                Err(SessionError::Play)
             }
             ServerSessionEvent::PublishStreamRequested {
                 request_id, app_name, stream_key, ..
             } => {
+                let code = "NetStream.Publish.BadName";
                 if self.publish.is_some() {
-                    return Err(self.refuse(session, request_id, PublishError::AlreadyLive).await);
+                    let e = PublishError::AlreadyLive;
+                    return Err(self.refuse(session, request_id, code, e).await);
                 }
                 let app = if app_name.is_empty() { self.app.clone() } else { app_name };
-                let started = match self.ingest.authorize(&app, &stream_key).await {
-                    Ok(channel) => self.ingest.start(channel).await,
+                let ingest = &self.shared.ingest;
+                let started = match ingest.authorize(&app, &stream_key).await {
+                    Ok(channel) => ingest.start(channel).await,
                     Err(e) => Err(e),
                 };
                 match started {
                     Ok(publish) => {
                         self.publish = Some(publish);
                         self.demux = FlvDemuxer::new();
+                        self.deadline = None;
+                        self.guard.set_max_message_bytes(self.limits.max_message);
                         Ok(session.accept_request(request_id)?)
                     }
-                    Err(e) => Err(self.refuse(session, request_id, e).await),
+                    Err(e) => Err(self.refuse(session, request_id, code, e).await),
                 }
             }
             ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
@@ -181,34 +281,37 @@ impl Connection {
         }
     }
 
-    async fn push(&mut self, frame: crate::media::Frame) -> Result<(), SessionError> {
-        let has_audio = self.demux.has_audio();
+    async fn push(&mut self, event: crate::media::MediaEvent) -> Result<(), SessionError> {
         match self.publish.as_mut() {
-            Some(publish) => Ok(publish.push(&frame, has_audio).await?),
+            Some(publish) => Ok(publish.push(&event).await?),
             None => Ok(()),
         }
     }
 
-    /// Answers a publish request with `NetStream.Publish.BadName` and a reason that does not
-    /// tell an unauthenticated client which check failed; the full error is logged by the
-    /// caller. Returns the error that closes the connection.
+    /// Sends the session's responses, best effort (the connection is closing).
+    async fn handle_responses(&mut self, results: Vec<ServerSessionResult>) {
+        for result in results {
+            if let ServerSessionResult::OutboundResponse(packet) = result {
+                if self.write(&packet.bytes).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = tokio::time::timeout(self.limits.write_timeout, self.socket.flush()).await;
+    }
+
+    /// Answers a connect or publish request with `code` and a reason that does not tell an
+    /// unauthenticated client which check failed; the full error is logged by the caller.
+    /// Returns the error that closes the connection.
     async fn refuse(
         &mut self,
         session: &mut ServerSession,
         request_id: u32,
+        code: &str,
         error: PublishError,
     ) -> SessionError {
-        if let Ok(results) =
-            session.reject_request(request_id, "NetStream.Publish.BadName", error.public_reason())
-        {
-            for result in results {
-                if let ServerSessionResult::OutboundResponse(packet) = result {
-                    if self.socket.write_all(&packet.bytes).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            let _ = self.socket.flush().await;
+        if let Ok(results) = session.reject_request(request_id, code, error.public_reason()) {
+            self.handle_responses(results).await;
         }
         SessionError::Refused(error)
     }

@@ -48,6 +48,10 @@ impl ObjectSink for DirSink {
             Err(SinkError::Io { key: String::new(), source: std::io::Error::other(e) })
         })
     }
+
+    fn location(&self) -> String {
+        format!("dir:{}", self.root.display())
+    }
 }
 
 #[cfg(test)]

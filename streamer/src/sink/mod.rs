@@ -46,6 +46,12 @@ pub trait ObjectSink: Send + Sync {
     /// # Errors
     /// [`SinkError`] when the write did not happen; the caller retries.
     async fn put(&self, key: &str, body: Bytes, meta: ObjectMeta) -> Result<(), SinkError>;
+
+    /// Where the objects go, as an `--output` spec (`s3://bucket`, `dir:PATH`); empty when
+    /// unknown. Spool sessions record it, so a restart only recovers them into the same store.
+    fn location(&self) -> String {
+        String::new()
+    }
 }
 
 /// S3 object tag (`key=value`, URL-query encoded as `x-amz-tagging` wants it) marking live

@@ -39,4 +39,8 @@ impl ObjectSink for S3Sink {
                 message: DisplayErrorContext(&e).to_string(),
             })
     }
+
+    fn location(&self) -> String {
+        format!("s3://{}", self.bucket)
+    }
 }

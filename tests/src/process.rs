@@ -1,0 +1,114 @@
+//! `streamer serve` as a child process, for tests that need what only a real process has:
+//! its memory as the OS counts it, `kill -9`, two processes sharing one channel table.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// Path of the `streamer` binary of this build (`target/<profile>/streamer`, next to the
+/// test executable's `deps/` folder). `make test` builds it before running the tests.
+///
+/// # Panics
+/// When the binary is missing: run `cargo build -p streamer` first.
+pub fn streamer_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let binary = profile_dir.join("streamer");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p streamer` (make test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A free TCP port on 127.0.0.1 (bound once, then released for the child to take).
+pub fn free_port() -> u16 {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    socket.local_addr().expect("local addr").port()
+}
+
+/// A running `streamer serve` child process, killed when dropped.
+pub struct StreamerProcess {
+    /// The RTMP listen address.
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl StreamerProcess {
+    /// Starts `streamer serve --listen 127.0.0.1:<free port>` with the channel table `table`
+    /// on the moto endpoint of this test run, extra `args` and `env` (a fresh
+    /// `STREAMER_SPOOL_DIR` unless `env` names one), and waits until it accepts connections.
+    /// Its log goes to this test's stderr.
+    ///
+    /// # Panics
+    /// When the process does not start listening within 20 s.
+    pub async fn start(table: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mut cmd = Command::new(streamer_binary());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(args)
+            .env("CHANNELS_TABLE", table)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("STREAMER_SPOOL_DIR", crate::tempdir())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let child = cmd.spawn().expect("spawn streamer");
+        let process = Self { addr, child };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("streamer did not listen on {addr} within 20 s");
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("streamer is running")
+    }
+
+    /// Resident set size of the process now, bytes (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:") * 1024
+    }
+
+    /// Peak resident set size so far, bytes (`VmHWM`).
+    pub fn peak_rss_bytes(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:") * 1024
+    }
+
+    /// `kill -9`: the process gets no chance to flush, release leases or end playlists.
+    pub async fn kill9(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// SIGTERM (what ECS sends on stop), then waits up to `grace` for a clean exit; returns
+    /// whether it exited by itself with success.
+    pub async fn terminate(mut self, grace: Duration) -> bool {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.pid() as i32, libc::SIGTERM);
+        }
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(status)) => status.success(),
+            _ => false,
+        }
+    }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
