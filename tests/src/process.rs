@@ -35,31 +35,36 @@ pub struct StreamerProcess {
     /// The RTMP listen address.
     pub addr: SocketAddr,
     child: Child,
+    log: PathBuf,
 }
 
 impl StreamerProcess {
     /// Starts `streamer serve --listen 127.0.0.1:<free port>` with the channel table `table`
     /// on the moto endpoint of this test run, extra `args` and `env` (a fresh
     /// `STREAMER_SPOOL_DIR` unless `env` names one), and waits until it accepts connections.
-    /// Its log goes to this test's stderr.
+    /// Its log (`RUST_LOG=info` unless set) goes to a file, read with
+    /// [`StreamerProcess::log`].
     ///
     /// # Panics
     /// When the process does not start listening within 20 s.
     pub async fn start(table: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let log = crate::tempdir().join("streamer.log");
+        let log_file = std::fs::File::create(&log).expect("create log file");
         let mut cmd = Command::new(streamer_binary());
         cmd.arg("serve")
             .arg("--listen")
             .arg(addr.to_string())
             .args(args)
             .env("CHANNELS_TABLE", table)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("STREAMER_SPOOL_DIR", crate::tempdir())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
+            .stderr(log_file)
             .kill_on_drop(true);
         let child = cmd.spawn().expect("spawn streamer");
-        let process = Self { addr, child };
+        let process = Self { addr, child, log };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return process;
@@ -67,6 +72,26 @@ impl StreamerProcess {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("streamer did not listen on {addr} within 20 s");
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Asserts that no log line so far holds any of `secrets` (signatures, keys, stream keys)
+    /// nor a push URL's query string.
+    ///
+    /// # Panics
+    /// On the first offending line.
+    pub fn assert_log_free_of(&self, secrets: &[&str]) {
+        let log = self.log();
+        assert!(!log.is_empty(), "the streamer logged nothing");
+        for line in log.lines() {
+            for secret in secrets.iter().copied().chain(["sig=", "exp="]) {
+                assert!(!line.contains(secret), "log line leaks {secret:?}: {line}");
+            }
+        }
     }
 
     /// The process id.

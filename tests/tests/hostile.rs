@@ -157,6 +157,14 @@ async fn unauthenticated_connections_cost_bounded_memory_and_a_publish_goes_on()
     let playlist = wait_for_ended_playlist(&out.join(format!("live/{}/index.m3u8", ch.id))).await;
     let total: f32 = playlist.segments.iter().map(|s| s.duration).sum();
     assert!((total - 8.0).abs() <= 0.5, "published {total} s of 8");
+
+    // 1,101 refusals from one address, a handful of log lines; no secret in any line.
+    let refusal_lines = streamer.log().lines().filter(|l| l.contains("connection refused")).count();
+    assert!(
+        (1..=2 * streamer::rtmp::RefusalLog::PER_WINDOW as usize).contains(&refusal_lines),
+        "{refusal_lines} refusal log lines"
+    );
+    streamer.assert_log_free_of(&[&ch.secret.to_hex()]);
     streamer.kill9().await;
     let _ = std::fs::remove_dir_all(&out);
 }

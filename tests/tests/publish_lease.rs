@@ -85,6 +85,7 @@ async fn one_publisher_across_processes_and_a_killed_owner_lapses() {
     let playlist = ended(&dir_b, &ch).expect("ended playlist from the second process");
     assert!(!playlist.segments.is_empty());
     wait_state(store.as_ref(), &ch, ChannelState::Idle, Duration::from_secs(10)).await;
+    b.assert_log_free_of(&[&ch.secret.to_hex()]);
     b.kill9().await;
 }
 
@@ -122,5 +123,7 @@ async fn rotating_the_key_ends_the_running_publish_and_refuses_the_old_url() {
     let short = Clip { seconds: 2, ..Clip::default() };
     assert!(!ffmpeg_publish(&old_url, short).await, "old push URL accepted after rotation");
     assert!(ffmpeg_publish(&push_url(&streamer, &rotated), short).await, "new key refused");
+    let old_sig = old_url.split("sig=").nth(1).expect("signed URL");
+    streamer.assert_log_free_of(&[old_sig, &ch.secret.to_hex(), &rotated.secret.to_hex()]);
     streamer.kill9().await;
 }
