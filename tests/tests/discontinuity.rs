@@ -97,7 +97,8 @@ async fn mpegts_relay_with_empty_first_audio_config_becomes_complete_hls() {
     let aws = aws().await;
     let store = channel_store(&aws).await;
     let bucket = bucket(&aws).await;
-    let ch = channel(store.as_ref(), HlsSettings { segment_duration: 2, playlist_window: 20 }).await;
+    let ch =
+        channel(store.as_ref(), HlsSettings { segment_duration: 2, playlist_window: 20 }).await;
     let streamer = Streamer::start_s3(&aws, store.clone(), &bucket).await;
 
     assert!(publish(relay(&ts, true, false, &streamer.push_url(&ch))).await, "relay failed");
@@ -109,7 +110,10 @@ async fn mpegts_relay_with_empty_first_audio_config_becomes_complete_hls() {
     assert!(pl.segments.iter().all(|s| !s.discontinuity), "{pl:?}");
     let url = format!("{}/{bucket}/live/{}/index.m3u8", endpoint(), ch.id);
     let kinds: Vec<String> = streams(&url).into_iter().map(|(kind, _)| kind).collect();
-    assert!(kinds.contains(&"audio".to_owned()) && kinds.contains(&"video".to_owned()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"audio".to_owned()) && kinds.contains(&"video".to_owned()),
+        "{kinds:?}"
+    );
     let duration = ffprobe_duration(&url).expect("ffprobe reads the playlist");
     assert!((duration - 5.0).abs() <= 0.5, "ffprobe duration {duration}");
     let errors = ffmpeg_decode_errors(&url);
@@ -129,7 +133,8 @@ async fn resolution_change_and_one_hour_jump_are_discontinuities_within_target()
         make_ts(&dir, "c.ts", "640x360", 3, "3606"),
     ];
     let joined = dir.join("joined.ts");
-    let bytes: Vec<u8> = pieces.iter().flat_map(|p| std::fs::read(p).expect("read piece")).collect();
+    let bytes: Vec<u8> =
+        pieces.iter().flat_map(|p| std::fs::read(p).expect("read piece")).collect();
     std::fs::write(&joined, bytes).expect("write joined.ts");
 
     // What reaches the wire: the same relay into an FLV file carries the jump (ffmpeg smooths
@@ -152,7 +157,8 @@ async fn resolution_change_and_one_hour_jump_are_discontinuities_within_target()
     let aws = aws().await;
     let store = channel_store(&aws).await;
     let bucket = bucket(&aws).await;
-    let ch = channel(store.as_ref(), HlsSettings { segment_duration: 2, playlist_window: 20 }).await;
+    let ch =
+        channel(store.as_ref(), HlsSettings { segment_duration: 2, playlist_window: 20 }).await;
     let streamer = Streamer::start_s3(&aws, store.clone(), &bucket).await;
     assert!(publish(relay(&joined, false, true, &streamer.push_url(&ch))).await, "relay failed");
     let pl = ended_playlist(&aws, &bucket, &ch).await;

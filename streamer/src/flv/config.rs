@@ -63,7 +63,10 @@ pub struct AvcConfig {
 /// (empty, wrong version, length size 3, no SPS or no PPS);
 /// [`FlvError::ParameterSetsTooLarge`] when the SPS and PPS with their start codes exceed
 /// `max_parameter_set_bytes` (checked before anything is copied).
-pub fn parse_avc_config(record: &[u8], max_parameter_set_bytes: usize) -> Result<AvcConfig, FlvError> {
+pub fn parse_avc_config(
+    record: &[u8],
+    max_parameter_set_bytes: usize,
+) -> Result<AvcConfig, FlvError> {
     let mut r = Reader::new(record, "AVCDecoderConfigurationRecord");
     let header = r.take(5)?;
     if header[0] != 1 {

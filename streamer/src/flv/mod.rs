@@ -29,9 +29,9 @@ mod tests;
 pub use config::{adts_header, parse_audio_specific_config, parse_avc_config, AvcConfig};
 pub use file::{FlvFileReader, FlvTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
 
+use crate::media::VideoConfig;
 use crate::media::{Frame, MediaEvent, MediaLimits, Timeline, Track, Tracks};
 use bytes::{BufMut, Bytes, BytesMut};
-use crate::media::VideoConfig;
 use config::{Reader, ADTS_HEADER_LEN, NAL_SPS, START_CODE};
 use thiserror::Error;
 
@@ -189,7 +189,8 @@ impl FlvDemuxer {
                     }
                     return Ok(None);
                 };
-                let au = annex_b(r.rest, self.nal_length_size, &video.parameter_sets, self.sps_len)?;
+                let au =
+                    annex_b(r.rest, self.nal_length_size, &video.parameter_sets, self.sps_len)?;
                 let Some(data) = au.data else {
                     return Ok(None);
                 };
@@ -360,7 +361,11 @@ fn annex_b(
 /// The parameter sets an IDR carries in-band, if its SPS differ from the configured ones
 /// (`params`, SPS in the first `sps_len` bytes): encoders switching resolution through
 /// `-c copy` relays announce it only this way.
-fn inband_parameter_sets(units: &[&[u8]], params: &Bytes, sps_len: usize) -> Option<(Bytes, usize)> {
+fn inband_parameter_sets(
+    units: &[&[u8]],
+    params: &Bytes,
+    sps_len: usize,
+) -> Option<(Bytes, usize)> {
     let of_type = |t: u8| units.iter().filter(move |u| u.first().map(|b| b & 0x1F) == Some(t));
     let mut sets = BytesMut::new();
     for unit in of_type(NAL_SPS) {

@@ -34,7 +34,10 @@ fn idr_gets_aud_and_parameter_sets() {
     let mut d = FlvDemuxer::new();
     assert!(d.video(0, &video(1, 1, 0, &[0, 0, 0, 1, 0x65])).unwrap().is_none(), "no config");
     let t = tracks(d.video(0, &video(1, 0, 0, &avc_config())).unwrap());
-    assert_eq!(t.video.unwrap().parameter_sets[..], [0, 0, 0, 1, 0x67, 0x64, 0, 0, 0, 0, 1, 0x68, 0xEE]);
+    assert_eq!(
+        t.video.unwrap().parameter_sets[..],
+        [0, 0, 0, 1, 0x67, 0x64, 0, 0, 0, 0, 1, 0x68, 0xEE]
+    );
     let f = frame(d.video(40, &video(1, 1, 80, &[0, 0, 0, 2, 0x65, 0xAA])).unwrap());
     assert!(f.idr && !f.discontinuity);
     assert_eq!(f.dts, TIMESTAMP_BASE);
@@ -67,7 +70,9 @@ fn malformed_video_is_an_error_not_a_panic() {
 #[test]
 fn unusable_avc_headers_are_ignored_and_identical_ones_are_no_change() {
     let mut d = FlvDemuxer::new();
-    for bad in [&[][..], &[1, 2], &[2, 0x64, 0, 0x1F, 0xFF, 0xE1], &[1, 0x64, 0, 0x1F, 0xFF, 0xE0, 0]] {
+    for bad in
+        [&[][..], &[1, 2], &[2, 0x64, 0, 0x1F, 0xFF, 0xE1], &[1, 0x64, 0, 0x1F, 0xFF, 0xE0, 0]]
+    {
         assert!(d.video(0, &video(1, 0, 0, bad)).unwrap().is_none(), "{bad:?}");
     }
     assert_eq!(d.tracks(), &Tracks::default());

@@ -168,8 +168,9 @@ impl Segmenter {
         if self.pending_tracks.as_ref() == Some(tracks) {
             return;
         }
-        let audio_joins_first =
-            self.next_sequence == 0 && self.tracks.audio.is_none() && tracks.video == self.tracks.video;
+        let audio_joins_first = self.next_sequence == 0
+            && self.tracks.audio.is_none()
+            && tracks.video == self.tracks.video;
         if !self.started || audio_joins_first {
             self.apply_tracks(tracks.clone());
             return;

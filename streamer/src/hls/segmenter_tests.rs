@@ -26,7 +26,12 @@ fn video(dts: u64, idr: bool) -> Frame {
 }
 
 fn audio(dts: u64) -> Frame {
-    Frame { track: Track::Audio, idr: false, data: Bytes::from_static(&[0xFF]), ..video(dts, false) }
+    Frame {
+        track: Track::Audio,
+        idr: false,
+        data: Bytes::from_static(&[0xFF]),
+        ..video(dts, false)
+    }
 }
 
 fn segmenter(target: u32, audio: bool) -> Segmenter {
@@ -123,7 +128,11 @@ fn new_codec_configuration_cuts_at_next_idr_with_discontinuity_and_new_pmt() {
     // 0..2.48 s cut at the new configuration's IDR (frame 62), which starts segment 1; that
     // one ends at the IDR of 6 s (waiting for 8 s would round to 6 > 4).
     let expected = [2.48, 3.52, 2.0];
-    assert!(out.iter().zip(expected).all(|(s, d)| (s.duration - d).abs() < 1e-9), "{:?}", durations(&out));
+    assert!(
+        out.iter().zip(expected).all(|(s, d)| (s.duration - d).abs() < 1e-9),
+        "{:?}",
+        durations(&out)
+    );
     assert_eq!(pmt(&out[0]), (0, 1));
     assert_eq!(pmt(&out[1]), (1, 2));
 }
