@@ -5,10 +5,10 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 use streamstack_core::{Channel, ChannelStore, DynamoChannelStore, HlsSettings, NewChannel};
+use streamstack_tests::process::StreamerProcess;
 use streamstack_tests::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -47,37 +47,6 @@ impl Proxy {
     fn set(&self, on: bool) {
         self.on.send_replace(on);
     }
-}
-
-/// The `streamer` binary next to this test's directory (`target/debug/streamer`; `make test`
-/// builds it first).
-fn streamer_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("streamer");
-    assert!(bin.exists(), "{} missing: cargo build -p streamer --bin streamer", bin.display());
-    bin
-}
-
-/// A free 127.0.0.1 TCP port.
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// `streamer serve` writing to `s3://bucket` through `s3_endpoint`, spooling in `spool`.
-fn serve(listen: SocketAddr, table: &str, bucket: &str, s3_endpoint: &str, spool: &Path) -> Child {
-    let log = std::fs::File::create(spool.with_extension(format!("{}.log", listen.port()))).unwrap();
-    Command::new(streamer_bin())
-        .args(["serve", "--listen", &listen.to_string(), "--output", &format!("s3://{bucket}")])
-        .arg("--spool-dir")
-        .arg(spool)
-        .env("CHANNELS_TABLE", table)
-        .env("AWS_ENDPOINT_URL_S3", s3_endpoint)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start streamer serve")
 }
 
 /// Polls `check` every 200 ms until it returns `Some` (a hang guard of `secs`, not a timing
@@ -132,21 +101,17 @@ async fn sigkill_during_an_outage_then_restart_uploads_every_spooled_segment() {
     let moto: SocketAddr = endpoint().trim_start_matches("http://").parse().expect("moto addr");
     let proxy = Proxy::start(moto).await;
     let s3_endpoint = format!("http://{}", proxy.addr);
-    let spool = std::env::temp_dir().join(unique("spool-e2e"));
+    let spool = tempdir().join("spool");
+    let spool_dir = spool.to_string_lossy().into_owned();
+    let output = format!("s3://{bucket}");
+    let args = ["--output", output.as_str()];
+    let env = [("AWS_ENDPOINT_URL_S3", s3_endpoint.as_str()), ("STREAMER_SPOOL_DIR", &spool_dir)];
 
-    let listen = free_addr();
-    let mut first = serve(listen, &table, &bucket, &s3_endpoint, &spool);
-    wait_for("the first streamer to listen", 30, async || {
-        TcpStream::connect(listen).await.ok().map(drop)
-    })
-    .await;
+    let first = StreamerProcess::start(&table, &args, &env).await;
+    let listen = first.addr;
     let exp = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + 3600;
-    let url = streamstack_core::signing::push_url(
-        &listen.to_string(),
-        &channel.secret,
-        &channel.id,
-        exp,
-    );
+    let url =
+        streamstack_core::signing::push_url(&listen.to_string(), &channel.secret, &channel.id, exp);
     let clip = Clip { seconds: 60, realtime: true, ..Clip::default() };
     let publisher = tokio::spawn(async move { ffmpeg_publish(&url, clip).await });
 
@@ -160,16 +125,13 @@ async fn sigkill_during_an_outage_then_restart_uploads_every_spooled_segment() {
         Some(spooled_sequences(&spool)).filter(|s| s.len() >= 4)
     })
     .await;
-    first.kill().expect("SIGKILL the streamer");
-    first.wait().unwrap();
+    first.kill9().await;
     let spooled = spooled_sequences(&spool).union(&spooled).copied().collect::<BTreeSet<_>>();
     let _ = publisher.await;
     proxy.set(true);
 
     // A new process on the same spool finishes the killed session.
-    let first_port = listen.port();
-    let listen = free_addr();
-    let mut second = serve(listen, &table, &bucket, &s3_endpoint, &spool);
+    let second = StreamerProcess::start(&table, &args, &env).await;
     let prefix = format!("live/{}/", channel.id);
     let (live, recording, recording_key, keys) =
         wait_for("the recovered playlists", 60, async || {
@@ -184,8 +146,8 @@ async fn sigkill_during_an_outage_then_restart_uploads_every_spooled_segment() {
         .await;
     wait_for("the spool to empty", 30, async || spooled_sequences(&spool).is_empty().then_some(()))
         .await;
-    second.kill().unwrap();
-    second.wait().unwrap();
+    assert!(second.log().contains("spool recovery done"), "{}", second.log());
+    second.kill9().await;
 
     let session = recording_key
         .strip_prefix(&prefix)
@@ -209,7 +171,4 @@ async fn sigkill_during_an_outage_then_restart_uploads_every_spooled_segment() {
     )));
     assert_eq!(live.media_sequence + live.segments.len() as u64, listed.len() as u64);
     let _ = std::fs::remove_dir_all(&spool);
-    for port in [first_port, listen.port()] {
-        let _ = std::fs::remove_file(spool.with_extension(format!("{port}.log")));
-    }
 }

@@ -204,9 +204,9 @@ impl Spool {
     }
 
     fn release(&self, bytes: u64) {
-        let _ = self
-            .used
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| Some(used.saturating_sub(bytes)));
+        let _ = self.used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+            Some(used.saturating_sub(bytes))
+        });
     }
 }
 
@@ -431,7 +431,9 @@ impl SessionSpool {
         match fs::remove_file(&segment.path) {
             Ok(()) => self.spool.release(segment.len),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %segment.path.display(), error = %e, "spool delete failed"),
+            Err(e) => {
+                tracing::warn!(path = %segment.path.display(), error = %e, "spool delete failed")
+            }
         }
     }
 

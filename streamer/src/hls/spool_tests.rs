@@ -3,8 +3,11 @@
 use super::*;
 
 pub(crate) fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join(format!("spool-test-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
+    let dir = std::env::temp_dir().join(format!(
+        "spool-test-{name}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let _ = fs::remove_dir_all(&dir);
     dir
 }

@@ -8,7 +8,9 @@
 //! the spool: a segment is lost only when the spool's disk budget is exhausted, which stops
 //! the publish ([`SubmitError::SpoolFull`]).
 
-use super::spool::{SegmentEntry, SessionManifest, SessionSpool, Spool, SpoolError, SpooledSegment};
+use super::spool::{
+    SegmentEntry, SessionManifest, SessionSpool, Spool, SpoolError, SpooledSegment,
+};
 use super::{LivePlaylist, Segment};
 use crate::sink::{ObjectMeta, ObjectSink};
 use bytes::Bytes;
@@ -265,14 +267,16 @@ impl Uploader {
                 task.abort();
                 let _ = task.await;
                 let mut report = report(&stats);
-                let left = stats.submitted.load(Ordering::SeqCst)
-                    - report.segments.min(stats.submitted.load(Ordering::SeqCst))
-                    - report.lost_segments;
+                let done = report.segments + report.lost_segments;
+                let left = stats.submitted.load(Ordering::SeqCst).saturating_sub(done);
                 match session {
                     Some(_) => report.spooled = left,
                     None => report.lost_segments += left,
                 }
-                tracing::warn!(?report, "finish deadline: leaving the rest in the spool");
+                tracing::warn!(
+                    ?report,
+                    "finish deadline: the rest stays in the spool (lost without one)"
+                );
                 return report;
             }
         }
@@ -384,7 +388,13 @@ impl Writer {
 
     /// Writes one object, retrying with backoff. With `give_up`, stops (returning `false`)
     /// once the retry budget is spent; otherwise retries until stored.
-    pub(crate) async fn put(&self, key: &str, body: Bytes, meta: ObjectMeta, give_up: bool) -> bool {
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: ObjectMeta,
+        give_up: bool,
+    ) -> bool {
         let started = Instant::now();
         let mut delay = self.retry.initial;
         let mut stalled = false;
@@ -421,10 +431,13 @@ impl Writer {
     ) -> bool {
         let mut ok = true;
         if let Some(rec) = &playlists.recording {
-            ok &= self.put(&keys.recording, rec.render().into(), playlist_meta(false), give_up).await;
+            ok &=
+                self.put(&keys.recording, rec.render().into(), playlist_meta(false), give_up).await;
         }
         if live {
-            ok &= self.put(&keys.live, playlists.live.render().into(), playlist_meta(true), give_up).await;
+            ok &= self
+                .put(&keys.live, playlists.live.render().into(), playlist_meta(true), give_up)
+                .await;
         }
         ok
     }

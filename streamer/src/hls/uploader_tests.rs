@@ -79,8 +79,11 @@ impl LivePlaylistGuard for RefuseLive {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join(format!("uploader-test-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
+    let dir = std::env::temp_dir().join(format!(
+        "uploader-test-{name}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
