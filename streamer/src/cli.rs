@@ -1,7 +1,8 @@
 //! Command line of the `streamer` binary.
 
 use crate::hls::{default_spool_dir, recover, Spool, SpoolConfig, DEFAULT_BUDGET_BYTES};
-use crate::publish::{Ingest, UploadSettings};
+use crate::media::MediaLimits;
+use crate::publish::{Ingest, IngestSettings, UploadSettings};
 use crate::rtmp::{RtmpLimits, Server};
 use crate::sink::{DirSink, ObjectSink, OutputSpec, S3Sink};
 use anyhow::Context;
@@ -92,6 +93,17 @@ struct LimitArgs {
     /// Largest chunk size a peer may set, bytes.
     #[arg(long, env = "RTMP_MAX_CHUNK_SIZE", default_value_t = RtmpLimits::default().max_chunk_size)]
     max_chunk_size: u32,
+    /// Largest segment, bytes: a publisher whose segment grows beyond it (e.g. timestamps
+    /// that stop advancing) is disconnected.
+    #[arg(long, env = "STREAMER_MAX_SEGMENT_BYTES", default_value_t = MediaLimits::default().max_segment_bytes)]
+    max_segment_bytes: usize,
+    /// Largest H.264 parameter sets (SPS + PPS), bytes.
+    #[arg(long, env = "STREAMER_MAX_PARAMETER_SET_BYTES", default_value_t = MediaLimits::default().max_parameter_set_bytes)]
+    max_parameter_set_bytes: usize,
+    /// A timestamp step larger than this (forward or back), milliseconds, is rebased and
+    /// starts a discontinuity.
+    #[arg(long, env = "STREAMER_MAX_TIMESTAMP_JUMP_MS", default_value_t = MediaLimits::default().max_timestamp_jump.as_millis() as u64)]
+    max_timestamp_jump_ms: u64,
 }
 
 impl LimitArgs {
@@ -105,6 +117,14 @@ impl LimitArgs {
             max_message: self.max_message_bytes,
             max_chunk_size: self.max_chunk_size,
             ..RtmpLimits::default()
+        }
+    }
+
+    fn media(&self) -> MediaLimits {
+        MediaLimits {
+            max_segment_bytes: self.max_segment_bytes,
+            max_parameter_set_bytes: self.max_parameter_set_bytes,
+            max_timestamp_jump: Duration::from_millis(self.max_timestamp_jump_ms),
         }
     }
 }
@@ -172,8 +192,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let uploads =
                 UploadSettings { queue: 2, spool: Some(Arc::clone(&spool)), ..Default::default() };
             let retry = uploads.retry;
-            let lease = Duration::from_secs(lease_secs);
-            let ingest = Ingest::with_lease(store, Arc::clone(&sink), uploads, lease);
+            let settings = IngestSettings {
+                uploads,
+                lease: Duration::from_secs(lease_secs),
+                media: limits.media(),
+            };
+            let ingest = Ingest::new(store, Arc::clone(&sink), settings);
             // What a killed run left: uploaded and ended in the background, so ingest starts
             // at once even while the store is still down.
             let guard = Arc::clone(&ingest);

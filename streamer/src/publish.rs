@@ -128,14 +128,38 @@ impl Default for UploadSettings {
     }
 }
 
+/// Everything every publish of one ingest server shares.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// How segments reach the object store.
+    pub uploads: UploadSettings,
+    /// Publish lease length (renewed every third of it): a channel whose streamer process
+    /// died reads `idle` and accepts a new publish at most this long after its last renewal.
+    /// At least 3 s.
+    pub lease: Duration,
+    /// Caps on what one publisher's media may cost (segment bytes, parameter sets,
+    /// timestamp jumps).
+    pub media: MediaLimits,
+}
+
+impl Default for IngestSettings {
+    /// [`UploadSettings::default`], [`LEASE_DURATION`], [`MediaLimits::default`].
+    fn default() -> Self {
+        Self {
+            uploads: UploadSettings::default(),
+            lease: LEASE_DURATION,
+            media: MediaLimits::default(),
+        }
+    }
+}
+
 /// Shared state of the ingest server: where channels and media live, and which process this
 /// is (the owner recorded in publish leases).
 pub struct Ingest {
     store: Arc<dyn ChannelStore>,
     sink: Arc<dyn ObjectSink>,
-    uploads: UploadSettings,
+    settings: IngestSettings,
     owner: String,
-    lease: Duration,
 }
 
 /// This process's lease owner id: `STREAMER_INSTANCE_ID` if set, else `<hostname>/<pid>`.
@@ -155,21 +179,15 @@ impl Ingest {
     pub fn new(
         store: Arc<dyn ChannelStore>,
         sink: Arc<dyn ObjectSink>,
-        uploads: UploadSettings,
+        mut settings: IngestSettings,
     ) -> Arc<Self> {
-        Self::with_lease(store, sink, uploads, LEASE_DURATION)
+        settings.lease = settings.lease.max(Duration::from_secs(3));
+        Arc::new(Self { store, sink, settings, owner: instance_id() })
     }
 
-    /// As [`Ingest::new`] with publish leases of `lease` (renewed every third of it) instead
-    /// of [`LEASE_DURATION`]: a channel whose process died reads `idle` at most `lease` later.
-    pub fn with_lease(
-        store: Arc<dyn ChannelStore>,
-        sink: Arc<dyn ObjectSink>,
-        uploads: UploadSettings,
-        lease: Duration,
-    ) -> Arc<Self> {
-        let lease = lease.max(Duration::from_secs(3));
-        Arc::new(Self { store, sink, uploads, owner: instance_id(), lease })
+    /// The caps on one publisher's media, for the protocol's demuxer.
+    pub fn media_limits(&self) -> MediaLimits {
+        self.settings.media
     }
 
     /// Checks a publish request: application `live`, a stream name
@@ -221,7 +239,7 @@ impl Ingest {
             rand::random::<u32>()
         );
         let mut claim = LeaseClaim::new(&self.owner, &session, channel.secret.clone(), now);
-        claim.expires_at = now + self.lease;
+        claim.expires_at = now + self.settings.lease;
         let channel = match self.store.claim_publish(&channel.id, &claim).await {
             Ok(channel) => channel,
             Err(StoreError::LeaseHeld) => return Err(PublishError::AlreadyLive),
@@ -235,10 +253,10 @@ impl Ingest {
             target_secs: channel.hls.segment_duration,
             window: channel.hls.playlist_window as usize,
             recording: channel.recording,
-            queue: self.uploads.queue,
-            submit_timeout: self.uploads.submit_timeout,
-            retry: self.uploads.retry,
-            spool: self.uploads.spool.clone(),
+            queue: self.settings.uploads.queue,
+            submit_timeout: self.settings.uploads.submit_timeout,
+            retry: self.settings.uploads.retry,
+            spool: self.settings.uploads.spool.clone(),
         };
         tracing::info!(channel = %channel.id, %session, "publish started");
         let (revoke, revoked) = watch::channel(None);
@@ -247,12 +265,12 @@ impl Ingest {
             channel.id.clone(),
             session.clone(),
             channel.secret.clone(),
-            self.lease,
+            self.settings.lease,
             revoke,
         ));
         Ok(LivePublish {
             ingest: Arc::clone(self),
-            segmenter: Segmenter::new(channel.hls.segment_duration, MediaLimits::default()),
+            segmenter: Segmenter::new(channel.hls.segment_duration, self.settings.media),
             uploader: Uploader::spawn(Arc::clone(&self.sink), config),
             channel_id: channel.id,
             session,

@@ -114,7 +114,8 @@ impl Streamer {
         sink: Arc<dyn ObjectSink>,
         uploads: UploadSettings,
     ) -> Self {
-        let ingest = Ingest::new(store, sink, uploads);
+        let settings = streamer::publish::IngestSettings { uploads, ..Default::default() };
+        let ingest = Ingest::new(store, sink, settings);
         let limits = streamer::rtmp::RtmpLimits::default();
         let server = streamer::rtmp::Server::bind("127.0.0.1:0".parse().unwrap(), ingest, limits)
             .await

@@ -66,7 +66,7 @@ pub(super) async fn run(
         socket,
         shared: Arc::clone(&shared),
         publish: None,
-        demux: FlvDemuxer::new(),
+        demux: FlvDemuxer::with_limits(shared.ingest.media_limits()),
         app: String::new(),
         guard: ChunkGuard::new(limits.unauthorized_chunks()),
         deadline: Some(Instant::now() + limits.auth_deadline),
@@ -251,7 +251,7 @@ impl Connection {
                 match started {
                     Ok(publish) => {
                         self.publish = Some(publish);
-                        self.demux = FlvDemuxer::new();
+                        self.demux = FlvDemuxer::with_limits(ingest.media_limits());
                         self.deadline = None;
                         self.guard.set_max_message_bytes(self.limits.max_message);
                         Ok(session.accept_request(request_id)?)
