@@ -364,9 +364,13 @@ impl LivePublish {
     }
 
     /// Flushes the last segment, writes the final playlist with `EXT-X-ENDLIST`, and releases
-    /// the publish lease (the channel reads `idle`).
-    pub async fn finish(mut self) -> UploadReport {
-        self.keeper.abort();
+    /// the publish lease (the channel reads `idle`). The lease is renewed until the uploads
+    /// are done, so no other publish can take the channel (and its live playlist) meanwhile;
+    /// a publish that already lost its lease leaves the live playlist to its new owner.
+    ///
+    /// `deadline` (server shutdown): what is not stored by then stays in the spool, for the
+    /// next start to upload ([`crate::hls::recover`]); `None` waits for the store.
+    pub async fn finish(mut self, deadline: Option<tokio::time::Instant>) -> UploadReport {
         let last = self.segmenter.finish().unwrap_or_else(|e| {
             tracing::error!(channel = %self.channel_id, error = %e, "last segment lost");
             None
@@ -376,7 +380,15 @@ impl LivePublish {
                 tracing::error!(channel = %self.channel_id, error = %e, "last segment not queued");
             }
         }
-        let report = self.uploader.finish().await;
+        if matches!(*self.revoked.borrow(), Some(Revocation::LeaseLost | Revocation::LeaseLapsed))
+        {
+            self.uploader.disown_live_playlist();
+        }
+        let report = match deadline {
+            Some(deadline) => self.uploader.finish_by(deadline).await,
+            None => self.uploader.finish().await,
+        };
+        self.keeper.abort();
         let store = &self.ingest.store;
         if let Err(e) = store.release_publish(&self.channel_id, &self.session).await {
             tracing::error!(channel = %self.channel_id, error = %e, "could not release the lease");
@@ -410,5 +422,15 @@ impl crate::hls::LivePlaylistGuard for Ingest {
             }
         }
         false
+    }
+
+    /// Releases the crashed session's lease if it still holds it (idempotent), so the
+    /// channel reads `idle` now rather than when the lease lapses.
+    async fn recovered(&self, manifest: &crate::hls::SessionManifest) {
+        if let Some(channel_id) = manifest.prefix.strip_prefix("live/") {
+            if let Err(e) = self.store.release_publish(channel_id, &manifest.session).await {
+                tracing::warn!(channel = %channel_id, error = %e, "could not release a recovered lease");
+            }
+        }
     }
 }

@@ -23,6 +23,10 @@ pub trait LivePlaylistGuard: Send + Sync {
     /// on that channel, e.g. nobody else holds its publish lease. Asked again before every
     /// write attempt.
     async fn may_end_live(&self, manifest: &SessionManifest) -> bool;
+
+    /// Called once a leftover session is complete (segments stored, playlists ended), e.g.
+    /// to release the crashed session's publish lease so its channel reads `idle` at once.
+    async fn recovered(&self, _manifest: &SessionManifest) {}
 }
 
 /// A [`LivePlaylistGuard`] that always allows: for a single streamer process whose output
@@ -171,6 +175,7 @@ async fn recover_session(
             report.live_skipped += 1;
         }
     }
+    guard.recovered(&manifest).await;
     let s = Arc::clone(&session);
     match tokio::task::spawn_blocking(move || s.remove()).await {
         Ok(Ok(())) => {}

@@ -14,7 +14,7 @@ use super::spool::{
 use super::{LivePlaylist, Segment};
 use crate::sink::{ObjectMeta, ObjectSink};
 use bytes::Bytes;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -128,6 +128,8 @@ struct Stats {
     retries: AtomicU64,
     stalls: AtomicU64,
     ended: AtomicU64,
+    /// Set when another publish may own the channel's live playlist: stop writing it.
+    live_disowned: AtomicBool,
 }
 
 /// A segment waiting for its upload: in memory, in the spool, or both.
@@ -240,6 +242,13 @@ impl Uploader {
         self.tx.send(pending).map_err(|_| SubmitError::Closed)?;
         self.stats.submitted.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Stops writing the channel's live playlist (`<prefix>/index.m3u8`) from now on: another
+    /// publish may own it (this one lost its lease). Segments and the recording playlist go
+    /// on.
+    pub fn disown_live_playlist(&self) {
+        self.stats.live_disowned.store(true, Ordering::SeqCst);
     }
 
     /// Closes the queue, waits until every queued segment and the final playlists (with
@@ -495,13 +504,15 @@ async fn run(
         }
         playlists.push(&keys, &entry);
         listed += 1;
-        writer.put_playlists(&keys, &playlists, true, true).await;
+        let live = !stats.live_disowned.load(Ordering::SeqCst);
+        writer.put_playlists(&keys, &playlists, live, true).await;
     }
 
     // A publish that produced no segment leaves no playlist at all.
     if listed > 0 {
         playlists.end();
-        if writer.put_playlists(&keys, &playlists, true, false).await {
+        let live = !stats.live_disowned.load(Ordering::SeqCst);
+        if writer.put_playlists(&keys, &playlists, live, false).await {
             stats.ended.fetch_add(1, Ordering::SeqCst);
         }
     }

@@ -18,6 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// Time kept at the end of a shutdown drain for releasing publish leases after the uploads
+/// stop (a DynamoDB call takes at most 6 s with its timeouts).
+pub const FINISH_MARGIN: Duration = Duration::from_secs(10);
+
 /// What every connection task of one server shares.
 struct Shared {
     ingest: Arc<Ingest>,
@@ -58,13 +62,16 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, asks every session to flush its
-    /// last segment and end its playlist, and waits up to `drain` for them.
+    /// last segment and end its playlist, and waits up to `drain` for them. Uploads still
+    /// pending [`FINISH_MARGIN`] before the end of `drain` stay in the spool for the next start,
+    /// leaving that margin to release leases; `drain` itself must stay below the ECS task's
+    /// `stopTimeout` (at most 120 s on Fargate), after which the process is killed.
     ///
     /// A connection over [`RtmpLimits::max_connections`] or
     /// [`RtmpLimits::max_connections_per_ip`] is accepted and closed at once (so the listen
     /// backlog never fills with them).
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(None);
         let mut sessions = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -93,7 +100,8 @@ impl Server {
             }
         }
         tracing::info!(sessions = sessions.len(), "shutting down: flushing publishes");
-        let _ = stop_tx.send(true);
+        let finish_by = tokio::time::Instant::now() + drain.saturating_sub(FINISH_MARGIN);
+        let _ = stop_tx.send(Some(finish_by));
         let drained =
             tokio::time::timeout(drain, async { while sessions.join_next().await.is_some() {} })
                 .await;

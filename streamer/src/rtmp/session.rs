@@ -58,7 +58,7 @@ pub(super) async fn run(
     socket: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Option<Instant>>,
     permit: ConnectionPermit,
 ) {
     let limits = shared.limits;
@@ -73,10 +73,12 @@ pub(super) async fn run(
         received: 0,
         limits,
     };
-    let result = conn.serve(stop).await;
+    let result = conn.serve(stop.clone()).await;
     let authorized = conn.deadline.is_none();
     if let Some(publish) = conn.publish.take() {
-        publish.finish().await;
+        // On server shutdown, finish by the drain's deadline.
+        let deadline = *stop.borrow();
+        publish.finish(deadline).await;
     }
     drop(permit);
     match result {
@@ -110,7 +112,7 @@ impl Connection {
     async fn read(
         &mut self,
         buf: &mut [u8],
-        stop: &mut watch::Receiver<bool>,
+        stop: &mut watch::Receiver<Option<Instant>>,
     ) -> Result<usize, SessionError> {
         let idle = Instant::now() + self.limits.idle_timeout;
         let until = self.deadline.map_or(idle, |d| d.min(idle));
@@ -129,7 +131,7 @@ impl Connection {
                 }
                 Err(_) => return Err(SessionError::Idle(self.limits.idle_timeout)),
             },
-            _ = stop.wait_for(|stopped| *stopped) => 0,
+            _ = stop.wait_for(Option::is_some) => 0,
             _ = revoked => 0,
         };
         if self.deadline.is_some() {
@@ -149,7 +151,7 @@ impl Connection {
             .map_err(Into::into)
     }
 
-    async fn serve(&mut self, mut stop: watch::Receiver<bool>) -> Result<(), SessionError> {
+    async fn serve(&mut self, mut stop: watch::Receiver<Option<Instant>>) -> Result<(), SessionError> {
         let mut buf = vec![0u8; UNAUTHORIZED_READ_BUFFER];
         let mut handshake = Handshake::new(PeerType::Server);
         let leftover = loop {
@@ -273,7 +275,7 @@ impl Connection {
             }
             ServerSessionEvent::PublishStreamFinished { .. } => {
                 if let Some(publish) = self.publish.take() {
-                    publish.finish().await;
+                    publish.finish(None).await;
                 }
                 Ok(Vec::new())
             }
