@@ -1,7 +1,7 @@
 //! Protocol-independent publishing: authorizing a publish against the channel table, and
 //! turning a publisher's [`Frame`]s into uploaded HLS segments.
 
-use crate::hls::{RetryPolicy, Spool, Segmenter, SubmitError, UploadReport, Uploader, UploaderConfig};
+use crate::hls::{LiveFence, RetryPolicy, Spool, Segmenter, SubmitError, UploadReport, Uploader, UploaderConfig};
 use crate::media::{MediaEvent, MediaLimits};
 use crate::sink::ObjectSink;
 use crate::hls::SegmentError;
@@ -205,9 +205,13 @@ impl Ingest {
         } else {
             PushCredential::parse(&format!("{stream_name}?{app_query}"))?
         };
+        // An expired URL costs no channel-table read.
+        let now = OffsetDateTime::now_utc();
+        if credential.exp < now.unix_timestamp().max(0) as u64 {
+            return Err(SignatureError::Expired.into());
+        }
         let channel =
             self.store.get(&credential.channel_id).await?.ok_or(PublishError::UnknownChannel)?;
-        let now = OffsetDateTime::now_utc();
         signing::verify(
             &channel.secret,
             &channel.id,
@@ -240,6 +244,7 @@ impl Ingest {
         );
         let mut claim = LeaseClaim::new(&self.owner, &session, channel.secret.clone(), now);
         claim.expires_at = now + self.settings.lease;
+        let claimed_at = std::time::Instant::now();
         let channel = match self.store.claim_publish(&channel.id, &claim).await {
             Ok(channel) => channel,
             Err(StoreError::LeaseHeld) => return Err(PublishError::AlreadyLive),
@@ -259,80 +264,116 @@ impl Ingest {
             spool: self.settings.uploads.spool.clone(),
         };
         tracing::info!(channel = %channel.id, %session, "publish started");
+        let uploader = Uploader::spawn(Arc::clone(&self.sink), config);
+        let fence = uploader.live_fence();
+        let lease = self.settings.lease;
+        fence.hold_until(claimed_at + lease.saturating_sub(FENCE_MARGIN));
         let (revoke, revoked) = watch::channel(None);
         let keeper = tokio::spawn(keep_lease(
             Arc::clone(&self.store),
             channel.id.clone(),
             session.clone(),
             channel.secret.clone(),
-            self.settings.lease,
+            lease,
+            fence,
             revoke,
         ));
         Ok(LivePublish {
             ingest: Arc::clone(self),
             segmenter: Segmenter::new(channel.hls.segment_duration, self.settings.media),
-            uploader: Uploader::spawn(Arc::clone(&self.sink), config),
+            uploader,
             channel_id: channel.id,
             session,
-            keeper,
+            keeper: AbortOnDrop(keeper),
             revoked,
         })
     }
 }
 
+/// Margin kept between a lease's expiry and the last live-playlist write it allows, for
+/// clock differences between streamer tasks and in-flight writes.
+pub const FENCE_MARGIN: Duration = Duration::from_secs(3);
+
 /// Renews a publish lease of length `lease` every third of it and re-checks the channel each
-/// time; sends the [`Revocation`] that ends the publish. A failed renewal is retried every
-/// second until the lease would have lapsed.
+/// time. Each successful renewal moves `fence` to the lease's expiry as seen from before the
+/// call, less [`FENCE_MARGIN`], so the publish stops writing the live playlist before another
+/// task could take the channel. Sends the [`Revocation`] that ends the publish; after a
+/// deleted channel or a lost lease there is nothing left to renew, otherwise renewal goes on
+/// (the publish is finishing its uploads) until the publish aborts this task. A failed
+/// renewal is retried every second.
 async fn keep_lease(
     store: Arc<dyn ChannelStore>,
     channel_id: String,
     session: String,
     secret: Secret,
     lease: Duration,
+    fence: Arc<LiveFence>,
     revoke: watch::Sender<Option<Revocation>>,
 ) {
     let interval = lease / 3;
-    let mut renewed = tokio::time::Instant::now();
     let mut wait = interval;
+    let mut lapse_logged = false;
     loop {
         tokio::time::sleep(wait).await;
+        let sent = std::time::Instant::now();
         let now = OffsetDateTime::now_utc();
-        let revocation = match store.renew_publish(&channel_id, &session, now + lease).await
-        {
-            Ok(channel) if channel.is_expired(now) => Revocation::Expired,
-            Ok(channel) if channel.secret != secret => Revocation::KeyRotated,
-            Ok(_) => {
-                renewed = tokio::time::Instant::now();
+        let revocation = match store.renew_publish(&channel_id, &session, now + lease).await {
+            Ok(channel) => {
+                fence.hold_until(sent + lease.saturating_sub(FENCE_MARGIN));
                 wait = interval;
-                continue;
+                if channel.is_expired(now) {
+                    Revocation::Expired
+                } else if channel.secret != secret {
+                    Revocation::KeyRotated
+                } else {
+                    continue;
+                }
             }
             Err(StoreError::NotFound) => Revocation::Deleted,
             Err(StoreError::LeaseLost) => Revocation::LeaseLost,
-            Err(e) if renewed.elapsed() + Duration::from_secs(1) < lease => {
-                tracing::warn!(channel = %channel_id, error = %e, "lease renewal failed, retrying");
-                wait = Duration::from_secs(1);
-                continue;
-            }
             Err(e) => {
-                tracing::error!(channel = %channel_id, error = %e, "lease renewal failed");
+                wait = Duration::from_secs(1);
+                if fence.allows() {
+                    tracing::warn!(channel = %channel_id, error = %e, "lease renewal failed, retrying");
+                    continue;
+                }
+                if !std::mem::replace(&mut lapse_logged, true) {
+                    tracing::error!(channel = %channel_id, error = %e, "lease renewal failed");
+                }
                 Revocation::LeaseLapsed
             }
         };
-        tracing::warn!(channel = %channel_id, %session, reason = %revocation, "ending publish");
-        let _ = revoke.send(Some(revocation));
-        return;
+        if revoke.borrow().is_none() {
+            tracing::warn!(channel = %channel_id, %session, reason = %revocation, "ending publish");
+            let _ = revoke.send(Some(revocation));
+        }
+        if matches!(revocation, Revocation::Deleted | Revocation::LeaseLost) {
+            fence.revoke();
+            return;
+        }
     }
 }
 
-/// One running publish: frames in, segments out, its lease kept alive alongside.
+/// One running publish: frames in, segments out, its lease kept alive alongside (the keeper
+/// stops when the publish is finished or dropped).
 pub struct LivePublish {
     ingest: Arc<Ingest>,
     channel_id: String,
     session: String,
     segmenter: Segmenter,
     uploader: Uploader,
-    keeper: JoinHandle<()>,
+    keeper: AbortOnDrop,
     revoked: watch::Receiver<Option<Revocation>>,
+}
+
+/// Aborts the lease keeper when its publish goes away, however it goes (finished, or its
+/// connection task dropped or panicking): a lease nobody uses must lapse.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl LivePublish {
@@ -368,9 +409,13 @@ impl LivePublish {
     /// are done, so no other publish can take the channel (and its live playlist) meanwhile;
     /// a publish that already lost its lease leaves the live playlist to its new owner.
     ///
-    /// `deadline` (server shutdown): what is not stored by then stays in the spool, for the
-    /// next start to upload ([`crate::hls::recover`]); `None` waits for the store.
-    pub async fn finish(mut self, deadline: Option<tokio::time::Instant>) -> UploadReport {
+    /// `shutdown` carries the server's drain deadline once it is shutting down (also while
+    /// this finish is under way): what is not stored by then stays in the spool, for the next
+    /// start to upload ([`crate::hls::recover`]); until then the store is waited for.
+    pub async fn finish(
+        mut self,
+        mut shutdown: watch::Receiver<Option<tokio::time::Instant>>,
+    ) -> UploadReport {
         let last = self.segmenter.finish().unwrap_or_else(|e| {
             tracing::error!(channel = %self.channel_id, error = %e, "last segment lost");
             None
@@ -380,15 +425,14 @@ impl LivePublish {
                 tracing::error!(channel = %self.channel_id, error = %e, "last segment not queued");
             }
         }
-        if matches!(*self.revoked.borrow(), Some(Revocation::LeaseLost | Revocation::LeaseLapsed))
-        {
-            self.uploader.disown_live_playlist();
-        }
-        let report = match deadline {
-            Some(deadline) => self.uploader.finish_by(deadline).await,
-            None => self.uploader.finish().await,
+        let cutoff = async move {
+            match shutdown.wait_for(Option::is_some).await.map(|d| *d) {
+                Ok(Some(deadline)) => deadline,
+                _ => std::future::pending().await,
+            }
         };
-        self.keeper.abort();
+        let report = self.uploader.finish_until(cutoff).await;
+        drop(self.keeper);
         let store = &self.ingest.store;
         if let Err(e) = store.release_publish(&self.channel_id, &self.session).await {
             tracing::error!(channel = %self.channel_id, error = %e, "could not release the lease");

@@ -3,12 +3,14 @@
 //! playlist that names it, holding segments in a local [`Spool`] until they are stored, and
 //! [`recover`] finishes what a crashed run left in the spool.
 
+mod fence;
 mod playlist;
 mod recover;
 mod segmenter;
 mod spool;
 mod uploader;
 
+pub use fence::LiveFence;
 pub use playlist::LivePlaylist;
 pub use recover::{recover, AlwaysEndLive, LivePlaylistGuard, RecoveryReport};
 pub use segmenter::{Segment, SegmentError, Segmenter};

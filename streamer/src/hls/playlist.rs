@@ -60,9 +60,10 @@ impl LivePlaylist {
             ..Default::default()
         });
         while self.segments.len() > self.window {
-            self.segments.pop_front();
             self.media_sequence += 1;
-            if self.segments.front().is_some_and(|s| s.discontinuity) {
+            // §6.2.2: removing a segment that carries EXT-X-DISCONTINUITY advances the
+            // discontinuity sequence, so every remaining segment keeps its number.
+            if self.segments.pop_front().is_some_and(|s| s.discontinuity) {
                 self.discontinuity_sequence += 1;
             }
         }
@@ -114,6 +115,34 @@ mod tests {
         assert_eq!(parsed.target_duration, 4);
         assert!(parsed.end_list);
         assert_eq!(p.uris().collect::<Vec<_>>(), vec!["s/2.ts", "s/3.ts", "s/4.ts"]);
+    }
+
+    /// The discontinuity sequence number of each listed segment (RFC 8216 §6.2.2): the
+    /// playlist's EXT-X-DISCONTINUITY-SEQUENCE plus the tags up to and including it.
+    fn numbers(p: &LivePlaylist) -> Vec<(String, u64)> {
+        let parsed = m3u8_rs::parse_media_playlist_res(&p.render()).unwrap();
+        let mut n = parsed.discontinuity_sequence;
+        parsed
+            .segments
+            .iter()
+            .map(|s| {
+                n += u64::from(s.discontinuity);
+                (s.uri.clone(), n)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn discontinuity_numbers_survive_the_window_sliding() {
+        let mut p = LivePlaylist::sliding(2, 3);
+        let mut seen = std::collections::HashMap::new();
+        for i in 0..10 {
+            p.push(format!("{i}.ts"), 2.0, i == 2 || i == 3 || i == 7);
+            for (uri, n) in numbers(&p) {
+                assert_eq!(*seen.entry(uri.clone()).or_insert(n), n, "{uri} renumbered");
+            }
+        }
+        assert_eq!(seen["9.ts"], 3);
     }
 
     #[test]

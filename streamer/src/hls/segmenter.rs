@@ -276,7 +276,9 @@ impl Segmenter {
         } else {
             cut.at
         };
-        let segment = self.take_segment(end - self.start_dts)?;
+        // A cut frame may carry a DTS below the segment's start (a video IDR after a segment
+        // that began on audio): such a segment lasts no time rather than wrapping around.
+        let segment = self.take_segment(end.saturating_sub(self.start_dts))?;
         self.begin(cut.at, cut.gap);
         Ok(Some(segment))
     }

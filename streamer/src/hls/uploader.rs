@@ -11,10 +11,11 @@
 use super::spool::{
     SegmentEntry, SessionManifest, SessionSpool, Spool, SpoolError, SpooledSegment,
 };
+use super::fence::LiveFence;
 use super::{LivePlaylist, Segment};
 use crate::sink::{ObjectMeta, ObjectSink};
 use bytes::Bytes;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -128,8 +129,8 @@ struct Stats {
     retries: AtomicU64,
     stalls: AtomicU64,
     ended: AtomicU64,
-    /// Set when another publish may own the channel's live playlist: stop writing it.
-    live_disowned: AtomicBool,
+    /// Until when the live playlist may be written (another publish may own it after).
+    live_fence: Arc<LiveFence>,
 }
 
 /// A segment waiting for its upload: in memory, in the spool, or both.
@@ -244,32 +245,36 @@ impl Uploader {
         Ok(())
     }
 
-    /// Stops writing the channel's live playlist (`<prefix>/index.m3u8`) from now on: another
-    /// publish may own it (this one lost its lease). Segments and the recording playlist go
-    /// on.
-    pub fn disown_live_playlist(&self) {
-        self.stats.live_disowned.store(true, Ordering::SeqCst);
+    /// The fence on this publish's live-playlist writes, for its lease keeper to hold.
+    pub fn live_fence(&self) -> Arc<LiveFence> {
+        Arc::clone(&self.stats.live_fence)
     }
 
     /// Closes the queue, waits until every queued segment and the final playlists (with
     /// `EXT-X-ENDLIST`) are stored, however long the store takes, and returns the report.
     /// A publish that produced no segment writes no playlist.
     pub async fn finish(self) -> UploadReport {
-        let Self { tx, stats, mut task, .. } = self;
-        drop(tx);
-        if let Err(e) = (&mut task).await {
-            tracing::error!(error = %e, "uploader task failed");
-        }
-        report(&stats)
+        self.finish_until(std::future::pending()).await
     }
 
     /// [`Uploader::finish`], but stops at `deadline` (a process shutting down): what is not
     /// stored by then stays in the spool with its session record, for the next start's
     /// [`super::recover`] to upload and end ([`UploadReport::spooled`]).
     pub async fn finish_by(self, deadline: Instant) -> UploadReport {
+        self.finish_until(std::future::ready(deadline)).await
+    }
+
+    /// [`Uploader::finish`] until `cutoff` resolves to a deadline (e.g. a shutdown that may
+    /// start while the uploads are still going), then [`Uploader::finish_by`] that deadline.
+    pub async fn finish_until(self, cutoff: impl std::future::Future<Output = Instant>) -> UploadReport {
         let Self { tx, stats, mut task, session, .. } = self;
         drop(tx);
-        match tokio::time::timeout_at(deadline, &mut task).await {
+        let deadline = async { tokio::time::sleep_until(cutoff.await).await };
+        let finished = tokio::select! {
+            result = &mut task => Ok(result),
+            () = deadline => Err(()),
+        };
+        match finished {
             Ok(Err(e)) => tracing::error!(error = %e, "uploader task failed"),
             Ok(Ok(())) => {}
             Err(_) => {
@@ -504,14 +509,14 @@ async fn run(
         }
         playlists.push(&keys, &entry);
         listed += 1;
-        let live = !stats.live_disowned.load(Ordering::SeqCst);
+        let live = stats.live_fence.allows();
         writer.put_playlists(&keys, &playlists, live, true).await;
     }
 
     // A publish that produced no segment leaves no playlist at all.
     if listed > 0 {
         playlists.end();
-        let live = !stats.live_disowned.load(Ordering::SeqCst);
+        let live = stats.live_fence.allows();
         if writer.put_playlists(&keys, &playlists, live, false).await {
             stats.ended.fetch_add(1, Ordering::SeqCst);
         }

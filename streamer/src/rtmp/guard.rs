@@ -69,6 +69,10 @@ pub enum GuardError {
     /// More than [`MAX_CHUNK_STREAMS`] chunk stream ids.
     #[error("more than {MAX_CHUNK_STREAMS} chunk streams")]
     TooManyChunkStreams,
+    /// A type 1-3 header's extended timestamp delta below `0xFFFFFF` (it must only carry
+    /// deltas that do not fit 24 bits, §5.3.1.3).
+    #[error("chunk stream {0} sent an extended timestamp delta below 0xFFFFFF")]
+    ExtendedTimestamp(u32),
 }
 
 /// The last header seen on one chunk stream, as later header types inherit it.
@@ -221,6 +225,20 @@ impl ChunkGuard {
             2 => StreamHeader { timestamp_field: u24(fields), ..self.previous(csid)? },
             _ => self.previous(csid)?,
         };
+        let format = self.header[0] >> 6;
+        if format != 0 && self.current.is_none() && self.have > basic + [11, 7, 3, 0][usize::from(format)] {
+            // rml_rtmp subtracts 0xFFFFFF from a new message's extended delta.
+            let at = self.have - 4;
+            let extended = u32::from_be_bytes([
+                self.header[at],
+                self.header[at + 1],
+                self.header[at + 2],
+                self.header[at + 3],
+            ]);
+            if extended < EXTENDED_TIMESTAMP {
+                return Err(GuardError::ExtendedTimestamp(csid));
+            }
+        }
         self.have = 0;
         self.remember(header)?;
         let done = match self.current {
@@ -389,6 +407,11 @@ mod tests {
         assert_eq!(guard.inspect(&bytes), Err(GuardError::Interleaved(4)));
         let mut guard = ChunkGuard::new(LIMITS);
         assert_eq!(guard.inspect(&[0xC5]), Err(GuardError::NoPreviousHeader(5)));
+        // A type 2 header announcing an extended delta, then one below 0xFFFFFF.
+        let mut guard = ChunkGuard::new(LIMITS);
+        let mut bytes = vec![0x06, 0, 0, 0, 0, 0, 0, 9, 1, 0, 0, 0];
+        bytes.extend([0x86, 0xFF, 0xFF, 0xFF, 0, 0, 0, 1]);
+        assert_eq!(guard.inspect(&bytes), Err(GuardError::ExtendedTimestamp(6)));
     }
 
     proptest::proptest! {

@@ -62,7 +62,19 @@ impl RtmpLimits {
     }
 }
 
-/// Counts open connections, in all and per source IP. [`ConnectionTable::admit`] hands out a
+/// The address a source is counted under: an IPv4 address itself (IPv4-mapped IPv6 too),
+/// an IPv6 address's /64 network (one host may use a whole /64).
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
+    }
+}
+
+/// Counts open connections, in all and per source IP ([`source_key`]). [`ConnectionTable::admit`] hands out a
 /// [`ConnectionPermit`] that gives its slot back when dropped.
 #[derive(Debug)]
 pub struct ConnectionTable {
@@ -101,6 +113,7 @@ impl ConnectionTable {
     /// # Errors
     /// [`Refusal`] when either count is at its limit.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refusal> {
+        let ip = source_key(ip);
         let mut open = self.lock();
         if open.0 >= self.max_total {
             return Err(Refusal::ServerFull);
@@ -161,6 +174,7 @@ impl RefusalLog {
     /// Whether a refusal from `ip` may be logged now; `Some(n)` with the number of refusals
     /// suppressed since the last line, `None` to stay quiet.
     pub fn admit(&self, ip: IpAddr) -> Option<u64> {
+        let ip = source_key(ip);
         let now = Instant::now();
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if seen.len() >= Self::MAX_ADDRESSES && !seen.contains_key(&ip) {
@@ -203,6 +217,15 @@ mod tests {
         drop(a1);
         assert_eq!(table.open(), 2);
         let _a3 = table.admit(a).unwrap();
+
+        // Two addresses of one IPv6 /64 count as one source.
+        let table = ConnectionTable::new(&RtmpLimits { max_connections_per_ip: 1, ..limits });
+        let _v6 = table.admit("2001:db8::1".parse().unwrap()).unwrap();
+        assert_eq!(
+            table.admit("2001:db8::2:3".parse().unwrap()).unwrap_err(),
+            Refusal::AddressFull
+        );
+        assert!(table.admit("2001:db8:0:1::1".parse().unwrap()).is_ok());
     }
 
     #[test]

@@ -72,13 +72,12 @@ pub(super) async fn run(
         deadline: Some(Instant::now() + limits.auth_deadline),
         received: 0,
         limits,
+        stop: stop.clone(),
     };
-    let result = conn.serve(stop.clone()).await;
+    let result = conn.serve().await;
     let authorized = conn.deadline.is_none();
     if let Some(publish) = conn.publish.take() {
-        // On server shutdown, finish by the drain's deadline.
-        let deadline = *stop.borrow();
-        publish.finish(deadline).await;
+        publish.finish(stop).await;
     }
     drop(permit);
     match result {
@@ -104,19 +103,17 @@ struct Connection {
     deadline: Option<Instant>,
     /// Bytes received before authorization.
     received: u64,
+    /// The server's shutdown signal: its drain deadline once it is shutting down.
+    stop: watch::Receiver<Option<Instant>>,
 }
 
 impl Connection {
     /// Reads what the peer sent; `Ok(0)` at end of stream, on server shutdown or when the
     /// running publish was revoked (channel deleted, expired, key rotated, lease lost).
-    async fn read(
-        &mut self,
-        buf: &mut [u8],
-        stop: &mut watch::Receiver<Option<Instant>>,
-    ) -> Result<usize, SessionError> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, SessionError> {
         let idle = Instant::now() + self.limits.idle_timeout;
         let until = self.deadline.map_or(idle, |d| d.min(idle));
-        let (socket, publish) = (&mut self.socket, &mut self.publish);
+        let (socket, publish, stop) = (&mut self.socket, &mut self.publish, &mut self.stop);
         let revoked = async {
             match publish.as_mut() {
                 Some(publish) => publish.revoked().await,
@@ -151,11 +148,11 @@ impl Connection {
             .map_err(Into::into)
     }
 
-    async fn serve(&mut self, mut stop: watch::Receiver<Option<Instant>>) -> Result<(), SessionError> {
+    async fn serve(&mut self) -> Result<(), SessionError> {
         let mut buf = vec![0u8; UNAUTHORIZED_READ_BUFFER];
         let mut handshake = Handshake::new(PeerType::Server);
         let leftover = loop {
-            let n = self.read(&mut buf, &mut stop).await?;
+            let n = self.read(&mut buf).await?;
             if n == 0 {
                 return Ok(());
             }
@@ -176,7 +173,7 @@ impl Connection {
             if self.deadline.is_none() && buf.len() < PUBLISH_READ_BUFFER {
                 buf.resize(PUBLISH_READ_BUFFER, 0);
             }
-            let n = self.read(&mut buf, &mut stop).await?;
+            let n = self.read(&mut buf).await?;
             if n == 0 {
                 return Ok(());
             }
@@ -275,7 +272,7 @@ impl Connection {
             }
             ServerSessionEvent::PublishStreamFinished { .. } => {
                 if let Some(publish) = self.publish.take() {
-                    publish.finish(None).await;
+                    publish.finish(self.stop.clone()).await;
                 }
                 Ok(Vec::new())
             }
