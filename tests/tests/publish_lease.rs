@@ -71,6 +71,7 @@ async fn one_publisher_across_processes_and_a_killed_owner_lapses() {
     // A second publisher through the other process is refused while the first is live.
     let short = Clip { seconds: 3, ..Clip::default() };
     assert!(!ffmpeg_publish(&push_url(&b, &ch), short).await, "second publisher accepted");
+    assert!(b.log().contains("channel already has a publisher"), "refused for another reason");
     assert_eq!(state(store.as_ref(), &ch).await, ChannelState::Live);
 
     // kill -9 the owner: nothing releases the lease, yet the channel reads idle once it lapses.
