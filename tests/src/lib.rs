@@ -14,7 +14,8 @@ use streamer::publish::{Ingest, UploadSettings};
 use streamer::sink::{ObjectSink, S3Sink};
 use streamstack_core::aws::AwsClients;
 use streamstack_core::{
-    Channel, ChannelStore, DynamoAssetStore, DynamoChannelStore, HlsSettings, NewChannel,
+    Channel, ChannelState, ChannelStore, DynamoAssetStore, DynamoChannelStore, HlsSettings,
+    NewChannel,
 };
 
 /// The moto endpoint from `AWS_ENDPOINT_URL`.
@@ -48,6 +49,50 @@ pub async fn channel_table(aws: &AwsClients) -> (String, Arc<DynamoChannelStore>
     let store = DynamoChannelStore::new(aws.dynamodb.clone(), table.clone());
     store.create_table_if_missing().await.expect("create table");
     (table, Arc::new(store))
+}
+
+/// The signed push URL of `channel` on an RTMP server at `addr`, valid for an hour.
+pub fn signed_push_url(addr: SocketAddr, channel: &Channel) -> String {
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + 3600;
+    streamstack_core::signing::push_url(&addr.to_string(), &channel.secret, &channel.id, exp)
+}
+
+/// The channel's `state` as the API reads it.
+pub async fn channel_state(store: &dyn ChannelStore, channel: &Channel) -> ChannelState {
+    store.get(&channel.id).await.expect("get channel").expect("channel exists").state
+}
+
+/// Waits up to `within` for the channel to read `want` (state changes trail the media: a
+/// channel turns idle right after its final playlist is written); returns how long it took.
+///
+/// # Panics
+/// When it does not within `within`.
+pub async fn wait_for_state(
+    store: &dyn ChannelStore,
+    channel: &Channel,
+    want: ChannelState,
+    within: Duration,
+) -> Duration {
+    let started = std::time::Instant::now();
+    while channel_state(store, channel).await != want {
+        assert!(started.elapsed() < within, "channel not {want:?} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
+/// Settings of an API under test: ingest `ingest.example:1935`, playback from
+/// `https://cdn.example`, push URLs valid 600 s.
+pub fn api_config() -> streamstack_core::Config {
+    streamstack_core::Config::from_lookup(|k| match k {
+        "CHANNELS_TABLE" => Some("unused".into()),
+        "MEDIA_BUCKET" => Some("media".into()),
+        "INGEST_HOST" => Some("ingest.example:1935".into()),
+        "PLAYBACK_BASE_URL" => Some("https://cdn.example".into()),
+        "PUSH_URL_TTL_SECS" => Some("600".into()),
+        _ => None,
+    })
+    .expect("valid test config")
 }
 
 /// A fresh empty directory under the system temporary directory.
@@ -139,13 +184,7 @@ impl Streamer {
 
     /// The signed push URL of `channel` on this server, valid for an hour.
     pub fn push_url(&self, channel: &Channel) -> String {
-        let exp = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + 3600;
-        streamstack_core::signing::push_url(
-            &self.addr.to_string(),
-            &channel.secret,
-            &channel.id,
-            exp,
-        )
+        signed_push_url(self.addr, channel)
     }
 
     /// Stops accepting, flushes open publishes and waits for the server task.

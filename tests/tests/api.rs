@@ -7,8 +7,8 @@ use channels_api::{router, Deps};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use streamstack_core::signing::{self, PushCredential};
-use streamstack_core::{ChannelStore, Config};
-use streamstack_tests::{asset_store, aws, channel_store};
+use streamstack_core::ChannelStore;
+use streamstack_tests::{api_config, asset_store, aws, channel_store};
 use tower::ServiceExt;
 
 struct Api {
@@ -26,15 +26,7 @@ impl Api {
     async fn new() -> Self {
         let aws = aws().await;
         let store: Arc<dyn ChannelStore> = channel_store(&aws).await;
-        let config = Config::from_lookup(|k| match k {
-            "CHANNELS_TABLE" => Some("unused".into()),
-            "MEDIA_BUCKET" => Some("media".into()),
-            "INGEST_HOST" => Some("ingest.example:1935".into()),
-            "PLAYBACK_BASE_URL" => Some("https://cdn.example".into()),
-            "PUSH_URL_TTL_SECS" => Some("600".into()),
-            _ => None,
-        })
-        .unwrap();
+        let config = api_config();
         let assets = asset_store(&aws).await;
         let deps = Arc::new(Deps { store: Arc::clone(&store), assets, config });
         Self { app: router(deps), store }

@@ -7,7 +7,7 @@ use m3u8_rs::MediaPlaylist;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use streamer::flv::{FlvFileReader, TAG_VIDEO};
-use streamstack_core::HlsSettings;
+use streamstack_core::{Channel, HlsSettings};
 use streamstack_tests::*;
 
 /// A fresh directory for this test's media files.
@@ -86,6 +86,26 @@ fn assert_within_target(pl: &MediaPlaylist, target: u64) {
     }
 }
 
+/// Relays `input` (as [`relay`] does) into a new channel (2 s target, 20-segment window) of
+/// an in-process streamer writing to a new bucket; returns the ended live playlist.
+async fn relay_into_new_channel(
+    input: &Path,
+    realtime: bool,
+    copyts: bool,
+) -> (String, Channel, MediaPlaylist) {
+    let aws = aws().await;
+    let store = channel_store(&aws).await;
+    let bucket = bucket(&aws).await;
+    let ch =
+        channel(store.as_ref(), HlsSettings { segment_duration: 2, playlist_window: 20 }).await;
+    let streamer = Streamer::start_s3(&aws, store.clone(), &bucket).await;
+    let url = streamer.push_url(&ch);
+    assert!(publish(relay(input, realtime, copyts, &url)).await, "relay failed");
+    let pl = ended_playlist(&aws, &bucket, &ch).await;
+    streamer.stop().await;
+    (bucket, ch, pl)
+}
+
 fn total(pl: &MediaPlaylist) -> f32 {
     pl.segments.iter().map(|s| s.duration).sum()
 }
@@ -94,16 +114,7 @@ fn total(pl: &MediaPlaylist) -> f32 {
 async fn mpegts_relay_with_empty_first_audio_config_becomes_complete_hls() {
     let dir = work_dir();
     let ts = make_ts(&dir, "relay.ts", "320x240", 5, "0");
-    let aws = aws().await;
-    let store = channel_store(&aws).await;
-    let bucket = bucket(&aws).await;
-    let ch =
-        channel(store.as_ref(), HlsSettings { segment_duration: 2, playlist_window: 20 }).await;
-    let streamer = Streamer::start_s3(&aws, store.clone(), &bucket).await;
-
-    assert!(publish(relay(&ts, true, false, &streamer.push_url(&ch))).await, "relay failed");
-    let pl = ended_playlist(&aws, &bucket, &ch).await;
-    streamer.stop().await;
+    let (bucket, ch, pl) = relay_into_new_channel(&ts, true, false).await;
 
     assert_within_target(&pl, 2);
     assert!((total(&pl) - 5.0).abs() <= 0.5, "{} s: {pl:?}", total(&pl));
@@ -154,15 +165,7 @@ async fn resolution_change_and_one_hour_jump_are_discontinuities_within_target()
     }
     assert!(largest_step >= 3_600_000, "no one-hour jump on the wire: {largest_step} ms");
 
-    let aws = aws().await;
-    let store = channel_store(&aws).await;
-    let bucket = bucket(&aws).await;
-    let ch =
-        channel(store.as_ref(), HlsSettings { segment_duration: 2, playlist_window: 20 }).await;
-    let streamer = Streamer::start_s3(&aws, store.clone(), &bucket).await;
-    assert!(publish(relay(&joined, false, true, &streamer.push_url(&ch))).await, "relay failed");
-    let pl = ended_playlist(&aws, &bucket, &ch).await;
-    streamer.stop().await;
+    let (bucket, ch, pl) = relay_into_new_channel(&joined, false, true).await;
 
     assert_within_target(&pl, 2);
     assert!((total(&pl) - 9.0).abs() <= 0.5, "{} s: {pl:?}", total(&pl));

@@ -84,7 +84,8 @@ async fn unauthenticated_connections_cost_bounded_memory_and_a_publish_goes_on()
     rlimit::increase_nofile_limit(u64::MAX).expect("raise open file limit");
     let aws = aws().await;
     let (table, store) = channel_table(&aws).await;
-    let ch = channel(store.as_ref(), HlsSettings { segment_duration: 2, playlist_window: 10 }).await;
+    let ch =
+        channel(store.as_ref(), HlsSettings { segment_duration: 2, playlist_window: 10 }).await;
     let out = tempdir();
     let output = format!("dir:{}", out.display());
     let streamer = StreamerProcess::start(
@@ -98,8 +99,7 @@ async fn unauthenticated_connections_cost_bounded_memory_and_a_publish_goes_on()
     let baseline = streamer.rss_bytes();
 
     // A valid real-time publish throughout.
-    let exp = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + 3600;
-    let url = streamstack_core::signing::push_url(&addr.to_string(), &ch.secret, &ch.id, exp);
+    let url = signed_push_url(addr, &ch);
     let publish = tokio::spawn(async move {
         ffmpeg_publish(&url, Clip { seconds: 8, realtime: true, ..Clip::default() }).await
     });

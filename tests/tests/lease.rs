@@ -16,10 +16,9 @@ use streamstack_core::domain::Secret;
 use streamstack_core::lease::unix_millis;
 use streamstack_core::signing::{self, PushCredential};
 use streamstack_core::{
-    Channel, ChannelState, ChannelStore, Config, DynamoChannelStore, HlsSettings, LeaseClaim,
-    StoreError,
+    Channel, ChannelState, ChannelStore, DynamoChannelStore, HlsSettings, LeaseClaim, StoreError,
 };
-use streamstack_tests::{asset_store, aws, channel, unique};
+use streamstack_tests::{api_config, asset_store, aws, channel, unique};
 use time::{Duration, OffsetDateTime};
 use tower::ServiceExt;
 
@@ -194,15 +193,7 @@ async fn release_is_idempotent_and_only_by_the_holder() {
 
 /// The channel API over `t`'s table, called like Lambda calls it (tower `oneshot`).
 fn api(t: &Table, assets: Arc<streamstack_core::DynamoAssetStore>) -> Router {
-    let config = Config::from_lookup(|k| match k {
-        "CHANNELS_TABLE" => Some("unused".into()),
-        "MEDIA_BUCKET" => Some("media".into()),
-        "INGEST_HOST" => Some("ingest.example:1935".into()),
-        "PLAYBACK_BASE_URL" => Some("https://cdn.example".into()),
-        "PUSH_URL_TTL_SECS" => Some("600".into()),
-        _ => None,
-    })
-    .expect("config");
+    let config = api_config();
     router(Arc::new(Deps { store: t.store.clone(), assets, config }))
 }
 

@@ -11,31 +11,6 @@ use streamstack_tests::*;
 /// Lease length given to the processes (the default is 30 s; shorter keeps the test quick).
 const LEASE_SECS: u64 = 6;
 
-fn push_url(streamer: &StreamerProcess, channel: &Channel) -> String {
-    let exp = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + 3600;
-    let host = streamer.addr.to_string();
-    streamstack_core::signing::push_url(&host, &channel.secret, &channel.id, exp)
-}
-
-async fn state(store: &dyn ChannelStore, channel: &Channel) -> ChannelState {
-    store.get(&channel.id).await.unwrap().unwrap().state
-}
-
-/// Waits up to `within` for the channel to read `want`; returns how long it took.
-async fn wait_state(
-    store: &dyn ChannelStore,
-    channel: &Channel,
-    want: ChannelState,
-    within: Duration,
-) -> Duration {
-    let started = Instant::now();
-    while state(store, channel).await != want {
-        assert!(started.elapsed() < within, "channel not {want:?} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    started.elapsed()
-}
-
 fn ended(dir: &Path, channel: &Channel) -> Option<m3u8_rs::MediaPlaylist> {
     let bytes = std::fs::read(dir.join(format!("live/{}/index.m3u8", channel.id))).ok()?;
     m3u8_rs::parse_media_playlist_res(&bytes).ok().filter(|p| p.end_list)
@@ -62,30 +37,41 @@ async fn one_publisher_across_processes_and_a_killed_owner_lapses() {
     let a = start(&dir_a).await;
     let b = start(&dir_b).await;
 
-    let url_a = push_url(&a, &ch);
+    let url_a = signed_push_url(a.addr, &ch);
     let first = tokio::spawn(async move {
         ffmpeg_publish(&url_a, Clip { seconds: 60, realtime: true, ..Clip::default() }).await
     });
-    wait_state(store.as_ref(), &ch, ChannelState::Live, Duration::from_secs(10)).await;
+    wait_for_state(store.as_ref(), &ch, ChannelState::Live, Duration::from_secs(10)).await;
 
     // A second publisher through the other process is refused while the first is live.
     let short = Clip { seconds: 3, ..Clip::default() };
-    assert!(!ffmpeg_publish(&push_url(&b, &ch), short).await, "second publisher accepted");
+    assert!(
+        !ffmpeg_publish(&signed_push_url(b.addr, &ch), short).await,
+        "second publisher accepted"
+    );
     assert!(b.log().contains("channel already has a publisher"), "refused for another reason");
-    assert_eq!(state(store.as_ref(), &ch).await, ChannelState::Live);
+    assert_eq!(channel_state(store.as_ref(), &ch).await, ChannelState::Live);
 
     // kill -9 the owner: nothing releases the lease, yet the channel reads idle once it lapses.
     a.kill9().await;
     let _ = first.await;
-    let took = wait_state(store.as_ref(), &ch, ChannelState::Idle, Duration::from_secs(3 * LEASE_SECS))
-        .await;
+    let took = wait_for_state(
+        store.as_ref(),
+        &ch,
+        ChannelState::Idle,
+        Duration::from_secs(3 * LEASE_SECS),
+    )
+    .await;
     eprintln!("channel read idle {took:?} after the owner was killed (lease {LEASE_SECS} s)");
 
     // ... and the other process now accepts a publish into it.
-    assert!(ffmpeg_publish(&push_url(&b, &ch), short).await, "publish after lapse refused");
+    assert!(
+        ffmpeg_publish(&signed_push_url(b.addr, &ch), short).await,
+        "publish after lapse refused"
+    );
     let playlist = ended(&dir_b, &ch).expect("ended playlist from the second process");
     assert!(!playlist.segments.is_empty());
-    wait_state(store.as_ref(), &ch, ChannelState::Idle, Duration::from_secs(10)).await;
+    wait_for_state(store.as_ref(), &ch, ChannelState::Idle, Duration::from_secs(10)).await;
     b.assert_log_free_of(&[&ch.secret.to_hex()]);
     b.kill9().await;
 }
@@ -101,14 +87,14 @@ async fn rotating_the_key_ends_the_running_publish_and_refuses_the_old_url() {
     let streamer =
         StreamerProcess::start(&table, &["--output", &output, "--lease-secs", &lease], &[]).await;
 
-    let old_url = push_url(&streamer, &ch);
+    let old_url = signed_push_url(streamer.addr, &ch);
     let url = old_url.clone();
     let started = Instant::now();
     let publish = tokio::spawn(async move {
         ffmpeg_publish(&url, Clip { seconds: 60, realtime: true, ..Clip::default() }).await;
         started.elapsed()
     });
-    wait_state(store.as_ref(), &ch, ChannelState::Live, Duration::from_secs(10)).await;
+    wait_for_state(store.as_ref(), &ch, ChannelState::Live, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rotated = store.rotate_secret(&ch.id).await.expect("rotate");
     assert_ne!(rotated.secret, ch.secret);
@@ -118,12 +104,15 @@ async fn rotating_the_key_ends_the_running_publish_and_refuses_the_old_url() {
     assert!(lasted < Duration::from_secs(30), "publish went on for {lasted:?} after rotation");
     let playlist = ended(&dir, &ch).expect("the revoked publish's playlist is ended");
     assert!(!playlist.segments.is_empty());
-    wait_state(store.as_ref(), &ch, ChannelState::Idle, Duration::from_secs(10)).await;
+    wait_for_state(store.as_ref(), &ch, ChannelState::Idle, Duration::from_secs(10)).await;
 
     // The old push URL is refused; one signed with the new key works.
     let short = Clip { seconds: 2, ..Clip::default() };
     assert!(!ffmpeg_publish(&old_url, short).await, "old push URL accepted after rotation");
-    assert!(ffmpeg_publish(&push_url(&streamer, &rotated), short).await, "new key refused");
+    assert!(
+        ffmpeg_publish(&signed_push_url(streamer.addr, &rotated), short).await,
+        "new key refused"
+    );
     let old_sig = old_url.split("sig=").nth(1).expect("signed URL");
     streamer.assert_log_free_of(&[old_sig, &ch.secret.to_hex(), &rotated.secret.to_hex()]);
     streamer.kill9().await;

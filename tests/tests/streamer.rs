@@ -6,28 +6,6 @@ use streamstack_core::aws::AwsClients;
 use streamstack_core::{Channel, ChannelState, ChannelStore, HlsSettings};
 use streamstack_tests::*;
 
-async fn state(store: &dyn ChannelStore, channel: &Channel) -> ChannelState {
-    store.get(&channel.id).await.unwrap().unwrap().state
-}
-
-/// Waits up to 10 s for the channel to reach `want` (state changes trail the media: a channel
-/// turns idle right after its final playlist is written), returning the state last seen.
-async fn settled_state(
-    store: &dyn ChannelStore,
-    channel: &Channel,
-    want: ChannelState,
-) -> ChannelState {
-    let mut seen = state(store, channel).await;
-    for _ in 0..100 {
-        if seen == want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        seen = state(store, channel).await;
-    }
-    seen
-}
-
 async fn tags(aws: &AwsClients, bucket: &str, key: &str) -> Vec<(String, String)> {
     let out = aws.s3.get_object_tagging().bucket(bucket).key(key).send().await.expect("tagging");
     out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
@@ -78,10 +56,7 @@ async fn ffmpeg_publish_20s_becomes_a_valid_hls_playlist() {
     assert!((duration - 20.0).abs() <= 1.0, "ffprobe duration {duration}");
     let errors = ffmpeg_decode_errors(&url);
     assert!(errors.is_empty(), "decode errors: {errors}");
-    assert_eq!(
-        settled_state(store.as_ref(), &channel, ChannelState::Idle).await,
-        ChannelState::Idle
-    );
+    wait_for_state(store.as_ref(), &channel, ChannelState::Idle, Duration::from_secs(10)).await;
     streamer.stop().await;
 }
 
@@ -107,7 +82,7 @@ async fn simultaneous_publishers_are_isolated_and_bad_connections_only_close_the
     });
     let probe = async {
         tokio::time::sleep(Duration::from_secs(4)).await;
-        (state(store.as_ref(), &a).await, state(store.as_ref(), &b).await)
+        (channel_state(store.as_ref(), &a).await, channel_state(store.as_ref(), &b).await)
     };
     let (url_a, url_b) = (streamer.push_url(&a), streamer.push_url(&b));
     let (ok_a, ok_b, states) =
@@ -125,7 +100,7 @@ async fn simultaneous_publishers_are_isolated_and_bad_connections_only_close_the
         let total: f32 = pl.segments.iter().map(|s| s.duration).sum();
         assert!((total - 8.0).abs() <= 0.5, "channel {} total {total}", ch.id);
         assert!(pl.segments.iter().all(|s| s.duration.round() <= 2.0));
-        assert_eq!(settled_state(store.as_ref(), ch, ChannelState::Idle).await, ChannelState::Idle);
+        wait_for_state(store.as_ref(), ch, ChannelState::Idle, Duration::from_secs(10)).await;
     }
     streamer.stop().await;
 }
@@ -194,8 +169,8 @@ async fn refused_publishes_write_nothing() {
         Vec::<String>::new(),
         "refused publishes wrote objects"
     );
-    assert_eq!(state(store.as_ref(), &good).await, ChannelState::Idle);
-    assert_eq!(state(store.as_ref(), &expired).await, ChannelState::Idle);
+    assert_eq!(channel_state(store.as_ref(), &good).await, ChannelState::Idle);
+    assert_eq!(channel_state(store.as_ref(), &expired).await, ChannelState::Idle);
 
     // The same server still accepts a valid publish afterwards.
     assert!(ffmpeg_publish(&valid, clip).await);
@@ -232,19 +207,13 @@ async fn video_only_publish_and_shutdown_flush() {
             ffmpeg_publish(&url, Clip { seconds: 30, realtime: true, ..Clip::default() }).await
         }
     });
-    assert_eq!(
-        settled_state(store.as_ref(), &cut_short, ChannelState::Live).await,
-        ChannelState::Live
-    );
+    wait_for_state(store.as_ref(), &cut_short, ChannelState::Live, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     streamer.stop().await;
     let pl = ended_playlist(&aws, &bucket, &cut_short).await;
     let total: f32 = pl.segments.iter().map(|s| s.duration).sum();
     assert!(total >= 4.0, "flushed {total} s");
-    assert_eq!(
-        settled_state(store.as_ref(), &cut_short, ChannelState::Idle).await,
-        ChannelState::Idle
-    );
+    wait_for_state(store.as_ref(), &cut_short, ChannelState::Idle, Duration::from_secs(10)).await;
     let _ = publish.await;
 }
 
