@@ -169,7 +169,15 @@ async fn sink(
 /// Configuration, bind and input errors, for the binary's edge to report.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, output, drain_secs, spool_dir, spool_budget_mib, lease_secs, limits } => {
+        Command::Serve {
+            listen,
+            output,
+            drain_secs,
+            spool_dir,
+            spool_budget_mib,
+            lease_secs,
+            limits,
+        } => {
             raise_open_file_limit();
             let config = Config::from_env()?;
             let spec = output.unwrap_or_else(|| match &config.media_bucket {

@@ -1,15 +1,17 @@
 //! Protocol-independent publishing: authorizing a publish against the channel table, and
 //! turning a publisher's [`Frame`]s into uploaded HLS segments.
 
-use crate::hls::{LiveFence, RetryPolicy, Spool, Segmenter, SubmitError, UploadReport, Uploader, UploaderConfig};
+use crate::hls::SegmentError;
+use crate::hls::{
+    LiveFence, RetryPolicy, Segmenter, Spool, SubmitError, UploadReport, Uploader, UploaderConfig,
+};
 use crate::media::{MediaEvent, MediaLimits};
 use crate::sink::ObjectSink;
-use crate::hls::SegmentError;
 use std::sync::Arc;
 use std::time::Duration;
+use streamstack_core::domain::Secret;
 use streamstack_core::lease::{LeaseClaim, LEASE_DURATION};
 use streamstack_core::signing::{self, PushCredential, SignatureError};
-use streamstack_core::domain::Secret;
 use streamstack_core::{Channel, ChannelStore, StoreError};
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -237,11 +239,8 @@ impl Ingest {
     pub async fn start(self: &Arc<Self>, channel: Channel) -> Result<LivePublish, PublishError> {
         let now = OffsetDateTime::now_utc();
         // Unique across processes; sorts by start time. Also the segments' folder name.
-        let session = format!(
-            "{}-{:08x}",
-            now.unix_timestamp_nanos() / 1_000_000,
-            rand::random::<u32>()
-        );
+        let session =
+            format!("{}-{:08x}", now.unix_timestamp_nanos() / 1_000_000, rand::random::<u32>());
         let mut claim = LeaseClaim::new(&self.owner, &session, channel.secret.clone(), now);
         claim.expires_at = now + self.settings.lease;
         let claimed_at = std::time::Instant::now();

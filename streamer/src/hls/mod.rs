@@ -15,7 +15,7 @@ pub use playlist::LivePlaylist;
 pub use recover::{recover, AlwaysEndLive, LivePlaylistGuard, RecoveryReport};
 pub use segmenter::{Segment, SegmentError, Segmenter};
 pub use spool::{
-    default_dir as default_spool_dir, Leftover, SegmentEntry, SessionManifest, SessionSpool,
-    Spool, SpoolConfig, SpoolError, SpooledSegment, DEFAULT_BUDGET_BYTES,
+    default_dir as default_spool_dir, Leftover, SegmentEntry, SessionManifest, SessionSpool, Spool,
+    SpoolConfig, SpoolError, SpooledSegment, DEFAULT_BUDGET_BYTES,
 };
 pub use uploader::{RetryPolicy, SubmitError, UploadReport, Uploader, UploaderConfig};

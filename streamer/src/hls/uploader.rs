@@ -8,10 +8,10 @@
 //! the spool: a segment is lost only when the spool's disk budget is exhausted, which stops
 //! the publish ([`SubmitError::SpoolFull`]).
 
+use super::fence::LiveFence;
 use super::spool::{
     SegmentEntry, SessionManifest, SessionSpool, Spool, SpoolError, SpooledSegment,
 };
-use super::fence::LiveFence;
 use super::{LivePlaylist, Segment};
 use crate::sink::{ObjectMeta, ObjectSink};
 use bytes::Bytes;
@@ -266,7 +266,10 @@ impl Uploader {
 
     /// [`Uploader::finish`] until `cutoff` resolves to a deadline (e.g. a shutdown that may
     /// start while the uploads are still going), then [`Uploader::finish_by`] that deadline.
-    pub async fn finish_until(self, cutoff: impl std::future::Future<Output = Instant>) -> UploadReport {
+    pub async fn finish_until(
+        self,
+        cutoff: impl std::future::Future<Output = Instant>,
+    ) -> UploadReport {
         let Self { tx, stats, mut task, session, .. } = self;
         drop(tx);
         let deadline = async { tokio::time::sleep_until(cutoff.await).await };

@@ -226,7 +226,10 @@ impl ChunkGuard {
             _ => self.previous(csid)?,
         };
         let format = self.header[0] >> 6;
-        if format != 0 && self.current.is_none() && self.have > basic + [11, 7, 3, 0][usize::from(format)] {
+        if format != 0
+            && self.current.is_none()
+            && self.have > basic + [11, 7, 3, 0][usize::from(format)]
+        {
             // rml_rtmp subtracts 0xFFFFFF from a new message's extended delta.
             let at = self.have - 4;
             let extended = u32::from_be_bytes([
