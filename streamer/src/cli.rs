@@ -25,33 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Accept RTMP publishes and write HLS (channels from CHANNELS_TABLE).
-    Serve {
-        /// RTMP listen address.
-        #[arg(long, env = "RTMP_LISTEN", default_value = "0.0.0.0:1935")]
-        listen: SocketAddr,
-        /// Where HLS goes: `s3` (MEDIA_BUCKET), `s3://bucket` or `dir:PATH`. Default: `s3`
-        /// when MEDIA_BUCKET is set, else `dir:./hls`.
-        #[arg(long, env = "STREAMER_OUTPUT")]
-        output: Option<OutputSpec>,
-        /// Seconds allowed on SIGTERM/SIGINT to flush last segments and end playlists; keep
-        /// it below the ECS task's `stopTimeout` (at most 120 s on Fargate).
-        #[arg(long, env = "STREAMER_DRAIN_SECS", default_value_t = 90)]
-        drain_secs: u64,
-        /// Spool directory: finished segments wait there while the object store is slow or
-        /// down, and a restart uploads what a killed run left. One per process (locked).
-        /// Default: `$TMPDIR/streamstack-spool`.
-        #[arg(long, env = "STREAMER_SPOOL_DIR")]
-        spool_dir: Option<PathBuf>,
-        /// Disk budget of the spool, MiB. A publish whose segment finds it full is stopped.
-        #[arg(long, env = "STREAMER_SPOOL_BUDGET_MIB", default_value_t = DEFAULT_BUDGET_BYTES >> 20)]
-        spool_budget_mib: u64,
-        /// Publish lease length, seconds: a channel whose streamer process died reads `idle`
-        /// and accepts a new publish at most this long after its last renewal (every third).
-        #[arg(long, env = "STREAMER_LEASE_SECS", default_value_t = streamstack_core::LEASE_DURATION.as_secs())]
-        lease_secs: u64,
-        #[command(flatten)]
-        limits: LimitArgs,
-    },
+    Serve(ServeArgs),
     /// Remux a recorded FLV file to HLS (same pipeline as live ingest).
     Remux {
         /// FLV input file.
@@ -67,6 +41,36 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         segment_duration: u32,
     },
+}
+
+/// Flags of `streamer serve`, each also read from the environment.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// RTMP listen address.
+    #[arg(long, env = "RTMP_LISTEN", default_value = "0.0.0.0:1935")]
+    listen: SocketAddr,
+    /// Where HLS goes: `s3` (MEDIA_BUCKET), `s3://bucket` or `dir:PATH`. Default: `s3`
+    /// when MEDIA_BUCKET is set, else `dir:./hls`.
+    #[arg(long, env = "STREAMER_OUTPUT")]
+    output: Option<OutputSpec>,
+    /// Seconds allowed on SIGTERM/SIGINT to flush last segments and end playlists; keep
+    /// it below the ECS task's `stopTimeout` (at most 120 s on Fargate).
+    #[arg(long, env = "STREAMER_DRAIN_SECS", default_value_t = 90)]
+    drain_secs: u64,
+    /// Spool directory: finished segments wait there while the object store is slow or
+    /// down, and a restart uploads what a killed run left. One per process (locked).
+    /// Default: `$TMPDIR/streamstack-spool`.
+    #[arg(long, env = "STREAMER_SPOOL_DIR")]
+    spool_dir: Option<PathBuf>,
+    /// Disk budget of the spool, MiB. A publish whose segment finds it full is stopped.
+    #[arg(long, env = "STREAMER_SPOOL_BUDGET_MIB", default_value_t = DEFAULT_BUDGET_BYTES >> 20)]
+    spool_budget_mib: u64,
+    /// Publish lease length, seconds: a channel whose streamer process died reads `idle`
+    /// and accepts a new publish at most this long after its last renewal (every third).
+    #[arg(long, env = "STREAMER_LEASE_SECS", default_value_t = streamstack_core::LEASE_DURATION.as_secs())]
+    lease_secs: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// What one RTMP peer may cost ([`RtmpLimits`]; defaults from [`RtmpLimits::default`]).
@@ -169,54 +173,7 @@ async fn sink(
 /// Configuration, bind and input errors, for the binary's edge to report.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve {
-            listen,
-            output,
-            drain_secs,
-            spool_dir,
-            spool_budget_mib,
-            lease_secs,
-            limits,
-        } => {
-            raise_open_file_limit();
-            let config = Config::from_env()?;
-            let spec = output.unwrap_or_else(|| match &config.media_bucket {
-                Some(_) => OutputSpec::S3 { bucket: None },
-                None => OutputSpec::Dir(PathBuf::from("hls")),
-            });
-            tracing::info!(?spec, "output");
-            let aws = AwsClients::load(config.endpoint_url.as_deref()).await;
-            let store = Arc::new(DynamoChannelStore::new(
-                aws.dynamodb.clone(),
-                config.channels_table.clone(),
-            ));
-            let sink = sink(spec, Some(&aws), config.media_bucket.as_deref()).await?;
-            let spool = Spool::open(&SpoolConfig {
-                dir: spool_dir.unwrap_or_else(default_spool_dir),
-                budget_bytes: spool_budget_mib.saturating_mul(1 << 20),
-            })?;
-            tracing::info!(dir = %spool.dir().display(), used_bytes = spool.used_bytes(), "spool");
-            // Segments wait on disk, not in memory, while the store is slow.
-            let uploads =
-                UploadSettings { queue: 2, spool: Some(Arc::clone(&spool)), ..Default::default() };
-            let retry = uploads.retry;
-            let settings = IngestSettings {
-                uploads,
-                lease: Duration::from_secs(lease_secs),
-                media: limits.media(),
-            };
-            let ingest = Ingest::new(store, Arc::clone(&sink), settings);
-            // What a killed run left: uploaded and ended in the background, so ingest starts
-            // at once even while the store is still down.
-            let guard = Arc::clone(&ingest);
-            tokio::spawn(async move { recover(&spool, sink, guard.as_ref(), retry).await });
-            let server = Server::bind(listen, ingest, limits.limits())
-                .await
-                .with_context(|| format!("bind {listen}"))?;
-            tracing::info!(addr = %server.local_addr()?, "RTMP ingest listening");
-            server.serve(shutdown_signal(), Duration::from_secs(drain_secs)).await;
-            Ok(())
-        }
+        Command::Serve(args) => serve(args).await,
         Command::Remux { input, output, prefix, segment_duration } => {
             let file =
                 std::fs::File::open(&input).with_context(|| format!("open {}", input.display()))?;
@@ -233,6 +190,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `streamer serve`: loads the configuration and AWS clients once, opens the spool and
+/// recovers what a killed run left (in the background), then serves RTMP until SIGTERM.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs { listen, output, drain_secs, spool_dir, spool_budget_mib, lease_secs, limits } =
+        args;
+    raise_open_file_limit();
+    let config = Config::from_env()?;
+    let spec = output.unwrap_or_else(|| match &config.media_bucket {
+        Some(_) => OutputSpec::S3 { bucket: None },
+        None => OutputSpec::Dir(PathBuf::from("hls")),
+    });
+    tracing::info!(?spec, "output");
+    let aws = AwsClients::load(config.endpoint_url.as_deref()).await;
+    let store =
+        Arc::new(DynamoChannelStore::new(aws.dynamodb.clone(), config.channels_table.clone()));
+    let sink = sink(spec, Some(&aws), config.media_bucket.as_deref()).await?;
+    let spool = Spool::open(&SpoolConfig {
+        dir: spool_dir.unwrap_or_else(default_spool_dir),
+        budget_bytes: spool_budget_mib.saturating_mul(1 << 20),
+    })?;
+    tracing::info!(dir = %spool.dir().display(), used_bytes = spool.used_bytes(), "spool");
+    // Segments wait on disk, not in memory, while the store is slow.
+    let uploads =
+        UploadSettings { queue: 2, spool: Some(Arc::clone(&spool)), ..Default::default() };
+    let retry = uploads.retry;
+    let settings =
+        IngestSettings { uploads, lease: Duration::from_secs(lease_secs), media: limits.media() };
+    let ingest = Ingest::new(store, Arc::clone(&sink), settings);
+    // What a killed run left: uploaded and ended in the background, so ingest starts
+    // at once even while the store is still down.
+    let guard = Arc::clone(&ingest);
+    tokio::spawn(async move { recover(&spool, sink, guard.as_ref(), retry).await });
+    let server = Server::bind(listen, ingest, limits.limits())
+        .await
+        .with_context(|| format!("bind {listen}"))?;
+    tracing::info!(addr = %server.local_addr()?, "RTMP ingest listening");
+    server.serve(shutdown_signal(), Duration::from_secs(drain_secs)).await;
+    Ok(())
 }
 
 /// Resolves on SIGTERM (ECS stopping the task) or SIGINT.
