@@ -73,7 +73,7 @@ say "starting the channel API on http://127.0.0.1:$api_port"
 "$bin/channels-api-local" --listen "127.0.0.1:$api_port" >"$state/api.log" 2>&1 &
 pids+=($!)
 say "starting the RTMP streamer on rtmp://127.0.0.1:$rtmp_port/live"
-"$bin/streamer" serve --listen "127.0.0.1:$rtmp_port" >"$state/streamer.log" 2>&1 &
+"$bin/streamer" serve --listen "127.0.0.1:$rtmp_port" --spool-dir "$state/spool" >"$state/streamer.log" 2>&1 &
 pids+=($!)
 say "starting the MediaConvert CreateJob stand-in on $MEDIACONVERT_ENDPOINT"
 "$bin/mediaconvert-stub" --listen "127.0.0.1:$mc_port" --record "$state/mediaconvert" >"$state/mediaconvert.log" 2>&1 &
