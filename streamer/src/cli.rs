@@ -97,6 +97,9 @@ struct LimitArgs {
     /// Largest chunk size a peer may set, bytes.
     #[arg(long, env = "RTMP_MAX_CHUNK_SIZE", default_value_t = RtmpLimits::default().max_chunk_size)]
     max_chunk_size: u32,
+    /// Publish requests per source IP and minute checked against the channel table.
+    #[arg(long, env = "RTMP_PUBLISH_ATTEMPTS_PER_MINUTE", default_value_t = RtmpLimits::default().publish_attempts_per_minute)]
+    publish_attempts_per_minute: u32,
     /// Largest segment, bytes: a publisher whose segment grows beyond it (e.g. timestamps
     /// that stop advancing) is disconnected.
     #[arg(long, env = "STREAMER_MAX_SEGMENT_BYTES", default_value_t = MediaLimits::default().max_segment_bytes)]
@@ -120,6 +123,7 @@ impl LimitArgs {
             write_timeout: Duration::from_secs(self.write_timeout_secs),
             max_message: self.max_message_bytes,
             max_chunk_size: self.max_chunk_size,
+            publish_attempts_per_minute: self.publish_attempts_per_minute,
             ..RtmpLimits::default()
         }
     }

@@ -39,6 +39,9 @@ pub enum PublishError {
     /// The channel's key was rotated after the push URL was checked.
     #[error("channel key rotated")]
     KeyRotated,
+    /// Too many publish requests from this source IP; refused without a table read.
+    #[error("too many publish attempts from this address")]
+    RateLimited,
     /// The channel table failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -63,6 +66,7 @@ impl PublishError {
             | Self::ChannelExpired
             | Self::KeyRotated => "unauthorized",
             Self::AlreadyLive => "already publishing",
+            Self::RateLimited => "too many attempts",
             Self::Store(_) | Self::Upload(_) | Self::Mux(_) => "server error",
         }
     }

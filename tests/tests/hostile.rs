@@ -169,7 +169,8 @@ async fn unauthenticated_connections_cost_bounded_memory_and_a_publish_goes_on()
     // 1,101 refusals from one address, a handful of log lines; no secret in any line.
     let refusal_lines = streamer.log().lines().filter(|l| l.contains("connection refused")).count();
     assert!(
-        (1..=2 * streamer::rtmp::RefusalLog::PER_WINDOW as usize).contains(&refusal_lines),
+        (1..=2 * streamer::rtmp::SourceRate::LOG_LINES_PER_MINUTE as usize)
+            .contains(&refusal_lines),
         "{refusal_lines} refusal log lines"
     );
     streamer.assert_log_free_of(&[&ch.secret.to_hex()]);
@@ -181,7 +182,8 @@ async fn unauthenticated_connections_cost_bounded_memory_and_a_publish_goes_on()
 async fn per_address_limit_and_play_requests_are_refused() {
     let aws = aws().await;
     let (table, _) = channel_table(&aws).await;
-    let streamer = StreamerProcess::start(&table, &["--max-connections-per-ip", "4"], &[]).await;
+    let args = ["--max-connections-per-ip", "4", "--publish-attempts-per-minute", "2"];
+    let streamer = StreamerProcess::start(&table, &args, &[]).await;
     // Let the start-up probe's connection go, then open five: exactly one is closed.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut open = Vec::new();
@@ -205,5 +207,16 @@ async fn per_address_limit_and_play_requests_are_refused() {
         .await
         .expect("run ffmpeg");
     assert!(!played.success(), "play was served");
+
+    // Publish attempts beyond 2 a minute from one address are refused before any table read.
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 600;
+    let url = format!("rtmp://{}/live/{}?exp={exp}&sig=00", streamer.addr, "f".repeat(32));
+    for _ in 0..3 {
+        assert!(!ffmpeg_publish(&url, Clip { seconds: 1, ..Clip::default() }).await);
+    }
+    let log = streamer.log();
+    assert_eq!(log.matches("signature mismatch").count(), 0, "unknown channel read as mismatch");
+    assert_eq!(log.matches("unknown channel").count(), 2, "{log}");
+    assert_eq!(log.matches("too many publish attempts").count(), 1, "{log}");
     streamer.kill9().await;
 }

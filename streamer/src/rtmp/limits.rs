@@ -1,6 +1,6 @@
 //! Resource bounds of the RTMP server: connection counts, deadlines and sizes
-//! ([`RtmpLimits`]), the per-source-IP connection table ([`ConnectionTable`]) and a
-//! rate limit on refusal log lines ([`RefusalLog`]).
+//! ([`RtmpLimits`]), the per-source-IP connection table ([`ConnectionTable`]) and per-source
+//! rate limits on refusal log lines and publish authorizations ([`SourceRate`]).
 
 use super::guard::ChunkLimits;
 use std::collections::HashMap;
@@ -31,12 +31,15 @@ pub struct RtmpLimits {
     pub max_message: u32,
     /// Largest chunk size a peer may announce with `SetChunkSize`, bytes.
     pub max_chunk_size: u32,
+    /// Publish requests one source IP may have checked against the channel table per
+    /// minute; more are refused without a table read.
+    pub publish_attempts_per_minute: u32,
 }
 
 impl Default for RtmpLimits {
     /// 2,000 connections, 32 per source IP, 10 s to an authorized publish, 30 s idle, 10 s
     /// per write, 64 KiB and 16 KiB messages before authorization, 8 MiB messages and
-    /// 1 MiB chunks after.
+    /// 1 MiB chunks after, 60 publish attempts per source IP and minute.
     fn default() -> Self {
         Self {
             max_connections: 2_000,
@@ -48,6 +51,7 @@ impl Default for RtmpLimits {
             max_unauthorized_message: 16 * 1024,
             max_message: 8 * 1024 * 1024,
             max_chunk_size: 1024 * 1024,
+            publish_attempts_per_minute: 60,
         }
     }
 }
@@ -153,42 +157,53 @@ impl Drop for ConnectionPermit {
     }
 }
 
-/// Lets through at most [`RefusalLog::PER_WINDOW`] refusal log lines per source IP per
-/// [`RefusalLog::WINDOW`], so a client hammering the port cannot flood the logs; the next
-/// line let through says how many were suppressed. Tracks at most
-/// [`RefusalLog::MAX_ADDRESSES`] addresses (beyond that, refusals are counted, not logged,
-/// until the window rolls over).
-#[derive(Debug, Default)]
-pub struct RefusalLog {
+/// At most `per_window` events per source ([`source_key`]) per `window`: refusal log lines
+/// (so a client hammering the port cannot flood the logs) and publish authorizations (so it
+/// cannot make the server read the channel table at will). Tracks at most
+/// [`SourceRate::MAX_ADDRESSES`] sources; beyond that, events from new sources are refused
+/// until the window rolls over.
+#[derive(Debug)]
+pub struct SourceRate {
+    per_window: u32,
+    window: Duration,
     seen: Mutex<HashMap<IpAddr, (Instant, u32, u64)>>,
 }
 
-impl RefusalLog {
-    /// Log lines per address and window.
-    pub const PER_WINDOW: u32 = 5;
-    /// Window length.
-    pub const WINDOW: Duration = Duration::from_secs(60);
-    /// Addresses tracked at once.
+impl SourceRate {
+    /// Sources tracked at once.
     pub const MAX_ADDRESSES: usize = 4096;
+    /// Refusal log lines per source and minute.
+    pub const LOG_LINES_PER_MINUTE: u32 = 5;
 
-    /// Whether a refusal from `ip` may be logged now; `Some(n)` with the number of refusals
-    /// suppressed since the last line, `None` to stay quiet.
+    /// A limit of `per_window` events per source per `window`.
+    pub fn new(per_window: u32, window: Duration) -> Self {
+        Self { per_window, window, seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// The refusal log limit: [`SourceRate::LOG_LINES_PER_MINUTE`] lines per source.
+    pub fn refusal_log() -> Self {
+        Self::new(Self::LOG_LINES_PER_MINUTE, Duration::from_secs(60))
+    }
+
+    /// Whether an event from `ip` may happen now: `Some(n)` with the number of events
+    /// refused since the last one let through, `None` to refuse it.
     pub fn admit(&self, ip: IpAddr) -> Option<u64> {
         let ip = source_key(ip);
         let now = Instant::now();
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if seen.len() >= Self::MAX_ADDRESSES && !seen.contains_key(&ip) {
-            seen.retain(|_, (start, _, _)| now.duration_since(*start) < Self::WINDOW);
+            let window = self.window;
+            seen.retain(|_, (start, _, _)| now.duration_since(*start) < window);
             if seen.len() >= Self::MAX_ADDRESSES {
                 return None;
             }
         }
         let entry = seen.entry(ip).or_insert((now, 0, 0));
-        if now.duration_since(entry.0) >= Self::WINDOW {
+        if now.duration_since(entry.0) >= self.window {
             entry.0 = now;
             entry.1 = 0;
         }
-        if entry.1 < Self::PER_WINDOW {
+        if entry.1 < self.per_window {
             entry.1 += 1;
             Some(std::mem::take(&mut entry.2))
         } else {
@@ -229,12 +244,12 @@ mod tests {
     }
 
     #[test]
-    fn refusal_log_is_rate_limited_per_address() {
-        let log = RefusalLog::default();
+    fn events_are_rate_limited_per_address() {
+        let log = SourceRate::refusal_log();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let allowed = (0..100).filter(|_| log.admit(a).is_some()).count();
-        assert_eq!(allowed, RefusalLog::PER_WINDOW as usize);
+        assert_eq!(allowed, SourceRate::LOG_LINES_PER_MINUTE as usize);
         assert_eq!(log.admit(b), Some(0), "another address is not affected");
     }
 }

@@ -8,7 +8,7 @@ pub mod guard;
 pub mod limits;
 mod session;
 
-pub use limits::{ConnectionTable, RefusalLog, RtmpLimits};
+pub use limits::{ConnectionTable, RtmpLimits, SourceRate};
 
 use crate::publish::Ingest;
 use std::net::SocketAddr;
@@ -26,7 +26,10 @@ pub const FINISH_MARGIN: Duration = Duration::from_secs(10);
 struct Shared {
     ingest: Arc<Ingest>,
     limits: RtmpLimits,
-    refusals: RefusalLog,
+    /// Refusal log lines per source.
+    refusals: SourceRate,
+    /// Publish authorizations per source.
+    attempts: SourceRate,
 }
 
 /// A bound RTMP server.
@@ -49,7 +52,15 @@ impl Server {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
             connections: ConnectionTable::new(&limits),
-            shared: Arc::new(Shared { ingest, limits, refusals: RefusalLog::default() }),
+            shared: Arc::new(Shared {
+                ingest,
+                limits,
+                refusals: SourceRate::refusal_log(),
+                attempts: SourceRate::new(
+                    limits.publish_attempts_per_minute,
+                    Duration::from_secs(60),
+                ),
+            }),
         })
     }
 

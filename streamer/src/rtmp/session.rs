@@ -53,7 +53,8 @@ enum SessionError {
 }
 
 /// Runs one connection to completion; errors close this connection only and are logged
-/// (refusals of unauthenticated peers through the rate-limited [`super::RefusalLog`]).
+/// (refusals of unauthenticated peers at most [`super::SourceRate::LOG_LINES_PER_MINUTE`]
+/// times a minute per source).
 pub(super) async fn run(
     socket: TcpStream,
     peer: SocketAddr,
@@ -73,6 +74,7 @@ pub(super) async fn run(
         received: 0,
         limits,
         stop: stop.clone(),
+        peer,
     };
     let result = conn.serve().await;
     let authorized = conn.deadline.is_none();
@@ -105,6 +107,7 @@ struct Connection {
     received: u64,
     /// The server's shutdown signal: its drain deadline once it is shutting down.
     stop: watch::Receiver<Option<Instant>>,
+    peer: SocketAddr,
 }
 
 impl Connection {
@@ -239,6 +242,10 @@ impl Connection {
                 let code = "NetStream.Publish.BadName";
                 if self.publish.is_some() {
                     let e = PublishError::AlreadyLive;
+                    return Err(self.refuse(session, request_id, code, e).await);
+                }
+                if self.shared.attempts.admit(self.peer.ip()).is_none() {
+                    let e = PublishError::RateLimited;
                     return Err(self.refuse(session, request_id, code, e).await);
                 }
                 let app = if app_name.is_empty() { self.app.clone() } else { app_name };
