@@ -3,7 +3,7 @@
 //! `ffmpeg -c copy -f hls` on the same file, in the same run.
 //!
 //! Whole-process figures only, as the kernel counts them for each child (`wait4` rusage: user
-//! + system CPU seconds of all its threads, peak RSS): no timer inside either program. The two
+//! and system CPU seconds of all its threads, peak RSS): no timer inside either program. The two
 //! commands alternate (streamer, ffmpeg, streamer, ...) after one warm-up run each, so drift
 //! of the machine's speed hits both; each pair gives one ratio. Prints min / median / max of
 //! CPU seconds, input MB per CPU-second and peak RSS per tool, the median pair ratios, and the

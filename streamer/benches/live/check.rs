@@ -92,7 +92,9 @@ pub fn check_all(streams: &[Stream], expect: Expect, wait: Duration) -> Report {
                     report.segments += segments;
                     report.media_secs += secs;
                 }
-                Err(e) if report.problems.len() < 5 => report.problems.push(format!("stream {i}: {e}")),
+                Err(e) if report.problems.len() < 5 => {
+                    report.problems.push(format!("stream {i}: {e}"))
+                }
                 Err(_) => {}
             }
         }

@@ -1,5 +1,5 @@
-//! Real-time publishers: one `ffmpeg -re -stream_loop -1 -i CLIP -t SECONDS -c copy -f flv
-//! URL` per stream, started a few milliseconds apart, each logging to its own file.
+//! Real-time publishers: one `ffmpeg -re -stream_loop -1 -i CLIP -t SECONDS-0.1 -c copy -f
+//! flv URL` per stream, started a few milliseconds apart, each logging to its own file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -46,7 +46,10 @@ pub fn start(
             .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
             .args(["-stream_loop", "-1", "-i"])
             .arg(clip)
-            .args(["-t", &seconds.to_string(), "-c", "copy", "-f", "flv", url])
+            // `-t` keeps frames whose time is below the limit, counted from the clip's first
+            // timestamp (0.067 s with B-frames): stop a frame early so the last IDR of the
+            // grid does not open one extra frame-long segment.
+            .args(["-t", &format!("{}", f64::from(seconds) - 0.1), "-c", "copy", "-f", "flv", url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("publisher log"))

@@ -183,7 +183,8 @@ impl TreeSample {
         self.procs
             .iter()
             .map(|(pid, s)| {
-                let base = baseline.procs.iter().find(|(p, _)| p == pid).map_or(0, |(_, b)| b.rss_kib);
+                let base =
+                    baseline.procs.iter().find(|(p, _)| p == pid).map_or(0, |(_, b)| b.rss_kib);
                 s.hwm_kib.saturating_sub(base)
             })
             .sum()
@@ -216,7 +217,11 @@ impl ProcTree {
     /// Samples every process of the tree (processes that vanish meanwhile are skipped).
     pub fn sample(&self) -> TreeSample {
         TreeSample {
-            procs: self.pids().into_iter().filter_map(|p| Some((p, proc_sample(p).ok()?))).collect(),
+            procs: self
+                .pids()
+                .into_iter()
+                .filter_map(|p| Some((p, proc_sample(p).ok()?)))
+                .collect(),
         }
     }
 }
@@ -267,7 +272,10 @@ impl ClipSpec {
     /// File name describing the clip, e.g. `clip-1280x720p30-1500k-g60-30s.flv`.
     pub fn file_name(&self) -> String {
         let (w, h) = self.size;
-        format!("clip-{w}x{h}p{}-{}k-g{}-{}s.flv", self.fps, self.video_kbps, self.gop, self.seconds)
+        format!(
+            "clip-{w}x{h}p{}-{}k-g{}-{}s.flv",
+            self.fps, self.video_kbps, self.gop, self.seconds
+        )
     }
 
     /// Encodes the clip into `dir` unless it is already there; returns its path.
