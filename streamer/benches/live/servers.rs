@@ -91,9 +91,13 @@ fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str, log: &Path) {
     }
 }
 
-/// Long options of `streamer serve --help` that bound connections (global or per source
-/// IP) whose default is below `needed`, with `needed` as their value: all publishers of this
-/// bench come from 127.0.0.1.
+/// `streamer serve` options that bound what one source IP (or the whole server) may open or
+/// attempt: every publisher of this bench comes from 127.0.0.1 within a few seconds.
+const SOURCE_LIMIT_FLAGS: [&str; 3] =
+    ["--max-connections", "--max-connections-per-ip", "--publish-attempts-per-minute"];
+
+/// The [`SOURCE_LIMIT_FLAGS`] that `streamer serve --help` lists with a default below
+/// `needed`, each with `needed` as its value (a build without one of them is left alone).
 fn streamer_limit_args(streamer: &Path, needed: usize) -> Vec<String> {
     let help = Command::new(streamer)
         .args(["serve", "--help"])
@@ -117,7 +121,7 @@ fn streamer_limit_args(streamer: &Path, needed: usize) -> Vec<String> {
         }
     }
     let mut args = Vec::new();
-    for (flag, text) in blocks.iter().filter(|(f, _)| f.starts_with("--max-connections")) {
+    for (flag, text) in blocks.iter().filter(|(f, _)| SOURCE_LIMIT_FLAGS.contains(&f.as_str())) {
         let default = text
             .split("[default: ")
             .nth(1)
