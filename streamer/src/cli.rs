@@ -226,8 +226,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ingest = Ingest::new(store, Arc::clone(&sink), settings);
     // What a killed run left: uploaded and ended in the background, so ingest starts
     // at once even while the store is still down.
-    let guard = Arc::clone(&ingest);
-    tokio::spawn(async move { recover(&spool, sink, guard.as_ref(), retry).await });
+    let lease_check = Arc::clone(&ingest);
+    tokio::spawn(async move { recover(&spool, sink, lease_check.as_ref(), retry).await });
     let server = Server::bind(listen, ingest, limits.limits())
         .await
         .with_context(|| format!("bind {listen}"))?;

@@ -446,8 +446,9 @@ impl LivePublish {
 }
 
 /// Start-up recovery ([`crate::hls::recover`]) may end a crashed session's live playlist only
-/// when no other session holds the channel's publish lease: the channel is gone, has no
-/// unexpired lease, or the lease is still the crashed session's own. A channel table that
+/// when no other session has published into the channel since: the channel is gone, its lease
+/// is still the crashed session's own, or it has no lease and its `last_session` is that
+/// session. A channel table that
 /// does not answer (3 tries, 2 s apart) means "no": the live playlist is left as is, the
 /// recording is ended anyway.
 #[async_trait::async_trait]
@@ -459,8 +460,14 @@ impl crate::hls::LivePlaylistGuard for Ingest {
         for attempt in 1..=3 {
             match self.store.get(channel_id).await {
                 Ok(None) => return true,
+                // Ours, or nobody's and no newer publish claimed the channel since.
                 Ok(Some(channel)) => {
-                    return channel.lease.is_none_or(|lease| lease.session == manifest.session)
+                    return match &channel.lease {
+                        Some(lease) => lease.session == manifest.session,
+                        None => {
+                            channel.last_session.as_ref().is_none_or(|s| *s == manifest.session)
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(channel = %channel_id, attempt, error = %e, "lease check failed");

@@ -182,6 +182,8 @@ async fn release_is_idempotent_and_only_by_the_holder() {
     for k in LEASE_ATTRIBUTES {
         assert!(!raw.contains_key(k), "{k} removed on release");
     }
+    assert_eq!(text(&raw, "last_session"), "session-a", "the last claim is remembered");
+    assert_eq!(t.read(&c.id).await.last_session.as_deref(), Some("session-a"));
     assert_eq!(number(&raw, "version"), i128::from(c.version));
     t.store.release_publish(&c.id, "session-a").await.expect("second release");
     assert_eq!(text(&t.raw(&c.id).await, "state"), "idle");

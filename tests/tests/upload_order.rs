@@ -74,13 +74,13 @@ struct Case {
     outage_secs: u64,
     clip: Clip,
     /// Retry budget of one object.
-    give_up_after: Duration,
+    retry_budget: Duration,
     /// Spool the segments in a fresh directory (else memory only).
     spool: bool,
 }
 
 async fn run(case: Case) {
-    let Case { outage_secs, clip, give_up_after, spool } = case;
+    let Case { outage_secs, clip, retry_budget, spool } = case;
     let aws = aws().await;
     let store = channel_store(&aws).await;
     let bucket = bucket(&aws).await;
@@ -105,7 +105,7 @@ async fn run(case: Case) {
         retry: RetryPolicy {
             initial: Duration::from_millis(10),
             max_backoff: Duration::from_millis(200),
-            give_up_after,
+            retry_budget,
         },
         spool: spool.clone(),
     };
@@ -172,7 +172,7 @@ async fn flaky_store_never_exposes_a_missing_segment() {
     run(Case {
         outage_secs: 0,
         clip: Clip { seconds: 12, ..Clip::default() },
-        give_up_after: Duration::from_secs(60),
+        retry_budget: Duration::from_secs(60),
         spool: false,
     })
     .await;
@@ -184,7 +184,7 @@ async fn store_outage_is_buffered_then_caught_up() {
     run(Case {
         outage_secs: 4,
         clip: Clip { seconds: 8, realtime: true, ..Clip::default() },
-        give_up_after: Duration::from_secs(60),
+        retry_budget: Duration::from_secs(60),
         spool: false,
     })
     .await;
@@ -196,7 +196,7 @@ async fn outage_three_times_the_retry_budget_loses_no_segment() {
     run(Case {
         outage_secs: 7,
         clip: Clip { seconds: 12, realtime: true, ..Clip::default() },
-        give_up_after: Duration::from_secs(2),
+        retry_budget: Duration::from_secs(2),
         spool: true,
     })
     .await;

@@ -104,6 +104,7 @@ pub(crate) fn from_item(item: &Item, now: OffsetDateTime) -> Result<Channel, Sto
         secret: Secret::from_hex(s("secret")?)
             .ok_or_else(|| StoreError::Corrupt("attribute secret".to_owned()))?,
         lease,
+        last_session: item.get("last_session").and_then(|v| v.as_s().ok()).cloned(),
     })
 }
 

@@ -187,6 +187,10 @@ pub struct Channel {
     /// owner is an internal task id).
     #[serde(skip)]
     pub lease: Option<PublishLease>,
+    /// The latest publish session that claimed the channel (`last_session`), kept after its
+    /// lease is released: tells a recovering streamer whether a newer publish came since.
+    #[serde(skip)]
+    pub last_session: Option<String>,
 }
 
 impl Channel {
@@ -236,6 +240,7 @@ impl NewChannel {
             version: 1,
             secret: Secret::generate(),
             lease: None,
+            last_session: None,
         };
         validate(&channel, now)?;
         Ok(channel)

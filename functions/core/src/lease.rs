@@ -9,6 +9,7 @@
 //! | `lease_owner` | S | the streamer task/process holding the lease (for operators) |
 //! | `lease_session` | S | unique per publish; every renew and release must name it |
 //! | `lease_expires_at` | N | unix milliseconds after which the lease has lapsed |
+//! | `last_session` | S | the latest session that claimed the channel (kept after release) |
 //!
 //! Protocol (each step one conditional `UpdateItem`, never a `PutItem`, so the streamer can
 //! never overwrite a secret or a configuration change):
@@ -108,7 +109,7 @@ pub fn claim_expressions() -> (&'static str, &'static str) {
          OR attribute_not_exists(#lease_expires_at) OR #lease_expires_at < :now \
          OR #lease_session = :session)",
         "SET #state = :live, #lease_owner = :owner, #lease_session = :session, \
-         #lease_expires_at = :expires",
+         #lease_expires_at = :expires, #last_session = :session",
     )
 }
 
@@ -169,7 +170,7 @@ mod tests {
         assert_eq!(
             update,
             "SET #state = :live, #lease_owner = :owner, #lease_session = :session, \
-             #lease_expires_at = :expires"
+             #lease_expires_at = :expires, #last_session = :session"
         );
         assert!(!update.contains("version"), "lease writes must not bump version");
     }
@@ -196,7 +197,15 @@ mod tests {
         keys.sort();
         assert_eq!(
             keys,
-            ["#id", "#lease_expires_at", "#lease_owner", "#lease_session", "#secret", "#state"]
+            [
+                "#id",
+                "#last_session",
+                "#lease_expires_at",
+                "#lease_owner",
+                "#lease_session",
+                "#secret",
+                "#state"
+            ]
         );
         assert_eq!(names["#lease_expires_at"], "lease_expires_at");
     }

@@ -30,7 +30,7 @@ const PLAYLIST_CACHE: &str = "max-age=1";
 const SEGMENT_CACHE: &str = "max-age=31536000, immutable";
 
 /// Backoff of failed writes: `initial`, doubling up to `max_backoff`. A segment is retried
-/// until stored; `give_up_after` is the retry budget after which a failing write is reported
+/// until stored; after `retry_budget` a failing write is reported
 /// as an outage.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -42,7 +42,7 @@ pub struct RetryPolicy {
     /// level, once per object) and counted in [`UploadReport::stalls`]; a segment then stays
     /// spooled and keeps being retried every `max_backoff`, an intermediate playlist write is
     /// dropped (the next one supersedes it), the final playlist keeps being retried.
-    pub give_up_after: Duration,
+    pub retry_budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -51,7 +51,7 @@ impl Default for RetryPolicy {
         Self {
             initial: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
-            give_up_after: Duration::from_secs(30),
+            retry_budget: Duration::from_secs(30),
         }
     }
 }
@@ -95,7 +95,7 @@ pub struct UploadReport {
     pub spooled: u64,
     /// Write attempts that failed and were retried.
     pub retries: u64,
-    /// Objects whose retry budget ([`RetryPolicy::give_up_after`]) ran out.
+    /// Objects whose retry budget ([`RetryPolicy::retry_budget`]) ran out.
     pub stalls: u64,
     /// Whether the final playlist (with `EXT-X-ENDLIST`) was stored.
     pub ended: bool,
@@ -421,7 +421,7 @@ impl Writer {
                 Err(e) => e,
             };
             self.stats.retries.fetch_add(1, Ordering::SeqCst);
-            if !stalled && started.elapsed() + delay > self.retry.give_up_after {
+            if !stalled && started.elapsed() + delay > self.retry.retry_budget {
                 stalled = true;
                 self.stats.stalls.fetch_add(1, Ordering::SeqCst);
                 if give_up {

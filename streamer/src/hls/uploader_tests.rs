@@ -92,7 +92,7 @@ fn fast_retry() -> RetryPolicy {
     RetryPolicy {
         initial: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
-        give_up_after: Duration::from_millis(50),
+        retry_budget: Duration::from_millis(50),
     }
 }
 
@@ -151,7 +151,7 @@ async fn outage_longer_than_the_retry_budget_loses_nothing() {
     }
     // Every segment waits on disk while the store is down, well past the retry budget.
     assert_eq!(spooled_files(&spool), 8);
-    tokio::time::sleep(fast_retry().give_up_after * 4).await;
+    tokio::time::sleep(fast_retry().retry_budget * 4).await;
     assert_eq!(spooled_files(&spool), 8);
     sink.failing.store(false, Ordering::SeqCst);
     let report = uploader.finish().await;
