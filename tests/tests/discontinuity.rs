@@ -6,7 +6,7 @@
 use m3u8_rs::MediaPlaylist;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use streamer::flv::{FlvFileReader, TAG_VIDEO};
+use streamer::flv::{FlvFileReader, TAG_AUDIO, TAG_VIDEO};
 use streamstack_core::{Channel, HlsSettings};
 use streamstack_tests::*;
 
@@ -114,6 +114,24 @@ fn total(pl: &MediaPlaylist) -> f32 {
 async fn mpegts_relay_with_empty_first_audio_config_becomes_complete_hls() {
     let dir = work_dir();
     let ts = make_ts(&dir, "relay.ts", "320x240", 5, "0");
+
+    // What reaches the wire: the relay's first AAC sequence header carries no
+    // AudioSpecificConfig (the real one follows), the case this test is about.
+    let flv = dir.join("relay.flv");
+    assert!(publish(relay(&ts, false, false, flv.to_str().unwrap())).await);
+    let file = std::fs::File::open(&flv).expect("open relay.flv");
+    let mut reader = FlvFileReader::new(std::io::BufReader::new(file)).expect("FLV header");
+    let mut first_aac_config = None;
+    while let Some(tag) = reader.next_tag().expect("FLV tag") {
+        // AUDIODATA: SoundFormat 10 (AAC), AACPacketType 0 (sequence header).
+        let aac = tag.body.first().map(|b| b >> 4) == Some(10);
+        if tag.kind == TAG_AUDIO && aac && tag.body.get(1) == Some(&0) {
+            first_aac_config = Some(tag.body[2..].to_vec());
+            break;
+        }
+    }
+    assert_eq!(first_aac_config, Some(vec![]), "the relay's first AAC config is not empty");
+
     let (bucket, ch, pl) = relay_into_new_channel(&ts, true, false).await;
 
     assert_within_target(&pl, 2);
