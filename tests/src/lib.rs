@@ -131,15 +131,9 @@ pub async fn bucket(aws: &AwsClients) -> String {
 
 /// Creates a channel with the given HLS settings directly in the store.
 pub async fn channel(store: &dyn ChannelStore, hls: HlsSettings) -> Channel {
-    let channel = NewChannel {
-        name: "test".into(),
-        description: String::new(),
-        hls,
-        recording: false,
-        expires_at: None,
-    }
-    .into_channel(time::OffsetDateTime::now_utc())
-    .expect("valid channel");
+    let channel = NewChannel::named("test", hls)
+        .into_channel(time::OffsetDateTime::now_utc())
+        .expect("valid channel");
     store.create(&channel).await.expect("store channel");
     channel
 }

@@ -77,15 +77,10 @@ fn spooled_sequences(spool: &Path) -> BTreeSet<u64> {
 }
 
 async fn recording_channel(store: &dyn ChannelStore) -> Channel {
-    let channel = NewChannel {
-        name: "spool".into(),
-        description: String::new(),
-        hls: HlsSettings { segment_duration: 1, playlist_window: 5 },
-        recording: true,
-        expires_at: None,
-    }
-    .into_channel(time::OffsetDateTime::now_utc())
-    .expect("valid channel");
+    let hls = HlsSettings { segment_duration: 1, playlist_window: 5 };
+    let channel = NewChannel { recording: true, ..NewChannel::named("spool", hls) }
+        .into_channel(time::OffsetDateTime::now_utc())
+        .expect("valid channel");
     store.create(&channel).await.expect("store channel");
     channel
 }

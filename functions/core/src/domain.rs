@@ -221,6 +221,18 @@ pub struct NewChannel {
 }
 
 impl NewChannel {
+    /// A request for a channel named `name` with `hls` settings and every other field at its
+    /// default (no description, no recording, the default lifetime).
+    pub fn named(name: impl Into<String>, hls: HlsSettings) -> Self {
+        Self {
+            name: name.into(),
+            description: String::new(),
+            hls,
+            recording: false,
+            expires_at: None,
+        }
+    }
+
     /// Validates the request and builds the channel to store, with a fresh id and secret.
     ///
     /// # Errors

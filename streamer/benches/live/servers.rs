@@ -163,15 +163,9 @@ pub fn start_streamer(streamer: &Path, setup: &Setup) -> Running {
         store.create_table_if_missing().await.expect("create channels table in moto");
         let mut channels = Vec::with_capacity(setup.streams);
         for i in 0..setup.streams {
-            let channel = NewChannel {
-                name: format!("bench-{i}"),
-                description: String::new(),
-                hls,
-                recording: false,
-                expires_at: None,
-            }
-            .into_channel(time::OffsetDateTime::now_utc())
-            .expect("valid channel");
+            let channel = NewChannel::named(format!("bench-{i}"), hls)
+                .into_channel(time::OffsetDateTime::now_utc())
+                .expect("valid channel");
             store.create(&channel).await.expect("store channel");
             channels.push(channel);
         }
