@@ -5,7 +5,7 @@ use crate::flv::{FlvDemuxer, FlvFileReader, TAG_AUDIO, TAG_VIDEO};
 use crate::hls::{RetryPolicy, SegmentError, Segmenter, UploadReport, Uploader, UploaderConfig};
 use crate::media::MediaLimits;
 use crate::sink::ObjectSink;
-use std::io::Read;
+use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ pub enum RemuxError {
 /// # Errors
 /// [`RemuxError`] for malformed input or a sink that never accepts writes.
 pub async fn remux_flv(
-    input: impl Read,
+    input: impl BufRead,
     sink: Arc<dyn ObjectSink>,
     prefix: &str,
     target_secs: u32,
