@@ -168,7 +168,7 @@ async fn recover_session(
             playlists.push(&keys, &entry);
         }
         playlists.end();
-        writer.put_playlists(&keys, &playlists, false, false).await;
+        writer.put_playlists(&keys, &playlists, None, false).await;
         if end_live(writer, guard, &manifest, &keys, &playlists).await {
             report.live_ended += 1;
         } else {

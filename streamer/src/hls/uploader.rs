@@ -412,10 +412,31 @@ impl Writer {
         meta: ObjectMeta,
         give_up: bool,
     ) -> bool {
+        self.put_fenced(key, body, meta, give_up, None).await
+    }
+
+    /// [`Writer::put`] that also stops (returning `false`) as soon as `fence` no longer
+    /// allows the write, checked before every attempt: a retried live playlist never outlives
+    /// the publish lease.
+    async fn put_fenced(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: ObjectMeta,
+        give_up: bool,
+        fence: Option<&LiveFence>,
+    ) -> bool {
         let started = Instant::now();
         let mut delay = self.retry.initial;
         let mut stalled = false;
         loop {
+            if fence.is_some_and(|f| !f.allows()) {
+                tracing::warn!(
+                    key,
+                    "publish lease may have lapsed: live playlist left to its new owner"
+                );
+                return false;
+            }
             let e = match self.sink.put(key, body.clone(), meta).await {
                 Ok(()) => return true,
                 Err(e) => e,
@@ -438,12 +459,13 @@ impl Writer {
         }
     }
 
-    /// Writes the session's playlists (the recording first; the live one only if `live`).
+    /// Writes the session's playlists: the recording first, then the live one if `live` is
+    /// given and while that fence allows it.
     pub(crate) async fn put_playlists(
         &self,
         keys: &Keys,
         playlists: &Playlists,
-        live: bool,
+        live: Option<&LiveFence>,
         give_up: bool,
     ) -> bool {
         let mut ok = true;
@@ -451,10 +473,9 @@ impl Writer {
             ok &=
                 self.put(&keys.recording, rec.render().into(), playlist_meta(false), give_up).await;
         }
-        if live {
-            ok &= self
-                .put(&keys.live, playlists.live.render().into(), playlist_meta(true), give_up)
-                .await;
+        if live.is_some() {
+            let body = playlists.live.render().into();
+            ok &= self.put_fenced(&keys.live, body, playlist_meta(true), give_up, live).await;
         }
         ok
     }
@@ -512,15 +533,13 @@ async fn run(
         }
         playlists.push(&keys, &entry);
         listed += 1;
-        let live = stats.live_fence.allows();
-        writer.put_playlists(&keys, &playlists, live, true).await;
+        writer.put_playlists(&keys, &playlists, Some(&stats.live_fence), true).await;
     }
 
     // A publish that produced no segment leaves no playlist at all.
     if listed > 0 {
         playlists.end();
-        let live = stats.live_fence.allows();
-        if writer.put_playlists(&keys, &playlists, live, false).await {
+        if writer.put_playlists(&keys, &playlists, Some(&stats.live_fence), false).await {
             stats.ended.fetch_add(1, Ordering::SeqCst);
         }
     }

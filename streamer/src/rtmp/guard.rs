@@ -163,16 +163,12 @@ impl ChunkGuard {
         if self.have == 0 {
             return Ok(1);
         }
-        let basic = match self.header[0] & 0x3F {
-            0 => 2,
-            1 => 3,
-            _ => 1,
-        };
+        let basic = basic_header_len(self.header[0]);
         if self.have < basic {
             return Ok(basic);
         }
         let format = self.header[0] >> 6;
-        let base = basic + [11, 7, 3, 0][usize::from(format)];
+        let base = basic + message_header_len(format);
         if self.have < base {
             return Ok(base);
         }
@@ -203,11 +199,7 @@ impl ChunkGuard {
     /// A complete chunk header: derive the message it belongs to and check it.
     fn start_chunk(&mut self) -> Result<(), GuardError> {
         let csid = self.csid();
-        let basic = match self.header[0] & 0x3F {
-            0 => 2,
-            1 => 3,
-            _ => 1,
-        };
+        let basic = basic_header_len(self.header[0]);
         let fields = &self.header[basic..];
         let header = match self.header[0] >> 6 {
             0 => StreamHeader {
@@ -226,10 +218,7 @@ impl ChunkGuard {
             _ => self.previous(csid)?,
         };
         let format = self.header[0] >> 6;
-        if format != 0
-            && self.current.is_none()
-            && self.have > basic + [11, 7, 3, 0][usize::from(format)]
-        {
+        if format != 0 && self.current.is_none() && self.have > basic + message_header_len(format) {
             // rml_rtmp subtracts 0xFFFFFF from a new message's extended delta.
             let at = self.have - 4;
             let extended = u32::from_be_bytes([
@@ -323,6 +312,21 @@ impl ChunkGuard {
         }
         Ok(())
     }
+}
+
+/// Length of a basic header from its first byte: 1, or 2/3 for chunk stream ids 64 and up
+/// (§5.3.1.1).
+fn basic_header_len(first: u8) -> usize {
+    match first & 0x3F {
+        0 => 2,
+        1 => 3,
+        _ => 1,
+    }
+}
+
+/// Length of a message header of `format` 0-3 (§5.3.1.2).
+fn message_header_len(format: u8) -> usize {
+    [11, 7, 3, 0][usize::from(format & 3)]
 }
 
 fn u24(b: &[u8]) -> u32 {
