@@ -1,9 +1,9 @@
 //! Command line of the `streamer` binary.
 
 use crate::hls::{default_spool_dir, recover, Spool, SpoolConfig, DEFAULT_BUDGET_BYTES};
+use crate::ingest::rtmp::{RtmpLimits, Server};
 use crate::media::MediaLimits;
 use crate::publish::{Ingest, IngestSettings, UploadSettings};
-use crate::rtmp::{RtmpLimits, Server};
 use crate::sink::{DirSink, ObjectSink, OutputSpec, S3Sink};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};

@@ -15,9 +15,9 @@
 pub mod cli;
 pub mod flv;
 pub mod hls;
+pub mod ingest;
 pub mod media;
 pub mod publish;
 pub mod remux;
-pub mod rtmp;
 pub mod sink;
 pub mod ts;

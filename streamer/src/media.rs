@@ -1,6 +1,6 @@
 //! The stream model shared by every ingest protocol and the HLS segmenter.
 //!
-//! An ingest module (RTMP today) turns its protocol's messages into [`MediaEvent`]s: the
+//! An ingest module ([`crate::ingest`]) turns its protocol's messages into [`MediaEvent`]s: the
 //! source's [`Tracks`] (declared before the first frame, declared again whenever a codec
 //! configuration changes) and [`Frame`]s on one monotonic timeline. [`Timeline`] maps a
 //! source's own timestamps onto that timeline, rebasing over jumps and backward steps; the
@@ -138,6 +138,7 @@ pub struct Timeline {
     latest: Option<i64>,
     last: [Option<i64>; 2],
     step: [i64; 2],
+    restarted: bool,
 }
 
 /// Assumed frame spacing of a track until two of its timestamps were seen: 1 ms (90 ticks).
@@ -152,7 +153,14 @@ impl Timeline {
     /// A timeline that rebases over jumps larger than `max_jump`.
     pub fn new(max_jump: Duration) -> Self {
         let max_jump = i64::try_from(max_jump.as_millis().saturating_mul(90)).unwrap_or(i64::MAX);
-        Self { max_jump, offset: 0, latest: None, last: [None; 2], step: [DEFAULT_STEP; 2] }
+        Self {
+            max_jump,
+            offset: 0,
+            latest: None,
+            last: [None; 2],
+            step: [DEFAULT_STEP; 2],
+            restarted: false,
+        }
     }
 
     /// Maps `source_dts` (90 kHz) of `track`; returns the output DTS and whether the timeline
@@ -164,6 +172,11 @@ impl Timeline {
             return (self.record(i, TIMESTAMP_BASE as i64), false);
         };
         let mut out = source_dts.saturating_add(self.offset);
+        if std::mem::take(&mut self.restarted) {
+            out = latest + self.step[i];
+            self.offset = out - source_dts;
+            return (self.record(i, out), true);
+        }
         let backward = self.last[i].is_some_and(|last| out <= last);
         let far = out > latest.saturating_add(self.max_jump)
             || out < latest.saturating_sub(self.max_jump)
@@ -187,6 +200,26 @@ impl Timeline {
             self.offset = out - source_dts;
         }
         (self.record(i, out), backward || far)
+    }
+
+    /// The source reconnected or switched: the next timestamp of any track is placed one
+    /// frame after the latest output and reported as rebased (a discontinuity), wherever
+    /// the new source's clock stands.
+    pub fn restart(&mut self) {
+        self.restarted = true;
+    }
+
+    /// Maps a frame carrying source timestamps (90 kHz, as a
+    /// [`MediaSource`](crate::ingest::MediaSource) yields them) onto the output timeline in
+    /// place, keeping its composition offset (PTS - DTS, clamped to 0..=10 s), and sets
+    /// [`Frame::discontinuity`] where the timeline was rebased.
+    pub fn map_frame(&mut self, frame: &mut Frame) {
+        let offset = frame.pts.saturating_sub(frame.dts).min(10 * CLOCK_HZ);
+        let source = i64::try_from(frame.dts).unwrap_or(i64::MAX);
+        let (dts, rebased) = self.map(frame.track, source);
+        frame.dts = dts;
+        frame.pts = dts + offset;
+        frame.discontinuity |= rebased;
     }
 
     fn record(&mut self, i: usize, out: i64) -> u64 {
@@ -253,6 +286,29 @@ mod tests {
         assert_eq!(t.map(Track::Audio, 1021 * MS), (base + 1021 * 90, false));
         // 200 ms back is a discontinuity.
         assert!(t.map(Track::Audio, 821 * MS).1);
+    }
+
+    #[test]
+    fn restart_rebases_the_next_frame_and_keeps_composition_offsets() {
+        let mut t = timeline();
+        t.map(Track::Video, 0);
+        t.map(Track::Video, 40 * MS);
+        t.restart();
+        // A reconnected source 100 ms further on its own clock: no jump, still rebased.
+        let mut frame = Frame {
+            track: Track::Video,
+            dts: (140 * MS) as u64,
+            pts: (220 * MS) as u64,
+            idr: true,
+            discontinuity: false,
+            data: Bytes::new(),
+        };
+        t.map_frame(&mut frame);
+        assert!(frame.discontinuity);
+        assert_eq!(frame.dts, TIMESTAMP_BASE + 80 * 90);
+        assert_eq!(frame.pts, frame.dts + 80 * 90);
+        // Only once.
+        assert!(!t.map(Track::Video, 180 * MS).1);
     }
 
     #[test]

@@ -155,10 +155,11 @@ impl Streamer {
     ) -> Self {
         let settings = streamer::publish::IngestSettings { uploads, ..Default::default() };
         let ingest = Ingest::new(store, sink, settings);
-        let limits = streamer::rtmp::RtmpLimits::default();
-        let server = streamer::rtmp::Server::bind("127.0.0.1:0".parse().unwrap(), ingest, limits)
-            .await
-            .expect("bind");
+        let limits = streamer::ingest::rtmp::RtmpLimits::default();
+        let server =
+            streamer::ingest::rtmp::Server::bind("127.0.0.1:0".parse().unwrap(), ingest, limits)
+                .await
+                .expect("bind");
         let addr = server.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(

@@ -169,7 +169,7 @@ async fn unauthenticated_connections_cost_bounded_memory_and_a_publish_goes_on()
     // 1,101 refusals from one address, a handful of log lines; no secret in any line.
     let refusal_lines = streamer.log().lines().filter(|l| l.contains("connection refused")).count();
     assert!(
-        (1..=2 * streamer::rtmp::SourceRate::LOG_LINES_PER_MINUTE as usize)
+        (1..=2 * streamer::ingest::rtmp::SourceRate::LOG_LINES_PER_MINUTE as usize)
             .contains(&refusal_lines),
         "{refusal_lines} refusal log lines"
     );
