@@ -30,7 +30,7 @@ pub fn free_port() -> u16 {
     socket.local_addr().expect("local addr").port()
 }
 
-/// A running `streamer serve` child process, killed when dropped.
+/// A running `streamer serve` (or `streamer pull`) child process, killed when dropped.
 pub struct StreamerProcess {
     /// The RTMP listen address.
     pub addr: SocketAddr,
@@ -72,6 +72,41 @@ impl StreamerProcess {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("streamer did not listen on {addr} within 20 s");
+    }
+
+    /// Starts `streamer pull` with `args` (e.g. `--source`, `--target`, `--output dir:…`) and
+    /// `env` (tables: `CHANNELS_TABLE`, `DEVICES_TABLE`; none for a standalone run), a fresh
+    /// `STREAMER_SPOOL_DIR` unless `env` names one, and waits until it logged `pulling` for
+    /// its first source. [`StreamerProcess::addr`] is unused (`0.0.0.0:0`).
+    ///
+    /// # Panics
+    /// When the process exits or does not start pulling within 20 s.
+    pub async fn pull(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let log = crate::tempdir().join("streamer.log");
+        let log_file = std::fs::File::create(&log).expect("create log file");
+        let mut cmd = Command::new(streamer_binary());
+        cmd.arg("pull")
+            .args(args)
+            .env_remove("CHANNELS_TABLE")
+            .env_remove("DEVICES_TABLE")
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("STREAMER_SPOOL_DIR", crate::tempdir())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true);
+        let child = cmd.spawn().expect("spawn streamer");
+        let mut process = Self { addr: ([0, 0, 0, 0], 0).into(), child, log };
+        for _ in 0..200 {
+            if process.log().contains("pulling") {
+                return process;
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("streamer pull exited with {status}:\n{}", process.log());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("streamer pull did not start within 20 s:\n{}", process.log());
     }
 
     /// Everything the process logged so far.
