@@ -215,6 +215,17 @@ impl Default for Clip {
 /// Publishes a synthetic H.264(+AAC) clip to `url` with ffmpeg; returns whether ffmpeg
 /// exited successfully.
 pub async fn ffmpeg_publish(url: &str, clip: Clip) -> bool {
+    ffmpeg_send(url, clip, "flv").await
+}
+
+/// Sends a synthetic H.264(+AAC) clip as MPEG-TS to `url` (`udp://…?pkt_size=1316`,
+/// `srt://…`) with ffmpeg; returns whether ffmpeg exited successfully.
+pub async fn ffmpeg_send_ts(url: &str, clip: Clip) -> bool {
+    ffmpeg_send(url, clip, "mpegts").await
+}
+
+/// The clip encoded by ffmpeg into container `format` at `url`.
+async fn ffmpeg_send(url: &str, clip: Clip, format: &str) -> bool {
     let mut cmd = tokio::process::Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
     if clip.realtime {
@@ -245,7 +256,7 @@ pub async fn ffmpeg_publish(url: &str, clip: Clip) -> bool {
     if clip.audio {
         cmd.args(["-c:a", "aac", "-b:a", "64k"]);
     }
-    cmd.args(["-f", "flv", url]).stdin(Stdio::null());
+    cmd.args(["-f", format, url]).stdin(Stdio::null());
     cmd.status().await.map(|s| s.success()).unwrap_or(false)
 }
 
