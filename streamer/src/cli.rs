@@ -2,6 +2,7 @@
 
 use crate::hls::{default_spool_dir, recover, Spool, SpoolConfig, DEFAULT_BUDGET_BYTES};
 use crate::ingest::rtmp::{RtmpLimits, Server};
+use crate::ingest::srt::SrtServer;
 use crate::media::MediaLimits;
 use crate::publish::{Ingest, IngestSettings, UploadSettings};
 use crate::sink::{DirSink, ObjectSink, OutputSpec, S3Sink};
@@ -49,6 +50,13 @@ struct ServeArgs {
     /// RTMP listen address.
     #[arg(long, env = "RTMP_LISTEN", default_value = "0.0.0.0:1935")]
     listen: SocketAddr,
+    /// SRT listen address (UDP): MPEG-TS pushed by SRT callers with the channel's signed
+    /// stream key as `streamid`, under the same limits as RTMP. Empty disables SRT.
+    #[arg(long, env = "SRT_LISTEN", default_value = "0.0.0.0:9000", value_parser = parse_srt_listen)]
+    srt_listen: SrtListen,
+    /// Do not listen for SRT (as an empty `--srt-listen`).
+    #[arg(long)]
+    no_srt: bool,
     /// Where HLS goes: `s3` (MEDIA_BUCKET), `s3://bucket` or `dir:PATH`. Default: `s3`
     /// when MEDIA_BUCKET is set, else `dir:./hls`.
     #[arg(long, env = "STREAMER_OUTPUT")]
@@ -199,8 +207,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// `streamer serve`: loads the configuration and AWS clients once, opens the spool and
 /// recovers what a killed run left (in the background), then serves RTMP until SIGTERM.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let ServeArgs { listen, output, drain_secs, spool_dir, spool_budget_mib, lease_secs, limits } =
-        args;
+    let ServeArgs {
+        listen,
+        srt_listen,
+        no_srt,
+        output,
+        drain_secs,
+        spool_dir,
+        spool_budget_mib,
+        lease_secs,
+        limits,
+    } = args;
     raise_open_file_limit();
     let config = Config::from_env()?;
     let spec = output.unwrap_or_else(|| match &config.media_bucket {
@@ -228,12 +245,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // at once even while the store is still down.
     let lease_check = Arc::clone(&ingest);
     tokio::spawn(async move { recover(&spool, sink, lease_check.as_ref(), retry).await });
+    // SRT first: once RTMP accepts connections, SRT is bound too.
+    let srt = match srt_listen.0.filter(|_| !no_srt) {
+        Some(addr) => {
+            let srt = SrtServer::bind(addr, Arc::clone(&ingest), limits.limits())
+                .await
+                .with_context(|| format!("bind SRT {addr}"))?;
+            tracing::info!(addr = %srt.local_addr()?, "SRT ingest listening");
+            Some(srt)
+        }
+        None => None,
+    };
     let server = Server::bind(listen, ingest, limits.limits())
         .await
         .with_context(|| format!("bind {listen}"))?;
     tracing::info!(addr = %server.local_addr()?, "RTMP ingest listening");
-    server.serve(shutdown_signal(), Duration::from_secs(drain_secs)).await;
+    let drain = Duration::from_secs(drain_secs);
+    let srt = async move {
+        if let Some(srt) = srt {
+            srt.serve(shutdown_signal(), drain).await;
+        }
+    };
+    tokio::join!(server.serve(shutdown_signal(), drain), srt);
     Ok(())
+}
+
+/// `--srt-listen`: an address, or none (SRT off).
+#[derive(Debug, Clone)]
+struct SrtListen(Option<SocketAddr>);
+
+fn parse_srt_listen(value: &str) -> Result<SrtListen, std::net::AddrParseError> {
+    match value.trim() {
+        "" => Ok(SrtListen(None)),
+        addr => addr.parse().map(|a| SrtListen(Some(a))),
+    }
 }
 
 /// Resolves on SIGTERM (ECS stopping the task) or SIGINT.
