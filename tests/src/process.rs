@@ -41,7 +41,8 @@ pub struct StreamerProcess {
 impl StreamerProcess {
     /// Starts `streamer serve --listen 127.0.0.1:<free port>` with the channel table `table`
     /// on the moto endpoint of this test run, extra `args` and `env` (a fresh
-    /// `STREAMER_SPOOL_DIR` unless `env` names one), and waits until it accepts connections.
+    /// `STREAMER_SPOOL_DIR` and SRT on a random port unless `env` or `args` say otherwise),
+    /// and waits until it accepts connections.
     /// Its log (`RUST_LOG=info` unless set) goes to a file, read with
     /// [`StreamerProcess::log`].
     ///
@@ -59,6 +60,8 @@ impl StreamerProcess {
             .env("CHANNELS_TABLE", table)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("STREAMER_SPOOL_DIR", crate::tempdir())
+            // Not the shared default port: several processes run at once.
+            .env("SRT_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stderr(log_file)
