@@ -27,6 +27,9 @@ pub struct Cli {
 enum Command {
     /// Accept RTMP publishes and write HLS (channels from CHANNELS_TABLE).
     Serve(ServeArgs),
+    /// Pull RTSP cameras and UDP MPEG-TS feeds into HLS (channels or devices); standalone
+    /// with a `dir:` output and no table.
+    Pull(crate::pull::args::PullArgs),
     /// Remux a recorded FLV file to HLS (same pipeline as live ingest).
     Remux {
         /// FLV input file.
@@ -57,28 +60,63 @@ struct ServeArgs {
     /// Do not listen for SRT (as an empty `--srt-listen`).
     #[arg(long)]
     no_srt: bool,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    media: MediaArgs,
+}
+
+/// Output, spool, drain and lease flags shared by `serve` and `pull`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
     /// Where HLS goes: `s3` (MEDIA_BUCKET), `s3://bucket` or `dir:PATH`. Default: `s3`
     /// when MEDIA_BUCKET is set, else `dir:./hls`.
     #[arg(long, env = "STREAMER_OUTPUT")]
-    output: Option<OutputSpec>,
+    pub(crate) output: Option<OutputSpec>,
     /// Seconds allowed on SIGTERM/SIGINT to flush last segments and end playlists; keep
     /// it below the ECS task's `stopTimeout` (at most 120 s on Fargate).
     #[arg(long, env = "STREAMER_DRAIN_SECS", default_value_t = 90)]
-    drain_secs: u64,
+    pub(crate) drain_secs: u64,
     /// Spool directory: finished segments wait there while the object store is slow or
     /// down, and a restart uploads what a killed run left. One per process (locked).
     /// Default: `$TMPDIR/streamstack-spool`.
     #[arg(long, env = "STREAMER_SPOOL_DIR")]
-    spool_dir: Option<PathBuf>,
+    pub(crate) spool_dir: Option<PathBuf>,
     /// Disk budget of the spool, MiB. A publish whose segment finds it full is stopped.
     #[arg(long, env = "STREAMER_SPOOL_BUDGET_MIB", default_value_t = DEFAULT_BUDGET_BYTES >> 20)]
-    spool_budget_mib: u64,
+    pub(crate) spool_budget_mib: u64,
     /// Publish lease length, seconds: a channel whose streamer process died reads `idle`
     /// and accepts a new publish at most this long after its last renewal (every third).
     #[arg(long, env = "STREAMER_LEASE_SECS", default_value_t = streamstack_core::LEASE_DURATION.as_secs())]
-    lease_secs: u64,
-    #[command(flatten)]
-    limits: LimitArgs,
+    pub(crate) lease_secs: u64,
+}
+
+impl RunArgs {
+    /// The output spec, defaulting to `s3` with a media bucket, else `dir:hls`.
+    pub(crate) fn output(&self, media_bucket: Option<&str>) -> OutputSpec {
+        self.output.clone().unwrap_or_else(|| match media_bucket {
+            Some(_) => OutputSpec::S3 { bucket: None },
+            None => OutputSpec::Dir(PathBuf::from("hls")),
+        })
+    }
+
+    /// Opens the spool (and logs where it is).
+    pub(crate) fn spool(&self) -> anyhow::Result<Arc<Spool>> {
+        let spool = Spool::open(&SpoolConfig {
+            dir: self.spool_dir.clone().unwrap_or_else(default_spool_dir),
+            budget_bytes: self.spool_budget_mib.saturating_mul(1 << 20),
+        })?;
+        tracing::info!(dir = %spool.dir().display(), used_bytes = spool.used_bytes(), "spool");
+        Ok(spool)
+    }
+
+    /// Upload settings over `spool`: segments wait on disk, not in memory, while the store
+    /// is slow.
+    pub(crate) fn uploads(spool: &Arc<Spool>) -> UploadSettings {
+        UploadSettings { queue: 2, spool: Some(Arc::clone(spool)), ..Default::default() }
+    }
 }
 
 /// What one RTMP peer may cost ([`RtmpLimits`]; defaults from [`RtmpLimits::default`]).
@@ -108,6 +146,11 @@ struct LimitArgs {
     /// Publish requests per source IP and minute checked against the channel table.
     #[arg(long, env = "RTMP_PUBLISH_ATTEMPTS_PER_MINUTE", default_value_t = RtmpLimits::default().publish_attempts_per_minute)]
     publish_attempts_per_minute: u32,
+}
+
+/// Caps on one source's media ([`MediaLimits`]), shared by `serve` and `pull`.
+#[derive(Debug, Args)]
+pub(crate) struct MediaArgs {
     /// Largest segment, bytes: a publisher whose segment grows beyond it (e.g. timestamps
     /// that stop advancing) is disconnected.
     #[arg(long, env = "STREAMER_MAX_SEGMENT_BYTES", default_value_t = MediaLimits::default().max_segment_bytes)]
@@ -119,6 +162,17 @@ struct LimitArgs {
     /// starts a discontinuity.
     #[arg(long, env = "STREAMER_MAX_TIMESTAMP_JUMP_MS", default_value_t = MediaLimits::default().max_timestamp_jump.as_millis() as u64)]
     max_timestamp_jump_ms: u64,
+}
+
+impl MediaArgs {
+    /// The limits these flags give.
+    pub(crate) fn limits(&self) -> MediaLimits {
+        MediaLimits {
+            max_segment_bytes: self.max_segment_bytes,
+            max_parameter_set_bytes: self.max_parameter_set_bytes,
+            max_timestamp_jump: Duration::from_millis(self.max_timestamp_jump_ms),
+        }
+    }
 }
 
 impl LimitArgs {
@@ -135,19 +189,11 @@ impl LimitArgs {
             ..RtmpLimits::default()
         }
     }
-
-    fn media(&self) -> MediaLimits {
-        MediaLimits {
-            max_segment_bytes: self.max_segment_bytes,
-            max_parameter_set_bytes: self.max_parameter_set_bytes,
-            max_timestamp_jump: Duration::from_millis(self.max_timestamp_jump_ms),
-        }
-    }
 }
 
 /// Raises the soft open-file limit to the hard one: every connection is a descriptor, and
 /// the usual soft limit (1024) is below [`RtmpLimits::max_connections`].
-fn raise_open_file_limit() {
+pub(crate) fn raise_open_file_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(open_files = n, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
@@ -156,7 +202,7 @@ fn raise_open_file_limit() {
 
 /// Builds the sink for `spec`. S3 uses `aws` when the caller already has clients, else
 /// loads them (honouring `AWS_ENDPOINT_URL`); the bucket defaults to `default_bucket`.
-async fn sink(
+pub(crate) async fn sink(
     spec: OutputSpec,
     aws: Option<&AwsClients>,
     default_bucket: Option<&str>,
@@ -186,6 +232,7 @@ async fn sink(
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Pull(args) => crate::pull::args::run(args).await,
         Command::Remux { input, output, prefix, segment_duration } => {
             let file =
                 std::fs::File::open(&input).with_context(|| format!("open {}", input.display()))?;
@@ -207,39 +254,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// `streamer serve`: loads the configuration and AWS clients once, opens the spool and
 /// recovers what a killed run left (in the background), then serves RTMP until SIGTERM.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let ServeArgs {
-        listen,
-        srt_listen,
-        no_srt,
-        output,
-        drain_secs,
-        spool_dir,
-        spool_budget_mib,
-        lease_secs,
-        limits,
-    } = args;
+    let ServeArgs { listen, srt_listen, no_srt, run, limits, media } = args;
     raise_open_file_limit();
     let config = Config::from_env()?;
-    let spec = output.unwrap_or_else(|| match &config.media_bucket {
-        Some(_) => OutputSpec::S3 { bucket: None },
-        None => OutputSpec::Dir(PathBuf::from("hls")),
-    });
+    let spec = run.output(config.media_bucket.as_deref());
     tracing::info!(?spec, "output");
     let aws = AwsClients::load(config.endpoint_url.as_deref()).await;
     let store =
         Arc::new(DynamoChannelStore::new(aws.dynamodb.clone(), config.channels_table.clone()));
     let sink = sink(spec, Some(&aws), config.media_bucket.as_deref()).await?;
-    let spool = Spool::open(&SpoolConfig {
-        dir: spool_dir.unwrap_or_else(default_spool_dir),
-        budget_bytes: spool_budget_mib.saturating_mul(1 << 20),
-    })?;
-    tracing::info!(dir = %spool.dir().display(), used_bytes = spool.used_bytes(), "spool");
-    // Segments wait on disk, not in memory, while the store is slow.
-    let uploads =
-        UploadSettings { queue: 2, spool: Some(Arc::clone(&spool)), ..Default::default() };
+    let spool = run.spool()?;
+    let uploads = RunArgs::uploads(&spool);
     let retry = uploads.retry;
-    let settings =
-        IngestSettings { uploads, lease: Duration::from_secs(lease_secs), media: limits.media() };
+    let settings = IngestSettings {
+        uploads,
+        lease: Duration::from_secs(run.lease_secs),
+        media: media.limits(),
+    };
     let ingest = Ingest::new(store, Arc::clone(&sink), settings);
     // What a killed run left: uploaded and ended in the background, so ingest starts
     // at once even while the store is still down.
@@ -260,7 +291,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("bind {listen}"))?;
     tracing::info!(addr = %server.local_addr()?, "RTMP ingest listening");
-    let drain = Duration::from_secs(drain_secs);
+    let drain = Duration::from_secs(run.drain_secs);
     let srt = async move {
         if let Some(srt) = srt {
             srt.serve(shutdown_signal(), drain).await;
@@ -282,7 +313,7 @@ fn parse_srt_listen(value: &str) -> Result<SrtListen, std::net::AddrParseError> 
 }
 
 /// Resolves on SIGTERM (ECS stopping the task) or SIGINT.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return std::future::pending().await,

@@ -18,6 +18,7 @@ pub mod hls;
 pub mod ingest;
 pub mod media;
 pub mod publish;
+pub mod pull;
 pub mod remux;
 pub mod sink;
 pub mod ts;

@@ -180,6 +180,17 @@ impl AwsClients {
     }
 }
 
+/// A Secrets Manager client from `sdk`, honouring `AWS_ENDPOINT_URL_SECRETSMANAGER`
+/// (behind the `secretsmanager` feature: only the streamer links it).
+#[cfg(feature = "secretsmanager")]
+pub fn secretsmanager(sdk: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    let mut conf = aws_sdk_secretsmanager::config::Builder::from(sdk);
+    if let Some(url) = service_endpoint(env_var, "SECRETSMANAGER") {
+        conf.set_endpoint_url(Some(url));
+    }
+    aws_sdk_secretsmanager::Client::from_conf(conf.build())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,26 @@ pub fn live_playlist_key(channel_id: &str) -> String {
     format!("live/{channel_id}/index.m3u8")
 }
 
+/// Key prefix of a device's live output: `devices/<device-id>/live` (the sliding playlist is
+/// `<prefix>/index.m3u8`).
+pub fn device_live_prefix(device_id: &str) -> String {
+    format!("devices/{device_id}/live")
+}
+
+/// Key prefix of a device's archive for the UTC hour starting at `hour`:
+/// `devices/<device-id>/<yyyy>/<mm>/<dd>/<hh>` (one EVENT playlist per hour and session under
+/// it), the layout a lifecycle rule moves to Glacier by the `devices/` prefix.
+pub fn device_archive_prefix(device_id: &str, hour: time::OffsetDateTime) -> String {
+    let hour = hour.to_offset(time::UtcOffset::UTC);
+    format!(
+        "devices/{device_id}/{:04}/{:02}/{:02}/{:02}",
+        hour.year(),
+        u8::from(hour.month()),
+        hour.day(),
+        hour.hour()
+    )
+}
+
 /// Whether `id` can be a channel id: 1..=64 ASCII letters, digits, `-` or `_`. Ids are
 /// generated as 32 hex characters; anything else is rejected before it reaches DynamoDB
 /// (whose keys are limited to 2048 bytes).

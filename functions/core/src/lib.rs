@@ -11,6 +11,7 @@
 //!   DynamoDB store with conditional state transitions.
 //! - [`paging`]: listing pages and opaque cursors.
 //! - [`signing`]: signed RTMP push URLs (HMAC-SHA256).
+//! - [`stream_state`]: what a pulling streamer observes of its source, on the target's item.
 //! - [`telemetry`]: `tracing` set-up shared by all binaries.
 
 #![warn(missing_docs)]
@@ -25,6 +26,7 @@ pub mod lease;
 pub mod paging;
 pub mod signing;
 pub mod store;
+pub mod stream_state;
 pub mod telemetry;
 
 pub use asset::{Asset, AssetStatus};

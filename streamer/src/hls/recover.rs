@@ -169,7 +169,9 @@ async fn recover_session(
         }
         playlists.end();
         writer.put_playlists(&keys, &playlists, None, false).await;
-        if end_live(writer, guard, &manifest, &keys, &playlists).await {
+        if manifest.window == 0 {
+            // An archive: it has no live playlist.
+        } else if end_live(writer, guard, &manifest, &keys, &playlists).await {
             report.live_ended += 1;
         } else {
             report.live_skipped += 1;

@@ -66,7 +66,8 @@ pub struct UploaderConfig {
     pub session: String,
     /// Target segment duration, seconds.
     pub target_secs: u32,
-    /// Segments in the live playlist.
+    /// Segments in the live playlist; 0: no live playlist at all (an archive, which writes
+    /// its recording playlist only).
     pub window: usize,
     /// Also keep a full `recording.m3u8` in the session folder.
     pub recording: bool,
@@ -533,13 +534,15 @@ async fn run(
         }
         playlists.push(&keys, &entry);
         listed += 1;
-        writer.put_playlists(&keys, &playlists, Some(&stats.live_fence), true).await;
+        let live = (config.window > 0).then_some(&*stats.live_fence);
+        writer.put_playlists(&keys, &playlists, live, true).await;
     }
 
     // A publish that produced no segment leaves no playlist at all.
     if listed > 0 {
         playlists.end();
-        if writer.put_playlists(&keys, &playlists, Some(&stats.live_fence), false).await {
+        let live = (config.window > 0).then_some(&*stats.live_fence);
+        if writer.put_playlists(&keys, &playlists, live, false).await {
             stats.ended.fetch_add(1, Ordering::SeqCst);
         }
     }

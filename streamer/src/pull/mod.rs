@@ -1,0 +1,429 @@
+//! `streamer pull`: record pulled sources (RTSP cameras, UDP MPEG-TS) into HLS.
+//!
+//! Each source runs in its own task, isolated as RTMP connections are: a failing camera
+//! never disturbs another. A task opens its source ([`crate::ingest::rtsp`],
+//! [`crate::ingest::udp`]), maps the frames onto one output timeline that survives
+//! reconnects ([`Timeline`]), and feeds its [`Output`]. When the source fails or ends it
+//! reconnects with capped exponential backoff ([`Backoff`]: 1 s doubling to 30 s) without
+//! ending the process; the first frame after a reconnect starts a segment marked
+//! `EXT-X-DISCONTINUITY` (RFC 8216 §4.3.2.3). The target's stream state is reported by
+//! [`StateReporter`]. SIGTERM flushes the last segments and ends the playlists.
+//!
+//! Output layout:
+//! - `channel:<id>`: the channel's `live/<id>/index.m3u8`, exactly as a push (with a channel
+//!   table the pull holds the channel's publish lease, so an RTMP publish is refused meanwhile);
+//! - `device:<id>`: `devices/<id>/live/index.m3u8` (sliding window) and the hourly archive
+//!   ([`archive`]).
+
+pub mod archive;
+pub mod args;
+mod credentials;
+mod output;
+mod state;
+
+pub use output::{HlsOutput, LiveSettings, Output, Shutdown};
+pub use state::{StateReporter, STATE_INTERVAL};
+
+use crate::ingest::rtsp::RtspOptions;
+use crate::ingest::udp::UdpOptions;
+use crate::ingest::{redact_url, MediaSource, SourceError};
+use crate::media::{MediaEvent, MediaLimits, Timeline};
+use crate::publish::{Ingest, PublishError, UploadSettings};
+use crate::sink::ObjectSink;
+use archive::ArchiveConfig;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use streamstack_core::domain::{device_live_prefix, is_valid_channel_id};
+use streamstack_core::stream_state::StreamStateStore;
+use streamstack_core::{ChannelStore, HlsSettings};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+/// What a pulled source is recorded as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullTarget {
+    /// `channel:<id>`: a channel's live playlist.
+    Channel(String),
+    /// `device:<id>`: a device's live playlist and archive.
+    Device(String),
+}
+
+impl PullTarget {
+    /// The channel or device id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Channel(id) | Self::Device(id) => id,
+        }
+    }
+}
+
+impl fmt::Display for PullTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Channel(id) => write!(f, "channel:{id}"),
+            Self::Device(id) => write!(f, "device:{id}"),
+        }
+    }
+}
+
+impl FromStr for PullTarget {
+    type Err = String;
+
+    /// `channel:<id>` or `device:<id>`, ids of 1..=64 letters, digits, `-`, `_`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, id) = s.split_once(':').ok_or("expected channel:<id> or device:<id>")?;
+        if !is_valid_channel_id(id) {
+            return Err(format!("invalid id {id:?}: 1..=64 letters, digits, '-' or '_'"));
+        }
+        match kind {
+            "channel" => Ok(Self::Channel(id.to_owned())),
+            "device" => Ok(Self::Device(id.to_owned())),
+            _ => Err(format!("unknown target kind {kind:?}: expected channel or device")),
+        }
+    }
+}
+
+/// One source to pull and where it goes. `Debug` shows the URL without credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PullSource {
+    /// `rtsp://`, `rtsps://` or `udp://` URL, possibly with credentials.
+    pub url: String,
+    /// Where it is recorded.
+    pub target: PullTarget,
+}
+
+impl fmt::Debug for PullSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PullSource")
+            .field("url", &redact_url(&self.url))
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+/// Parses a sources file: one `<target> <url>` per line (`device:cam1 rtsp://…`); blank
+/// lines and lines starting with `#` are skipped.
+///
+/// # Errors
+/// The first bad line: its number and why (the URL is not repeated, it may hold a password).
+pub fn parse_sources(text: &str) -> Result<Vec<PullSource>, String> {
+    let mut sources = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let (Some(target), Some(url), None) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(format!("line {}: expected `<target> <url>`", n + 1));
+        };
+        let target = target.parse().map_err(|e| format!("line {}: {e}", n + 1))?;
+        sources.push(PullSource { url: url.to_owned(), target });
+    }
+    Ok(sources)
+}
+
+/// Opens `url` with the protocol its scheme names.
+///
+/// # Errors
+/// [`SourceError::InvalidUrl`] for another scheme, else the protocol's error.
+pub async fn open_source(
+    url: &str,
+    options: &SourceOptions,
+) -> Result<Box<dyn MediaSource>, SourceError> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
+    match scheme.as_str() {
+        "rtsp" | "rtsps" => Ok(Box::new(crate::ingest::rtsp::connect(url, &options.rtsp).await?)),
+        "udp" => Ok(Box::new(crate::ingest::udp::open(url, &options.udp).await?)),
+        _ => Err(SourceError::InvalidUrl(format!(
+            "scheme {scheme:?} not supported: expected rtsp://, rtsps:// or udp://"
+        ))),
+    }
+}
+
+/// Protocol options of every source.
+#[derive(Debug, Clone, Default)]
+pub struct SourceOptions {
+    /// RTSP transport, credentials and timeouts.
+    pub rtsp: RtspOptions,
+    /// UDP receive options.
+    pub udp: UdpOptions,
+}
+
+/// Capped exponential backoff: `initial` doubling to `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// 1 s doubling to `max` (default 30 s).
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self { initial, max, next: initial }
+    }
+
+    /// The delay before the next attempt; `permanent` errors wait the longest.
+    pub fn delay(&mut self, permanent: bool) -> Duration {
+        if permanent {
+            return self.max;
+        }
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+
+    /// Media flowed again: the next failure starts from `initial`.
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+/// What every pulled source of one process shares.
+pub struct PullContext {
+    /// Object store.
+    pub sink: Arc<dyn ObjectSink>,
+    /// Upload queue, retry, spool.
+    pub uploads: UploadSettings,
+    /// Caps on one source's media.
+    pub media: MediaLimits,
+    /// Live playlist of devices (and of channels without a table).
+    pub live: LiveSettings,
+    /// Recording segment length of device archives, seconds.
+    pub recording_segment_secs: u32,
+    /// With a channel table: leases and publishing into channels.
+    pub ingest: Option<Arc<Ingest>>,
+    /// With a channel table: the channels.
+    pub channels: Option<Arc<dyn ChannelStore>>,
+    /// Stream state of channel targets (the channel table), if configured.
+    pub channel_states: Option<Arc<dyn StreamStateStore>>,
+    /// Stream state of device targets (the devices table), if configured.
+    pub device_states: Option<Arc<dyn StreamStateStore>>,
+    /// Protocol options.
+    pub sources: SourceOptions,
+    /// Longest reconnect delay.
+    pub max_backoff: Duration,
+}
+
+/// Session folder name of this run: unique across processes, sorted by start time.
+fn new_session() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!("{}-{:08x}", now.unix_timestamp_nanos() / 1_000_000, rand::random::<u32>())
+}
+
+impl PullContext {
+    /// Opens `target`'s output: a channel's publish (claiming its lease) or plain HLS.
+    async fn open_output(&self, target: &PullTarget) -> Result<Output, PublishError> {
+        let session = new_session();
+        match (target, &self.ingest, &self.channels) {
+            (PullTarget::Channel(id), Some(ingest), Some(channels)) => {
+                let channel = channels.get(id).await?.ok_or(PublishError::UnknownChannel)?;
+                Ok(Output::Channel(Box::new(ingest.start(channel).await?)))
+            }
+            (PullTarget::Channel(id), _, _) => {
+                let hls = HlsSettings::default();
+                let live = LiveSettings {
+                    segment_duration: hls.segment_duration,
+                    playlist_window: hls.playlist_window,
+                };
+                Ok(Output::Hls(Box::new(self.hls(format!("live/{id}"), session, live, None))))
+            }
+            (PullTarget::Device(id), _, _) => {
+                let archive = ArchiveConfig {
+                    device_id: id.clone(),
+                    session: session.clone(),
+                    target_secs: self.recording_segment_secs,
+                    max_bytes: self.media.max_segment_bytes,
+                    sink: Arc::clone(&self.sink),
+                    uploads: self.uploads.clone(),
+                };
+                let prefix = device_live_prefix(id);
+                Ok(Output::Hls(Box::new(self.hls(prefix, session, self.live, Some(archive)))))
+            }
+        }
+    }
+
+    fn hls(
+        &self,
+        prefix: String,
+        session: String,
+        live: LiveSettings,
+        archive: Option<ArchiveConfig>,
+    ) -> HlsOutput {
+        let sink = Arc::clone(&self.sink);
+        HlsOutput::new(sink, prefix, session, live, &self.uploads, self.media, archive)
+    }
+
+    fn state_store(&self, target: &PullTarget) -> Option<Arc<dyn StreamStateStore>> {
+        match target {
+            PullTarget::Channel(_) => self.channel_states.clone(),
+            PullTarget::Device(_) => self.device_states.clone(),
+        }
+    }
+}
+
+/// Pulls every source until `shutdown` resolves, then asks each to flush and end its
+/// playlists, waiting up to `drain` (uploads pending 10 s before its end stay spooled).
+pub async fn run(
+    context: Arc<PullContext>,
+    sources: Vec<PullSource>,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) {
+    let (stop_tx, stop_rx) = watch::channel(None);
+    let mut tasks = JoinSet::new();
+    for source in sources {
+        let span = tracing::info_span!("pull", target_id = %source.target, source = %redact_url(&source.url));
+        tasks.spawn(pull_one(Arc::clone(&context), source, stop_rx.clone()).instrument(span));
+    }
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(Err(e)) => tracing::error!(error = %e, "pull task failed"),
+                Some(Ok(())) => {}
+                None => return,
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!(sources = tasks.len(), "shutting down: flushing pulled sources");
+    let margin = crate::ingest::rtmp::FINISH_MARGIN;
+    let _ = stop_tx.send(Some(tokio::time::Instant::now() + drain.saturating_sub(margin)));
+    let drained =
+        tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("drain timeout: aborting remaining pulls");
+    }
+}
+
+/// Resolves once the process is shutting down.
+async fn stopping(stop: &mut Shutdown) {
+    if stop.wait_for(Option::is_some).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Sleeps `delay` unless the process starts shutting down first (then `false`).
+async fn wait(delay: Duration, stop: &mut Shutdown) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = stopping(stop) => false,
+    }
+}
+
+/// How one connection to a source ended.
+enum Ended {
+    /// The source failed or ended; reconnect.
+    Source(String, bool),
+    /// The process is stopping, or the channel's publish was revoked: finish.
+    Stop,
+}
+
+/// Pulls one source into its target until shutdown (or until the channel's publish is
+/// revoked: deleted, expired, key rotated, lease lost).
+async fn pull_one(context: Arc<PullContext>, source: PullSource, mut stop: Shutdown) {
+    let target = source.target.to_string();
+    let mut state =
+        StateReporter::new(context.state_store(&source.target), &target, source.target.id());
+    let mut backoff = Backoff::new(Duration::from_secs(1), context.max_backoff);
+    let mut output = loop {
+        match context.open_output(&source.target).await {
+            Ok(output) => break output,
+            Err(e) => {
+                let permanent = matches!(e, PublishError::UnknownChannel);
+                state.reconnecting(&format!("output: {e}"), 0);
+                if !wait(backoff.delay(permanent), &mut stop).await {
+                    return;
+                }
+            }
+        }
+    };
+    tracing::info!("pulling");
+    let mut timeline = Timeline::new(context.media.max_timestamp_jump);
+    let mut bytes_in = 0u64;
+    loop {
+        let opened = tokio::select! {
+            opened = open_source(&source.url, &context.sources) => opened,
+            () = stopping(&mut stop) => break,
+        };
+        let ended = match opened {
+            Err(e) => Ended::Source(e.to_string(), e.is_permanent()),
+            Ok(mut media) => {
+                let ended = receive(
+                    &mut *media,
+                    &mut output,
+                    &mut timeline,
+                    &mut state,
+                    &mut backoff,
+                    bytes_in,
+                    &mut stop,
+                )
+                .await;
+                bytes_in += media.bytes_in();
+                ended
+            }
+        };
+        let (error, permanent) = match ended {
+            Ended::Stop => break,
+            Ended::Source(error, permanent) => (error, permanent),
+        };
+        // The next connection's frames follow the last ones after a discontinuity.
+        timeline.restart();
+        state.reconnecting(&redact_url(&error), bytes_in);
+        if !wait(backoff.delay(permanent), &mut stop).await {
+            break;
+        }
+    }
+    let report = output.finish(stop).await;
+    tracing::info!(?report, "pull finished");
+}
+
+/// Feeds one connection's events into `output` until it fails, the process stops, or the
+/// channel's publish is revoked.
+async fn receive(
+    media: &mut dyn MediaSource,
+    output: &mut Output,
+    timeline: &mut Timeline,
+    state: &mut StateReporter,
+    backoff: &mut Backoff,
+    bytes_before: u64,
+    stop: &mut Shutdown,
+) -> Ended {
+    let mut flowing = false;
+    loop {
+        let event = tokio::select! {
+            event = media.next_event() => event,
+            reason = output.revoked() => {
+                tracing::warn!(reason = %reason, "channel publish ended");
+                return Ended::Stop;
+            }
+            () = stopping(stop) => return Ended::Stop,
+        };
+        let mut event = match event {
+            Ok(Some(event)) => event,
+            Ok(None) => return Ended::Source("source ended the stream".to_owned(), false),
+            Err(e) => return Ended::Source(e.to_string(), e.is_permanent()),
+        };
+        if let MediaEvent::Frame(frame) = &mut event {
+            timeline.map_frame(frame);
+            if !flowing {
+                flowing = true;
+                backoff.reset();
+            }
+            state.receiving(bytes_before + media.bytes_in());
+        }
+        match output.push(&event).await {
+            Ok(()) => {}
+            Err(e @ PublishError::Mux(_)) => return Ended::Source(e.to_string(), false),
+            Err(e) => {
+                tracing::error!(error = %e, "output failed");
+                return Ended::Source(e.to_string(), false);
+            }
+        }
+    }
+}

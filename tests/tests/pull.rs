@@ -1,0 +1,210 @@
+//! `streamer pull` as a process, fed by real ffmpeg UDP MPEG-TS senders: a device's live
+//! playlist and hourly archive, its stream state in a devices table (moto), a channel target
+//! holding the channel's publish lease, and one dead source beside a live one.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use std::path::Path;
+use std::time::Duration;
+use streamstack_core::aws::AwsClients;
+use streamstack_core::{ChannelState, HlsSettings};
+use streamstack_tests::process::{free_port, StreamerProcess};
+use streamstack_tests::*;
+
+/// A devices table with partition key `id` holding `ids`.
+async fn devices_table(aws: &AwsClients, ids: &[&str]) -> String {
+    let table = unique("devices");
+    aws.dynamodb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create devices table");
+    for id in ids {
+        aws.dynamodb
+            .put_item()
+            .table_name(&table)
+            .item("id", AttributeValue::S((*id).to_owned()))
+            .send()
+            .await
+            .expect("put device");
+    }
+    table
+}
+
+/// The `stream.status` recorded on item `id`, if any.
+async fn stream_status(aws: &AwsClients, table: &str, id: &str) -> Option<String> {
+    let item = aws
+        .dynamodb
+        .get_item()
+        .table_name(table)
+        .key("id", AttributeValue::S(id.to_owned()))
+        .send()
+        .await
+        .ok()?
+        .item?;
+    let stream = item.get("stream")?.as_m().ok()?;
+    stream.get("status")?.as_s().ok().cloned()
+}
+
+/// Waits up to `within` for `stream.status == want`.
+async fn wait_for_status(aws: &AwsClients, table: &str, id: &str, want: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let status = stream_status(aws, table, id).await;
+        if status.as_deref() == Some(want) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stream status {status:?}, wanted {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn read_playlist(path: &Path) -> m3u8_rs::MediaPlaylist {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    m3u8_rs::parse_media_playlist_res(&bytes).expect("playlist parses")
+}
+
+/// Every `recording.m3u8` under `dir`.
+fn recordings(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "recording.m3u8") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn udp_url() -> String {
+    // A UDP port that is very likely free: the TCP one of the same number was.
+    format!("udp://127.0.0.1:{}", free_port())
+}
+
+#[tokio::test]
+async fn device_live_playlist_archive_and_stream_state() {
+    let aws = aws().await;
+    let table = devices_table(&aws, &["cam1"]).await;
+    let out = tempdir();
+    let source = udp_url();
+    let output = format!("dir:{}", out.display());
+    let streamer = StreamerProcess::pull(
+        &[
+            "--source",
+            &source,
+            "--target",
+            "device:cam1",
+            "--output",
+            &output,
+            "--segment-duration",
+            "2",
+            "--recording-segment-duration",
+            "6",
+        ],
+        &[("DEVICES_TABLE", &table)],
+    )
+    .await;
+    let sender = format!("{source}?pkt_size=1316");
+    let clip = Clip { seconds: 14, realtime: true, gop: 25, ..Clip::default() };
+    let send = tokio::spawn(async move { ffmpeg_send_ts(&sender, clip).await });
+    wait_for_status(&aws, &table, "cam1", "receiving", Duration::from_secs(15)).await;
+    assert!(send.await.unwrap(), "ffmpeg failed");
+    // The source went quiet: the UDP receive timeout makes it `reconnecting`.
+    wait_for_status(&aws, &table, "cam1", "reconnecting", Duration::from_secs(20)).await;
+    assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
+
+    let live = read_playlist(&out.join("devices/cam1/live/index.m3u8"));
+    assert!(live.end_list, "live playlist not ended");
+    assert_eq!(live.target_duration, 2);
+    let archives = recordings(&out.join("devices/cam1"));
+    assert!(!archives.is_empty(), "no archive playlist");
+    let now = time::OffsetDateTime::now_utc();
+    let mut total = 0.0;
+    for path in &archives {
+        let rel = path.strip_prefix(&out).unwrap().to_string_lossy().into_owned();
+        // devices/cam1/<yyyy>/<mm>/<dd>/<hh>/<session>/recording.m3u8
+        let parts: Vec<&str> = rel.split('/').collect();
+        assert_eq!(parts.len(), 8, "{rel}");
+        assert_eq!(parts[2], format!("{:04}", now.year()), "{rel}");
+        let playlist = read_playlist(path);
+        assert!(playlist.end_list, "{rel} not ended");
+        assert_eq!(playlist.target_duration, 6);
+        assert_eq!(playlist.playlist_type, Some(m3u8_rs::MediaPlaylistType::Event));
+        for segment in &playlist.segments {
+            assert!((segment.duration as f64).round() <= 6.0, "{rel}: {}", segment.duration);
+        }
+        total += ffprobe_duration(&path.to_string_lossy()).expect("archive decodes");
+    }
+    assert!((total - 14.0).abs() <= 1.0, "archive holds {total} s of a 14 s source");
+    let errors = ffmpeg_decode_errors(&archives[0].to_string_lossy());
+    assert!(errors.is_empty(), "decode errors: {errors}");
+}
+
+#[tokio::test]
+async fn channel_target_holds_the_publish_lease_and_a_dead_source_disturbs_nothing() {
+    let aws = aws().await;
+    let (table, store) = channel_table(&aws).await;
+    let ch = channel(store.as_ref(), HlsSettings { segment_duration: 2, playlist_window: 5 }).await;
+    let out = tempdir();
+    let source = udp_url();
+    let dead = format!("rtsp://admin:hunter2@127.0.0.1:{}/cam", free_port());
+    let output = format!("dir:{}", out.display());
+    let target = format!("channel:{}", ch.id);
+    let streamer = StreamerProcess::pull(
+        &[
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--source",
+            &dead,
+            "--target",
+            "device:dead1",
+            "--output",
+            &output,
+        ],
+        &[("CHANNELS_TABLE", &table)],
+    )
+    .await;
+    // The pull claimed the channel's lease before any media.
+    wait_for_state(store.as_ref(), &ch, ChannelState::Live, Duration::from_secs(10)).await;
+    let sender = format!("{source}?pkt_size=1316");
+    let clip = Clip { seconds: 8, realtime: true, ..Clip::default() };
+    let send = tokio::spawn(async move { ffmpeg_send_ts(&sender, clip).await });
+    wait_for_status(&aws, &table, &ch.id, "receiving", Duration::from_secs(15)).await;
+    assert!(send.await.unwrap(), "ffmpeg failed");
+    assert!(streamer.log().contains("reconnecting"), "dead source never retried");
+    streamer.assert_log_free_of(&["hunter2", "admin:"]);
+    assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
+    assert_eq!(channel_state(store.as_ref(), &ch).await, ChannelState::Idle, "lease not released");
+    let live = read_playlist(&out.join(format!("live/{}/index.m3u8", ch.id)));
+    assert!(live.end_list);
+    let duration =
+        ffprobe_duration(&out.join(format!("live/{}/index.m3u8", ch.id)).to_string_lossy())
+            .expect("channel playlist decodes");
+    assert!(duration >= 5.0, "only {duration} s recorded");
+}
