@@ -7,11 +7,11 @@ use crate::media::{AudioConfig, VideoConfig};
 use bytes::{BufMut, BytesMut};
 
 /// Annex B start code written before every NAL unit.
-pub(super) const START_CODE: [u8; 4] = [0, 0, 0, 1];
+pub(crate) const START_CODE: [u8; 4] = [0, 0, 0, 1];
 /// NAL unit type of an SPS (ISO/IEC 14496-10 Table 7-1).
-pub(super) const NAL_SPS: u8 = 7;
+pub(crate) const NAL_SPS: u8 = 7;
 /// Bytes of an ADTS header without CRC.
-pub(super) const ADTS_HEADER_LEN: usize = 7;
+pub(crate) const ADTS_HEADER_LEN: usize = 7;
 
 /// A bounds-checked cursor over a body; `what` names the structure in errors.
 pub(super) struct Reader<'a> {

@@ -303,21 +303,22 @@ impl FlvDemuxer {
 }
 
 /// One access unit in Annex B form.
-struct AccessUnit {
+pub(crate) struct AccessUnit {
     /// The bytes, `None` if the frame held no NAL units.
-    data: Option<Bytes>,
+    pub(crate) data: Option<Bytes>,
     /// It holds an IDR slice.
-    idr: bool,
+    pub(crate) idr: bool,
     /// An IDR whose in-band SPS differ from the configured ones: the new parameter sets
     /// (in-band SPS, then in-band PPS or else the configured PPS) and the SPS bytes in them.
-    new_parameter_sets: Option<(Bytes, usize)>,
+    pub(crate) new_parameter_sets: Option<(Bytes, usize)>,
 }
 
 /// Length-prefixed NAL units (`n`-byte lengths) -> Annex B access unit: AUD, then `params`
 /// (SPS/PPS, the first `sps_len` bytes being the SPS) before an IDR that lacks them, then the
 /// NAL units (dropping AUDs already present). The data is at most
-/// `6 + params.len() + 2.5 × nals.len()` bytes.
-fn annex_b(
+/// `6 + params.len() + 2.5 × nals.len()` bytes. Shared with RTSP, whose depacketizer
+/// hands over 4-byte length-prefixed NAL units.
+pub(crate) fn annex_b(
     mut nals: &[u8],
     n: usize,
     params: &Bytes,
