@@ -36,11 +36,11 @@ use config::{Reader, ADTS_HEADER_LEN, NAL_SPS, START_CODE};
 use thiserror::Error;
 
 /// Access unit delimiter NAL unit (primary_pic_type 7: any slice type), with start code.
-const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
+pub(crate) const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
 /// NAL unit types (ISO/IEC 14496-10 Table 7-1).
-const NAL_IDR: u8 = 5;
-const NAL_PPS: u8 = 8;
-const NAL_AUD: u8 = 9;
+pub(crate) const NAL_IDR: u8 = 5;
+pub(crate) const NAL_PPS: u8 = 8;
+pub(crate) const NAL_AUD: u8 = 9;
 /// VIDEODATA codec id of AVC (FLV spec §E.4.3.1).
 const CODEC_AVC: u8 = 7;
 /// VIDEODATA frame type of a video info / command frame.

@@ -1,0 +1,374 @@
+//! PES assembly on the chosen program's PIDs (ISO/IEC 13818-1 §2.4.3.6), continuity checks
+//! (§2.4.3.3), timestamp unwrapping and discontinuities, and the frames that come out.
+
+use super::es::{adts_frames, VideoAu};
+use super::psi::Selection;
+use super::{signed33, DemuxStats, Header, MAX_PES_BYTES, PACKET_SIZE, PCR_JUMP, WRAP};
+use crate::media::{Frame, MediaEvent, MediaLimits, Track, Tracks, VideoConfig, CLOCK_HZ};
+use bytes::Bytes;
+use mpeg2ts::ts::{TsPacket, TsPayload};
+
+/// A PES packet being assembled.
+#[derive(Debug)]
+struct Pes {
+    data: Vec<u8>,
+    /// PTS and DTS as sent (33 bits).
+    pts: Option<u64>,
+    dts: Option<u64>,
+    /// Payload bytes `PES_packet_length` announces (`None`: unbounded, as for video).
+    expected: Option<usize>,
+    discontinuity: bool,
+}
+
+/// One elementary stream's PID state.
+#[derive(Debug, Default)]
+struct Stream {
+    continuity: Option<u8>,
+    /// `None` while waiting for the next PES start (at first, or after damage).
+    pes: Option<Pes>,
+    /// The next PES starts a discontinuity.
+    discontinuity: bool,
+    /// Size of the previous PES, the next one's capacity hint.
+    last_len: usize,
+}
+
+/// One-time warnings already logged.
+#[derive(Debug, Default)]
+struct Warned {
+    before_idr: bool,
+    big_sets: bool,
+    no_pts: bool,
+    oversize: bool,
+    adts: bool,
+}
+
+/// Audio frames held until the first video frame: at most this many (~1.3 s at 48 kHz).
+const MAX_HELD: usize = 64;
+
+/// The chosen program's elementary streams and the media state they drive.
+#[derive(Debug)]
+pub struct Streams {
+    limits: MediaLimits,
+    cap: usize,
+    selection: Option<Selection>,
+    video: Stream,
+    audio: Stream,
+    /// The last DTS as sent and unwrapped.
+    clock: Option<(u64, i64)>,
+    /// The last PCR base.
+    pcr: Option<u64>,
+    /// Unwrapped PTS the next audio frame would have.
+    next_audio: Option<i64>,
+    tracks: Tracks,
+    announced: Option<Tracks>,
+    /// Audio completed before the first video frame (video PES end only when the next one
+    /// starts), emitted after it.
+    held: std::collections::VecDeque<Frame>,
+    warned: Warned,
+}
+
+/// An unwrapped timestamp as emitted: plus 2^33, so timestamps before the first stay
+/// non-negative.
+fn ticks(unwrapped: i64) -> u64 {
+    unwrapped.saturating_add(WRAP as i64).max(0) as u64
+}
+
+impl Streams {
+    /// No program chosen yet.
+    pub fn new(limits: MediaLimits) -> Self {
+        Self {
+            limits,
+            cap: MAX_PES_BYTES.min(limits.max_segment_bytes),
+            selection: None,
+            video: Stream::default(),
+            audio: Stream::default(),
+            clock: None,
+            pcr: None,
+            next_audio: None,
+            tracks: Tracks::default(),
+            announced: None,
+            held: std::collections::VecDeque::new(),
+            warned: Warned::default(),
+        }
+    }
+
+    /// The tracks last announced.
+    pub fn announced(&self) -> Option<&Tracks> {
+        self.announced.as_ref()
+    }
+
+    /// The track carried on `pid`, if it is one the chosen program's streams.
+    pub fn track_of(&self, pid: u16) -> Option<Track> {
+        let sel = self.selection?;
+        if sel.video == pid {
+            Some(Track::Video)
+        } else if sel.audio == Some(pid) {
+            Some(Track::Audio)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `pid` carries the chosen program's PCR.
+    pub fn is_pcr(&self, pid: u16) -> bool {
+        self.selection.is_some_and(|s| s.pcr == Some(pid))
+    }
+
+    /// Uses `selection` from now on (none: the program went away). Frames being assembled
+    /// are emitted; a change of program is a discontinuity.
+    pub fn select(
+        &mut self,
+        selection: Option<Selection>,
+        out: &mut Vec<MediaEvent>,
+        stats: &mut DemuxStats,
+    ) {
+        self.finish(out, stats);
+        let changed = self.selection.is_some();
+        let pending = changed || self.video.discontinuity;
+        if changed {
+            stats.discontinuities += 1;
+        }
+        self.selection = selection;
+        self.video = Stream { discontinuity: pending, ..Stream::default() };
+        self.audio = Stream { discontinuity: pending, ..Stream::default() };
+        self.pcr = None;
+        self.next_audio = None;
+        self.held.clear();
+        if selection.is_some_and(|s| s.audio.is_none()) {
+            self.tracks.audio = None;
+        }
+    }
+
+    /// A PCR (base, 90 kHz) on the PCR PID: one stepping back or jumping ahead is a
+    /// discontinuity.
+    pub fn pcr(&mut self, base: u64, stats: &mut DemuxStats) {
+        if let Some(last) = self.pcr.replace(base) {
+            let step = signed33(base, last);
+            if !(0..=PCR_JUMP).contains(&step) {
+                tracing::debug!(step, "PCR discontinuity");
+                self.discontinuity(stats);
+            }
+        }
+    }
+
+    fn discontinuity(&mut self, stats: &mut DemuxStats) {
+        stats.discontinuities += 1;
+        self.video.discontinuity = true;
+        self.audio.discontinuity = true;
+        self.next_audio = None;
+    }
+
+    fn stream(&mut self, track: Track) -> &mut Stream {
+        match track {
+            Track::Video => &mut self.video,
+            Track::Audio => &mut self.audio,
+        }
+    }
+
+    /// One packet of `track`'s PID; `start` is the packet as `mpeg2ts` parsed it when it
+    /// starts a PES (`None` if it refused it).
+    pub fn packet(
+        &mut self,
+        track: Track,
+        header: &Header,
+        p: &[u8; PACKET_SIZE],
+        start: Option<TsPacket>,
+        out: &mut Vec<MediaEvent>,
+        stats: &mut DemuxStats,
+    ) {
+        let cap = self.cap;
+        let stream = self.stream(track);
+        if header.error {
+            stats.transport_errors += 1;
+            stats.dropped_pes += u64::from(stream.pes.take().is_some());
+            return;
+        }
+        if header.payload.is_some() {
+            if let Some(last) = stream.continuity {
+                if header.continuity == last && !header.discontinuity {
+                    return; // a duplicate packet (§2.4.3.3)
+                }
+                if header.continuity != (last + 1) & 0x0F && !header.discontinuity {
+                    stats.cc_errors += 1;
+                    stats.dropped_pes += u64::from(stream.pes.take().is_some());
+                }
+            }
+            stream.continuity = Some(header.continuity);
+        }
+        if header.start {
+            self.finish_pes(track, out, stats);
+        }
+        if header.discontinuity {
+            self.discontinuity(stats);
+        }
+        let stream = self.stream(track);
+        let Some(offset) = header.payload else {
+            return;
+        };
+        if header.start {
+            if let Some(TsPayload::PesStart(pes)) = start.and_then(|p| p.payload) {
+                let mut data = Vec::with_capacity(stream.last_len.clamp(PACKET_SIZE, cap));
+                data.extend_from_slice(&pes.data);
+                // PES_packet_length counts from after itself: 3 bytes of flags and
+                // PES_header_data_length, then the header data (§2.4.3.7).
+                let header_len = p.get(offset + 8).map_or(0, |&n| 3 + usize::from(n));
+                let expected = usize::from(pes.pes_packet_len).checked_sub(header_len);
+                stream.pes = Some(Pes {
+                    data,
+                    pts: pes.header.pts.map(|t| t.as_u64()),
+                    dts: pes.header.dts.map(|t| t.as_u64()),
+                    expected: expected.filter(|_| pes.pes_packet_len > 0),
+                    discontinuity: std::mem::take(&mut stream.discontinuity),
+                });
+            }
+        } else if let Some(pes) = stream.pes.as_mut() {
+            let payload = &p[offset..];
+            if pes.data.len() + payload.len() > cap {
+                stream.pes = None;
+                stats.oversize_pes += 1;
+                if !std::mem::replace(&mut self.warned.oversize, true) {
+                    tracing::warn!(cap, ?track, "dropping a PES packet over the size cap");
+                }
+                return;
+            }
+            pes.data.extend_from_slice(payload);
+        }
+        // A PES with a length is complete as soon as it is all here.
+        if let Some(pes) = stream.pes.as_mut() {
+            if let Some(expected) = pes.expected.filter(|&n| pes.data.len() >= n) {
+                pes.data.truncate(expected);
+                self.finish_pes(track, out, stats);
+            }
+        }
+    }
+
+    /// Emits the PES packets being assembled (end of stream, or a new program).
+    pub fn finish(&mut self, out: &mut Vec<MediaEvent>, stats: &mut DemuxStats) {
+        self.finish_pes(Track::Video, out, stats);
+        self.finish_pes(Track::Audio, out, stats);
+    }
+
+    fn finish_pes(&mut self, track: Track, out: &mut Vec<MediaEvent>, stats: &mut DemuxStats) {
+        let stream = self.stream(track);
+        let Some(pes) = stream.pes.take() else {
+            return;
+        };
+        stream.last_len = pes.data.len();
+        match track {
+            Track::Video => self.video_frame(pes, out, stats),
+            Track::Audio => self.audio_frames(pes, out, stats),
+        }
+    }
+
+    /// `raw` (33 bits) unwrapped against the previous timestamp of any track.
+    fn unwrap(&mut self, raw: u64) -> i64 {
+        let unwrapped = match self.clock {
+            None => raw as i64,
+            Some((last_raw, last)) => last + signed33(raw, last_raw),
+        };
+        self.clock = Some((raw, unwrapped));
+        unwrapped
+    }
+
+    fn announce(&mut self, out: &mut Vec<MediaEvent>) {
+        if self.announced.as_ref() != Some(&self.tracks) {
+            self.announced = Some(self.tracks.clone());
+            out.push(MediaEvent::Tracks(self.tracks.clone()));
+        }
+    }
+
+    fn video_frame(&mut self, pes: Pes, out: &mut Vec<MediaEvent>, stats: &mut DemuxStats) {
+        let Some(pts_raw) = pes.pts else {
+            stats.dropped_pes += 1;
+            if !std::mem::replace(&mut self.warned.no_pts, true) {
+                tracing::warn!("dropping H.264 PES packets without PTS");
+            }
+            return;
+        };
+        let dts_raw = pes.dts.unwrap_or(pts_raw);
+        let dts = self.unwrap(dts_raw);
+        let pts = dts + signed33(pts_raw, dts_raw).max(0);
+        let au = VideoAu::parse(&pes.data);
+        if let Some(sets) = au.parameter_sets() {
+            let limit = self.limits.max_parameter_set_bytes;
+            if sets.len() > limit {
+                if !std::mem::replace(&mut self.warned.big_sets, true) {
+                    tracing::warn!(
+                        bytes = sets.len(),
+                        limit,
+                        "ignoring in-band SPS/PPS over the limit"
+                    );
+                }
+            } else if self.tracks.video.as_ref().map(|v| &v.parameter_sets) != Some(&sets) {
+                self.tracks.video = Some(VideoConfig { parameter_sets: sets });
+            }
+        }
+        let Some(video) = self.tracks.video.as_ref() else {
+            if !std::mem::replace(&mut self.warned.before_idr, true) {
+                tracing::info!("dropping H.264 frames until an IDR with SPS and PPS");
+            }
+            return;
+        };
+        let Some(data) = au.annex_b(&video.parameter_sets) else {
+            return;
+        };
+        self.announce(out);
+        stats.frames += 1;
+        out.push(MediaEvent::Frame(Frame {
+            track: Track::Video,
+            dts: ticks(dts),
+            pts: ticks(pts),
+            idr: au.idr,
+            discontinuity: pes.discontinuity,
+            data,
+        }));
+        for frame in std::mem::take(&mut self.held) {
+            if frame.dts >= ticks(dts) {
+                stats.frames += 1;
+                out.push(MediaEvent::Frame(frame));
+            }
+        }
+    }
+
+    fn audio_frames(&mut self, pes: Pes, out: &mut Vec<MediaEvent>, stats: &mut DemuxStats) {
+        let data = Bytes::from(pes.data);
+        let (frames, rest) = adts_frames(&data);
+        if rest > 0 && !std::mem::replace(&mut self.warned.adts, true) {
+            tracing::warn!(bytes = rest, "dropping audio PES bytes that are not whole ADTS frames");
+        }
+        let base = match pes.pts {
+            Some(raw) => self.unwrap(raw),
+            None => match self.next_audio {
+                Some(next) => next,
+                None => return,
+            },
+        };
+        let mut discontinuity = pes.discontinuity;
+        let mut samples = 0;
+        for frame in frames {
+            self.tracks.audio = Some(frame.config);
+            let at = base + (samples * CLOCK_HZ / frame.sample_rate) as i64;
+            samples += frame.samples;
+            self.next_audio = Some(base + (samples * CLOCK_HZ / frame.sample_rate) as i64);
+            let frame = Frame {
+                track: Track::Audio,
+                dts: ticks(at),
+                pts: ticks(at),
+                idr: false,
+                discontinuity: std::mem::take(&mut discontinuity),
+                data: data.slice(frame.range),
+            };
+            if self.tracks.video.is_none() {
+                // Before the first video frame: held, as the first IDR's PES ends later.
+                if self.held.len() == MAX_HELD {
+                    self.held.pop_front();
+                }
+                self.held.push_back(frame);
+                continue;
+            }
+            self.announce(out);
+            stats.frames += 1;
+            out.push(MediaEvent::Frame(frame));
+        }
+    }
+}

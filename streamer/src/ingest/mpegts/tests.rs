@@ -1,0 +1,502 @@
+//! Unit and property tests of the MPEG-TS demuxer: streams written by our own muxer
+//! ([`crate::ts::TsMuxer`], for exact expectations) and by ffmpeg.
+
+use super::*;
+use crate::flv::adts_header;
+use crate::media::{AudioConfig, Frame, Track};
+use crate::ts::TsMuxer;
+use bytes::Bytes;
+use mpeg2ts::es::StreamType;
+use mpeg2ts::ts::payload::{Pat, Pmt};
+use mpeg2ts::ts::{
+    ContinuityCounter, EsInfo, Pid, ProgramAssociation, TransportScramblingControl, TsHeader,
+    TsPacketWriter, VersionNumber, WriteTsPacket,
+};
+use proptest::prelude::*;
+
+const CFG: AudioConfig = AudioConfig { profile: 1, sampling_index: 3, channels: 2 };
+const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
+/// 40 ms, 25 fps.
+const FRAME: u64 = 3600;
+
+fn params(n: u8) -> Vec<u8> {
+    vec![0, 0, 0, 1, 0x67, 0x64, 0, 0x1F, n, 0xAC, 0, 0, 0, 1, 0x68, 0xEE, n]
+}
+
+/// An Annex B access unit: AUD, SPS/PPS (`sps`), and one slice of `size` bytes.
+fn au(idr: bool, sps: Option<u8>, size: usize) -> Vec<u8> {
+    let mut v = AUD.to_vec();
+    if let Some(n) = sps {
+        v.extend_from_slice(&params(n));
+    }
+    v.extend_from_slice(&[0, 0, 0, 1, if idr { 0x65 } else { 0x41 }]);
+    v.extend((0..size).map(|i| 0x80 | i as u8));
+    v
+}
+
+fn adts(len: usize) -> Vec<u8> {
+    let mut v = adts_header(CFG, len).to_vec();
+    v.extend(std::iter::repeat_n(0x21, len));
+    v
+}
+
+fn frame(track: Track, dts: u64, pts: u64, idr: bool, data: Vec<u8>) -> Frame {
+    Frame { track, dts, pts, idr, discontinuity: false, data: Bytes::from(data) }
+}
+
+/// A transport stream of `n` video frames at 25 fps from `dts0` (IDR with SPS/PPS every
+/// 25th, PTS 80 ms ahead), two ADTS frames per video frame, tables every 10 frames.
+fn stream(n: u64, dts0: u64) -> (Vec<u8>, Vec<Frame>) {
+    let mut mux = TsMuxer::new(true);
+    let (mut ts, mut frames) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        if i % 10 == 0 {
+            mux.write_tables(&mut ts).unwrap();
+        }
+        let dts = dts0 + i * FRAME;
+        let idr = i % 25 == 0;
+        let size = if idr { 5000 } else { 300 + i as usize * 7 };
+        let v = frame(Track::Video, dts, dts + 2 * FRAME, idr, au(idr, idr.then_some(1), size));
+        for k in 0..2 {
+            let a =
+                frame(Track::Audio, dts + k * 1920, dts + k * 1920, false, adts(100 + k as usize));
+            mux.write_frame(&a, &mut ts).unwrap();
+            frames.push(a);
+        }
+        mux.write_frame(&v, &mut ts).unwrap();
+        frames.push(v);
+    }
+    (ts, frames)
+}
+
+fn demux_in_chunks(ts: &[u8], sizes: &[usize], d: &mut TsDemuxer) -> Vec<MediaEvent> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &size in sizes.iter().cycle() {
+        if at >= ts.len() {
+            break;
+        }
+        let end = (at + size).min(ts.len());
+        d.push(&ts[at..end], &mut out).unwrap();
+        at = end;
+    }
+    d.finish(&mut out);
+    out
+}
+
+fn frames(events: &[MediaEvent]) -> Vec<&Frame> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Frame(f) => Some(f),
+            MediaEvent::Tracks(_) => None,
+        })
+        .collect()
+}
+
+fn demuxer() -> TsDemuxer {
+    TsDemuxer::new(MediaLimits::default(), None)
+}
+
+#[test]
+fn frames_come_back_exactly_in_any_chunking() {
+    let (ts, sent) = stream(60, 900_000);
+    for sizes in [&[1316][..], &[188], &[1], &[7, 187, 189, 1000], &[65_536]] {
+        let mut d = demuxer();
+        let events = demux_in_chunks(&ts, sizes, &mut d);
+        let MediaEvent::Tracks(tracks) = &events[0] else { panic!("{:?}", events[0]) };
+        assert_eq!(tracks.video.as_ref().unwrap().parameter_sets[..], params(1)[..]);
+        assert_eq!(tracks.audio, Some(CFG));
+        assert_eq!(events.iter().filter(|e| matches!(e, MediaEvent::Tracks(_))).count(), 1);
+        let got = frames(&events);
+        assert!(got[0].idr, "the first IDR comes first");
+        assert_eq!(got.len(), sent.len(), "chunks {sizes:?}");
+        for track in [Track::Video, Track::Audio] {
+            let got = got.iter().filter(|f| f.track == track);
+            let expected = sent.iter().filter(|f| f.track == track);
+            for (g, e) in got.zip(expected) {
+                assert_eq!((g.idr, g.discontinuity), (e.idr, false));
+                assert_eq!((g.dts - WRAP, g.pts - WRAP), (e.dts, e.pts), "{track:?}");
+                assert_eq!(g.data, e.data);
+            }
+        }
+        let stats = d.stats();
+        assert_eq!(stats.packets, ts.len() as u64 / 188);
+        assert_eq!(stats.cc_errors + stats.resyncs + stats.dropped_pes, 0, "{stats:?}");
+    }
+}
+
+#[test]
+fn idr_without_parameter_sets_gets_them_and_auds_are_not_doubled() {
+    let mut mux = TsMuxer::new(false);
+    let mut ts = Vec::new();
+    mux.write_tables(&mut ts).unwrap();
+    // An IDR with SPS/PPS but no AUD, then one without SPS/PPS, then a non-IDR with two AUDs.
+    let first = au(true, Some(3), 50)[AUD.len()..].to_vec();
+    let mut third = AUD.to_vec();
+    third.extend(au(false, None, 10));
+    for (i, data) in [first, au(true, None, 20), third].into_iter().enumerate() {
+        let dts = i as u64 * FRAME;
+        mux.write_frame(&frame(Track::Video, dts, dts, i < 2, data), &mut ts).unwrap();
+    }
+    let events = demux_in_chunks(&ts, &[1316], &mut demuxer());
+    let got = frames(&events);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].data[..], au(true, Some(3), 50)[..]);
+    let mut want = AUD.to_vec();
+    want.extend(params(3));
+    want.extend(&au(true, None, 20)[AUD.len()..]);
+    assert_eq!(got[1].data[..], want[..]);
+    assert!(got[1].idr && !got[2].idr);
+    assert_eq!(got[2].data[..], au(false, None, 10)[..]);
+}
+
+#[test]
+fn frames_wait_for_an_idr_with_parameter_sets_and_a_new_sps_is_announced() {
+    let mut mux = TsMuxer::new(false);
+    let mut ts = Vec::new();
+    mux.write_tables(&mut ts).unwrap();
+    let aus = [
+        au(false, None, 10),
+        au(true, None, 10),
+        au(true, Some(1), 10),
+        au(false, None, 10),
+        au(true, Some(2), 10),
+    ];
+    for (i, data) in aus.into_iter().enumerate() {
+        let dts = i as u64 * FRAME;
+        mux.write_frame(&frame(Track::Video, dts, dts, false, data), &mut ts).unwrap();
+    }
+    let events = demux_in_chunks(&ts, &[188], &mut demuxer());
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            MediaEvent::Tracks(t) => {
+                format!("tracks {}", t.video.as_ref().unwrap().parameter_sets[8])
+            }
+            MediaEvent::Frame(f) => format!("frame {}", (f.dts - WRAP) / FRAME),
+        })
+        .collect();
+    assert_eq!(kinds, ["tracks 1", "frame 2", "frame 3", "tracks 2", "frame 4"]);
+}
+
+#[test]
+fn a_pes_with_several_adts_frames_is_split_with_timestamps_per_1024_samples() {
+    let mut mux = TsMuxer::new(true);
+    let mut ts = Vec::new();
+    mux.write_tables(&mut ts).unwrap();
+    mux.write_frame(&frame(Track::Video, 0, 0, true, au(true, Some(1), 10)), &mut ts).unwrap();
+    let three: Vec<u8> = [adts(10), adts(20), adts(30)].concat();
+    mux.write_frame(&frame(Track::Audio, 9000, 9000, false, three), &mut ts).unwrap();
+    let events = demux_in_chunks(&ts, &[1316], &mut demuxer());
+    let audio: Vec<_> = frames(&events).into_iter().filter(|f| f.track == Track::Audio).collect();
+    let times: Vec<u64> = audio.iter().map(|f| f.pts - WRAP).collect();
+    // 1024 samples at 48 kHz = 1920 ticks.
+    assert_eq!(times, [9000, 10_920, 12_840]);
+    assert_eq!(audio[2].data[..], adts(30)[..]);
+}
+
+/// Offsets of the TS packets of `pid` in `ts`.
+fn packets_of(ts: &[u8], pid: u16) -> Vec<usize> {
+    (0..ts.len())
+        .step_by(188)
+        .filter(|&at| u16::from(ts[at + 1] & 0x1F) << 8 | u16::from(ts[at + 2]) == pid)
+        .collect()
+}
+
+#[test]
+fn a_lost_packet_drops_only_its_frame_and_is_counted() {
+    let (mut ts, sent) = stream(30, 0);
+    // The 2nd packet of the 5th video PES (a 300+ byte P frame, 2-3 packets).
+    let video = packets_of(&ts, crate::ts::VIDEO_PID);
+    let starts: Vec<usize> = video.iter().copied().filter(|&at| ts[at + 1] & 0x40 != 0).collect();
+    let lost = starts[4] + 188;
+    assert!(video.contains(&lost) && ts[lost + 1] & 0x40 == 0);
+    ts.drain(lost..lost + 188);
+    let mut d = demuxer();
+    let events = demux_in_chunks(&ts, &[1316], &mut d);
+    let got = frames(&events);
+    assert_eq!(got.len(), sent.len() - 1);
+    assert!(got.iter().all(|f| f.track == Track::Audio || f.dts - WRAP != 4 * FRAME));
+    let stats = d.stats();
+    assert_eq!((stats.cc_errors, stats.dropped_pes), (1, 1), "{stats:?}");
+}
+
+#[test]
+fn garbage_between_packets_is_skipped_by_resyncing() {
+    let (ts, sent) = stream(30, 0);
+    let mut dirty = Vec::new();
+    for (i, packet) in ts.chunks(188).enumerate() {
+        dirty.extend_from_slice(packet);
+        if i % 50 == 49 {
+            dirty.extend_from_slice(&[0x47, 1, 2, 0x47, 0x47, 9]);
+        }
+    }
+    let mut d = demuxer();
+    let events = demux_in_chunks(&dirty, &[1000], &mut d);
+    let stats = d.stats();
+    assert_eq!(stats.resyncs, ts.len() as u64 / 188 / 50);
+    // Frames whose packets straddle garbage survive: no packet was lost.
+    assert_eq!(frames(&events).len(), sent.len());
+    assert_eq!(stats.cc_errors, 0);
+}
+
+#[test]
+fn timestamps_unwrap_across_the_33_bit_wrap() {
+    let (ts, sent) = stream(50, WRAP - 20 * FRAME);
+    let events = demux_in_chunks(&ts, &[1316], &mut demuxer());
+    let video: Vec<&Frame> =
+        frames(&events).into_iter().filter(|f| f.track == Track::Video).collect();
+    assert_eq!(video.len(), 50);
+    for (i, f) in video.iter().enumerate() {
+        assert_eq!(f.dts, sent[2].dts + WRAP + i as u64 * FRAME);
+        assert_eq!(f.dts % WRAP, (WRAP - 20 * FRAME + i as u64 * FRAME) % WRAP);
+    }
+    assert!(video.windows(2).all(|w| w[1].dts == w[0].dts + FRAME));
+    assert!(video.iter().all(|f| !f.discontinuity));
+}
+
+#[test]
+fn a_pcr_jump_or_discontinuity_indicator_marks_the_next_frames() {
+    let (mut ts, _) = stream(10, 0);
+    let (second, _) = stream(10, 1000 * 90_000);
+    ts.extend_from_slice(&second);
+    let events = demux_in_chunks(&ts, &[1316], &mut demuxer());
+    let mut marked: Vec<(bool, u64)> = frames(&events)
+        .into_iter()
+        .filter(|f| f.discontinuity)
+        .map(|f| (f.track == Track::Video, (f.dts - WRAP) / 90_000))
+        .collect();
+    marked.sort();
+    assert_eq!(marked, [(false, 1000), (true, 1000)]);
+
+    // The indicator alone (same clock): set it on the first packet of the 5th video PES.
+    let (mut ts, _) = stream(10, 0);
+    let start = packets_of(&ts, crate::ts::VIDEO_PID)
+        .into_iter()
+        .filter(|&at| ts[at + 1] & 0x40 != 0)
+        .nth(4)
+        .unwrap();
+    assert_eq!(ts[start + 3] & 0x20, 0x20, "video PES starts carry an adaptation field");
+    ts[start + 5] |= 0x80;
+    let events = demux_in_chunks(&ts, &[1316], &mut demuxer());
+    let mut marked: Vec<(bool, u64)> = frames(&events)
+        .into_iter()
+        .filter(|f| f.discontinuity)
+        .map(|f| (f.track == Track::Video, (f.dts - WRAP) / FRAME))
+        .collect();
+    marked.sort();
+    assert_eq!(marked, [(false, 5), (true, 4)]);
+}
+
+#[test]
+fn an_oversize_pes_is_dropped_and_counted() {
+    let mut mux = TsMuxer::new(false);
+    let mut ts = Vec::new();
+    mux.write_tables(&mut ts).unwrap();
+    for (i, size) in [100, 30_000, 100, 100].into_iter().enumerate() {
+        let dts = i as u64 * FRAME;
+        mux.write_frame(&frame(Track::Video, dts, dts, true, au(true, Some(1), size)), &mut ts)
+            .unwrap();
+    }
+    let limits = MediaLimits { max_segment_bytes: 20_000, ..MediaLimits::default() };
+    let mut d = TsDemuxer::new(limits, None);
+    let events = demux_in_chunks(&ts, &[1316], &mut d);
+    assert_eq!(frames(&events).len(), 3);
+    assert_eq!(d.stats().oversize_pes, 1);
+}
+
+/// (program number, PMT PID, [(stream type, PID)]).
+type Program<'a> = (u16, u16, &'a [(StreamType, u16)]);
+
+/// PAT and PMTs for `programs`: (program number, PMT PID, [(stream type, PID)]); the PCR on
+/// the first stream.
+fn tables(programs: &[Program]) -> Vec<u8> {
+    let pid = |n: u16| Pid::new(n).unwrap();
+    let header = |n: u16| TsHeader {
+        transport_error_indicator: false,
+        transport_priority: false,
+        pid: pid(n),
+        transport_scrambling_control: TransportScramblingControl::NotScrambled,
+        continuity_counter: ContinuityCounter::new(),
+    };
+    let mut out = Vec::new();
+    let mut w = TsPacketWriter::new(&mut out);
+    let table = programs
+        .iter()
+        .map(|&(n, pmt, _)| ProgramAssociation { program_num: n, program_map_pid: pid(pmt) })
+        .collect();
+    let pat = Pat { transport_stream_id: 1, version_number: VersionNumber::new(), table };
+    w.write_ts_packet(&TsPacket {
+        header: header(0),
+        adaptation_field: None,
+        payload: Some(TsPayload::Pat(pat)),
+    })
+    .unwrap();
+    for &(n, pmt, streams) in programs {
+        let es_info = streams
+            .iter()
+            .map(|&(stream_type, es)| EsInfo {
+                stream_type,
+                elementary_pid: pid(es),
+                descriptors: vec![],
+            })
+            .collect();
+        let pmt_payload = Pmt {
+            program_num: n,
+            pcr_pid: Some(pid(streams[0].1)),
+            version_number: VersionNumber::new(),
+            program_info: vec![],
+            es_info,
+        };
+        w.write_ts_packet(&TsPacket {
+            header: header(pmt),
+            adaptation_field: None,
+            payload: Some(TsPayload::Pmt(pmt_payload)),
+        })
+        .unwrap();
+    }
+    out
+}
+
+/// Frames from our muxer (H.264 on 0x100, AAC on 0x101) behind the given tables.
+fn with_tables(tables: Vec<u8>) -> Vec<u8> {
+    let (ts, _) = stream(5, 0);
+    let mut out = tables;
+    // Our muxer's own PAT/PMT packets are left out.
+    for p in ts.chunks(188).filter(|p| p[1] & 0x1F != 0x10 && !(p[1] & 0x1F == 0 && p[2] == 0)) {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+fn push_all(d: &mut TsDemuxer, ts: &[u8]) -> Result<Vec<MediaEvent>, DemuxError> {
+    let mut out = Vec::new();
+    for chunk in ts.chunks(1316) {
+        d.push(chunk, &mut out)?;
+    }
+    d.finish(&mut out);
+    Ok(out)
+}
+
+#[test]
+fn h265_is_refused_and_other_audio_dropped() {
+    let h265 = with_tables(tables(&[(
+        1,
+        0x1000,
+        &[(StreamType::H265, 0x100), (StreamType::AdtsAac, 0x101)],
+    )]));
+    let err = push_all(&mut demuxer(), &h265).unwrap_err();
+    assert_eq!(err, DemuxError::H265Refused { program: 1 });
+    assert!(err.to_string().contains("H.265"), "{err}");
+
+    let mp2 = with_tables(tables(&[(
+        1,
+        0x1000,
+        &[(StreamType::H264, 0x100), (StreamType::Mpeg1Audio, 0x101)],
+    )]));
+    let events = push_all(&mut demuxer(), &mp2).unwrap();
+    assert!(matches!(&events[0], MediaEvent::Tracks(t) if t.audio.is_none()));
+    let got = frames(&events);
+    assert_eq!(got.len(), 5);
+    assert!(got.iter().all(|f| f.track == Track::Video));
+}
+
+#[test]
+fn the_first_program_with_h264_or_the_one_asked_for_is_used() {
+    let programs: &[Program] = &[
+        (1, 0x1000, &[(StreamType::Mpeg1Audio, 0x200)]),
+        (2, 0x1001, &[(StreamType::H264, 0x100), (StreamType::AdtsAac, 0x101)]),
+    ];
+    let ts = with_tables(tables(programs));
+    let events = push_all(&mut demuxer(), &ts).unwrap();
+    assert_eq!(frames(&events).len(), 5 * 3);
+    let events = push_all(&mut TsDemuxer::new(MediaLimits::default(), Some(2)), &ts).unwrap();
+    assert_eq!(frames(&events).len(), 5 * 3);
+    let err = push_all(&mut TsDemuxer::new(MediaLimits::default(), Some(1)), &ts).unwrap_err();
+    assert!(matches!(err, DemuxError::NoH264 { program: 1, .. }), "{err}");
+    let err = push_all(&mut TsDemuxer::new(MediaLimits::default(), Some(3)), &ts).unwrap_err();
+    assert_eq!(err, DemuxError::ProgramNotFound { program: 3, available: vec![1, 2] });
+    // No program with H.264 at all.
+    let ts = with_tables(tables(&programs[..1]));
+    assert!(matches!(push_all(&mut demuxer(), &ts), Err(DemuxError::NoH264 { program: 1, .. })));
+}
+
+#[test]
+fn an_ffmpeg_transport_stream_demuxes() {
+    let dir = std::env::temp_dir().join(format!("mpegts-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("clip.ts");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "25"])
+        .args(["-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-f", "mpegts"])
+        .arg(&path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success());
+    let ts = std::fs::read(&path).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let mut d = demuxer();
+    let events = demux_in_chunks(&ts, &[1316, 100, 3000], &mut d);
+    // ffmpeg sends its first audio PES after the first video one: audio may join later.
+    assert!(matches!(&events[0], MediaEvent::Tracks(t) if t.video.is_some()));
+    assert!(events.iter().filter(|e| matches!(e, MediaEvent::Tracks(_))).count() <= 2);
+    let audio_config = AudioConfig { profile: 1, sampling_index: 3, channels: 1 };
+    assert_eq!(d.tracks().unwrap().audio, Some(audio_config));
+    let got = frames(&events);
+    let video: Vec<_> = got.iter().filter(|f| f.track == Track::Video).collect();
+    let audio: Vec<_> = got.iter().filter(|f| f.track == Track::Audio).collect();
+    assert_eq!(video.len(), 50);
+    assert_eq!(video.iter().filter(|f| f.idr).count(), 2);
+    assert!(video.iter().all(|f| f.data.starts_with(&AUD)));
+    assert!(video.windows(2).all(|w| w[1].dts > w[0].dts));
+    assert!(video.iter().any(|f| f.pts > f.dts), "B-frames keep their composition offset");
+    // 2 s of 48 kHz in 1024-sample frames (the encoder's priming frame included).
+    assert!((90..=96).contains(&audio.len()), "{}", audio.len());
+    assert!(audio.windows(2).all(|w| w[1].dts == w[0].dts + 1920));
+    assert_eq!(d.stats().cc_errors, 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_bytes_never_panic_and_stay_bounded(
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..40),
+    ) {
+        let mut d = demuxer();
+        let mut out = Vec::new();
+        for chunk in &chunks {
+            let _ = d.push(chunk, &mut out);
+            prop_assert!(d.buf.len() < 2 * PACKET_SIZE);
+        }
+        d.finish(&mut out);
+    }
+
+    #[test]
+    fn a_corrupted_stream_never_panics(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..60),
+        chunk in 1usize..2000,
+    ) {
+        let (mut ts, _) = stream(30, 0);
+        let len = ts.len();
+        for (at, byte) in flips {
+            ts[at % len] = byte;
+        }
+        let mut d = demuxer();
+        let mut out = Vec::new();
+        for c in ts.chunks(chunk) {
+            if d.push(c, &mut out).is_err() {
+                break;
+            }
+        }
+        d.finish(&mut out);
+        for f in frames(&out) {
+            prop_assert!(f.track == Track::Audio || f.data.starts_with(&AUD));
+        }
+    }
+}
