@@ -81,13 +81,13 @@ pub(super) async fn run(
         .as_ref()
         .ok()
         .and_then(|name| PushCredential::parse(name).ok())
-        .map(|c| c.channel_id);
+        .map_or_else(|| "-".to_owned(), |c| c.channel_id);
     let publish = match authorize(&shared, peer, stream_name).await {
         Ok(publish) => publish,
         Err(e) => {
             let _ = request.reject(e.reject_reason()).await;
             if let Some(suppressed) = shared.refusals.admit(peer.ip()) {
-                tracing::warn!(%peer, ?channel, error = %e, suppressed, "SRT publish refused");
+                tracing::warn!(%peer, %channel, error = %e, suppressed, "SRT publish refused");
             }
             return;
         }
@@ -108,8 +108,8 @@ pub(super) async fn run(
     };
     drop(permit);
     match result {
-        Ok(bytes) => tracing::info!(%peer, ?channel, bytes, "SRT connection closed"),
-        Err(e) => tracing::warn!(%peer, ?channel, error = %e, "SRT connection closed on error"),
+        Ok(bytes) => tracing::info!(%peer, %channel, bytes, "SRT connection closed"),
+        Err(e) => tracing::warn!(%peer, %channel, error = %e, "SRT connection closed on error"),
     }
 }
 
