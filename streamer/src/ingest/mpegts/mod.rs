@@ -31,7 +31,7 @@ mod es;
 mod pes;
 mod psi;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use es::AAC_BLOCK_SAMPLES;
 

@@ -46,7 +46,7 @@ fn frame(track: Track, dts: u64, pts: u64, idr: bool, data: Vec<u8>) -> Frame {
 
 /// A transport stream of `n` video frames at 25 fps from `dts0` (IDR with SPS/PPS every
 /// 25th, PTS 80 ms ahead), two ADTS frames per video frame, tables every 10 frames.
-fn stream(n: u64, dts0: u64) -> (Vec<u8>, Vec<Frame>) {
+pub(crate) fn stream(n: u64, dts0: u64) -> (Vec<u8>, Vec<Frame>) {
     let mut mux = TsMuxer::new(true);
     let (mut ts, mut frames) = (Vec::new(), Vec::new());
     for i in 0..n {
@@ -307,11 +307,11 @@ fn an_oversize_pes_is_dropped_and_counted() {
 }
 
 /// (program number, PMT PID, [(stream type, PID)]).
-type Program<'a> = (u16, u16, &'a [(StreamType, u16)]);
+pub(crate) type Program<'a> = (u16, u16, &'a [(StreamType, u16)]);
 
 /// PAT and PMTs for `programs`: (program number, PMT PID, [(stream type, PID)]); the PCR on
 /// the first stream.
-fn tables(programs: &[Program]) -> Vec<u8> {
+pub(crate) fn tables(programs: &[Program]) -> Vec<u8> {
     let pid = |n: u16| Pid::new(n).unwrap();
     let header = |n: u16| TsHeader {
         transport_error_indicator: false,
@@ -360,7 +360,7 @@ fn tables(programs: &[Program]) -> Vec<u8> {
 }
 
 /// Frames from our muxer (H.264 on 0x100, AAC on 0x101) behind the given tables.
-fn with_tables(tables: Vec<u8>) -> Vec<u8> {
+pub(crate) fn with_tables(tables: Vec<u8>) -> Vec<u8> {
     let (ts, _) = stream(5, 0);
     let mut out = tables;
     // Our muxer's own PAT/PMT packets are left out.
