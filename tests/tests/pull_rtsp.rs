@@ -1,0 +1,473 @@
+//! RTSP pull against a real GStreamer RTSP server (`tests/scripts/rtsp_server.py`) serving
+//! files ffmpeg made: `RtspSource` directly (tracks, IDR framing, timestamps, digest auth,
+//! G.711 audio left out, H.265 refused, timeouts), and `streamer pull` end to end (HLS
+//! duration, digest auth, a server outage with reconnect, no credentials in the log).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use streamer::ingest::rtsp::{self, Credentials, RtspOptions};
+use streamer::ingest::{MediaSource, SourceError};
+use streamer::media::{Frame, MediaEvent, Track, Tracks};
+use streamstack_tests::process::{free_port, StreamerProcess};
+use streamstack_tests::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// What the test server's file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    /// H.264 (x264 with B-frames, GOP 50 at 25 fps) + AAC-LC 48 kHz mono, in MP4.
+    H264Aac,
+    /// H.264 + G.711 mu-law 8 kHz, in MOV.
+    H264Pcmu,
+    /// H.265 only, in MP4.
+    H265,
+}
+
+/// Encodes `seconds` of a synthetic clip into `dir` with ffmpeg; returns the file.
+fn make_file(dir: &Path, media: Media, seconds: u32) -> PathBuf {
+    let (name, audio): (&str, &[&str]) = match media {
+        Media::H264Aac => ("clip.mp4", &["-c:a", "aac", "-b:a", "64k"]),
+        Media::H264Pcmu => ("clip.mov", &["-c:a", "pcm_mulaw"]),
+        Media::H265 => ("clip-h265.mp4", &["-an"]),
+    };
+    let video: &[&str] = match media {
+        Media::H265 => &["-c:v", "libx265", "-tag:v", "hvc1", "-x265-params", "log-level=error"],
+        _ => &["-c:v", "libx264"],
+    };
+    let rate = if media == Media::H264Pcmu { 8_000 } else { 48_000 };
+    let path = dir.join(name);
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate={rate}")])
+        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p", "-g", "50"])
+        .args(video)
+        .args(audio)
+        .arg(&path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not make {name}");
+    path
+}
+
+/// A running `rtsp_server.py`, killed when dropped.
+struct RtspServer {
+    child: Child,
+    port: u16,
+    args: Vec<String>,
+}
+
+impl RtspServer {
+    /// Serves `file` at `rtsp://127.0.0.1:<free port>/cam` with the script's extra `args`.
+    async fn start(file: &Path, args: &[&str]) -> Self {
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        args.extend(["--file".to_owned(), file.display().to_string()]);
+        Self::spawn(free_port(), args).await
+    }
+
+    async fn spawn(port: u16, args: Vec<String>) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rtsp_server.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(["--port", &port.to_string()])
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn rtsp_server.py");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await;
+        match ready {
+            Ok(Ok(Some(line))) if line.starts_with("READY") => {}
+            other => panic!("rtsp_server.py did not start: {other:?}"),
+        }
+        Self { child, port, args }
+    }
+
+    /// `rtsp://[userinfo@]127.0.0.1:<port>/cam`.
+    fn url(&self, userinfo: &str) -> String {
+        format!("rtsp://{userinfo}127.0.0.1:{}/cam", self.port)
+    }
+
+    /// `kill -9`, then waits for the process to be gone.
+    async fn kill(mut self) -> (u16, Vec<String>) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        (self.port, std::mem::take(&mut self.args))
+    }
+
+    /// Sends `signal` (e.g. `SIGSTOP`) to the server.
+    fn signal(&self, signal: i32) {
+        let pid = self.child.id().expect("server running") as i32;
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+/// Options with short timeouts for tests.
+fn options() -> RtspOptions {
+    RtspOptions {
+        connect_timeout: Duration::from_secs(10),
+        receive_timeout: Duration::from_secs(3),
+        ..RtspOptions::default()
+    }
+}
+
+/// Everything one connection yields until it ends (RTCP BYE, error) or `limit` passes.
+struct Received {
+    tracks: Vec<Tracks>,
+    frames: Vec<Frame>,
+    end: Result<(), SourceError>,
+    bytes_in: u64,
+}
+
+async fn receive(source: &mut impl MediaSource, limit: Duration) -> Received {
+    let mut got = Received { tracks: vec![], frames: vec![], end: Ok(()), bytes_in: 0 };
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, source.next_event()).await {
+            Err(_) | Ok(Ok(None)) => break,
+            Ok(Ok(Some(MediaEvent::Tracks(t)))) => got.tracks.push(t),
+            Ok(Ok(Some(MediaEvent::Frame(f)))) => {
+                assert!(!got.tracks.is_empty(), "a frame before the tracks");
+                got.frames.push(f);
+            }
+            Ok(Err(e)) => {
+                got.end = Err(e);
+                break;
+            }
+        }
+    }
+    got.bytes_in = source.bytes_in();
+    got
+}
+
+fn of(frames: &[Frame], track: Track) -> Vec<&Frame> {
+    frames.iter().filter(|f| f.track == track).collect()
+}
+
+/// NAL unit types of an Annex B access unit, in order.
+fn nal_types(au: &[u8]) -> Vec<u8> {
+    let mut types = vec![];
+    let mut i = 0;
+    while i + 3 < au.len() {
+        if au[i..i + 3] == [0, 0, 1] {
+            types.push(au[i + 3] & 0x1F);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    types
+}
+
+#[tokio::test]
+async fn h264_and_aac_arrive_as_annex_b_and_adts_on_the_source_clock() {
+    let dir = tempdir();
+    let file = make_file(&dir, Media::H264Aac, 6);
+    let server = RtspServer::start(&file, &[]).await;
+    let mut source = rtsp::connect(&server.url(""), &options()).await.expect("connect");
+    let got = receive(&mut source, Duration::from_secs(20)).await;
+    // The end of the file: GStreamer's RTCP BYE ends the source cleanly, not a timeout.
+    assert!(got.end.is_ok(), "{:?}", got.end.err());
+
+    // Tracks first: H.264 parameter sets from the SDP, AAC-LC 48 kHz mono.
+    let tracks = got.tracks.first().expect("tracks");
+    let video = tracks.video.as_ref().expect("video track");
+    assert_eq!(nal_types(&video.parameter_sets), [7, 8]);
+    let audio = tracks.audio.expect("audio track");
+    assert_eq!((audio.profile, audio.sampling_index, audio.channels), (1, 3, 1));
+    assert_eq!(got.tracks.len(), 1, "parameters never changed");
+
+    // 6 s at 25 fps: 150 frames, IDR every 50, each with AUD, SPS and PPS in front.
+    let v = of(&got.frames, Track::Video);
+    assert!((148..=150).contains(&v.len()), "{} video frames", v.len());
+    assert!(v[0].idr, "the first frame is an IDR");
+    let idrs: Vec<&&Frame> = v.iter().filter(|f| f.idr).collect();
+    assert_eq!(idrs.len(), 3, "GOP 50");
+    for f in &v {
+        assert!(f.data.starts_with(&[0, 0, 0, 1, 0x09, 0xF0]), "AUD first");
+        let types = nal_types(&f.data);
+        assert_eq!(f.idr, types.contains(&5));
+        if f.idr {
+            assert_eq!(types[..3], [9, 7, 8], "AUD SPS PPS before the IDR (and its SEI)");
+        }
+    }
+    // Monotonic DTS per track, PTS at or after DTS, B-frames reordered (PTS not monotonic).
+    for track in [Track::Video, Track::Audio] {
+        let frames = of(&got.frames, track);
+        for w in frames.windows(2) {
+            assert!(w[1].dts > w[0].dts, "{track:?} DTS {} after {}", w[1].dts, w[0].dts);
+        }
+        assert!(frames.iter().all(|f| f.pts >= f.dts));
+    }
+    assert!(v.windows(2).any(|w| w[1].pts < w[0].pts), "x264's B-frames come reordered");
+    // The source's duration on its own clock: 150 frames of 40 ms, 281 AAC frames of 1024.
+    let span = |frames: &[&Frame]| {
+        let pts = frames.iter().map(|f| f.pts);
+        (pts.clone().max().unwrap() - pts.min().unwrap()) as f64 / 90_000.0
+    };
+    assert!((span(&v) - 5.96).abs() < 0.05, "video spans {} s", span(&v));
+    let a = of(&got.frames, Track::Audio);
+    assert!((279..=283).contains(&a.len()), "{} AAC frames", a.len());
+    assert!((span(&a) - 5.95).abs() < 0.1, "audio spans {} s", span(&a));
+    assert!((a[0].pts as i64 - v[0].pts as i64).abs() < 9_000, "A/V start within 100 ms");
+    assert!(a.iter().all(|f| f.data[..2] == [0xFF, 0xF1]), "ADTS");
+    let total: usize = got.frames.iter().map(|f| f.data.len()).sum();
+    assert!(got.bytes_in as usize >= total / 2, "bytes_in {} for {total}", got.bytes_in);
+
+    // What came out decodes: the Annex B stream and the ADTS stream, as ffmpeg reads them.
+    let h264 = dir.join("out.h264");
+    let aac = dir.join("out.aac");
+    std::fs::write(&h264, v.iter().flat_map(|f| f.data.to_vec()).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(&aac, a.iter().flat_map(|f| f.data.to_vec()).collect::<Vec<u8>>()).unwrap();
+    for out in [&h264, &aac] {
+        let errors = ffmpeg_decode_errors(out.to_str().unwrap());
+        assert!(errors.is_empty(), "{}: {errors}", out.display());
+    }
+    let aac_secs = ffprobe_duration(aac.to_str().unwrap()).expect("ffprobe aac");
+    assert!((aac_secs - 6.0).abs() < 0.2, "AAC {aac_secs} s");
+}
+
+#[tokio::test]
+async fn digest_auth_takes_the_right_password_only_and_never_echoes_it() {
+    let dir = tempdir();
+    let file = make_file(&dir, Media::H264Aac, 4);
+    let password = "s3cr:t@pw%x";
+    let server = RtspServer::start(&file, &["--user", "cam-admin", "--password", password]).await;
+    let encoded = "s3cr%3At%40pw%25x";
+
+    // Right password in the URL (percent-encoded).
+    let url = server.url(&format!("cam-admin:{encoded}@"));
+    let mut source = rtsp::connect(&url, &options()).await.expect("right password");
+    let got = receive(&mut source, Duration::from_secs(2)).await;
+    assert!(got.tracks.first().is_some_and(|t| t.video.is_some()));
+    assert!(!of(&got.frames, Track::Video).is_empty());
+    drop(source);
+
+    // Wrong password, and none at all: Unauthorized, and neither text holds a password.
+    for url in [server.url("cam-admin:wrong-pw-123@"), server.url("")] {
+        let e = rtsp::connect(&url, &options()).await.err().expect("refused");
+        assert!(matches!(e, SourceError::Unauthorized), "{e}");
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("wrong-pw-123") && !text.contains(password), "{text}");
+    }
+
+    // Credentials from the options override the URL's.
+    let mut opts = options();
+    opts.credentials =
+        Some(Credentials { username: "cam-admin".into(), password: password.into() });
+    let mut source = rtsp::connect(&server.url("cam-admin:stale@"), &opts).await.expect("options");
+    let got = receive(&mut source, Duration::from_secs(2)).await;
+    assert!(!of(&got.frames, Track::Video).is_empty());
+    assert!(!format!("{opts:?}").contains(password), "Debug of the options shows no password");
+}
+
+#[tokio::test]
+async fn rtp_over_udp_on_request() {
+    let dir = tempdir();
+    let file = make_file(&dir, Media::H264Aac, 4);
+    let server = RtspServer::start(&file, &[]).await;
+    let mut opts = options();
+    opts.transport = rtsp::RtspTransport::Udp;
+    let mut source = rtsp::connect(&server.url(""), &opts).await.expect("connect over UDP");
+    let got = receive(&mut source, Duration::from_secs(2)).await;
+    assert!(got.end.is_ok(), "{:?}", got.end.err());
+    let v = of(&got.frames, Track::Video);
+    assert!(v.len() >= 25 && v[0].idr, "{} video frames", v.len());
+    assert!(!of(&got.frames, Track::Audio).is_empty());
+}
+
+#[tokio::test]
+async fn g711_audio_is_left_out_and_video_goes_on() {
+    let dir = tempdir();
+    let file = make_file(&dir, Media::H264Pcmu, 4);
+    let server = RtspServer::start(&file, &["--audio", "pcmu"]).await;
+    let mut source = rtsp::connect(&server.url(""), &options()).await.expect("connect");
+    let got = receive(&mut source, Duration::from_secs(3)).await;
+    let tracks = got.tracks.first().expect("tracks");
+    assert!(tracks.video.is_some());
+    assert_eq!(tracks.audio, None, "PCMU is not declared");
+    assert!(of(&got.frames, Track::Video).len() >= 50);
+    assert!(of(&got.frames, Track::Audio).is_empty());
+}
+
+#[tokio::test]
+async fn h265_and_non_rtsp_urls_are_refused() {
+    let dir = tempdir();
+    let file = make_file(&dir, Media::H265, 2);
+    let server = RtspServer::start(&file, &["--h265", "--audio", "none"]).await;
+    let e = rtsp::connect(&server.url(""), &options()).await.err().expect("refused");
+    assert!(matches!(&e, SourceError::Unsupported(m) if m.contains("H.265")), "{e}");
+    assert!(e.is_permanent());
+
+    for url in ["http://admin:pw@127.0.0.1/cam", "udp://127.0.0.1:5000", "cam/1", "rtsp://"] {
+        let e = rtsp::connect(url, &options()).await.err().expect(url);
+        assert!(matches!(e, SourceError::InvalidUrl(_)), "{url}: {e}");
+        assert!(!e.to_string().contains(":pw"), "{e}");
+    }
+    // Nothing listening: a connect error, quickly.
+    let url = format!("rtsp://127.0.0.1:{}/cam", free_port());
+    let e = rtsp::connect(&url, &options()).await.err().expect("refused");
+    assert!(matches!(e, SourceError::Connect(_)), "{e}");
+}
+
+#[tokio::test]
+async fn a_stalled_server_times_out_and_a_dead_one_is_an_error() {
+    let dir = tempdir();
+    let file = make_file(&dir, Media::H264Aac, 30);
+    let server = RtspServer::start(&file, &[]).await;
+    let mut opts = options();
+    opts.receive_timeout = Duration::from_secs(2);
+    let mut source = rtsp::connect(&server.url(""), &opts).await.expect("connect");
+    let got = receive(&mut source, Duration::from_secs(1)).await;
+    assert!(got.end.is_ok() && !got.frames.is_empty());
+    server.signal(libc::SIGSTOP);
+    let started = std::time::Instant::now();
+    let got = receive(&mut source, Duration::from_secs(10)).await;
+    assert!(matches!(got.end, Err(SourceError::Timeout(_))), "{:?}", got.end.err());
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    server.signal(libc::SIGCONT);
+    drop(source);
+
+    let mut source = rtsp::connect(&server.url(""), &opts).await.expect("connect again");
+    receive(&mut source, Duration::from_secs(1)).await;
+    server.kill().await;
+    let got = receive(&mut source, Duration::from_secs(10)).await;
+    assert!(got.end.is_err(), "a dropped connection is an error");
+}
+
+// ---- `streamer pull` end to end ----
+
+const USER: &str = "cam-admin";
+const PASSWORD: &str = "pw-9f3K:x@y";
+const PASSWORD_ENCODED: &str = "pw-9f3K%3Ax%40y";
+
+/// Waits up to `within` until the streamer's log holds `needle` `times` times.
+async fn wait_for_log(streamer: &StreamerProcess, needle: &str, times: usize, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while streamer.log().matches(needle).count() < times {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {needle:?} x{times} in the log within {within:?}:\n{}",
+            streamer.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `streamer pull` of `url` into `channel:<id>` under `out` (standalone: no table),
+/// 2 s segments, a live playlist long enough to hold the whole test.
+async fn pull(url: &str, id: &str, out: &Path, env: &[(&str, &str)]) -> StreamerProcess {
+    let output = format!("dir:{}", out.display());
+    let target = format!("channel:{id}");
+    let args = [
+        "--source",
+        url,
+        "--target",
+        &target,
+        "--output",
+        &output,
+        "--segment-duration",
+        "2",
+        "--playlist-window",
+        "100",
+        "--max-backoff-secs",
+        "4",
+    ];
+    StreamerProcess::pull(&args, env).await
+}
+
+fn read_playlist(path: &Path) -> m3u8_rs::MediaPlaylist {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    m3u8_rs::parse_media_playlist_res(&bytes).expect("playlist parses")
+}
+
+/// A 12 s H.264 + AAC file through RTSP (digest auth if `auth`) -> `streamer pull` -> HLS
+/// that ffprobe finds 12 s long (within 1 s) and ffmpeg decodes without error.
+async fn rtsp_file_to_hls(auth: bool) {
+    let dir = tempdir();
+    let file = make_file(&dir, Media::H264Aac, 12);
+    let (server_args, userinfo) = if auth {
+        (vec!["--user", USER, "--password", PASSWORD], format!("{USER}:{PASSWORD_ENCODED}@"))
+    } else {
+        (vec![], String::new())
+    };
+    let server = RtspServer::start(&file, &server_args).await;
+    let out = dir.join("out");
+    let streamer = pull(&server.url(&userinfo), "cam", &out, &[]).await;
+    wait_for_log(&streamer, "receiving", 1, Duration::from_secs(20)).await;
+    // The file ends (RTCP BYE); stop the server before the streamer reconnects (1 s
+    // backoff), which would play the file again.
+    wait_for_log(&streamer, "RTCP BYE", 1, Duration::from_secs(30)).await;
+    server.kill().await;
+    streamer.assert_log_free_of(&[PASSWORD, PASSWORD_ENCODED, &format!("{USER}:")]);
+    assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
+
+    let playlist_path = out.join("live/cam/index.m3u8");
+    let playlist = read_playlist(&playlist_path);
+    assert!(playlist.end_list, "playlist not ended");
+    assert!(playlist.segments.iter().all(|s| !s.discontinuity), "one connection, no discontinuity");
+    let path = playlist_path.to_string_lossy();
+    let duration = ffprobe_duration(&path).expect("HLS probes");
+    assert!((duration - 12.0).abs() <= 1.0, "HLS of {duration} s from a 12 s source");
+    let errors = ffmpeg_decode_errors(&path);
+    assert!(errors.is_empty(), "decode errors: {errors}");
+}
+
+#[tokio::test]
+async fn pull_rtsp_to_hls_keeps_the_source_duration() {
+    rtsp_file_to_hls(false).await;
+}
+
+#[tokio::test]
+async fn pull_rtsp_with_digest_auth_to_hls_and_no_credentials_in_the_log() {
+    rtsp_file_to_hls(true).await;
+}
+
+#[tokio::test]
+async fn pull_reconnects_after_a_server_outage_with_a_discontinuity() {
+    let dir = tempdir();
+    let file = make_file(&dir, Media::H264Aac, 20);
+    let server_args = ["--loop", "--user", USER, "--password", PASSWORD];
+    let server = RtspServer::start(&file, &server_args).await;
+    let out = dir.join("out");
+    // Credentials from the environment, the URL without any.
+    let credentials = format!("{USER}:{PASSWORD}");
+    let env = [("RTSP_CREDENTIALS", credentials.as_str())];
+    let streamer = pull(&server.url(""), "cam", &out, &env).await;
+    wait_for_log(&streamer, "receiving", 1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    // 10 s without a server, then the same server again.
+    let (port, args) = server.kill().await;
+    wait_for_log(&streamer, "reconnecting", 1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let server = RtspServer::spawn(port, args).await;
+    wait_for_log(&streamer, "receiving", 2, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    server.kill().await;
+    streamer.assert_log_free_of(&[PASSWORD, &credentials]);
+    assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
+
+    let playlist_path = out.join("live/cam/index.m3u8");
+    let playlist = read_playlist(&playlist_path);
+    assert!(playlist.end_list, "playlist not ended");
+    let discontinuities = playlist.segments.iter().filter(|s| s.discontinuity).count();
+    assert!(discontinuities >= 1, "no EXT-X-DISCONTINUITY after the reconnect");
+    let listed: f64 = playlist.segments.iter().map(|s| f64::from(s.duration)).sum();
+    let path = playlist_path.to_string_lossy();
+    let duration = ffprobe_duration(&path).expect("HLS probes");
+    // The outage is no hole in the timeline: what ffprobe reads is what the playlist lists,
+    // about 8 s before and 6 s after it.
+    assert!((duration - listed).abs() <= 1.0, "ffprobe {duration} s, playlist {listed} s");
+    assert!((12.0..=20.0).contains(&duration), "{duration} s recorded");
+    let errors = ffmpeg_decode_errors(&path);
+    assert!(errors.is_empty(), "decode errors: {errors}");
+}
