@@ -44,10 +44,11 @@ pub struct PullArgs {
     /// Secrets Manager secret holding `{"username": …, "password": …}` or `user:password`.
     #[arg(long, env = "RTSP_CREDENTIALS", hide_env_values = true)]
     rtsp_credentials: Option<String>,
-    /// Live target segment duration of devices (and of channels without a table), seconds.
+    /// Live target segment duration of devices (and of channels without a table), seconds
+    /// (1..=10).
     #[arg(long, env = "PULL_SEGMENT_DURATION", default_value_t = HlsSettings::default().segment_duration)]
     segment_duration: u32,
-    /// Segments in a device's live playlist.
+    /// Segments in the live playlist of devices (and of channels without a table).
     #[arg(long, env = "PULL_PLAYLIST_WINDOW", default_value_t = HlsSettings::default().playlist_window)]
     playlist_window: u32,
     /// Recording segment length of device archives, seconds (6..=600).

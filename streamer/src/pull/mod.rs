@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use streamstack_core::domain::{device_live_prefix, is_valid_channel_id};
 use streamstack_core::stream_state::StreamStateStore;
-use streamstack_core::{ChannelStore, HlsSettings};
+use streamstack_core::ChannelStore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -224,13 +224,9 @@ impl PullContext {
                 let channel = channels.get(id).await?.ok_or(PublishError::UnknownChannel)?;
                 Ok(Output::Channel(Box::new(ingest.start(channel).await?)))
             }
+            // Standalone: the channel's settings are not known; the flags give them.
             (PullTarget::Channel(id), _, _) => {
-                let hls = HlsSettings::default();
-                let live = LiveSettings {
-                    segment_duration: hls.segment_duration,
-                    playlist_window: hls.playlist_window,
-                };
-                Ok(Output::Hls(Box::new(self.hls(format!("live/{id}"), session, live, None))))
+                Ok(Output::Hls(Box::new(self.hls(format!("live/{id}"), session, self.live, None))))
             }
             (PullTarget::Device(id), _, _) => {
                 let archive = ArchiveConfig {
