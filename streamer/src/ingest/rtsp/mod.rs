@@ -10,9 +10,9 @@
 //!
 //! Frames come out as the [`MediaSource`] contract wants them: video as Annex B access units
 //! starting with an AUD, SPS/PPS in front of every IDR (framed by
-//! [`crate::flv::annex_b`], as RTMP's are), audio as ADTS frames, both on 90 kHz ticks of
-//! the source's own clock (RTP timestamps since the session start, [`timing`]). RTP carries
-//! no decode time: [`timing::DecodeTimes`] derives a monotonic one for B-frames.
+//! `crate::flv::annex_b`, as RTMP's are), audio as ADTS frames, both on 90 kHz ticks of
+//! the source's own clock (RTP timestamps since the session start, see `timing`). RTP carries
+//! no decode time: `timing::DecodeTimes` derives a monotonic one for B-frames.
 //!
 //! Credentials come from the URL's userinfo unless [`RtspOptions::credentials`] are given;
 //! the URL passed to retina has none, and no log line or error text holds them

@@ -136,3 +136,20 @@ pub(super) fn scrub(text: &str, creds: Option<&Credentials>) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_blanks_the_password_and_joins_lines() {
+        let creds = Credentials { username: "admin".into(), password: "hunter2".into() };
+        assert_eq!(
+            scrub("401 response\n\nconn: x hunter2x", Some(&creds)),
+            "401 response conn: x ***x"
+        );
+        let empty = Credentials { username: "admin".into(), password: String::new() };
+        assert_eq!(scrub("a  b", Some(&empty)), "a b");
+        assert_eq!(scrub("a\tb", None), "a b");
+    }
+}
