@@ -5,9 +5,10 @@
 //! `source=`, source-specific (RFC 4607, `IP_ADD_SOURCE_MEMBERSHIP`; groups are usually in
 //! 232/8). The socket is bound to the group address, not `0.0.0.0`: Linux then delivers only
 //! datagrams sent to that group, whereas a wildcard bind would also receive other groups on
-//! the same port that any socket of the host joined. `IP_MULTICAST_ALL` is turned off, so
-//! two sources on one group with different source filters stay apart. `SO_REUSEADDR` lets
-//! several processes receive one group.
+//! the same port that any socket of the host joined (and `IP_MULTICAST_ALL` is turned off
+//! too, so a socket receives only groups it joined itself). Source filters are per socket:
+//! two sources on one group and port with different `source=` stay apart. `SO_REUSEADDR`
+//! lets several sources (and processes) receive one group.
 //!
 //! URL query parameters: `source=IPv4` (SSM), `interface=IPv4` (the local address of the
 //! interface to join on; default: the kernel's route to the group), `program=N` (MPEG-TS

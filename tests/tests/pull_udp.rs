@@ -1,0 +1,217 @@
+//! UDP MPEG-TS pull with real ffmpeg senders (`ffmpeg -re … -c copy -f mpegts udp://…`):
+//! `UdpSource` directly (unicast on 127.0.0.1; multicast ASM and SSM inside a network
+//! namespace the test creates, so nothing leaves the machine), and `streamer pull` end to
+//! end (unicast and multicast to HLS that ffprobe reads, a source switching mid-stream).
+//!
+//! Multicast tests re-run themselves under `unshare -n` (root) with `lo` up, multicast on
+//! and a 224.0.0.0/4 route on it; senders pick their source address with ffmpeg's
+//! `localaddr` (any 127/8 address is local).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use streamer::ingest::udp::{self, UdpOptions};
+use streamer::ingest::{MediaSource, SourceError};
+use streamer::media::{Frame, MediaEvent, Track, Tracks};
+use streamstack_tests::process::StreamerProcess;
+use streamstack_tests::*;
+use tokio::process::{Child, Command};
+
+/// 2^33: the demuxer's timestamps are the source's plus one wrap period.
+const WRAP: u64 = 1 << 33;
+const SECOND: u64 = 90_000;
+
+/// Encodes `seconds` of 25 fps H.264 (`size`, IDR every second) + AAC into an MPEG-TS file.
+fn make_ts(dir: &Path, name: &str, seconds: u32, size: &str) -> PathBuf {
+    let path = dir.join(name);
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string(), "-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-pix_fmt", "yuv420p", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0"])
+        .args(["-c:a", "aac", "-b:a", "64k"])
+        .args(["-f", "mpegts"])
+        .arg(&path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "could not encode {name}");
+    path
+}
+
+/// `ffmpeg -re -i <file> -c copy -output_ts_offset <offset> -f mpegts <url>`: the file's
+/// timestamps (ffmpeg starts them at 1.4 s) shifted by `offset` seconds.
+fn send(file: &Path, url: &str, offset: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i"])
+        .arg(file)
+        .args(["-c", "copy", "-output_ts_offset", &offset.to_string(), "-f", "mpegts", url])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn ffmpeg")
+}
+
+async fn finished(mut sender: Child) {
+    let status = tokio::time::timeout(Duration::from_secs(60), sender.wait()).await;
+    assert!(matches!(status, Ok(Ok(s)) if s.success()), "ffmpeg sender failed: {status:?}");
+}
+
+/// A UDP port free on 127.0.0.1 (bound once, then released).
+fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("local addr").port()
+}
+
+/// What a source yielded until it failed (or `limit` passed).
+#[derive(Debug, Default)]
+struct Received {
+    tracks: Vec<Tracks>,
+    frames: Vec<Frame>,
+    error: Option<SourceError>,
+}
+
+impl Received {
+    fn of(&self, track: Track) -> Vec<&Frame> {
+        self.frames.iter().filter(|f| f.track == track).collect()
+    }
+}
+
+async fn receive(source: &mut impl MediaSource, limit: Duration) -> Received {
+    let mut received = Received::default();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let event = tokio::time::timeout_at(deadline, source.next_event()).await;
+        match event {
+            Err(_) => return received,
+            Ok(Ok(Some(MediaEvent::Tracks(t)))) => received.tracks.push(t),
+            Ok(Ok(Some(MediaEvent::Frame(f)))) => received.frames.push(f),
+            Ok(Ok(None)) => return received,
+            Ok(Err(e)) => {
+                received.error = Some(e);
+                return received;
+            }
+        }
+    }
+}
+
+fn options() -> UdpOptions {
+    UdpOptions { receive_timeout: Duration::from_secs(2), ..UdpOptions::default() }
+}
+
+/// Checks that `r` holds `seconds` of clip `offset` (seconds): tracks first, an IDR first,
+/// monotonic video and audio timestamps on the source's clock, ended by the timeout.
+fn assert_clip(r: &Received, seconds: u64, offset: u64) {
+    assert!(matches!(r.error, Some(SourceError::Timeout(_))), "{:?}", r.error);
+    let tracks = r.tracks.last().expect("tracks declared");
+    assert!(tracks.video.is_some() && tracks.audio.is_some(), "{tracks:?}");
+    let video = r.of(Track::Video);
+    let audio = r.of(Track::Audio);
+    assert!(video[0].idr, "the first frame is an IDR");
+    // The last frame completes only with a next PES; -re may cut the first GOP short.
+    let expected = seconds * 25;
+    assert!(
+        (expected - 26..expected).contains(&(video.len() as u64)),
+        "{} video frames",
+        video.len()
+    );
+    assert!(video.windows(2).all(|w| w[1].dts > w[0].dts), "video DTS monotonic");
+    assert!(audio.windows(2).all(|w| w[1].dts > w[0].dts), "audio DTS monotonic");
+    assert!(r.frames.iter().all(|f| !f.discontinuity));
+    let span = video[video.len() - 1].dts - video[0].dts;
+    assert!(span + 2 * SECOND >= seconds * SECOND, "{span} ticks of video");
+    // The source's own clock (ffmpeg starts at 1.4 s, plus the offset).
+    for f in &r.frames {
+        let secs = (f.dts - WRAP) / SECOND;
+        assert!((offset..offset + seconds + 3).contains(&secs), "{:?} at {secs} s", f.track);
+    }
+}
+
+#[tokio::test]
+async fn unicast_source_yields_tracks_and_frames_covering_the_clip() {
+    let dir = tempdir();
+    let clip = make_ts(&dir, "clip.ts", 6, "320x240");
+    let port = free_udp_port();
+    let mut source = udp::open(&format!("udp://127.0.0.1:{port}"), &options()).await.unwrap();
+    let sender = send(&clip, &format!("udp://127.0.0.1:{port}?pkt_size=1316"), 0);
+    let received = receive(&mut source, Duration::from_secs(30)).await;
+    finished(sender).await;
+    assert_clip(&received, 6, 0);
+    assert!(source.bytes_in() > 0 && source.bytes_in() % 188 == 0, "{}", source.bytes_in());
+    assert_eq!(source.stats().cc_errors, 0);
+}
+
+/// Inside the test's own network namespace: `true` (set up, go on). Outside: runs this test
+/// binary's test `name` again under `unshare -n`, asserts it passed, and returns `false`.
+async fn in_netns(name: &str) -> bool {
+    const MARK: &str = "PULL_UDP_IN_NETNS";
+    if std::env::var_os(MARK).is_some() {
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &["link", "set", "lo", "multicast", "on"],
+            &["route", "add", "224.0.0.0/4", "dev", "lo"],
+        ] {
+            let status = std::process::Command::new("ip").args(args).status().expect("run ip");
+            assert!(status.success(), "ip {args:?}");
+        }
+        return true;
+    }
+    let exe = std::env::current_exe().expect("test executable");
+    let status = Command::new("unshare")
+        .args(["-n", "--"])
+        .arg(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(MARK, "1")
+        .status()
+        .await
+        .expect("run unshare");
+    assert!(status.success(), "{name} in a network namespace: {status}");
+    false
+}
+
+#[tokio::test]
+async fn multicast_asm_and_ssm_receive_only_their_group_and_source() {
+    if !in_netns("multicast_asm_and_ssm_receive_only_their_group_and_source").await {
+        return;
+    }
+    let dir = tempdir();
+    let clip = make_ts(&dir, "a.ts", 4, "320x240");
+    // Two groups on one port, both joined here: each source gets its own group only.
+    let mut asm = udp::open("udp://239.1.1.1:5000", &options()).await.unwrap();
+    let mut other = udp::open("udp://239.1.1.2:5000", &options()).await.unwrap();
+    let mut ssm =
+        udp::open("udp://232.1.1.1:5002?source=127.0.0.2&interface=127.0.0.1", &options())
+            .await
+            .unwrap();
+    // The same group and port from another source, in the same process: each socket keeps
+    // its own source filter.
+    let mut ssm_other =
+        udp::open("udp://232.1.1.1:5002?source=127.0.0.1", &options()).await.unwrap();
+    let mut wrong = udp::open("udp://232.1.1.1:5004?source=127.0.0.9", &options()).await.unwrap();
+    let senders = [
+        send(&clip, "udp://239.1.1.1:5000?pkt_size=1316", 0),
+        send(&clip, "udp://239.1.1.2:5000?pkt_size=1316", 1000),
+        send(&clip, "udp://232.1.1.1:5002?pkt_size=1316&localaddr=127.0.0.2", 0),
+        send(&clip, "udp://232.1.1.1:5002?pkt_size=1316&localaddr=127.0.0.1", 1000),
+        send(&clip, "udp://232.1.1.1:5004?pkt_size=1316&localaddr=127.0.0.2", 0),
+    ];
+    let limit = Duration::from_secs(30);
+    let (asm_got, other_got, ssm_got, ssm_other_got, wrong_got) = tokio::join!(
+        receive(&mut asm, limit),
+        receive(&mut other, limit),
+        receive(&mut ssm, limit),
+        receive(&mut ssm_other, limit),
+        receive(&mut wrong, limit),
+    );
+    for sender in senders {
+        finished(sender).await;
+    }
+    assert_clip(&asm_got, 4, 0);
+    assert_clip(&other_got, 4, 1000);
+    assert_clip(&ssm_got, 4, 0);
+    assert_clip(&ssm_other_got, 4, 1000);
+    assert!(matches!(wrong_got.error, Some(SourceError::Timeout(_))), "{:?}", wrong_got.error);
+    assert!(wrong_got.frames.is_empty());
+    assert_eq!(wrong.bytes_in(), 0, "an SSM join with another source receives nothing");
+    assert_eq!(asm.stats().cc_errors + ssm.stats().cc_errors, 0, "no foreign packets mixed in");
+}
