@@ -134,6 +134,8 @@ pub async fn run(args: PullArgs) -> anyhow::Result<()> {
     };
     let mut options = SourceOptions::default();
     options.rtsp.transport = rtsp_transport;
+    options.rtsp.limits = media;
+    options.udp.limits = media;
     if let Some(spec) = &args.rtsp_credentials {
         options.rtsp.credentials = Some(super::credentials::resolve(spec, sdk.as_ref()).await?);
     }
