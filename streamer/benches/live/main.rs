@@ -1,10 +1,16 @@
-//! Live ingest benchmark: N concurrent real-time publishers into `streamer serve` and into
-//! nginx-rtmp (`hls on`), one server after the other in the same run, on this machine's
-//! loopback only.
+//! Live ingest benchmark, two scenarios on this machine's loopback only, each comparing the
+//! streamer with a reference in the same run (one after the other):
 //!
-//! Each publisher is `ffmpeg -re -stream_loop -1 -i CLIP -t SECONDS -c copy -f flv URL`
+//! - push (`pull` is the other): N concurrent real-time RTMP publishers into `streamer serve`
+//!   and into nginx-rtmp (`hls on`);
+//! - pull ([`pull`]): N concurrent real-time UDP MPEG-TS sources, each recorded by one
+//!   `streamer pull` process, then by one `ffmpeg -c copy -f hls` process, measured as whole
+//!   processes (`wait4`).
+//!
+//! Each push publisher is `ffmpeg -re -stream_loop -1 -i CLIP -t SECONDS -c copy -f flv URL`
 //! with a real H.264/AAC clip (encoded once by ffmpeg: 1280x720p30, 1.5 Mb/s video, 2 s GOP,
-//! AAC 128 kb/s). Per server it reports, from `/proc` (never from inside the server):
+//! AAC 128 kb/s; the pull senders send the same clip remuxed to MPEG-TS). Per push server it
+//! reports, from `/proc` (never from inside the server):
 //!
 //! - CPU seconds (`utime + stime` of the server and its child processes) over a steady
 //!   window that starts `SETTLE` after the last publisher started and ends 2 s before the
@@ -14,18 +20,25 @@
 //! - whole-run CPU and peak RSS from `wait4` when the server exits;
 //! - whether every stream's HLS is complete (see `check`).
 //!
-//! Settings (environment): `BENCH_STREAMS` (default 100), `BENCH_SECONDS` publish length
-//! (default 60, at most 80 so a whole publish stays in the streamer's 20-segment window),
-//! `BENCH_ROUNDS` (default 1), `BENCH_SERVERS` (default `streamer,nginx`), `BENCH_KEEP=1`
-//! keeps the outputs. Needs ffmpeg, nginx with Debian's `libnginx-mod-rtmp`, and a moto
-//! server in `AWS_ENDPOINT_URL`: `make bench-live` provides all three.
+//! Settings (environment): `BENCH_SCENARIOS` (default `push,pull`), `BENCH_SECONDS` publish
+//! or recording length (default 60; push: at most 80 so a whole publish stays in the
+//! streamer's 20-segment window; pull: at most 600), `BENCH_ROUNDS` (default 1),
+//! `BENCH_KEEP=1` keeps the outputs. Push: `BENCH_STREAMS` (default 100), `BENCH_SERVERS`
+//! (default `streamer,nginx`). Pull: `BENCH_PULL_STREAMS` (default 20),
+//! `BENCH_PULL_RECEIVERS` (default `streamer,ffmpeg`), `BENCH_PULL_TARGET` (`device`, the
+//! default, or `channel`). Needs ffmpeg/ffprobe, and for push nginx with Debian's
+//! `libnginx-mod-rtmp` and a moto server in `AWS_ENDPOINT_URL`: `make bench-live` provides
+//! all of them.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod check;
 mod publish;
+mod pull;
+mod pull_check;
 mod servers;
+mod udp;
 
 use servers::{Kind, Setup};
 use std::path::{Path, PathBuf};
@@ -211,14 +224,20 @@ fn scratch() -> PathBuf {
     base.join(format!("streamstack-bench-live-{}", std::process::id()))
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` probes harness-less benches this way.
-    }
+/// Settings shared by both scenarios.
+struct Common {
+    seconds: u32,
+    rounds: usize,
+    keep: bool,
+    clip: PathBuf,
+    streamer: PathBuf,
+}
+
+/// The push scenario (RTMP publishers into `streamer serve` and nginx-rtmp); whether every
+/// stream was published and complete.
+fn run_push(common: &Common) -> bool {
+    let Common { seconds: publish_secs, rounds, keep, ref clip, ref streamer } = *common;
     let streams: usize = env_or("BENCH_STREAMS", 100);
-    let publish_secs: u32 = env_or("BENCH_SECONDS", 60);
-    let rounds: usize = env_or("BENCH_ROUNDS", 1);
-    let keep: bool = env_or::<u8>("BENCH_KEEP", 0) == 1;
     let kinds: Vec<Kind> = env_or::<String>("BENCH_SERVERS", "streamer,nginx".into())
         .split(',')
         .map(|k| match k.trim() {
@@ -236,13 +255,9 @@ fn main() {
     if kinds.contains(&Kind::Nginx) {
         servers::require_nginx();
     }
-    let cache = std::env::temp_dir().join("streamstack-bench");
-    std::fs::create_dir_all(&cache).expect("create bench cache dir");
-    let clip = CLIP.ensure(&cache);
-    let clip_bytes = std::fs::metadata(&clip).expect("clip metadata").len() as f64;
+    let clip_bytes = std::fs::metadata(clip).expect("clip metadata").len() as f64;
     let mbps = clip_bytes * 8.0 / 1e6 / f64::from(CLIP.seconds);
     let segment_mib = clip_bytes / f64::from(CLIP.seconds) * f64::from(SEGMENT_SECS) / 1048576.0;
-    let streamer = Path::new(env!("CARGO_BIN_EXE_streamer"));
 
     let mut phases = Vec::new();
     for round in 0..rounds {
@@ -252,16 +267,11 @@ fn main() {
             std::fs::create_dir_all(&dir).expect("create scratch dir");
             let setup =
                 Setup { streams, segment_secs: SEGMENT_SECS, publish_secs, dir: dir.clone() };
-            phases.push(run_phase(kind, streamer, &clip, &setup));
+            phases.push(run_phase(kind, streamer, clip, &setup));
             if !keep {
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }
-    }
-    if keep {
-        eprintln!("outputs kept in {}", scratch().display());
-    } else {
-        let _ = std::fs::remove_dir_all(scratch());
     }
 
     println!(
@@ -286,5 +296,45 @@ fn main() {
         print_phases(chunk, segment_mib);
     }
     let incomplete = phases.iter().any(|p| p.complete < p.streams || p.published < p.streams);
-    assert!(!incomplete, "some streams were not published or their HLS is incomplete (see above)");
+    if incomplete {
+        eprintln!("push: some streams were not published or their HLS is incomplete (see above)");
+    }
+    !incomplete
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` probes harness-less benches this way.
+    }
+    let scenarios: String = env_or("BENCH_SCENARIOS", "push,pull".into());
+    let scenarios: Vec<&str> = scenarios.split(',').map(str::trim).collect();
+    if let Some(other) = scenarios.iter().find(|s| !matches!(**s, "push" | "pull")) {
+        panic!("BENCH_SCENARIOS: unknown scenario {other:?} (push, pull)");
+    }
+    let cache = std::env::temp_dir().join("streamstack-bench");
+    std::fs::create_dir_all(&cache).expect("create bench cache dir");
+    let common = Common {
+        seconds: env_or("BENCH_SECONDS", 60),
+        rounds: env_or("BENCH_ROUNDS", 1),
+        keep: env_or::<u8>("BENCH_KEEP", 0) == 1,
+        clip: CLIP.ensure(&cache),
+        streamer: PathBuf::from(env!("CARGO_BIN_EXE_streamer")),
+    };
+    assert!((1..=20).contains(&common.rounds), "BENCH_ROUNDS must be 1..=20");
+    let mut ok = true;
+    if scenarios.contains(&"push") {
+        ok &= run_push(&common);
+    }
+    if scenarios.contains(&"pull") {
+        let settings = pull::Settings::from_env(common.seconds, SEGMENT_SECS);
+        let dir = scratch().join("pull");
+        ok &=
+            pull::run(&settings, &common.clip, &common.streamer, &dir, common.rounds, common.keep);
+    }
+    if common.keep {
+        eprintln!("outputs kept in {}", scratch().display());
+    } else {
+        let _ = std::fs::remove_dir_all(scratch());
+    }
+    assert!(ok, "some streams were not recorded completely (see above)");
 }
