@@ -4,7 +4,7 @@
 use super::{parse_sources, PullContext, PullSource, PullTarget, SourceOptions};
 use crate::cli::{raise_open_file_limit, shutdown_signal, sink, MediaArgs, RunArgs};
 use crate::hls::{recover, AlwaysEndLive};
-use crate::ingest::rtsp::RtspTransport;
+use crate::ingest::rtsp::{RtspTls, RtspTransport};
 use crate::publish::{Ingest, IngestSettings};
 use crate::pull::archive::RECORDING_SEGMENT_RANGE;
 use crate::pull::LiveSettings;
@@ -44,6 +44,14 @@ pub struct PullArgs {
     /// Secrets Manager secret holding `{"username": …, "password": …}` or `user:password`.
     #[arg(long, env = "RTSP_CREDENTIALS", hide_env_values = true)]
     rtsp_credentials: Option<String>,
+    /// PEM file of further trusted certificates for `rtsps://` sources, added to the
+    /// system's roots: a CA, or a camera's self-signed certificate (trusted as it is).
+    #[arg(long, env = "RTSP_CA_FILE")]
+    rtsp_ca_file: Option<PathBuf>,
+    /// Do not verify `rtsps://` cameras' certificates: encrypted, but the camera is not
+    /// authenticated (one warning per source). `RTSP_TLS_INSECURE=true|false`.
+    #[arg(long, env = "RTSP_TLS_INSECURE")]
+    rtsp_tls_insecure: bool,
     /// Live target segment duration of devices (and of channels without a table), seconds
     /// (1..=10).
     #[arg(long, env = "PULL_SEGMENT_DURATION", default_value_t = HlsSettings::default().segment_duration)]
@@ -135,6 +143,8 @@ pub async fn run(args: PullArgs) -> anyhow::Result<()> {
     let mut options = SourceOptions::default();
     options.rtsp.transport = rtsp_transport;
     options.rtsp.limits = media;
+    options.rtsp.tls =
+        RtspTls { ca_file: args.rtsp_ca_file.clone(), insecure: args.rtsp_tls_insecure };
     options.udp.limits = media;
     if let Some(spec) = &args.rtsp_credentials {
         options.rtsp.credentials = Some(super::credentials::resolve(spec, sdk.as_ref()).await?);

@@ -18,11 +18,14 @@
 //! the URL passed to retina has none, and no log line or error text holds them
 //! ([`crate::ingest::redact_url`]).
 //!
-//! `rtsps://` is refused ([`SourceError::Unsupported`]): retina 0.4 has no TLS transport.
+//! `rtsps://` (RTSP over TLS, RFC 7826 §19.2, default port 322) goes through a local TLS
+//! tunnel per connection, retina 0.4 having no TLS transport: RTP interleaved on the TCP
+//! connection only, certificates verified as [`RtspOptions::tls`] says (see [`RtspTls`]).
 
 mod session;
 mod target;
 mod timing;
+mod tls;
 
 use super::{redact_url, MediaSource, SourceError};
 use crate::flv::config::{ADTS_HEADER_LEN, START_CODE};
@@ -36,6 +39,8 @@ use std::pin::Pin;
 use std::time::Duration;
 use timing::{frame_ticks, reorder_frames, ticks, DecodeTimes};
 use tokio::time::Instant;
+
+pub use tls::{RtspTls, RTSPS_PORT};
 
 /// How RTP reaches us (RFC 2326 §12.39 `Transport`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,10 +83,14 @@ pub struct RtspOptions {
     pub receive_timeout: Duration,
     /// Bounds on the media (`max_parameter_set_bytes` is enforced here).
     pub limits: MediaLimits,
+    /// Certificate checks of `rtsps://` sources; verified against the system's roots by
+    /// default.
+    pub tls: RtspTls,
 }
 
 impl Default for RtspOptions {
-    /// TCP, URL credentials, 10 s connect and receive timeouts, default limits.
+    /// TCP, URL credentials, 10 s connect and receive timeouts, default limits, TLS
+    /// certificates verified against the system's roots.
     fn default() -> Self {
         Self {
             transport: RtspTransport::Tcp,
@@ -89,21 +98,32 @@ impl Default for RtspOptions {
             connect_timeout: Duration::from_secs(10),
             receive_timeout: Duration::from_secs(10),
             limits: MediaLimits::default(),
+            tls: RtspTls::default(),
         }
     }
 }
 
-/// Connects to `url` (`rtsp://[user[:password]@]host[:port]/path`) and starts playing.
+/// Connects to `url` (`rtsp://[user[:password]@]host[:port]/path`, or `rtsps://…` through
+/// a TLS tunnel) and starts playing.
 ///
 /// # Errors
-/// [`SourceError::InvalidUrl`] (not an `rtsp://` URL), [`SourceError::Unsupported`]
-/// (`rtsps://`, no H.264 video), [`SourceError::Unauthorized`] (401),
-/// [`SourceError::Connect`] (refused, no answer within `connect_timeout`, RTSP errors).
+/// [`SourceError::InvalidUrl`] (not an `rtsp://` or `rtsps://` URL),
+/// [`SourceError::Unsupported`] (no H.264 video; `rtsps://` with UDP transport),
+/// [`SourceError::Unauthorized`] (401), [`SourceError::Connect`] (refused, a TLS
+/// certificate that does not verify, no answer within `connect_timeout`, RTSP errors).
 pub async fn connect(url: &str, options: &RtspOptions) -> Result<RtspSource, SourceError> {
     let target = target::parse(url, options.credentials.as_ref())?;
     let redacted = redact_url(target.url.as_str());
-    let (demuxed, chosen) =
-        match tokio::time::timeout(options.connect_timeout, session::play(target, options)).await {
+    if target.url.scheme() == "rtsps" && options.transport == RtspTransport::Udp {
+        return Err(SourceError::Unsupported(
+            "rtsps:// takes RTP interleaved on the TLS connection only: use TCP transport \
+             (UDP would carry the media in the clear)"
+                .into(),
+        ));
+    }
+    let (demuxed, chosen, tunnel) =
+        match tokio::time::timeout(options.connect_timeout, open(target, options, &redacted)).await
+        {
             Ok(result) => result?,
             Err(_) => {
                 return Err(SourceError::Connect(format!(
@@ -115,6 +135,7 @@ pub async fn connect(url: &str, options: &RtspOptions) -> Result<RtspSource, Sou
     tracing::info!(url = %redacted, audio = chosen.audio.is_some(), "RTSP source playing");
     let mut source = RtspSource {
         demuxed: Box::pin(demuxed),
+        _tunnel: tunnel,
         video_stream: chosen.video,
         audio_stream: chosen.audio.map(|(i, _)| i),
         audio: chosen.audio.map(|(_, config)| config),
@@ -134,6 +155,25 @@ pub async fn connect(url: &str, options: &RtspOptions) -> Result<RtspSource, Sou
     Ok(source)
 }
 
+/// Opens the TLS tunnel of an `rtsps://` target (retina is given its local URL), then
+/// plays through retina.
+async fn open(
+    mut target: target::Target,
+    options: &RtspOptions,
+    redacted: &str,
+) -> Result<(retina::client::Demuxed, session::Chosen, Option<tls::Tunnel>), SourceError> {
+    let tunnel = match target.url.scheme() {
+        "rtsps" => {
+            let tunnel = tls::Tunnel::open(&target.url, &options.tls, redacted).await?;
+            target.url = tunnel.local_url.clone();
+            Some(tunnel)
+        }
+        _ => None,
+    };
+    let (demuxed, chosen) = session::play(target, options).await?;
+    Ok((demuxed, chosen, tunnel))
+}
+
 /// The video configuration in use: Annex B parameter sets and the SPS bytes in them.
 struct Video {
     parameter_sets: Bytes,
@@ -141,9 +181,11 @@ struct Video {
 }
 
 /// A playing RTSP session: a [`MediaSource`]. Dropping it closes the connection (retina
-/// sends TEARDOWN where a server needs one).
+/// sends TEARDOWN where a server needs one) and an `rtsps://` source's TLS tunnel.
 pub struct RtspSource {
     demuxed: Pin<Box<retina::client::Demuxed>>,
+    /// The TLS tunnel of an `rtsps://` source, closed after retina's session.
+    _tunnel: Option<tls::Tunnel>,
     video_stream: usize,
     audio_stream: Option<usize>,
     audio: Option<AudioConfig>,

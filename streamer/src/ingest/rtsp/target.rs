@@ -14,27 +14,19 @@ pub(super) struct Target {
     pub credentials: Option<Credentials>,
 }
 
-/// Parses `url`: `rtsp://[user[:password]@]host[:port][/path]`.
+/// Parses `url`: `rtsp://[user[:password]@]host[:port][/path]`, or `rtsps://…` (RTSP over
+/// TLS, RFC 7826 §4.2), which the caller tunnels (see `tls`).
 ///
 /// # Errors
 /// [`SourceError::InvalidUrl`] for a URL that does not parse, another scheme, no host, or
-/// userinfo that is not UTF-8 once percent-decoded; [`SourceError::Unsupported`] for
-/// `rtsps://` (RTSP over TLS), which retina 0.4 cannot connect to. No message contains the
-/// URL's userinfo.
+/// userinfo that is not UTF-8 once percent-decoded. No message contains the URL's userinfo.
 pub(super) fn parse(url: &str, credentials: Option<&Credentials>) -> Result<Target, SourceError> {
     let mut url = Url::parse(url.trim()).map_err(|e| SourceError::InvalidUrl(e.to_string()))?;
-    match url.scheme() {
-        "rtsp" => {}
-        "rtsps" => {
-            return Err(SourceError::Unsupported(
-                "rtsps:// (RTSP over TLS) is not supported by the RTSP client; use rtsp://".into(),
-            ))
-        }
-        other => {
-            return Err(SourceError::InvalidUrl(format!(
-                "scheme {other:?} is not rtsp:// or rtsps://"
-            )))
-        }
+    if !matches!(url.scheme(), "rtsp" | "rtsps") {
+        return Err(SourceError::InvalidUrl(format!(
+            "scheme {:?} is not rtsp:// or rtsps://",
+            url.scheme()
+        )));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(SourceError::InvalidUrl("no host".into()));
@@ -99,6 +91,13 @@ mod tests {
     }
 
     #[test]
+    fn rtsps_is_taken_with_its_credentials_removed() {
+        let t = parse("rtsps://admin:pw1@cam.example:8322/1?a=b", None).expect("valid");
+        assert_eq!(t.url.as_str(), "rtsps://cam.example:8322/1?a=b");
+        assert_eq!(t.credentials, Some(creds("admin", "pw1")));
+    }
+
+    #[test]
     fn option_credentials_override_the_url() {
         let given = creds("ops", "from-secrets-manager");
         let t = parse("rtsp://admin:old@cam/1", Some(&given)).expect("valid");
@@ -115,9 +114,6 @@ mod tests {
             assert!(matches!(e, SourceError::InvalidUrl(_)), "{url}: {e}");
             assert!(!e.to_string().contains("pw1"), "{e}");
         }
-        let e = parse("rtsps://admin:pw1@cam/1", None).expect_err("rtsps");
-        assert!(matches!(e, SourceError::Unsupported(_)), "{e}");
-        assert!(!e.to_string().contains("pw1"));
         let e = parse("rtsp://a:%FF%FE@cam/1", None).expect_err("not UTF-8");
         assert!(matches!(e, SourceError::InvalidUrl(_)));
     }
