@@ -215,3 +215,148 @@ async fn multicast_asm_and_ssm_receive_only_their_group_and_source() {
     assert_eq!(wrong.bytes_in(), 0, "an SSM join with another source receives nothing");
     assert_eq!(asm.stats().cc_errors + ssm.stats().cc_errors, 0, "no foreign packets mixed in");
 }
+
+/// Waits up to `within` until the streamer's log holds `needle` `times` times.
+async fn wait_for_log(streamer: &StreamerProcess, needle: &str, times: usize, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while streamer.log().matches(needle).count() < times {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {needle:?} x{times} in the log within {within:?}:\n{}",
+            streamer.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `streamer pull` (standalone, into `dir:<out>`) of each `(url, channel id)`, 2 s segments,
+/// a live playlist long enough for the whole test; returns once every source is bound.
+async fn pull(sources: &[(&str, &str)], out: &Path) -> StreamerProcess {
+    let output = format!("dir:{}", out.display());
+    let mut args: Vec<String> = Vec::new();
+    for (url, id) in sources {
+        args.extend(["--source".into(), (*url).into(), "--target".into(), format!("channel:{id}")]);
+    }
+    args.extend(["--output".into(), output]);
+    args.extend(["--segment-duration", "2", "--playlist-window", "100"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let streamer = StreamerProcess::pull(&args, &[]).await;
+    wait_for_log(&streamer, "UDP source open", sources.len(), Duration::from_secs(10)).await;
+    streamer
+}
+
+/// SIGTERM, then the ended playlist of channel `id`: its segments and what ffprobe reads.
+async fn ended_hls(
+    streamer: StreamerProcess,
+    out: &Path,
+    id: &str,
+) -> (m3u8_rs::MediaPlaylist, f64) {
+    assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
+    let path = out.join(format!("live/{id}/index.m3u8"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let playlist = m3u8_rs::parse_media_playlist_res(&bytes).expect("playlist parses");
+    assert!(playlist.end_list, "playlist not ended");
+    let path = path.to_string_lossy();
+    let duration = ffprobe_duration(&path).expect("HLS probes");
+    let errors = ffmpeg_decode_errors(&path);
+    assert!(errors.is_empty(), "decode errors: {errors}");
+    (playlist, duration)
+}
+
+/// Width x height of the video ffprobe finds in `input` (distinct sizes, space-separated).
+fn video_size(input: &Path) -> String {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height"])
+        .args(["-of", "csv=p=0:s=x"])
+        .arg(input)
+        .output()
+        .expect("run ffprobe");
+    let mut sizes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_owned())
+        .collect();
+    sizes.dedup();
+    sizes.join(" ")
+}
+
+#[tokio::test]
+async fn pull_udp_unicast_to_hls_read_by_ffprobe() {
+    let dir = tempdir();
+    let clip = make_ts(&dir, "clip.ts", 8, "320x240");
+    let port = free_udp_port();
+    let out = dir.join("out");
+    let streamer = pull(&[(&format!("udp://127.0.0.1:{port}"), "udp")], &out).await;
+    finished(send(&clip, &format!("udp://127.0.0.1:{port}?pkt_size=1316"), 0)).await;
+    wait_for_log(&streamer, "receiving", 1, Duration::from_secs(1)).await;
+    let (playlist, duration) = ended_hls(streamer, &out, "udp").await;
+    assert!(playlist.segments.iter().all(|s| !s.discontinuity), "one sender, no discontinuity");
+    assert!((duration - 8.0).abs() <= 1.0, "HLS of {duration} s from an 8 s source");
+}
+
+#[tokio::test]
+async fn pull_udp_multicast_asm_and_ssm_to_hls() {
+    if !in_netns("pull_udp_multicast_asm_and_ssm_to_hls").await {
+        return;
+    }
+    let dir = tempdir();
+    let clip = make_ts(&dir, "a.ts", 6, "320x240");
+    let intruder = make_ts(&dir, "b.ts", 6, "640x360");
+    let out = dir.join("out");
+    let asm = "udp://239.2.2.1:5000";
+    let ssm = "udp://232.2.2.1:5002?source=127.0.0.2&interface=127.0.0.1";
+    let streamer = pull(&[(asm, "asm"), (ssm, "ssm")], &out).await;
+    // Another group on the ASM port, joined on this host; another sender to the SSM group.
+    let mut joined = udp::open("udp://239.2.2.2:5000", &options()).await.unwrap();
+    let senders = [
+        send(&clip, "udp://239.2.2.1:5000?pkt_size=1316", 0),
+        send(&intruder, "udp://239.2.2.2:5000?pkt_size=1316", 1000),
+        send(&clip, "udp://232.2.2.1:5002?pkt_size=1316&localaddr=127.0.0.2", 0),
+        send(&intruder, "udp://232.2.2.1:5002?pkt_size=1316&localaddr=127.0.0.1", 1000),
+    ];
+    let intruded = receive(&mut joined, Duration::from_secs(30)).await;
+    for sender in senders {
+        finished(sender).await;
+    }
+    assert!(intruded.of(Track::Video).len() > 100, "the other group was sent");
+    wait_for_log(&streamer, "receiving", 2, Duration::from_secs(1)).await;
+    assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
+    for id in ["asm", "ssm"] {
+        let path = out.join(format!("live/{id}/index.m3u8"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let playlist = m3u8_rs::parse_media_playlist_res(&bytes).expect("playlist parses");
+        assert!(playlist.end_list, "{id}: playlist not ended");
+        assert!(playlist.segments.iter().all(|s| !s.discontinuity), "{id}: nothing else mixed in");
+        for segment in &playlist.segments {
+            let size = video_size(&out.join(format!("live/{id}")).join(&segment.uri));
+            assert_eq!(size, "320x240", "{id}: {} holds another sender's video", segment.uri);
+        }
+        let duration = ffprobe_duration(&path.to_string_lossy()).expect("HLS probes");
+        assert!((duration - 6.0).abs() <= 1.0, "{id}: HLS of {duration} s from a 6 s source");
+        let errors = ffmpeg_decode_errors(&path.to_string_lossy());
+        assert!(errors.is_empty(), "{id}: decode errors: {errors}");
+    }
+}
+
+#[tokio::test]
+async fn pull_udp_source_switch_mid_stream_is_a_discontinuity_within_the_target() {
+    let dir = tempdir();
+    let clip = make_ts(&dir, "clip.ts", 6, "320x240");
+    let port = free_udp_port();
+    let out = dir.join("out");
+    let streamer = pull(&[(&format!("udp://127.0.0.1:{port}"), "switch")], &out).await;
+    let url = format!("udp://127.0.0.1:{port}?pkt_size=1316");
+    finished(send(&clip, &url, 0)).await;
+    // Another encoder takes over at once, its clock 1000 s ahead.
+    finished(send(&clip, &url, 1000)).await;
+    let (playlist, duration) = ended_hls(streamer, &out, "switch").await;
+    let discontinuities = playlist.segments.iter().filter(|s| s.discontinuity).count();
+    let listing: Vec<(f32, bool)> =
+        playlist.segments.iter().map(|s| (s.duration, s.discontinuity)).collect();
+    assert_eq!(discontinuities, 1, "one EXT-X-DISCONTINUITY at the switch: {listing:?}");
+    assert_eq!(playlist.target_duration, 2);
+    for s in &playlist.segments {
+        assert!(s.duration.round() <= 2.0, "{} lasts {} s, over the 2 s target", s.uri, s.duration);
+    }
+    assert!((duration - 12.0).abs() <= 1.5, "HLS of {duration} s from two 6 s sources");
+}

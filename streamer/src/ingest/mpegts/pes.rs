@@ -17,7 +17,8 @@ struct Pes {
     dts: Option<u64>,
     /// Payload bytes `PES_packet_length` announces (`None`: unbounded, as for video).
     expected: Option<usize>,
-    discontinuity: bool,
+    /// The discontinuity epoch it started in.
+    epoch: u64,
 }
 
 /// One elementary stream's PID state.
@@ -26,8 +27,6 @@ struct Stream {
     continuity: Option<u8>,
     /// `None` while waiting for the next PES start (at first, or after damage).
     pes: Option<Pes>,
-    /// The next PES starts a discontinuity.
-    discontinuity: bool,
     /// Size of the previous PES, the next one's capacity hint.
     last_len: usize,
 }
@@ -57,6 +56,11 @@ pub struct Streams {
     clock: Option<(u64, i64)>,
     /// The last PCR base.
     pcr: Option<u64>,
+    /// Discontinuities so far: PES packets started after the n-th belong to epoch n.
+    epoch: u64,
+    /// The epoch whose first frame was emitted (flagged) last: frames of older epochs that
+    /// complete later are dropped, so the output never steps back over a discontinuity.
+    emitted_epoch: u64,
     /// Unwrapped PTS the next audio frame would have.
     next_audio: Option<i64>,
     tracks: Tracks,
@@ -84,6 +88,8 @@ impl Streams {
             audio: Stream::default(),
             clock: None,
             pcr: None,
+            epoch: 0,
+            emitted_epoch: 0,
             next_audio: None,
             tracks: Tracks::default(),
             announced: None,
@@ -123,14 +129,12 @@ impl Streams {
         stats: &mut DemuxStats,
     ) {
         self.finish(out, stats);
-        let changed = self.selection.is_some();
-        let pending = changed || self.video.discontinuity;
-        if changed {
-            stats.discontinuities += 1;
+        if self.selection.is_some() {
+            self.discontinuity(stats);
         }
         self.selection = selection;
-        self.video = Stream { discontinuity: pending, ..Stream::default() };
-        self.audio = Stream { discontinuity: pending, ..Stream::default() };
+        self.video = Stream::default();
+        self.audio = Stream::default();
         self.pcr = None;
         self.next_audio = None;
         self.held.clear();
@@ -151,11 +155,23 @@ impl Streams {
         }
     }
 
+    /// Frames of PES packets started from now on are a new epoch; the first of them to come
+    /// out is flagged.
     fn discontinuity(&mut self, stats: &mut DemuxStats) {
         stats.discontinuities += 1;
-        self.video.discontinuity = true;
-        self.audio.discontinuity = true;
+        self.epoch += 1;
         self.next_audio = None;
+    }
+
+    /// Whether a frame of a PES of `epoch` goes out (`Some`), and flagged as a discontinuity.
+    fn admit(&mut self, epoch: u64, stats: &mut DemuxStats) -> Option<bool> {
+        if epoch < self.emitted_epoch {
+            stats.dropped_pes += 1;
+            return None;
+        }
+        let first = epoch > self.emitted_epoch;
+        self.emitted_epoch = epoch;
+        Some(first)
     }
 
     fn stream(&mut self, track: Track) -> &mut Stream {
@@ -201,6 +217,7 @@ impl Streams {
         if header.discontinuity {
             self.discontinuity(stats);
         }
+        let epoch = self.epoch;
         let stream = self.stream(track);
         let Some(offset) = header.payload else {
             return;
@@ -218,7 +235,7 @@ impl Streams {
                     pts: pes.header.pts.map(|t| t.as_u64()),
                     dts: pes.header.dts.map(|t| t.as_u64()),
                     expected: expected.filter(|_| pes.pes_packet_len > 0),
-                    discontinuity: std::mem::take(&mut stream.discontinuity),
+                    epoch,
                 });
             }
         } else if let Some(pes) = stream.pes.as_mut() {
@@ -285,6 +302,9 @@ impl Streams {
             }
             return;
         };
+        let Some(discontinuity) = self.admit(pes.epoch, stats) else {
+            return;
+        };
         let dts_raw = pes.dts.unwrap_or(pts_raw);
         let dts = self.unwrap(dts_raw);
         let pts = dts + signed33(pts_raw, dts_raw).max(0);
@@ -319,7 +339,7 @@ impl Streams {
             dts: ticks(dts),
             pts: ticks(pts),
             idr: au.idr,
-            discontinuity: pes.discontinuity,
+            discontinuity,
             data,
         }));
         for frame in std::mem::take(&mut self.held) {
@@ -331,6 +351,9 @@ impl Streams {
     }
 
     fn audio_frames(&mut self, pes: Pes, out: &mut Vec<MediaEvent>, stats: &mut DemuxStats) {
+        let Some(mut discontinuity) = self.admit(pes.epoch, stats) else {
+            return;
+        };
         let data = Bytes::from(pes.data);
         let (frames, rest) = adts_frames(&data);
         if rest > 0 && !std::mem::replace(&mut self.warned.adts, true) {
@@ -343,7 +366,6 @@ impl Streams {
                 None => return,
             },
         };
-        let mut discontinuity = pes.discontinuity;
         let mut samples = 0;
         for frame in frames {
             self.tracks.audio = Some(frame.config);
