@@ -16,16 +16,25 @@
 //! - PES packets are assembled per PID up to [`MAX_PES_BYTES`] (or the segment limit if
 //!   smaller); a larger one, one with a continuity-counter gap, a transport error or a header
 //!   `mpeg2ts` refuses is dropped and counted ([`DemuxStats`]), never fatal. Memory stays
-//!   bounded whatever the input: two PES buffers and less than two packets of sync buffer.
-//! - Frames follow the [`crate::ingest::MediaSource`] contract ([`es`] does the framing):
+//!   bounded whatever the input: two PES buffers, less than two packets of sync buffer, and
+//!   up to 64 audio frames held until the first video frame.
+//! - Frames follow the [`crate::ingest::MediaSource`] contract (module `es` does the framing):
 //!   video one Annex B access unit per PES, AUD first, SPS/PPS before an IDR lacking them;
 //!   audio one ADTS frame each. [`MediaEvent::Tracks`] comes before the first frame and again
 //!   when the in-band SPS/PPS of an IDR or an ADTS header's configuration change. Frames wait
-//!   for the first IDR carrying SPS and PPS; audio before it is dropped.
+//!   for the first IDR carrying SPS and PPS; audio completed before it is held and follows
+//!   it, from the IDR's timestamp on.
 //! - Timestamps are the source's PTS/DTS unwrapped over the 33-bit wrap, plus 2^33 so they
 //!   stay non-negative (the low 33 bits are the source's value). A set
 //!   `discontinuity_indicator` (§2.4.3.5), a PCR stepping back or more than 1 s ahead, or a
-//!   new program sets [`Frame::discontinuity`](crate::media::Frame::discontinuity) on the next frame of each track.
+//!   new program sets [`Frame::discontinuity`](crate::media::Frame::discontinuity) on the
+//!   first frame to come out of the PES packets started after it (one flag per event: the
+//!   segmenter cuts once); frames of PES packets started before it that finish later are
+//!   dropped, so the output never steps back over the discontinuity.
+//!
+//! Not handled (`mpeg2ts` 0.6 refuses them; counted, one warning): PSI sections spanning
+//! packets or with a non-zero pointer field, and a PMT listing a stream type `mpeg2ts` does
+//! not know (the whole PMT is refused). One PES is taken as one H.264 access unit.
 
 mod es;
 mod pes;
