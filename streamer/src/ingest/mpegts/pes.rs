@@ -27,7 +27,7 @@ struct Stream {
     continuity: Option<u8>,
     /// `None` while waiting for the next PES start (at first, or after damage).
     pes: Option<Pes>,
-    /// Size of the previous PES, the next one's capacity hint.
+    /// Size of the previous PES, the next one's capacity hint (up to 512 KiB).
     last_len: usize,
 }
 
@@ -224,7 +224,8 @@ impl Streams {
         };
         if header.start {
             if let Some(TsPayload::PesStart(pes)) = start.and_then(|p| p.payload) {
-                let mut data = Vec::with_capacity(stream.last_len.clamp(PACKET_SIZE, cap));
+                let mut data =
+                    Vec::with_capacity(stream.last_len.min(cap).min(512 << 10).max(PACKET_SIZE));
                 data.extend_from_slice(&pes.data);
                 // PES_packet_length counts from after itself: 3 bytes of flags and
                 // PES_header_data_length, then the header data (§2.4.3.7).
