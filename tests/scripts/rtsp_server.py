@@ -8,8 +8,10 @@ or H.265 in MP4); it is not re-encoded: the elementary streams are payloaded as 
 Every client gets its own pipeline (not shared), paced in real time from the start of the
 file. --loop plays the file again and again on one timeline (segment seeks: timestamps keep
 increasing across loops, as a camera's do). --user/--password require RTSP digest
-authentication (RFC 2617 as RTSP uses it, RFC 2326 §D.2), or basic with --auth basic. Prints "READY rtsp://..." on
-stdout once listening. Runs until killed.
+authentication (RFC 2617 as RTSP uses it, RFC 2326 §D.2), or basic with --auth basic.
+--tls-cert CERT --tls-key KEY (PEM files) serves RTSP over TLS only (rtsps://, RFC 7826
+§19.x): every connection starts with a TLS handshake, RTP goes interleaved on it (TCP only).
+Prints "READY rtsp://..." (or "READY rtsps://...") on stdout once listening. Runs until killed.
 
 Run with /usr/bin/python3 (needs python3-gi and gir1.2-gst-rtsp-server-1.0).
 """
@@ -19,10 +21,11 @@ import sys
 
 import gi
 
+gi.require_version("Gio", "2.0")
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def launch_line(path, audio, video):
@@ -112,6 +115,8 @@ def main():
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--auth", choices=["digest", "basic"], default="digest")
+    parser.add_argument("--tls-cert", help="PEM certificate: serve rtsps:// (TLS) only")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -126,11 +131,20 @@ def main():
     if args.loop:
         factory.connect("media-configure", configure_loop)
 
-    if args.user is not None:
+    if args.user is not None or args.tls_cert is not None:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
-        if args.auth == "basic":
+        if args.tls_cert is not None:
+            # TLS on every connection the server accepts (checked at "auth.check.connect").
+            cert = Gio.TlsCertificate.new_from_files(args.tls_cert, args.tls_key or args.tls_cert)
+            auth.set_tls_certificate(cert)
+            # RTP interleaved on the TLS connection only: no clear-text UDP.
+            factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
+        if args.user is None:
+            # No credentials asked: everyone gets the role that may play the media.
+            auth.set_default_token(token)
+        elif args.auth == "basic":
             auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
             basic = GstRtspServer.RTSPAuth.make_basic(args.user, args.password or "")
             auth.add_basic(basic, token)
@@ -149,7 +163,8 @@ def main():
     if server.attach(None) == 0:
         print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
         sys.exit(1)
-    print(f"READY rtsp://127.0.0.1:{args.port}/cam", flush=True)
+    scheme = "rtsp" if args.tls_cert is None else "rtsps"
+    print(f"READY {scheme}://127.0.0.1:{args.port}/cam", flush=True)
     GLib.MainLoop().run()
 
 

@@ -1,12 +1,13 @@
 //! RTSP pull against a real GStreamer RTSP server (`tests/scripts/rtsp_server.py`) serving
 //! files ffmpeg made: `RtspSource` directly (tracks, IDR framing, timestamps, digest auth,
-//! G.711 audio left out, H.265 refused, timeouts), and `streamer pull` end to end (HLS
-//! duration, digest auth, a server outage with reconnect, no credentials in the log).
+//! G.711 audio left out, H.265 refused, timeouts, `rtsps://` with certificates openssl
+//! made), and `streamer pull` end to end (HLS duration, digest auth, a server outage with
+//! reconnect, no credentials in the log, `rtsps://` with a CA file).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use streamer::ingest::rtsp::{self, Credentials, RtspOptions};
+use streamer::ingest::rtsp::{self, Credentials, RtspOptions, RtspTls};
 use streamer::ingest::{MediaSource, SourceError};
 use streamer::media::{Frame, MediaEvent, Track, Tracks};
 use streamstack_tests::process::{free_port, StreamerProcess};
@@ -52,11 +53,43 @@ fn make_file(dir: &Path, media: Media, seconds: u32) -> PathBuf {
     path
 }
 
+/// A self-signed certificate for `127.0.0.1` (IP SAN) and its key, PEM files in `dir`
+/// named after `name`; `extra` adds `openssl req` arguments. openssl's defaults mark it
+/// `CA:TRUE`, as many cameras' own certificates are.
+fn self_signed(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(extra)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl could not make {name}");
+    (cert, key)
+}
+
+/// `rtsp_server.py` arguments serving `rtsps://` with `cert`.
+fn tls_args(cert: &Path, key: &Path) -> Vec<String> {
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    vec!["--tls-cert".into(), cert, "--tls-key".into(), key]
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// A running `rtsp_server.py`, killed when dropped.
 struct RtspServer {
     child: Child,
     port: u16,
     args: Vec<String>,
+    /// `rtsp` or `rtsps`, as the server announced.
+    scheme: &'static str,
 }
 
 impl RtspServer {
@@ -81,16 +114,26 @@ impl RtspServer {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await;
-        match ready {
-            Ok(Ok(Some(line))) if line.starts_with("READY") => {}
+        let scheme = match ready {
+            Ok(Ok(Some(line))) if line.starts_with("READY rtsps:") => "rtsps",
+            Ok(Ok(Some(line))) if line.starts_with("READY") => "rtsp",
             other => panic!("rtsp_server.py did not start: {other:?}"),
-        }
-        Self { child, port, args }
+        };
+        Self { child, port, args, scheme }
     }
 
-    /// `rtsp://[userinfo@]127.0.0.1:<port>/cam`.
+    /// `rtsp[s]://[userinfo@]127.0.0.1:<port>/cam`.
     fn url(&self, userinfo: &str) -> String {
-        format!("rtsp://{userinfo}127.0.0.1:{}/cam", self.port)
+        format!("{}://{userinfo}127.0.0.1:{}/cam", self.scheme, self.port)
+    }
+
+    /// TCP connections established to the server's port, as `ss` lists them.
+    fn connections(&self) -> usize {
+        let out = std::process::Command::new("ss")
+            .args(["-Htn", "state", "established", &format!("( dport = :{} )", self.port)])
+            .output()
+            .expect("run ss");
+        String::from_utf8_lossy(&out.stdout).lines().count()
     }
 
     /// `kill -9`, then waits for the process to be gone.
@@ -355,6 +398,104 @@ async fn a_stalled_server_times_out_and_a_dead_one_is_an_error() {
     assert!(got.end.is_err(), "a dropped connection is an error");
 }
 
+/// Options trusting `ca_file` for `rtsps://`.
+fn tls_options(ca_file: Option<&Path>, insecure: bool) -> RtspOptions {
+    RtspOptions { tls: RtspTls { ca_file: ca_file.map(Path::to_path_buf), insecure }, ..options() }
+}
+
+/// Tracks first, then at least a second of video starting at an IDR.
+fn assert_plays(got: &Received, what: &str) {
+    assert!(got.end.is_ok(), "{what}: {:?}", got.end.as_ref().err());
+    let tracks = got.tracks.first().unwrap_or_else(|| panic!("{what}: no tracks"));
+    assert!(tracks.video.is_some() && tracks.audio.is_some(), "{what}: {tracks:?}");
+    let v = of(&got.frames, Track::Video);
+    assert!(v.len() >= 25 && v[0].idr, "{what}: {} video frames", v.len());
+    assert!(!of(&got.frames, Track::Audio).is_empty(), "{what}: no audio");
+}
+
+#[tokio::test]
+async fn rtsps_with_the_camera_certificate_as_ca_file_plays_and_closes_its_tunnel() {
+    let dir = tempdir();
+    let file = make_file(&dir, Media::H264Aac, 10);
+    // openssl's default self-signed certificate (CA:TRUE, as cameras' often are): WebPKI
+    // refuses it as a server certificate; the CA file pins it.
+    let (cert, key) = self_signed(&dir, "camera", &[]);
+    let server = RtspServer::start(&file, &strs(&tls_args(&cert, &key))).await;
+    assert!(server.url("").starts_with("rtsps://127.0.0.1:"));
+    let opts = tls_options(Some(&cert), false);
+    let mut source = rtsp::connect(&server.url(""), &opts).await.expect("rtsps with the CA file");
+    let got = receive(&mut source, Duration::from_secs(2)).await;
+    assert_plays(&got, "pinned self-signed certificate");
+    assert_eq!(server.connections(), 1, "one TLS connection to the camera");
+    // Dropping the source aborts the tunnel: the camera's connection closes.
+    drop(source);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server.connections() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the tunnel outlived its source");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A server certificate (CA:FALSE) verified by WebPKI against the CA file, digest auth
+    // through the tunnel, and UDP refused for rtsps.
+    let (cert, key) =
+        self_signed(&dir, "server", &["-addext", "basicConstraints=critical,CA:FALSE"]);
+    let mut args = tls_args(&cert, &key);
+    args.extend(["--user", "cam-admin", "--password", "tls-pw-1"].map(String::from));
+    let server = RtspServer::start(&file, &strs(&args)).await;
+    let opts = tls_options(Some(&cert), false);
+    let e = rtsp::connect(&server.url("cam-admin:wrong@"), &opts).await.err().expect("401");
+    assert!(matches!(e, SourceError::Unauthorized), "{e}");
+    let mut source =
+        rtsp::connect(&server.url("cam-admin:tls-pw-1@"), &opts).await.expect("rtsps + digest");
+    let got = receive(&mut source, Duration::from_secs(2)).await;
+    assert_plays(&got, "WebPKI-verified certificate");
+    drop(source);
+    let mut udp = opts.clone();
+    udp.transport = rtsp::RtspTransport::Udp;
+    let e = rtsp::connect(&server.url(""), &udp).await.err().expect("UDP refused");
+    assert!(matches!(&e, SourceError::Unsupported(m) if m.contains("TCP")), "{e}");
+}
+
+#[tokio::test]
+async fn rtsps_refuses_an_unverified_certificate_unless_insecure() {
+    let dir = tempdir();
+    let file = make_file(&dir, Media::H264Aac, 6);
+    let (cert, key) = self_signed(&dir, "camera", &[]);
+    let (other, _) = self_signed(&dir, "other", &[]);
+    let server = RtspServer::start(&file, &strs(&tls_args(&cert, &key))).await;
+
+    // The system's roots only, and a CA file of another certificate: a certificate error
+    // while connecting, with nothing playing.
+    for (ca, what) in [(None, "system roots"), (Some(other.as_path()), "another CA file")] {
+        let started = std::time::Instant::now();
+        let e = rtsp::connect(&server.url("admin:pw-77@"), &tls_options(ca, false))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: connected"));
+        assert!(matches!(&e, SourceError::Connect(m) if m.contains("certificate")), "{what}: {e}");
+        assert!(!e.to_string().contains("pw-77"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}: slow refusal");
+    }
+    let missing = dir.join("missing.pem");
+    let e = rtsp::connect(&server.url(""), &tls_options(Some(&missing), false)).await.err();
+    assert!(matches!(&e, Some(SourceError::Connect(m)) if m.contains("missing.pem")), "{e:?}");
+
+    // Verification off: the same server plays.
+    let mut source =
+        rtsp::connect(&server.url(""), &tls_options(None, true)).await.expect("insecure");
+    let got = receive(&mut source, Duration::from_secs(2)).await;
+    assert_plays(&got, "insecure");
+    drop(source);
+
+    // rtsps:// to a clear-text RTSP server: a TLS error, not a hang.
+    let plain = RtspServer::start(&file, &[]).await;
+    let url = plain.url("").replacen("rtsp://", "rtsps://", 1);
+    let started = std::time::Instant::now();
+    let e = rtsp::connect(&url, &tls_options(None, true)).await.err().expect("not TLS");
+    assert!(matches!(e, SourceError::Connect(_)), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(9), "{:?}", started.elapsed());
+}
+
 // ---- `streamer pull` end to end ----
 
 const USER: &str = "cam-admin";
@@ -401,19 +542,30 @@ fn read_playlist(path: &Path) -> m3u8_rs::MediaPlaylist {
     m3u8_rs::parse_media_playlist_res(&bytes).expect("playlist parses")
 }
 
-/// A 12 s H.264 + AAC file through RTSP (digest auth if `auth`) -> `streamer pull` -> HLS
+/// A 12 s H.264 + AAC file through RTSP (digest auth if `auth`; `rtsps://` with the
+/// server's self-signed certificate in `RTSP_CA_FILE` if `tls`) -> `streamer pull` -> HLS
 /// that ffprobe finds 12 s long (within 1 s) and ffmpeg decodes without error.
-async fn rtsp_file_to_hls(auth: bool) {
+async fn rtsp_file_to_hls(auth: bool, tls: bool) {
     let dir = tempdir();
     let file = make_file(&dir, Media::H264Aac, 12);
-    let (server_args, userinfo) = if auth {
-        (vec!["--user", USER, "--password", PASSWORD], format!("{USER}:{PASSWORD_ENCODED}@"))
+    let (mut server_args, userinfo) = if auth {
+        let args = ["--user", USER, "--password", PASSWORD].map(String::from).to_vec();
+        (args, format!("{USER}:{PASSWORD_ENCODED}@"))
     } else {
         (vec![], String::new())
     };
-    let server = RtspServer::start(&file, &server_args).await;
+    let ca_file = match tls {
+        true => {
+            let (cert, key) = self_signed(&dir, "camera", &[]);
+            server_args.extend(tls_args(&cert, &key));
+            cert.display().to_string()
+        }
+        false => String::new(),
+    };
+    let server = RtspServer::start(&file, &strs(&server_args)).await;
     let out = dir.join("out");
-    let streamer = pull(&server.url(&userinfo), "cam", &out, &[]).await;
+    let env: &[(&str, &str)] = if tls { &[("RTSP_CA_FILE", &ca_file)] } else { &[] };
+    let streamer = pull(&server.url(&userinfo), "cam", &out, env).await;
     wait_for_log(&streamer, "receiving", 1, Duration::from_secs(20)).await;
     // The file ends (RTCP BYE); stop the server before the streamer reconnects (1 s
     // backoff), which would play the file again.
@@ -435,12 +587,17 @@ async fn rtsp_file_to_hls(auth: bool) {
 
 #[tokio::test]
 async fn pull_rtsp_to_hls_keeps_the_source_duration() {
-    rtsp_file_to_hls(false).await;
+    rtsp_file_to_hls(false, false).await;
 }
 
 #[tokio::test]
 async fn pull_rtsp_with_digest_auth_to_hls_and_no_credentials_in_the_log() {
-    rtsp_file_to_hls(true).await;
+    rtsp_file_to_hls(true, false).await;
+}
+
+#[tokio::test]
+async fn pull_rtsps_with_a_ca_file_and_digest_auth_to_hls() {
+    rtsp_file_to_hls(true, true).await;
 }
 
 #[tokio::test]
