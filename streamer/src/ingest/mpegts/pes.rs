@@ -225,7 +225,7 @@ impl Streams {
         if header.start {
             if let Some(TsPayload::PesStart(pes)) = start.and_then(|p| p.payload) {
                 let mut data =
-                    Vec::with_capacity(stream.last_len.min(cap).min(512 << 10).max(PACKET_SIZE));
+                    Vec::with_capacity(stream.last_len.min(cap).clamp(PACKET_SIZE, 512 << 10));
                 data.extend_from_slice(&pes.data);
                 // PES_packet_length counts from after itself: 3 bytes of flags and
                 // PES_header_data_length, then the header data (§2.4.3.7).
