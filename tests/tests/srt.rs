@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
-use streamstack_core::{Channel, ChannelState, HlsSettings};
+use streamstack_core::{Channel, ChannelState, ChannelStore, HlsSettings};
 use streamstack_tests::process::StreamerProcess;
 use streamstack_tests::*;
 
@@ -17,12 +17,17 @@ fn free_udp_port() -> u16 {
 
 /// `streamer serve` with a directory output and SRT on a free port; returns the port.
 async fn start(table: &str, dir: &Path) -> (StreamerProcess, u16) {
+    start_with(table, dir, &[]).await
+}
+
+/// [`start`] with extra flags.
+async fn start_with(table: &str, dir: &Path, extra: &[&str]) -> (StreamerProcess, u16) {
     let port = free_udp_port();
     let srt = format!("127.0.0.1:{port}");
     let out = format!("dir:{}", dir.display());
-    let process =
-        StreamerProcess::start(table, &["--output", &out, "--srt-listen", &srt], &[]).await;
-    (process, port)
+    let mut args = vec!["--output", &out, "--srt-listen", &srt];
+    args.extend_from_slice(extra);
+    (StreamerProcess::start(table, &args, &[]).await, port)
 }
 
 /// RFC 3986 percent-encoding of everything but unreserved characters: ffmpeg's `srt://` URL
@@ -100,7 +105,7 @@ async fn srt_publish_becomes_hls_and_the_channel_goes_live_then_idle() {
     let duration = ffprobe_duration(path).expect("ffprobe reads the playlist");
     assert!((duration - 8.0).abs() <= 1.0, "ffprobe duration {duration}");
     let errors = ffmpeg_decode_errors(path);
-    assert!(errors.is_empty(), "decode errors: {errors}");
+    assert!(errors.is_empty(), "decode errors: {errors}\nstreamer log:\n{}", streamer.log());
     wait_for_state(store.as_ref(), &ch, ChannelState::Idle, Duration::from_secs(10)).await;
 
     let log = streamer.log();
@@ -184,4 +189,38 @@ async fn sigterm_mid_publish_flushes_and_ends_the_playlist() {
     // The caller is disconnected, not left streaming into nothing.
     let sent = tokio::time::timeout(Duration::from_secs(15), publish).await;
     assert!(matches!(sent, Ok(Ok(false))), "ffmpeg still running or succeeded: {sent:?}");
+}
+
+#[tokio::test]
+async fn rotating_the_key_ends_the_running_srt_publish() {
+    let aws = aws().await;
+    let (table, store) = channel_table(&aws).await;
+    let ch = channel(store.as_ref(), hls()).await;
+    let dir = tempdir();
+    let (streamer, port) = start_with(&table, &dir, &["--lease-secs", "6"]).await;
+
+    let key = stream_key(&ch, &ch, now() + 3600);
+    let url = srt_url(port, &key);
+    let clip = Clip { seconds: 60, realtime: true, ..Clip::default() };
+    let publish = tokio::spawn(async move { ffmpeg_send_ts(&url, clip).await });
+    wait_for_state(store.as_ref(), &ch, ChannelState::Live, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rotated = store.rotate_secret(&ch.id).await.expect("rotate");
+
+    // Revoked at the next lease renewal (every 2 s): the caller is disconnected and the
+    // playlist ended long before the clip's 60 s.
+    let sent = tokio::time::timeout(Duration::from_secs(20), publish).await;
+    assert!(matches!(sent, Ok(Ok(false))), "publish not ended by the rotation: {sent:?}");
+    let pl = ended(&dir, &ch).await;
+    assert!(!pl.segments.is_empty());
+    wait_for_state(store.as_ref(), &ch, ChannelState::Idle, Duration::from_secs(10)).await;
+
+    // The old key is refused in the handshake; the new one is taken.
+    let short = Clip { seconds: 2, ..Clip::default() };
+    assert!(!ffmpeg_send_ts(&srt_url(port, &key), short).await, "old key accepted");
+    let new_key = stream_key(&rotated, &rotated, now() + 3600);
+    assert!(ffmpeg_send_ts(&srt_url(port, &new_key), short).await, "new key refused");
+    let old_sig = key.rsplit("sig=").next().unwrap();
+    let new_sig = new_key.rsplit("sig=").next().unwrap();
+    streamer.assert_log_free_of(&[old_sig, new_sig]);
 }

@@ -9,7 +9,7 @@ use crate::ingest::rtmp::limits::ConnectionPermit;
 use crate::media::{MediaEvent, Timeline};
 use crate::publish::{LivePublish, PublishError};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::{ConnectionRequest, SrtSocket};
 use std::net::SocketAddr;
@@ -92,24 +92,34 @@ pub(super) async fn run(
             return;
         }
     };
-    let result = match request.accept(None).await {
-        Ok(socket) => {
-            tracing::info!(%peer, channel = %publish.channel_id(), "SRT publish accepted");
-            let mut conn = Connection { publish, shared: &shared, stop: stop.clone(), bytes: 0 };
-            let result = conn.serve(socket).await;
-            let bytes = conn.bytes;
-            conn.publish.finish(stop).await;
-            result.map(|()| bytes)
-        }
+    let mut socket = match request.accept(None).await {
+        Ok(socket) => socket,
         Err(e) => {
             publish.finish(stop).await;
-            Err(SessionError::Accept(e))
+            drop(permit);
+            let e = SessionError::Accept(e);
+            tracing::warn!(%peer, %channel, error = %e, "SRT connection closed on error");
+            return;
         }
     };
+    tracing::info!(%peer, %channel, "SRT publish accepted");
+    // What SRT recovered and what it could not (the latter damages the stream).
+    let mut transport = Box::pin(socket.statistics().clone());
+    let mut conn = Connection { publish, shared: &shared, stop: stop.clone(), bytes: 0 };
+    let result = conn.serve(socket).await;
+    let t = transport.next().now_or_never().flatten().unwrap_or_default();
+    let bytes = conn.bytes;
+    conn.publish.finish(stop).await;
     drop(permit);
+    let (lost, dropped, retransmitted) = (t.rx_loss_data, t.rx_dropped_data, t.rx_retransmit_data);
     match result {
-        Ok(bytes) => tracing::info!(%peer, %channel, bytes, "SRT connection closed"),
-        Err(e) => tracing::warn!(%peer, %channel, error = %e, "SRT connection closed on error"),
+        Ok(()) => tracing::info!(
+            %peer, %channel, bytes, lost, retransmitted, dropped, "SRT connection closed"
+        ),
+        Err(e) => tracing::warn!(
+            %peer, %channel, bytes, lost, retransmitted, dropped, error = %e,
+            "SRT connection closed on error"
+        ),
     }
 }
 
@@ -195,12 +205,11 @@ impl Connection<'_> {
             demux.push(&payload, &mut events)?;
             self.emit(&mut timeline, &mut events).await?;
         }
+        // The frames still being assembled are left out, not flushed with `demux.finish`:
+        // a caller in live mode closes without lingering (SRTO_LINGER 0), so the tail of
+        // its last access unit is often never sent, and a truncated frame does not decode.
         match (&mut reader.0).await {
-            Ok(ReaderEnd::Closed) | Err(_) => {
-                // The caller ended the stream: its last frames are complete.
-                demux.finish(&mut events);
-                self.emit(&mut timeline, &mut events).await
-            }
+            Ok(ReaderEnd::Closed) | Err(_) => Ok(()),
             Ok(ReaderEnd::Io(e)) => Err(SessionError::Io(e)),
             Ok(ReaderEnd::Backlog) => Err(SessionError::Backlog),
         }
