@@ -640,3 +640,36 @@ async fn pull_reconnects_after_a_server_outage_with_a_discontinuity() {
     let errors = ffmpeg_decode_errors(&path);
     assert!(errors.is_empty(), "decode errors: {errors}");
 }
+
+/// `RTSP_CREDENTIALS` naming a Secrets Manager secret (moto): the URL has no userinfo, the
+/// secret's `{"username","password"}` passes digest auth, and neither reaches the log.
+#[tokio::test]
+async fn pull_rtsp_with_credentials_from_secrets_manager() {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .load()
+        .await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let secret = serde_json::json!({ "username": USER, "password": PASSWORD }).to_string();
+    let arn = secrets
+        .create_secret()
+        .name(unique("camera"))
+        .secret_string(secret)
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("secret ARN");
+
+    let dir = tempdir();
+    let file = make_file(&dir, Media::H264Aac, 6);
+    let server = RtspServer::start(&file, &["--user", USER, "--password", PASSWORD]).await;
+    let out = dir.join("out");
+    let streamer = pull(&server.url(""), "cam", &out, &[("RTSP_CREDENTIALS", &arn)]).await;
+    wait_for_log(&streamer, "receiving", 1, Duration::from_secs(20)).await;
+    server.kill().await;
+    streamer.assert_log_free_of(&[PASSWORD, PASSWORD_ENCODED, &format!("{USER}:")]);
+    assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
+    let playlist = read_playlist(&out.join("live/cam/index.m3u8"));
+    assert!(playlist.end_list && !playlist.segments.is_empty(), "{playlist:?}");
+}
