@@ -117,6 +117,22 @@ impl StreamerProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits up to `within` until the log holds `needle` at least `times` times.
+    ///
+    /// # Panics
+    /// When it does not, with the log.
+    pub async fn wait_for_log(&self, needle: &str, times: usize, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.log().matches(needle).count() < times {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {needle:?} x{times} in the log within {within:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Asserts that no log line so far holds any of `secrets` (signatures, keys, stream keys)
     /// nor a push URL's query string.
     ///

@@ -502,19 +502,6 @@ const USER: &str = "cam-admin";
 const PASSWORD: &str = "pw-9f3K:x@y";
 const PASSWORD_ENCODED: &str = "pw-9f3K%3Ax%40y";
 
-/// Waits up to `within` until the streamer's log holds `needle` `times` times.
-async fn wait_for_log(streamer: &StreamerProcess, needle: &str, times: usize, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    while streamer.log().matches(needle).count() < times {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {needle:?} x{times} in the log within {within:?}:\n{}",
-            streamer.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// `streamer pull` of `url` into `channel:<id>` under `out` (standalone: no table),
 /// 2 s segments, a live playlist long enough to hold the whole test.
 async fn pull(url: &str, id: &str, out: &Path, env: &[(&str, &str)]) -> StreamerProcess {
@@ -566,10 +553,10 @@ async fn rtsp_file_to_hls(auth: bool, tls: bool) {
     let out = dir.join("out");
     let env: &[(&str, &str)] = if tls { &[("RTSP_CA_FILE", &ca_file)] } else { &[] };
     let streamer = pull(&server.url(&userinfo), "cam", &out, env).await;
-    wait_for_log(&streamer, "receiving", 1, Duration::from_secs(20)).await;
+    streamer.wait_for_log("receiving", 1, Duration::from_secs(20)).await;
     // The file ends (RTCP BYE); stop the server before the streamer reconnects (1 s
     // backoff), which would play the file again.
-    wait_for_log(&streamer, "RTCP BYE", 1, Duration::from_secs(30)).await;
+    streamer.wait_for_log("RTCP BYE", 1, Duration::from_secs(30)).await;
     server.kill().await;
     streamer.assert_log_free_of(&[PASSWORD, PASSWORD_ENCODED, &format!("{USER}:")]);
     assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
@@ -611,15 +598,15 @@ async fn pull_reconnects_after_a_server_outage_with_a_discontinuity() {
     let credentials = format!("{USER}:{PASSWORD}");
     let env = [("RTSP_CREDENTIALS", credentials.as_str())];
     let streamer = pull(&server.url(""), "cam", &out, &env).await;
-    wait_for_log(&streamer, "receiving", 1, Duration::from_secs(20)).await;
+    streamer.wait_for_log("receiving", 1, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(8)).await;
 
     // 10 s without a server, then the same server again.
     let (port, args) = server.kill().await;
-    wait_for_log(&streamer, "reconnecting", 1, Duration::from_secs(5)).await;
+    streamer.wait_for_log("reconnecting", 1, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let server = RtspServer::spawn(port, args).await;
-    wait_for_log(&streamer, "receiving", 2, Duration::from_secs(20)).await;
+    streamer.wait_for_log("receiving", 2, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     server.kill().await;
     streamer.assert_log_free_of(&[PASSWORD, &credentials]);
@@ -666,7 +653,7 @@ async fn pull_rtsp_with_credentials_from_secrets_manager() {
     let server = RtspServer::start(&file, &["--user", USER, "--password", PASSWORD]).await;
     let out = dir.join("out");
     let streamer = pull(&server.url(""), "cam", &out, &[("RTSP_CREDENTIALS", &arn)]).await;
-    wait_for_log(&streamer, "receiving", 1, Duration::from_secs(20)).await;
+    streamer.wait_for_log("receiving", 1, Duration::from_secs(20)).await;
     server.kill().await;
     streamer.assert_log_free_of(&[PASSWORD, PASSWORD_ENCODED, &format!("{USER}:")]);
     assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");

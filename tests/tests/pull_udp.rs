@@ -216,19 +216,6 @@ async fn multicast_asm_and_ssm_receive_only_their_group_and_source() {
     assert_eq!(asm.stats().cc_errors + ssm.stats().cc_errors, 0, "no foreign packets mixed in");
 }
 
-/// Waits up to `within` until the streamer's log holds `needle` `times` times.
-async fn wait_for_log(streamer: &StreamerProcess, needle: &str, times: usize, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    while streamer.log().matches(needle).count() < times {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {needle:?} x{times} in the log within {within:?}:\n{}",
-            streamer.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// `streamer pull` (standalone, into `dir:<out>`) of each `(url, channel id)`, 2 s segments,
 /// a live playlist long enough for the whole test; returns once every source is bound.
 async fn pull(sources: &[(&str, &str)], out: &Path) -> StreamerProcess {
@@ -241,7 +228,7 @@ async fn pull(sources: &[(&str, &str)], out: &Path) -> StreamerProcess {
     args.extend(["--segment-duration", "2", "--playlist-window", "100"].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let streamer = StreamerProcess::pull(&args, &[]).await;
-    wait_for_log(&streamer, "UDP source open", sources.len(), Duration::from_secs(10)).await;
+    streamer.wait_for_log("UDP source open", sources.len(), Duration::from_secs(10)).await;
     streamer
 }
 
@@ -288,7 +275,7 @@ async fn pull_udp_unicast_to_hls_read_by_ffprobe() {
     let out = dir.join("out");
     let streamer = pull(&[(&format!("udp://127.0.0.1:{port}"), "udp")], &out).await;
     finished(send(&clip, &format!("udp://127.0.0.1:{port}?pkt_size=1316"), 0)).await;
-    wait_for_log(&streamer, "receiving", 1, Duration::from_secs(1)).await;
+    streamer.wait_for_log("receiving", 1, Duration::from_secs(1)).await;
     let (playlist, duration) = ended_hls(streamer, &out, "udp").await;
     assert!(playlist.segments.iter().all(|s| !s.discontinuity), "one sender, no discontinuity");
     assert!((duration - 8.0).abs() <= 1.0, "HLS of {duration} s from an 8 s source");
@@ -319,7 +306,7 @@ async fn pull_udp_multicast_asm_and_ssm_to_hls() {
         finished(sender).await;
     }
     assert!(intruded.of(Track::Video).len() > 100, "the other group was sent");
-    wait_for_log(&streamer, "receiving", 2, Duration::from_secs(1)).await;
+    streamer.wait_for_log("receiving", 2, Duration::from_secs(1)).await;
     assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
     for id in ["asm", "ssm"] {
         let path = out.join(format!("live/{id}/index.m3u8"));
