@@ -179,7 +179,8 @@ async fn sigterm_mid_publish_flushes_and_ends_the_playlist() {
     let clip = Clip { seconds: 60, realtime: true, ..Clip::default() };
     let publish = tokio::spawn(async move { ffmpeg_send_ts(&url, clip).await });
     wait_for_state(store.as_ref(), &ch, ChannelState::Live, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Media reaches the segmenter one SRT latency (1 s) after it was sent.
+    tokio::time::sleep(Duration::from_secs(6)).await;
 
     assert!(streamer.terminate(Duration::from_secs(30)).await, "streamer did not exit cleanly");
     let pl = ended(&dir, &ch).await;

@@ -37,9 +37,14 @@ use tokio::task::JoinSet;
 /// `net.core.rmem_max` (a failure to set it is logged, not fatal).
 pub const RECV_BUFFER: usize = 8 << 20;
 
-/// SRT receive latency offered to callers (SRTO_RCVLATENCY): the larger of this and the
-/// caller's latency is used. 120 ms is libsrt's default.
-pub const LATENCY: Duration = Duration::from_millis(120);
+/// SRT receive latency offered to callers (SRTO_RCVLATENCY); the larger of this and the
+/// caller's own latency is used by both ends. A packet not recovered within it is dropped
+/// (TLPKTDROP) and damages the stream; SRT's guideline is at least 4 × RTT. libsrt's default,
+/// 120 ms, only covers RTTs up to 30 ms; 1 s covers intercontinental contribution and adds
+/// nothing that matters to HLS, whose latency is several segments. Also set as the send
+/// latency: `srt-tokio` keeps delivering for twice that after a caller's shutdown, and the
+/// receive buffer holds up to one latency of stream.
+pub const LATENCY: Duration = Duration::from_secs(1);
 
 /// What every connection task of one server shares.
 struct Shared {
@@ -75,7 +80,7 @@ impl SrtServer {
         let socket = bind_udp(addr)?;
         let local = socket.local_addr()?;
         let (listener, incoming) =
-            SrtListener::builder().receive_latency(LATENCY).socket(socket).bind(local).await?;
+            SrtListener::builder().latency(LATENCY).socket(socket).bind(local).await?;
         Ok(Self {
             listener,
             incoming,
