@@ -1,23 +1,37 @@
 //! MPEG-TS (ISO/IEC 13818-1) to [`MediaEvent`]s, for sources that deliver a transport
 //! stream in arbitrary chunks: UDP datagrams (usually 7 × 188 bytes), SRT messages, files.
 //!
-//! The `mpeg2ts` crate parses the PAT, PMT (with their CRCs, §2.4.4.3/§2.4.4.8) and PES
-//! headers (§2.4.3.6). Its reader pulls from an `io::Read` and keeps the PID map it learns from
-//! the PAT/PMT to itself, so it cannot be fed chunks; [`TsDemuxer`] finds the packets
-//! (resyncing on the 0x47 sync byte), reads each packet's 4-byte header and adaptation field
-//! flags itself (continuity counters, discontinuity indicator, PCR: every packet must be seen,
-//! also one `mpeg2ts` refuses), hands `mpeg2ts` one packet at a time through a shared slot,
-//! and copies PES continuation payloads straight from the packet.
+//! [`TsDemuxer`] finds the packets (resyncing on the 0x47 sync byte), reads each packet's
+//! 4-byte header and adaptation field flags itself (continuity counters, discontinuity
+//! indicator, PCR) and copies PES continuation payloads straight from the packet. The
+//! `mpeg2ts-reader` crate reads the content of PAT and PMT sections (§2.4.4.3, §2.4.4.8), their
+//! CRC_32 (Annex A) and PES headers (§2.4.3.6), all from byte slices; module `section`
+//! reassembles the sections from packets (pointer_field, sections spanning packets, several
+//! in one packet). Its demultiplexer framework (`demultiplex::Demultiplex`, filters built per
+//! PID through a context) is not used: PES assembly, continuity and discontinuity handling
+//! are ours, and its `psi::SectionPacketConsumer` refuses a section whose header straddles
+//! packets and reads only the first section starting in a packet.
+//!
+//! `mpeg2ts` (which our muxer uses) is no longer on this path: its reader pulls from an
+//! `io::Read` with a PID map it learns only from PATs/PMTs it can parse itself, and it refuses
+//! a whole PMT listing a stream type it does not know (0x1C…0x23, 0x2D, 0xFF, many private
+//! types), PSI sections spanning packets and a non-zero pointer_field, all of which broadcast
+//! contribution feeds send.
 //!
 //! - Program: the first one whose PMT lists H.264 video (stream type 0x1B), or `program=N`.
 //!   AAC in ADTS (0x0F) is used when present; other audio (MPEG-1/2 layer II 0x03/0x04,
 //!   AC-3, LATM, …) is dropped with one warning; H.265 (0x24) without H.264 is refused
-//!   ([`DemuxError::H265Refused`]).
+//!   ([`DemuxError::H265Refused`]); any other stream type, known or not, is left alone.
+//! - PAT/PMT sections up to the 1021-byte `section_length` limit are reassembled per PID
+//!   across packets; one with a bad CRC_32, cut off by a lost packet or malformed is dropped
+//!   and counted ([`DemuxStats::invalid_packets`]) with one warning, and the next repetition
+//!   of the table is used. Only the current table (`current_next_indicator` 1) counts.
 //! - PES packets are assembled per PID up to [`MAX_PES_BYTES`] (or the segment limit if
-//!   smaller); a larger one, one with a continuity-counter gap, a transport error or a header
-//!   `mpeg2ts` refuses is dropped and counted ([`DemuxStats`]), never fatal. Memory stays
-//!   bounded whatever the input: two PES buffers, less than two packets of sync buffer, and
-//!   up to 64 audio frames held until the first video frame.
+//!   smaller); a larger one, one with a continuity-counter gap, a transport error or a
+//!   malformed header is dropped and counted ([`DemuxStats`]), never fatal. Memory stays
+//!   bounded whatever the input: two PES buffers, less than two packets of sync buffer, a
+//!   section buffer of at most 1024 bytes on the PAT PID and each PMT PID of the PAT (a PAT
+//!   section lists at most 253), and up to 64 audio frames held until the first video frame.
 //! - Frames follow the [`crate::ingest::MediaSource`] contract (module `es` does the framing):
 //!   video one Annex B access unit per PES, AUD first, SPS/PPS before an IDR lacking them;
 //!   audio one ADTS frame each. [`MediaEvent::Tracks`] comes before the first frame and again
@@ -32,30 +46,27 @@
 //!   segmenter cuts once); frames of PES packets started before it that finish later are
 //!   dropped, so the output never steps back over the discontinuity.
 //!
-//! Not handled (`mpeg2ts` 0.6 refuses them; counted, one warning): PSI sections spanning
-//! packets or with a non-zero pointer field, and a PMT listing a stream type `mpeg2ts` does
-//! not know (the whole PMT is refused). One PES is taken as one H.264 access unit.
+//! Not handled: a PAT split into several sections (only section 0 is used, one warning), a
+//! PES header not whole in the packet that starts the PES (the PES is dropped and counted).
+//! One PES is taken as one H.264 access unit.
 
 mod es;
 mod pes;
 mod psi;
+mod section;
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use es::AAC_BLOCK_SAMPLES;
 
 use crate::media::{MediaEvent, MediaLimits, Tracks};
-use mpeg2ts::ts::TsPayload;
-use mpeg2ts::ts::{ReadTsPacket, TsPacket, TsPacketReader};
-use pes::Streams;
+use pes::{PesStart, Streams};
 use psi::Programs;
-use std::io::Read;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Bytes of a transport stream packet.
-pub const PACKET_SIZE: usize = TsPacket::SIZE;
+pub const PACKET_SIZE: usize = 188;
 /// Largest PES packet assembled, bytes (8 MiB: a 4K intra frame is a few MiB).
 pub const MAX_PES_BYTES: usize = 8 << 20;
 /// PTS/DTS/PCR-base wrap: 2^33 ticks of 90 kHz (~26.5 h).
@@ -108,7 +119,8 @@ pub struct DemuxStats {
     pub cc_errors: u64,
     /// Packets with `transport_error_indicator` or scrambling set on a PID used.
     pub transport_errors: u64,
-    /// Packets of a PID used that `mpeg2ts` or the adaptation field check refused.
+    /// Packets of a PID used with an adaptation field running past the packet or a
+    /// malformed PES header, and PAT/PMT sections dropped (bad CRC_32, cut off, malformed).
     pub invalid_packets: u64,
     /// PES packets dropped incomplete (after one of the errors above).
     pub dropped_pes: u64,
@@ -118,22 +130,6 @@ pub struct DemuxStats {
     pub frames: u64,
     /// Discontinuities seen (indicator, PCR jump, program change).
     pub discontinuities: u64,
-}
-
-/// Feeds `mpeg2ts`' pull reader one packet at a time: its reader owns the byte source and keeps
-/// the PID map learnt from PAT/PMT private, so the source is a slot shared with the demuxer.
-#[derive(Debug, Clone)]
-struct Slot(Arc<Mutex<([u8; PACKET_SIZE], usize)>>);
-
-impl Read for Slot {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let (packet, pos) = &mut *slot;
-        let n = out.len().min(PACKET_SIZE - *pos);
-        out[..n].copy_from_slice(&packet[*pos..*pos + n]);
-        *pos += n;
-        Ok(n)
-    }
 }
 
 /// The fields of a packet's header and adaptation field the demuxer reads itself
@@ -198,8 +194,6 @@ pub struct TsDemuxer {
     /// Bytes of an incomplete packet, or under examination while out of sync.
     buf: Vec<u8>,
     synced: bool,
-    slot: Slot,
-    reader: TsPacketReader<Slot>,
     programs: Programs,
     streams: Streams,
     stats: DemuxStats,
@@ -213,12 +207,9 @@ impl TsDemuxer {
     /// [`MAX_PES_BYTES`] and `limits.max_segment_bytes`; in-band parameter sets over
     /// `limits.max_parameter_set_bytes` are ignored.
     pub fn new(limits: MediaLimits, program: Option<u16>) -> Self {
-        let slot = Slot(Arc::new(Mutex::new(([0; PACKET_SIZE], PACKET_SIZE))));
         Self {
             buf: Vec::new(),
             synced: false,
-            reader: TsPacketReader::new(slot.clone()),
-            slot,
             programs: Programs::new(program),
             streams: Streams::new(limits),
             stats: DemuxStats::default(),
@@ -302,22 +293,18 @@ impl TsDemuxer {
         self.stats.packets += 1;
         let Some(header) = Header::parse(p) else {
             let pid = u16::from(p[1] & 0x1F) << 8 | u16::from(p[2]);
-            if pid == 0 || self.programs.is_pmt(pid) || self.streams.track_of(pid).is_some() {
+            if self.programs.is_psi(pid) || self.streams.track_of(pid).is_some() {
                 self.stats.invalid_packets += 1;
             }
             return Ok(());
         };
-        if header.pid == 0 || self.programs.is_pmt(header.pid) {
-            // Sections start in a packet with payload_unit_start_indicator; sections spanning
-            // packets are not supported (mpeg2ts reads one packet).
-            if header.start && !header.error {
-                match self.parse(p) {
-                    Ok(Some(packet)) => return self.table(header.pid, packet, out),
-                    Ok(None) => {}
-                    Err(e) => self.programs.table_error(header.pid, &e),
-                }
+        if self.programs.is_psi(header.pid) {
+            let mut changes = Vec::new();
+            let result = self.programs.packet(&header, p, &mut self.stats, &mut changes);
+            for selection in changes {
+                self.streams.select(selection, out, &mut self.stats);
             }
-            return Ok(());
+            return result;
         }
         if self.streams.is_pcr(header.pid) {
             if let Some(pcr) = header.pcr {
@@ -327,53 +314,16 @@ impl TsDemuxer {
         let Some(track) = self.streams.track_of(header.pid) else {
             return Ok(());
         };
-        let pes_start = if header.start && header.payload.is_some() && !header.error {
-            match self.parse(p) {
-                Ok(Some(packet)) => Some(packet),
-                Ok(None) => None,
-                Err(_) => {
-                    self.stats.invalid_packets += 1;
-                    None
-                }
+        let pes_start = match header.payload {
+            Some(offset) if header.start && !header.error => {
+                let start = PesStart::parse(&p[offset..]);
+                self.stats.invalid_packets += u64::from(start.is_none());
+                start
             }
-        } else {
-            None
+            _ => None,
         };
         self.streams.packet(track, &header, p, pes_start, out, &mut self.stats);
         Ok(())
-    }
-
-    /// A PAT or PMT as `mpeg2ts` parsed it.
-    fn table(
-        &mut self,
-        pid: u16,
-        packet: TsPacket,
-        out: &mut Vec<MediaEvent>,
-    ) -> Result<(), DemuxError> {
-        match packet.payload {
-            Some(TsPayload::Pat(pat)) => {
-                let gone = self.programs.pat(&pat)?;
-                if gone {
-                    self.streams.select(None, out, &mut self.stats);
-                }
-            }
-            Some(TsPayload::Pmt(pmt)) => {
-                if let Some(selection) = self.programs.pmt(pid, &pmt)? {
-                    self.streams.select(Some(selection), out, &mut self.stats);
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// `p` parsed by `mpeg2ts`.
-    fn parse(&mut self, p: &[u8; PACKET_SIZE]) -> mpeg2ts::Result<Option<TsPacket>> {
-        {
-            let mut slot = self.slot.0.lock().unwrap_or_else(PoisonError::into_inner);
-            *slot = (*p, 0);
-        }
-        self.reader.read_ts_packet()
     }
 
     /// Logs the error counters that grew, at most every [`LOG_EVERY`].

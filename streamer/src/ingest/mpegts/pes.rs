@@ -6,7 +6,56 @@ use super::psi::Selection;
 use super::{signed33, DemuxStats, Header, MAX_PES_BYTES, PACKET_SIZE, PCR_JUMP, WRAP};
 use crate::media::{Frame, MediaEvent, MediaLimits, Track, Tracks, VideoConfig, CLOCK_HZ};
 use bytes::Bytes;
-use mpeg2ts::ts::{TsPacket, TsPayload};
+use mpeg2ts_reader::pes::{PesContents, PesError, PesHeader, PesLength, PtsDts};
+
+/// The header of a PES packet (§2.4.3.6, §2.4.3.7), as `mpeg2ts-reader` reads it from the
+/// packet that starts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PesStart {
+    /// PTS and DTS (33 bits, 90 kHz).
+    pts: Option<u64>,
+    dts: Option<u64>,
+    /// Payload bytes `PES_packet_length` announces (`None`: unbounded, as for video).
+    expected: Option<usize>,
+    /// Offset of the payload in the packet's payload.
+    payload: usize,
+}
+
+impl PesStart {
+    /// Reads the PES header at the start of `payload` (a packet's payload); `None` when it is
+    /// not whole in this packet, lacks the start code or the optional header
+    /// (`stream_id`s without one, such as padding), or has malformed PTS/DTS.
+    pub fn parse(payload: &[u8]) -> Option<Self> {
+        // The crate logs each header it refuses through `log`, unthrottled: the common
+        // damage (no start code, marker bits, header past the packet) is refused here first,
+        // quietly (the demuxer counts and reports it).
+        let whole = payload.len() >= 9
+            && payload[..3] == [0, 0, 1]
+            && payload[6] >> 6 == 0b10
+            && 9 + usize::from(payload[8]) <= payload.len();
+        if !whole {
+            return None;
+        }
+        let header = PesHeader::from_bytes(payload)?;
+        let PesContents::Parsed(Some(contents)) = header.contents() else {
+            return None;
+        };
+        let (pts, dts) = match contents.pts_dts() {
+            Ok(PtsDts::PtsOnly(pts)) => (Some(pts.ok()?.value()), None),
+            Ok(PtsDts::Both { pts, dts }) => (Some(pts.ok()?.value()), Some(dts.ok()?.value())),
+            Ok(PtsDts::None) | Err(PesError::FieldNotPresent) => (None, None),
+            Ok(PtsDts::Invalid) | Err(_) => return None,
+        };
+        let data = contents.payload();
+        let offset = payload.len() - data.len();
+        // PES_packet_length counts from after itself (the 6th byte).
+        let expected = match header.pes_packet_length() {
+            PesLength::Unbounded => None,
+            PesLength::Bounded(n) => usize::from(n.get()).checked_sub(offset - 6),
+        };
+        Some(Self { pts, dts, expected, payload: offset })
+    }
+}
 
 /// A PES packet being assembled.
 #[derive(Debug)]
@@ -181,14 +230,14 @@ impl Streams {
         }
     }
 
-    /// One packet of `track`'s PID; `start` is the packet as `mpeg2ts` parsed it when it
-    /// starts a PES (`None` if it refused it).
+    /// One packet of `track`'s PID; `start` is its PES header when it starts a PES (`None`
+    /// if [`PesStart::parse`] refused it).
     pub fn packet(
         &mut self,
         track: Track,
         header: &Header,
         p: &[u8; PACKET_SIZE],
-        start: Option<TsPacket>,
+        start: Option<PesStart>,
         out: &mut Vec<MediaEvent>,
         stats: &mut DemuxStats,
     ) {
@@ -223,21 +272,12 @@ impl Streams {
             return;
         };
         if header.start {
-            if let Some(TsPayload::PesStart(pes)) = start.and_then(|p| p.payload) {
+            if let Some(pes) = start {
                 let mut data =
                     Vec::with_capacity(stream.last_len.min(cap).clamp(PACKET_SIZE, 512 << 10));
-                data.extend_from_slice(&pes.data);
-                // PES_packet_length counts from after itself: 3 bytes of flags and
-                // PES_header_data_length, then the header data (§2.4.3.7).
-                let header_len = p.get(offset + 8).map_or(0, |&n| 3 + usize::from(n));
-                let expected = usize::from(pes.pes_packet_len).checked_sub(header_len);
-                stream.pes = Some(Pes {
-                    data,
-                    pts: pes.header.pts.map(|t| t.as_u64()),
-                    dts: pes.header.dts.map(|t| t.as_u64()),
-                    expected: expected.filter(|_| pes.pes_packet_len > 0),
-                    epoch,
-                });
+                data.extend_from_slice(&p[offset + pes.payload..]);
+                stream.pes =
+                    Some(Pes { data, pts: pes.pts, dts: pes.dts, expected: pes.expected, epoch });
             }
         } else if let Some(pes) = stream.pes.as_mut() {
             let payload = &p[offset..];

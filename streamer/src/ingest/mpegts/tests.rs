@@ -10,8 +10,9 @@ use mpeg2ts::es::StreamType;
 use mpeg2ts::ts::payload::{Pat, Pmt};
 use mpeg2ts::ts::{
     ContinuityCounter, EsInfo, Pid, ProgramAssociation, TransportScramblingControl, TsHeader,
-    TsPacketWriter, VersionNumber, WriteTsPacket,
+    TsPacket, TsPacketWriter, TsPayload, VersionNumber, WriteTsPacket,
 };
+use mpeg2ts_reader::mpegts_crc::sum32;
 use proptest::prelude::*;
 
 const CFG: AudioConfig = AudioConfig { profile: 1, sampling_index: 3, channels: 2 };
@@ -425,6 +426,197 @@ fn the_first_program_with_h264_or_the_one_asked_for_is_used() {
     assert!(matches!(push_all(&mut demuxer(), &ts), Err(DemuxError::NoH264 { program: 1, .. })));
 }
 
+/// A PSI section with the long syntax (§2.4.4.4): `table_id`, `id` (transport_stream_id or
+/// program_number), version 0, current, section 0 of 0, `body`, CRC_32.
+fn section(table_id: u8, id: u16, body: &[u8]) -> Vec<u8> {
+    let len = 5 + body.len() + 4;
+    let mut s = vec![table_id, 0xB0 | (len >> 8) as u8, len as u8];
+    s.extend_from_slice(&[(id >> 8) as u8, id as u8, 0xC1, 0, 0]);
+    s.extend_from_slice(body);
+    let crc = sum32(&s);
+    s.extend_from_slice(&crc.to_be_bytes());
+    s
+}
+
+/// A PAT section listing (program_number, PMT PID).
+fn pat_section(programs: &[(u16, u16)]) -> Vec<u8> {
+    let body: Vec<u8> = programs
+        .iter()
+        .flat_map(|&(n, pid)| [(n >> 8) as u8, n as u8, 0xE0 | (pid >> 8) as u8, pid as u8])
+        .collect();
+    section(0x00, 1, &body)
+}
+
+/// A descriptor of `len` bytes of payload (a private tag, as broadcast PMTs carry many).
+fn descriptor(len: usize) -> Vec<u8> {
+    let mut d = vec![0xF0, len as u8];
+    d.extend((0..len).map(|i| i as u8));
+    d
+}
+
+/// A PMT section of `program`: PCR on the first stream, `info` as program_info, and
+/// (stream_type, PID, ES_info) per elementary stream.
+fn pmt_section(program: u16, info: &[u8], streams: &[(u8, u16, Vec<u8>)]) -> Vec<u8> {
+    let pcr = streams.first().map_or(0x1FFF, |s| s.1);
+    let mut body = vec![0xE0 | (pcr >> 8) as u8, pcr as u8];
+    body.extend_from_slice(&[0xF0 | (info.len() >> 8) as u8, info.len() as u8]);
+    body.extend_from_slice(info);
+    for (stream_type, pid, es_info) in streams {
+        body.extend_from_slice(&[*stream_type, 0xE0 | (pid >> 8) as u8, *pid as u8]);
+        body.extend_from_slice(&[0xF0 | (es_info.len() >> 8) as u8, es_info.len() as u8]);
+        body.extend_from_slice(es_info);
+    }
+    section(0x02, program, &body)
+}
+
+/// `sections` packed back to back on `pid` as a muxer does (§2.4.4.1): `lead` bytes first
+/// (the end of a section sent before), a packet in which a section starts has
+/// payload_unit_start_indicator and a pointer_field to the first one starting in it, the last
+/// packet is stuffed with 0xFF. `cc` is the PID's continuity counter.
+fn psi_packets(pid: u16, lead: &[u8], sections: &[Vec<u8>], cc: &mut u8) -> Vec<u8> {
+    let mut data = lead.to_vec();
+    let mut starts = Vec::new();
+    for s in sections {
+        starts.push(data.len());
+        data.extend_from_slice(s);
+    }
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let first = starts.iter().copied().find(|&s| s >= pos && s < pos + 183);
+        let mut packet = vec![0x47, (pid >> 8) as u8, pid as u8, 0x10 | *cc];
+        *cc = (*cc + 1) & 0x0F;
+        let cap = match first {
+            Some(start) => {
+                packet[1] |= 0x40;
+                packet.push((start - pos) as u8);
+                183
+            }
+            // A section starting at the last byte would start in a packet without the flag.
+            None if starts.contains(&(pos + 183)) => 183,
+            None => 184,
+        };
+        let end = (pos + cap).min(data.len());
+        packet.extend_from_slice(&data[pos..end]);
+        packet.resize(188, 0xFF);
+        out.extend_from_slice(&packet);
+        pos = end;
+    }
+    out
+}
+
+/// A PAT of program 1 on PMT PID 0x1000 and `pmt` on that PID.
+fn pat_and(pmt: &[Vec<u8>]) -> Vec<u8> {
+    let mut ts = psi_packets(0, &[], &[pat_section(&[(1, 0x1000)])], &mut 0);
+    ts.extend(psi_packets(0x1000, &[], pmt, &mut 0));
+    ts
+}
+
+/// H.264 on 0x100 and AAC on 0x101, as [`with_tables`]' frames use.
+fn h264_aac() -> Vec<(u8, u16, Vec<u8>)> {
+    vec![(0x1B, 0x100, vec![]), (0x0F, 0x101, vec![])]
+}
+
+/// The frames of [`with_tables`] all came out, audio included.
+fn assert_recorded(events: &[MediaEvent]) {
+    assert!(matches!(&events[0], MediaEvent::Tracks(t) if t.audio == Some(CFG)), "{events:?}");
+    assert_eq!(frames(events).len(), 5 * 3);
+}
+
+#[test]
+fn unknown_stream_types_beside_h264_and_aac_are_left_alone() {
+    for unknown in [0xFF, 0x1C, 0x2D, 0x86] {
+        let mut streams = vec![(unknown, 0x200, descriptor(4)), (0x1C, 0x201, vec![])];
+        streams.extend(h264_aac());
+        streams.push((0xFF, 0x202, vec![]));
+        let ts = with_tables(pat_and(&[pmt_section(1, &[], &streams)]));
+        let mut d = demuxer();
+        assert_recorded(&push_all(&mut d, &ts).unwrap());
+        assert_eq!(d.stats().invalid_packets, 0);
+    }
+    // Unknown types only: no H.264, and they are named.
+    let ts = with_tables(pat_and(&[pmt_section(1, &[], &[(0xFF, 0x100, vec![])])]));
+    let err = push_all(&mut demuxer(), &ts).unwrap_err();
+    assert_eq!(err, DemuxError::NoH264 { program: 1, stream_types: vec![0xFF] });
+}
+
+#[test]
+fn a_pmt_spanning_packets_is_reassembled() {
+    // 40 elementary streams with descriptors (~900 bytes, 5 packets), H.264 and AAC last.
+    let mut streams: Vec<_> = (0..38).map(|i| (0x06, 0x300 + i, descriptor(14))).collect();
+    streams.extend(h264_aac());
+    let pmt = pmt_section(1, &descriptor(60), &streams);
+    assert!((800..=1024).contains(&pmt.len()), "{}", pmt.len());
+    let ts = with_tables(pat_and(&[pmt]));
+    let mut d = demuxer();
+    assert_recorded(&push_all(&mut d, &ts).unwrap());
+    assert_eq!(d.stats().invalid_packets, 0);
+
+    // Two programs' PMTs on one PID, back to back: the second starts in the packet the first
+    // ends in, one byte before its end (its header straddles two packets), after a radio
+    // program whose PMT fills 182 bytes.
+    let radio = pmt_section(1, &descriptor(159), &[(0x03, 0x200, vec![])]);
+    assert_eq!(radio.len(), 182);
+    let tv = pmt_section(2, &[], &h264_aac());
+    let mut tables = psi_packets(0, &[], &[pat_section(&[(1, 0x1000), (2, 0x1000)])], &mut 0);
+    tables.extend(psi_packets(0x1000, &[], &[radio, tv], &mut 0));
+    assert_eq!(tables[188 + 4], 0, "pointer_field");
+    assert_eq!(tables[2 * 188 + 1] & 0x40, 0, "the second packet continues the TV PMT");
+    let ts = with_tables(tables);
+    for program in [None, Some(2)] {
+        let mut d = TsDemuxer::new(MediaLimits::default(), program);
+        assert_recorded(&push_all(&mut d, &ts).unwrap());
+    }
+}
+
+#[test]
+fn a_non_zero_pointer_field_is_followed() {
+    // The PAT after the end of a section whose start was never seen.
+    let mut ts = psi_packets(0, &[0x12; 37], &[pat_section(&[(1, 0x1000)])], &mut 0);
+    assert_eq!((ts[1] & 0x40, ts[4]), (0x40, 37));
+    // The PMT repeated back to back, its copies starting mid-packet.
+    let pmt = pmt_section(1, &descriptor(100), &h264_aac());
+    let packed = psi_packets(0x1000, &[], &[pmt.clone(), pmt.clone(), pmt], &mut 0);
+    assert!(packed.chunks(188).skip(1).any(|p| p[1] & 0x40 != 0 && p[4] > 0));
+    ts.extend(packed);
+    let mut d = demuxer();
+    assert_recorded(&push_all(&mut d, &with_tables(ts)).unwrap());
+    assert_eq!(d.stats().invalid_packets, 0);
+}
+
+#[test]
+fn corrupt_sections_are_dropped_and_counted_and_the_next_copy_is_used() {
+    let good = pmt_section(1, &descriptor(200), &h264_aac());
+    let mut bad_crc = good.clone();
+    bad_crc[20] ^= 0x01;
+    // Alone, a PMT with a bad CRC records nothing and is no error.
+    let mut d = demuxer();
+    assert!(push_all(&mut d, &with_tables(pat_and(&[bad_crc.clone()]))).unwrap().is_empty());
+    assert_eq!(d.stats().invalid_packets, 1);
+    // Each damaged PMT (2 packets, on PID 0x1000 after the PAT's packet), then a good copy.
+    let damaged = |damage: &dyn Fn(&mut Vec<u8>), mut cc: u8| {
+        let mut ts = pat_and(std::slice::from_ref(&good));
+        damage(&mut ts);
+        ts.extend(psi_packets(0x1000, &[], std::slice::from_ref(&good), &mut cc));
+        ts
+    };
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("crc", pat_and(&[bad_crc, good.clone()])),
+        // The second packet lost: the next copy starts after a continuity gap.
+        ("cut", damaged(&|ts| drop(ts.drain(2 * 188..3 * 188)), 2)),
+        // The next copy starts (no continuity gap) before the first one is complete.
+        ("truncated", damaged(&|ts| drop(ts.drain(2 * 188..3 * 188)), 1)),
+        ("pointer", damaged(&|ts| ts[188 + 4] = 184, 2)),
+        ("too long", damaged(&|ts| ts[188 + 6] |= 0x0F, 2)),
+        ("short", damaged(&|ts| ts[188 + 7] = 4, 2)),
+    ];
+    for (name, tables) in cases {
+        let mut d = demuxer();
+        assert_recorded(&push_all(&mut d, &with_tables(tables)).unwrap());
+        assert_eq!(d.stats().invalid_packets, 1, "{name}");
+    }
+}
+
 #[test]
 fn an_ffmpeg_transport_stream_demuxes() {
     let dir = std::env::temp_dir().join(format!("mpegts-test-{}", std::process::id()));
@@ -466,6 +658,25 @@ fn an_ffmpeg_transport_stream_demuxes() {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn tables_in_any_layout_are_parsed(
+        lead in 0usize..=183,
+        info in 0usize..=255,
+        extra in 0usize..=25,
+        chunk in 1usize..1400,
+    ) {
+        let mut streams: Vec<_> = (0..extra as u16).map(|i| (0xFF, 0x300 + i, descriptor(20))).collect();
+        streams.extend(h264_aac());
+        let pmt = pmt_section(1, &descriptor(info), &streams);
+        let mut tables = psi_packets(0, &vec![0; lead], &[pat_section(&[(1, 0x1000)])], &mut 0);
+        tables.extend(psi_packets(0x1000, &vec![0; lead], &[pmt.clone(), pmt], &mut 0));
+        let ts = with_tables(tables);
+        let mut d = demuxer();
+        let events = demux_in_chunks(&ts, &[chunk], &mut d);
+        prop_assert_eq!(frames(&events).len(), 5 * 3);
+        prop_assert_eq!(d.stats().invalid_packets, 0);
+    }
 
     #[test]
     fn random_bytes_never_panic_and_stay_bounded(
