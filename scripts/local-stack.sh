@@ -2,12 +2,13 @@
 # Local streamstack: moto (DynamoDB + S3 + SNS) + API + RTMP streamer + a MediaConvert
 # CreateJob stand-in (moto has no MediaConvert), all on 127.0.0.1.
 #   scripts/local-stack.sh demo   create a channel over HTTP, publish a clip with ffmpeg,
-#                                 check the HLS output; upload the clip to inputs/, deliver
+#                                 check the HLS output; pull 8 s of it sent as UDP MPEG-TS
+#                                 into a device's live playlist and archive; upload the clip to inputs/, deliver
 #                                 its S3 event to the VOD trigger, show the asset and the
 #                                 MediaConvert job request; stop everything
 #   scripts/local-stack.sh keep   start the stack and keep it running until Ctrl-C
 # Environment: INPUT=path (your own video for the demo), MOTO_PORT (5000), API_PORT (3000),
-# RTMP_PORT (1935), MEDIACONVERT_PORT (5001), CARGO_TARGET_DIR (where the binaries were built).
+# RTMP_PORT (1935), MEDIACONVERT_PORT (5001), PULL_UDP_PORT (5004), CARGO_TARGET_DIR (where the binaries were built).
 set -euo pipefail
 mode=${1:-demo}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,7 +67,7 @@ s3.create_bucket(Bucket=bucket)
 # Locally, players read live/ straight from the emulator (CloudFront does this in AWS).
 s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-     "Resource": [f"arn:aws:s3:::{bucket}/live/*", f"arn:aws:s3:::{bucket}/outputs/*"]}]}))
+     "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*" for prefix in ("live", "outputs", "devices")]}]}))
 PY
 
 say "starting the channel API on http://127.0.0.1:$api_port"
@@ -155,6 +156,29 @@ got=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 "$pla
   || { echo "HLS duration differs from the input by more than 1 s" >&2; exit 1; }
 state_now=$(curl -fsS "$api/channels/$id" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["state"])')
 echo "channel state after unpublish: $state_now"
+
+say "pull: recording 8 s of the clip sent as UDP MPEG-TS, as device demo-cam"
+udp_port=${PULL_UDP_PORT:-5004}
+"$bin/streamer" pull --source "udp://127.0.0.1:$udp_port" --target device:demo-cam --output s3 \
+  --spool-dir "$state/pull-spool" --segment-duration 2 --recording-segment-duration 6 \
+  >"$state/pull.log" 2>&1 &
+pull_pid=$!
+pids+=($pull_pid)
+for _ in $(seq 1 100); do grep -q pulling "$state/pull.log" && break; sleep 0.1; done
+ffmpeg -hide_banner -loglevel error -nostdin -re -i "$input" -t 8 "${codec[@]}" -f mpegts "udp://127.0.0.1:$udp_port?pkt_size=1316"
+kill -TERM "$pull_pid"; wait "$pull_pid" || true
+device_url=$AWS_ENDPOINT_URL/$MEDIA_BUCKET/devices/demo-cam/live/index.m3u8
+curl -fsS "$device_url"
+"$venv/bin/python" - <<'PY'
+import os, boto3
+s3 = boto3.client("s3")
+for o in s3.list_objects_v2(Bucket=os.environ["MEDIA_BUCKET"], Prefix="devices/demo-cam/").get("Contents", []):
+    if o["Key"].endswith(".m3u8"):
+        print(f'{o["Size"]:>10}  {o["Key"]}')
+PY
+got=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 "$device_url")
+"$venv/bin/python" -c "import sys; g=float('$got'); print(f'device live playlist: {g:.2f} s of 8 s'); sys.exit(0 if abs(g-8) <= 1 else 1)" \
+  || { echo "device playlist differs from the 8 s sent by more than 1 s; see $state/pull.log" >&2; exit 1; }
 
 say "VOD: uploading the clip to s3://$MEDIA_BUCKET/inputs/demo clip.mp4"
 rm -rf "$state/mediaconvert"/*.json
