@@ -64,6 +64,10 @@ bench: tools
 ## bench-live: N real-time ffmpeg publishers into `streamer serve` (channels in a moto table)
 ## and into nginx-rtmp (hls on); CPU per stream-minute, RSS per stream, complete playlists.
 ## BENCH_STREAMS (default 100), BENCH_SECONDS (default 60), BENCH_ROUNDS, BENCH_SERVERS.
+## Then pull: N real-time UDP MPEG-TS sources, one `streamer pull` per source vs one `ffmpeg
+## -c copy -f hls` per source (wait4 CPU per stream-minute, RSS per stream, ffprobe-checked
+## playlists): BENCH_PULL_STREAMS (default 20), BENCH_PULL_RECEIVERS, BENCH_PULL_TARGET.
+## BENCH_SCENARIOS=push or =pull runs one scenario (default push,pull).
 bench-live: tools bench-live-tools
 	scripts/with-moto.sh cargo bench -p streamer --bench live
 

@@ -232,7 +232,15 @@ fn run_phase(kind: Receiver, clip: &Path, setup: &PullSetup, rates: (f64, f64)) 
         let proc = &receivers.procs[i];
         let expect = Expect { seconds: recorded_secs, fps: rates.0, audio_fps: rates.1 };
         let scratch = proc.log.parent().unwrap_or(&setup.dir);
-        let recorded = match pull_check::check(&proc.playlist, scratch, expect) {
+        let archive = (kind == Receiver::Streamer && setup.target == PullTarget::Device)
+            .then(|| proc.playlist.parent().and_then(Path::parent))
+            .flatten();
+        let checked =
+            pull_check::check(&proc.playlist, scratch, expect).and_then(|live| match archive {
+                Some(device) => pull_check::check_archive(device, live.seconds).map(|_| live),
+                None => Ok(live),
+            });
+        let recorded = match checked {
             Ok(r) => Some(r),
             Err(e) => {
                 if problems.len() < 5 {

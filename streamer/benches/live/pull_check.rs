@@ -6,7 +6,7 @@
 //! `EXTINF` is within [`DURATION_TOLERANCE_SECS`] of the time the receiver recorded, and
 //! ffprobe reads it: H.264 and AAC streams, with at least [`MIN_PACKET_SHARE`] of the packets
 //! that duration holds (`-count_packets` demuxes every segment). Each ffprobe runs at most
-//! [`FFPROBE_TIMEOUT`].
+//! [`FFPROBE_TIMEOUT`]. A device recording also needs a complete archive ([`check_archive`]).
 
 use serde_json::Value;
 use std::path::Path;
@@ -120,4 +120,50 @@ fn ffprobe(playlist: &Path, out_path: &Path) -> Result<Value, String> {
     }
     let text = std::fs::read(out_path).map_err(|e| format!("ffprobe output: {e}"))?;
     serde_json::from_slice(&text).map_err(|e| format!("ffprobe output is not JSON: {e}"))
+}
+
+/// Checks a device's archive (`devices/<id>/<yyyy>/<mm>/<dd>/<hh>/<session>/recording.m3u8`,
+/// one EVENT playlist per hour): every playlist found is ended, its segments exist and are
+/// not empty, and together they cover `live_secs` (the live playlist's duration) within
+/// [`DURATION_TOLERANCE_SECS`]. Returns the archive segments and seconds.
+pub fn check_archive(device_dir: &Path, live_secs: f64) -> Result<Recorded, String> {
+    let mut playlists = Vec::new();
+    find_named(device_dir, "recording.m3u8", 6, &mut playlists);
+    if playlists.is_empty() {
+        return Err(format!("no archive playlist under {}", device_dir.display()));
+    }
+    let mut archived = Recorded::default();
+    for path in &playlists {
+        let bytes = std::fs::read(path).map_err(|e| format!("archive playlist: {e}"))?;
+        let playlist = m3u8_rs::parse_media_playlist_res(&bytes)
+            .map_err(|e| format!("archive playlist does not parse: {e:?}"))?;
+        if !playlist.end_list {
+            return Err(format!("archive playlist {} not ended", path.display()));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for segment in &playlist.segments {
+            if std::fs::metadata(dir.join(&segment.uri)).map_or(0, |m| m.len()) == 0 {
+                return Err(format!("archive segment {} missing or empty", segment.uri));
+            }
+            archived.seconds += f64::from(segment.duration);
+        }
+        archived.segments += playlist.segments.len();
+    }
+    if (archived.seconds - live_secs).abs() > DURATION_TOLERANCE_SECS {
+        return Err(format!("archive covers {:.3} s, live {live_secs:.3} s", archived.seconds));
+    }
+    Ok(archived)
+}
+
+/// Files called `name` under `dir`, at most `depth` folders down (the live folder skipped).
+fn find_named(dir: &Path, name: &str, depth: usize, found: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten().take(1000) {
+        let path = entry.path();
+        if path.is_dir() && depth > 0 && entry.file_name() != "live" {
+            find_named(&path, name, depth - 1, found);
+        } else if entry.file_name() == name {
+            found.push(path);
+        }
+    }
 }
