@@ -617,9 +617,10 @@ fn corrupt_sections_are_dropped_and_counted_and_the_next_copy_is_used() {
     }
 }
 
-#[test]
-fn an_ffmpeg_transport_stream_demuxes() {
-    let dir = std::env::temp_dir().join(format!("mpegts-test-{}", std::process::id()));
+/// A transport stream ffmpeg writes from 2 s of test video (and a sine for `-map 1:a`)
+/// with `args` for the outputs (codecs, maps) before `-f mpegts`.
+fn ffmpeg_ts(name: &str, args: &[&str]) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("mpegts-test-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("clip.ts");
     let status = std::process::Command::new("ffmpeg")
@@ -628,13 +629,37 @@ fn an_ffmpeg_transport_stream_demuxes() {
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "25"])
         .args(["-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-f", "mpegts"])
+        .args(args)
+        .args(["-f", "mpegts"])
         .arg(&path)
         .status()
         .expect("run ffmpeg");
     assert!(status.success());
     let ts = std::fs::read(&path).unwrap();
     std::fs::remove_dir_all(&dir).ok();
+    ts
+}
+
+#[test]
+fn an_ffmpeg_pmt_over_two_packets_demuxes() {
+    // 20 audio tracks with a language each: ffmpeg's PMT is 241 bytes, two packets.
+    let mut args = vec!["-map", "0:v"];
+    args.extend(std::iter::repeat_n(["-map", "1:a"], 20).flatten());
+    args.extend(["-c:a", "aac", "-b:a", "32k", "-metadata:s:a", "language=eng"]);
+    let ts = ffmpeg_ts("pmt", &args);
+    let pmt = packets_of(&ts, 0x1000);
+    assert!(ts[pmt[0] + 1] & 0x40 != 0 && ts[pmt[1] + 1] & 0x40 == 0, "PMT over two packets");
+    let mut d = demuxer();
+    let events = demux_in_chunks(&ts, &[1316], &mut d);
+    let got = frames(&events);
+    assert_eq!(got.iter().filter(|f| f.track == Track::Video).count(), 50);
+    assert!(got.iter().filter(|f| f.track == Track::Audio).count() >= 90);
+    assert_eq!(d.stats().invalid_packets, 0);
+}
+
+#[test]
+fn an_ffmpeg_transport_stream_demuxes() {
+    let ts = ffmpeg_ts("clip", &["-c:a", "aac"]);
     let mut d = demuxer();
     let events = demux_in_chunks(&ts, &[1316, 100, 3000], &mut d);
     // ffmpeg sends its first audio PES after the first video one: audio may join later.
