@@ -225,3 +225,41 @@ async fn rotating_the_key_ends_the_running_srt_publish() {
     let new_sig = new_key.rsplit("sig=").next().unwrap();
     streamer.assert_log_free_of(&[old_sig, new_sig]);
 }
+
+#[tokio::test]
+async fn encrypted_and_crashing_callers_do_not_take_srt_down() {
+    let aws = aws().await;
+    let (table, store) = channel_table(&aws).await;
+    let ch = channel(store.as_ref(), hls()).await;
+    let dir = tempdir();
+    let (streamer, port) = start(&table, &dir).await;
+    let key = stream_key(&ch, &ch, now() + 3600);
+    let long = Clip { seconds: 20, realtime: true, ..Clip::default() };
+
+    // A passphrase is refused in the handshake: with a bad key, or with a valid one when the
+    // caller states its key length (srt-tokio only sees the length, not the keying material).
+    let bad_key = stream_key(&ch, &ch, now() - 10);
+    for (id, extra) in [(&bad_key, ""), (&key, "&pbkeylen=16")] {
+        let url = format!("{}&passphrase=0123456789abcdef{extra}", srt_url(port, id));
+        let started = Instant::now();
+        let sent = tokio::time::timeout(Duration::from_secs(10), ffmpeg_send_ts(&url, long)).await;
+        assert_eq!(sent, Ok(false), "encrypted caller not refused ({extra})");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "refused after {took:?} ({extra})");
+    }
+    let log = streamer.log();
+    assert!(log.contains("encryption") && !log.contains("restarting"), "{log}");
+
+    // libsrt's file congestion control extension makes srt-protocol 0.4.4 panic while
+    // parsing the handshake; the listener is restarted and SRT keeps working.
+    let url = format!("srt://127.0.0.1:{port}?transtype=file&connect_timeout=2000");
+    let sent = tokio::time::timeout(Duration::from_secs(15), ffmpeg_send_ts(&url, long)).await;
+    assert_eq!(sent, Ok(false), "file-mode caller not refused");
+    assert!(ffmpeg_send_ts(&srt_url(port, &key), Clip { seconds: 4, ..Clip::default() }).await);
+    let pl = ended(&dir, &ch).await;
+    let total: f32 = pl.segments.iter().map(|s| s.duration).sum();
+    assert!((total - 4.0).abs() <= 0.5, "segments total {total} s: {pl:?}");
+    wait_for_state(store.as_ref(), &ch, ChannelState::Idle, Duration::from_secs(10)).await;
+    assert!(streamer.log().contains("restarting"), "the listener did not restart");
+    streamer.assert_log_free_of(&[key.rsplit("sig=").next().unwrap()]);
+}

@@ -15,8 +15,8 @@
 //! IP and minute ([`SourceRate`]), the idle timeout (no media for that long closes the
 //! connection; SRT's own peer idle timeout, 5 s, catches silent peers first). The other RTMP
 //! fields do not apply: the SRT handshake is `srt-tokio`'s and payloads are at most 1456 bytes.
-//! Not supported: encryption (a caller with a passphrase is refused by the handshake), playback
-//! (`m=request`).
+//! Not supported: encryption (a caller with a passphrase is refused, see [`SrtServer::serve`]
+//! for the one case `srt-tokio` cannot tell), playback (`m=request`).
 
 mod session;
 pub mod streamid;
@@ -60,6 +60,9 @@ struct Shared {
 pub struct SrtServer {
     listener: SrtListener,
     incoming: SrtIncoming,
+    /// A duplicate of the listening socket's descriptor, to restart the listener on the same
+    /// socket if `srt-tokio`'s listener task dies (see [`SrtServer::serve`]).
+    socket: std::net::UdpSocket,
     local: SocketAddr,
     shared: Arc<Shared>,
     connections: Arc<ConnectionTable>,
@@ -79,11 +82,11 @@ impl SrtServer {
     ) -> std::io::Result<Self> {
         let socket = bind_udp(addr)?;
         let local = socket.local_addr()?;
-        let (listener, incoming) =
-            SrtListener::builder().latency(LATENCY).socket(socket).bind(local).await?;
+        let (listener, incoming) = listen(&socket, local).await?;
         Ok(Self {
             listener,
             incoming,
+            socket,
             local,
             connections: ConnectionTable::new(&limits),
             shared: Arc::new(Shared {
@@ -112,19 +115,36 @@ impl SrtServer {
     ///
     /// A caller over [`RtmpLimits::max_connections`] or [`RtmpLimits::max_connections_per_ip`]
     /// is rejected in the handshake (`SRT_REJX_OVERLOAD`).
+    ///
+    /// `srt-protocol` 0.4.4 panics on some packets instead of refusing them, which ends its
+    /// listener task and with it every open SRT connection: a handshake with a
+    /// congestion-control extension (libsrt sends one with `transtype=file`), and accepting a
+    /// caller that sent keying material (a passphrase) without stating its key length, as
+    /// the request only shows the length (a stated one is refused, `SRT_REJ_UNSECURE`; with a
+    /// bad stream key the caller is refused before accepting). The listener is then restarted on the same socket
+    /// after [`RESTART_PAUSE`]: the dropped callers' sessions end their playlists and the
+    /// callers can reconnect; RTMP is not affected.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
-        let Self { mut listener, mut incoming, shared, connections, .. } = self;
+        let Self { mut listener, mut incoming, socket, local, shared, connections } = self;
         let (stop_tx, stop_rx) = watch::channel(None);
         let mut sessions = JoinSet::new();
         tokio::pin!(shutdown);
-        let requests = incoming.incoming();
+        let mut alive = true;
         loop {
             tokio::select! {
-                request = requests.next() => match request {
+                request = incoming.incoming().next() => match request {
                     Some(request) => admit(request, &shared, &connections, &stop_rx, &mut sessions),
                     None => {
-                        tracing::error!("SRT listener stopped");
-                        break;
+                        tracing::error!("SRT listener task ended (srt-tokio panicked?): restarting it");
+                        tokio::time::sleep(RESTART_PAUSE).await;
+                        match listen(&socket, local).await {
+                            Ok((l, i)) => (listener, incoming) = (l, i),
+                            Err(e) => {
+                                tracing::error!(error = %e, "SRT listener not restarted: SRT is off");
+                                alive = false;
+                                break;
+                            }
+                        }
                     }
                 },
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
@@ -140,9 +160,13 @@ impl SrtServer {
         if drained.is_err() {
             tracing::warn!("SRT drain timeout: aborting remaining sessions");
         }
-        // Unblocks the listener task if it waits to hand over a request, then stops it.
+        // Unblocks the listener task if it waits to hand over a request, then stops it, in a
+        // task of its own: `SrtListener::close` panics if the listener task panicked.
         drop(incoming);
-        let _ = tokio::time::timeout(Duration::from_secs(2), listener.close()).await;
+        if alive {
+            let closing = tokio::spawn(async move { listener.close().await });
+            let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+        }
     }
 }
 
@@ -173,8 +197,12 @@ fn admit(
     }
 }
 
-/// A non-blocking UDP socket bound to `addr` with [`RECV_BUFFER`], for tokio.
-fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+/// Pause before restarting a listener whose task died: bounds how often a peer that keeps
+/// crashing it costs a restart.
+pub const RESTART_PAUSE: Duration = Duration::from_millis(200);
+
+/// A non-blocking UDP socket bound to `addr` with [`RECV_BUFFER`].
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_nonblocking(true)?;
@@ -182,5 +210,14 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
         tracing::warn!(error = %e, "SRT receive buffer not set");
     }
     socket.bind(&addr.into())?;
-    tokio::net::UdpSocket::from_std(socket.into())
+    Ok(socket.into())
+}
+
+/// Starts an `srt-tokio` listener on a duplicate descriptor of `socket` (bound to `local`).
+async fn listen(
+    socket: &std::net::UdpSocket,
+    local: SocketAddr,
+) -> std::io::Result<(SrtListener, SrtIncoming)> {
+    let socket = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
+    SrtListener::builder().latency(LATENCY).socket(socket).bind(local).await
 }

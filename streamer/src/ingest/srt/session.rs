@@ -11,6 +11,7 @@ use crate::publish::{LivePublish, PublishError};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use srt_tokio::access::{RejectReason, ServerRejectReason};
+use srt_tokio::options::KeySize;
 use srt_tokio::{ConnectionRequest, SrtSocket};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,10 +27,17 @@ use tokio::time::Instant;
 /// from one listener task, so a connection that stops reading would stall every other one.
 pub const BACKLOG_PAYLOADS: usize = 4096;
 
+/// Handshake rejection `SRT_REJ_UNSECURE` ("password required or unexpected") as
+/// `srt-protocol` numbers core reasons (1000 + the libsrt code, 11); its `CoreRejectReason`
+/// is not re-exported by `srt-tokio`.
+const REJECT_UNSECURE: i32 = 1011;
+
 #[derive(Debug, Error)]
 enum SessionError {
     #[error("stream id refused: {0}")]
     StreamId(#[from] StreamIdError),
+    #[error("encryption (a passphrase) is not supported")]
+    Encrypted,
     #[error("publish refused: {0}")]
     Refused(PublishError),
     #[error("handshake not completed: {0}")]
@@ -51,6 +59,9 @@ impl SessionError {
     /// not tell an unauthenticated caller which check failed.
     fn reject_reason(&self) -> RejectReason {
         use ServerRejectReason as R;
+        if let Self::Encrypted = self {
+            return RejectReason::CoreUnrecognized(REJECT_UNSECURE);
+        }
         RejectReason::Server(match self {
             Self::StreamId(StreamIdError::BadMode) => R::BadMode,
             Self::StreamId(_) => R::Unauthorized,
@@ -82,7 +93,10 @@ pub(super) async fn run(
         .ok()
         .and_then(|name| PushCredential::parse(name).ok())
         .map_or_else(|| "-".to_owned(), |c| c.channel_id);
-    let publish = match authorize(&shared, peer, stream_name).await {
+    // srt-protocol 0.4.4 panics accepting a caller that sent keying material without a
+    // passphrase of ours, so such a caller is refused first.
+    let encrypted = request.key_size() != KeySize::Unspecified;
+    let publish = match authorize(&shared, peer, stream_name, encrypted).await {
         Ok(publish) => publish,
         Err(e) => {
             let _ = request.reject(e.reject_reason()).await;
@@ -123,12 +137,16 @@ pub(super) async fn run(
     }
 }
 
-/// Checks the rate limit and the stream name, then starts the publish.
+/// Checks encryption, the rate limit and the stream name, then starts the publish.
 async fn authorize(
     shared: &Shared,
     peer: SocketAddr,
     stream_name: Result<String, StreamIdError>,
+    encrypted: bool,
 ) -> Result<LivePublish, SessionError> {
+    if encrypted {
+        return Err(SessionError::Encrypted);
+    }
     if shared.attempts.admit(peer.ip()).is_none() {
         return Err(SessionError::Refused(PublishError::RateLimited));
     }
