@@ -65,12 +65,12 @@ impl SessionError {
         RejectReason::Server(match self {
             Self::StreamId(StreamIdError::BadMode) => R::BadMode,
             Self::StreamId(_) => R::Unauthorized,
-            Self::Refused(e) => match e.public_reason() {
-                "unauthorized" => R::Unauthorized,
-                "already publishing" => R::Conflict,
-                "too many attempts" => R::Overload,
-                _ => R::InternalServerError,
-            },
+            Self::Refused(PublishError::AlreadyLive) => R::Conflict,
+            Self::Refused(PublishError::RateLimited) => R::Overload,
+            Self::Refused(
+                PublishError::Store(_) | PublishError::Upload(_) | PublishError::Mux(_),
+            ) => R::InternalServerError,
+            Self::Refused(_) => R::Unauthorized,
             _ => R::InternalServerError,
         })
     }
