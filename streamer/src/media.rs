@@ -205,8 +205,9 @@ impl Timeline {
     /// The source reconnected or switched: the next timestamp of any track is placed one
     /// frame after the latest output and reported as rebased (a discontinuity), wherever
     /// the new source's clock stands.
+    /// Before the first frame it does nothing: the first frame fixes the origin anyway.
     pub fn restart(&mut self) {
-        self.restarted = true;
+        self.restarted = self.latest.is_some();
     }
 
     /// Maps a frame carrying source timestamps (90 kHz, as a
@@ -309,6 +310,16 @@ mod tests {
         assert_eq!(frame.pts, frame.dts + 80 * 90);
         // Only once.
         assert!(!t.map(Track::Video, 180 * MS).1);
+    }
+
+    #[test]
+    fn restart_before_any_frame_changes_nothing() {
+        let mut t = timeline();
+        t.restart();
+        t.restart();
+        assert_eq!(t.map(Track::Video, 1000 * MS), (TIMESTAMP_BASE, false));
+        // Audio 20 ms ahead keeps its offset, unflagged.
+        assert_eq!(t.map(Track::Audio, 1020 * MS), (TIMESTAMP_BASE + 20 * 90, false));
     }
 
     #[test]

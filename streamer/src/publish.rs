@@ -407,6 +407,20 @@ impl LivePublish {
         Ok(())
     }
 
+    /// Hands the running segment to the uploader now (the source went away): nothing waits
+    /// in memory while it is gone. Frames that follow start a new segment at an IDR.
+    pub async fn flush(&mut self) {
+        match self.segmenter.finish() {
+            Ok(Some(segment)) => {
+                if let Err(e) = self.uploader.submit(segment).await {
+                    tracing::error!(channel = %self.channel_id, error = %e, "segment not queued");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(channel = %self.channel_id, error = %e, "segment lost"),
+        }
+    }
+
     /// Flushes the last segment, writes the final playlist with `EXT-X-ENDLIST`, and releases
     /// the publish lease (the channel reads `idle`). The lease is renewed until the uploads
     /// are done, so no other publish can take the channel (and its live playlist) meanwhile;

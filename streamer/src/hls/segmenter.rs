@@ -91,6 +91,7 @@ pub struct Segmenter {
     pending_tracks: Option<Tracks>,
     pending_rebase: bool,
     video_wait_idr: bool,
+    rebase_wait_idr: bool,
     warned_non_idr: bool,
     next_sequence: u64,
 }
@@ -126,6 +127,7 @@ impl Segmenter {
             pending_tracks: None,
             pending_rebase: false,
             video_wait_idr: false,
+            rebase_wait_idr: false,
             warned_non_idr: false,
             next_sequence: 0,
         }
@@ -203,14 +205,25 @@ impl Segmenter {
         if !video && self.pending_tracks.as_ref().unwrap_or(&self.tracks).audio.is_none() {
             return Ok(None);
         }
+        if frame.discontinuity {
+            // Kept until a segment starts: the frame carrying it may be dropped below.
+            self.pending_rebase = true;
+            // The frames after it may come from another encoder: its non-IDR frames (and
+            // audio, which would land in the old segment) wait for its first IDR.
+            self.rebase_wait_idr = self.started;
+        }
         if !self.started {
             if !(video && frame.idr) {
                 return Ok(None);
             }
             self.started = true;
             self.begin(frame.dts, false);
-        } else if frame.discontinuity {
-            self.pending_rebase = true;
+        }
+        if self.rebase_wait_idr {
+            if !(video && frame.idr) {
+                return Ok(None);
+            }
+            self.rebase_wait_idr = false;
         }
         if video && self.video_wait_idr {
             if !frame.idr {
@@ -330,7 +343,9 @@ impl Segmenter {
         self.seg_max_dts = self.seg_max_dts.max(frame.dts);
         self.seg_end = self.seg_end.max(frame.dts + self.step[i]);
         if self.buf.len() > self.max_bytes {
-            return Err(SegmentError::TooLarge { bytes: self.buf.len(), limit: self.max_bytes });
+            let bytes = self.buf.len();
+            self.discard();
+            return Err(SegmentError::TooLarge { bytes, limit: self.max_bytes });
         }
         Ok(())
     }
@@ -349,6 +364,16 @@ impl Segmenter {
         };
         self.next_sequence += 1;
         Ok(segment)
+    }
+
+    /// Drops the running segment (its memory too) after it outgrew the byte limit; the next
+    /// segment starts at an IDR and is marked as a discontinuity, so a source that recovers
+    /// records on.
+    fn discard(&mut self) {
+        self.buf = Vec::new();
+        self.frames = 0;
+        self.started = false;
+        self.pending_rebase = true;
     }
 
     /// Ends the stream: returns the last, possibly short, segment (its duration counts its

@@ -243,3 +243,83 @@ proptest! {
         }
     }
 }
+
+/// Video frames in a segment: PES packets with a payload unit start on the video PID.
+fn video_frames(segment: &Segment) -> usize {
+    segment
+        .data
+        .chunks(188)
+        .filter(|p| p[1] & 0x40 != 0 && u16::from(p[1] & 0x1F) << 8 | u16::from(p[2]) == 0x100)
+        .count()
+}
+
+#[test]
+fn frames_after_a_discontinuity_wait_for_the_next_idr() {
+    let mut s = segmenter(2, true);
+    let mut out = Vec::new();
+    for i in 0..60u64 {
+        let dts = 126_000 + i * FRAME;
+        // Another encoder joins at frame 30, mid-GOP: its IDRs come at 35, 60, ...
+        let idr = if i < 30 { i % 25 == 0 } else { i >= 35 && (i - 35) % 25 == 0 };
+        let mut frame = video(dts, idr);
+        frame.discontinuity = i == 30;
+        out.extend(s.push(&audio(dts)).unwrap());
+        out.extend(s.push(&frame).unwrap());
+    }
+    out.extend(s.finish().unwrap());
+    let first_new = out.iter().position(|seg| seg.discontinuity).expect("a discontinuity");
+    assert_eq!(out.iter().filter(|seg| seg.discontinuity).count(), 1);
+    // Frames 30..35 (audio and video) are dropped: the old segments end at frame 30, and the
+    // new one starts with the IDR of frame 35.
+    let old: usize = out[..first_new].iter().map(video_frames).sum();
+    let new: usize = out[first_new..].iter().map(video_frames).sum();
+    assert_eq!((old, new), (30, 25));
+}
+
+#[test]
+fn an_oversized_segment_is_dropped_and_the_stream_records_on() {
+    let limits = MediaLimits { max_segment_bytes: 20_000, ..MediaLimits::default() };
+    let mut s = Segmenter::new(4, limits);
+    s.set_tracks(&tracks(1, false));
+    let big = Frame { data: Bytes::from(vec![0u8; 4_000]), ..video(126_000, true) };
+    let mut errors = 0;
+    let mut out = Vec::new();
+    for i in 0..10u64 {
+        // Timestamps stuck: no cut ever comes, the segment outgrows its limit.
+        match s.push(&Frame { idr: i == 0, ..big.clone() }) {
+            Ok(seg) => out.extend(seg),
+            Err(SegmentError::TooLarge { .. }) => errors += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(errors, 1, "one error, then frames wait for an IDR");
+    for i in 0..100u64 {
+        out.extend(s.push(&video(200_000 + i * FRAME, i % 25 == 0)).unwrap());
+    }
+    out.extend(s.finish().unwrap());
+    assert!(!out.is_empty());
+    assert!(!out[0].discontinuity && out[0].sequence == 0, "nothing of the lost one");
+    assert!(out.iter().all(|seg| seg.data.len() <= 20_000));
+    assert_eq!(out.iter().map(video_frames).sum::<usize>(), 100);
+}
+
+#[test]
+fn finish_then_more_frames_start_a_discontinuity_at_an_idr() {
+    let mut s = segmenter(2, false);
+    let mut out = Vec::new();
+    for i in 0..30u64 {
+        out.extend(s.push(&video(126_000 + i * FRAME, i % 25 == 0)).unwrap());
+    }
+    out.extend(s.finish().unwrap());
+    let before = out.len();
+    // A reconnected source: the first frame (not an IDR) carries the discontinuity.
+    for i in 30..80u64 {
+        let mut frame = video(126_000 + i * FRAME, i % 25 == 10);
+        frame.discontinuity = i == 30;
+        out.extend(s.push(&frame).unwrap());
+    }
+    out.extend(s.finish().unwrap());
+    assert!(out[before].discontinuity, "the first segment after the flush");
+    assert!(out[before + 1..].iter().all(|seg| !seg.discontinuity));
+    assert_eq!(out[before..].iter().map(video_frames).sum::<usize>(), 45);
+}

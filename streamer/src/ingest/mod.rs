@@ -75,22 +75,38 @@ pub trait MediaSource: Send {
 
     /// Bytes received from the network on this connection so far.
     fn bytes_in(&self) -> u64;
+
+    /// Whether the connection stays usable after [`SourceError::Timeout`]: a passive
+    /// receiver (a UDP socket) keeps listening, so a feed that comes back is recorded at once
+    /// instead of after a reconnect backoff. Default `false`.
+    fn survives_timeout(&self) -> bool {
+        false
+    }
 }
 
 /// Removes the userinfo (`user:password@`) from a URL for logs and API responses:
-/// `rtsp://admin:secret@cam/1` -> `rtsp://cam/1`. A string that is not a URL is returned
-/// with everything up to its last `@` before the path removed, so no credential survives.
+/// `rtsp://admin:secret@cam/1` -> `rtsp://cam/1`.
+///
+/// A URL that parses (RFC 3986) loses exactly its userinfo. One that does not, e.g. a
+/// password with an unencoded `/`, `?` or `#` (`rtsp://admin:se/cret@cam/1`), loses
+/// everything up to its last `@`: an `@` later in a path costs some of the URL in the log,
+/// never a credential.
 pub fn redact_url(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.has_host() && !url[url.find('@').map_or(0, |at| at + 1)..].contains('@') {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            return parsed.to_string();
+        }
+    }
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, url),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
     match scheme {
-        Some(scheme) => format!("{scheme}://{host}{path}"),
-        None => format!("{host}{path}"),
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest.to_owned(),
     }
 }
 
@@ -100,16 +116,25 @@ mod tests {
 
     #[test]
     fn redacts_userinfo() {
-        assert_eq!(
-            redact_url("rtsp://admin:s3cr%40t@10.0.0.5:554/Streaming/101"),
-            "rtsp://10.0.0.5:554/Streaming/101"
-        );
-        assert_eq!(redact_url("rtsp://user@cam/a@b"), "rtsp://cam/a@b");
-        assert_eq!(redact_url("rtsp://a:b@c@cam/x"), "rtsp://cam/x");
-        assert_eq!(
-            redact_url("udp://232.1.1.1:5000?source=10.0.0.1"),
-            "udp://232.1.1.1:5000?source=10.0.0.1"
-        );
-        assert_eq!(redact_url("x:y@host"), "host");
+        let cases = [
+            (
+                "rtsp://admin:s3cr%40t@10.0.0.5:554/Streaming/101",
+                "rtsp://10.0.0.5:554/Streaming/101",
+            ),
+            ("rtsp://user@cam/a", "rtsp://cam/a"),
+            ("rtsp://a:b@c@cam/x", "rtsp://cam/x"),
+            ("udp://232.1.1.1:5000?source=10.0.0.1", "udp://232.1.1.1:5000?source=10.0.0.1"),
+            ("x:y@host", "host"),
+            // Unencoded delimiters in the password: not a URL RFC 3986 can split.
+            ("rtsp://admin:se/cret@cam/1", "rtsp://cam/1"),
+            ("rtsp://admin:Pa55?w0rd#1@127.0.0.1:9/cam", "rtsp://127.0.0.1:9/cam"),
+            ("rtsp://admin:p@ss/w@rd@cam/1", "rtsp://cam/1"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+            for secret in ["s3cr", "se/cret", "Pa55", "ss/w"] {
+                assert!(!redact_url(url).contains(secret), "{url}");
+            }
+        }
     }
 }

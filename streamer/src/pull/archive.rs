@@ -42,6 +42,9 @@ pub struct ArchiveConfig {
     pub sink: Arc<dyn ObjectSink>,
     /// Upload queue, retry and spool.
     pub uploads: UploadSettings,
+    /// The process's shutdown deadline: past hours still uploading stop there (the rest
+    /// stays in the spool).
+    pub shutdown: super::Shutdown,
 }
 
 /// The hour being written and its uploader.
@@ -118,6 +121,14 @@ impl Archive {
         Ok(())
     }
 
+    /// Uploads what is joined so far as a (short) recording segment: the source went away.
+    ///
+    /// # Errors
+    /// [`SubmitError`] when it could not be queued.
+    pub async fn flush(&mut self) -> Result<(), SubmitError> {
+        self.cut().await
+    }
+
     /// Uploads the joined parts as one recording segment of the hour it started in.
     async fn cut(&mut self) -> Result<(), SubmitError> {
         if self.parts.is_empty() {
@@ -130,7 +141,8 @@ impl Archive {
         let start = hour_of(self.started_at);
         if self.hour.as_ref().is_some_and(|h| h.start != start) {
             if let Some(past) = self.hour.take() {
-                self.finishing.push(tokio::spawn(past.uploader.finish()));
+                let cutoff = super::deadline(self.config.shutdown.clone());
+                self.finishing.push(tokio::spawn(past.uploader.finish_until(cutoff)));
             }
         }
         let config = &self.config;
@@ -210,6 +222,7 @@ mod tests {
             max_bytes: 1 << 20,
             sink,
             uploads: UploadSettings::default(),
+            shutdown: tokio::sync::watch::channel(None).1,
         });
         let t = datetime!(2026-11-23 18:59:30 UTC);
         // 4 s live segments: 3 make a 12 s recording segment; the hour turns after 30 s.

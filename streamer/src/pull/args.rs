@@ -114,6 +114,16 @@ impl PullArgs {
 /// Bad flags, an unreadable sources file or secret, the spool.
 pub async fn run(args: PullArgs) -> anyhow::Result<()> {
     let sources = args.sources()?;
+    if !RECORDING_SEGMENT_RANGE.contains(&args.recording_segment_duration) {
+        bail!("--recording-segment-duration must be within 6..=600 seconds");
+    }
+    if !(1..=10).contains(&args.segment_duration) {
+        bail!("--segment-duration must be within 1..=10 seconds");
+    }
+    // An archive segment joins whole live segments: its target cannot be shorter.
+    if args.recording_segment_duration < args.segment_duration {
+        bail!("--recording-segment-duration must be at least --segment-duration");
+    }
     raise_open_file_limit();
     let channels_table = env_var("CHANNELS_TABLE");
     let devices_table = env_var("DEVICES_TABLE");
@@ -172,9 +182,6 @@ pub async fn run(args: PullArgs) -> anyhow::Result<()> {
                 Some(Arc::new(DynamoStreamStateStore::new(aws.dynamodb.clone(), table)));
         }
     }
-    if !RECORDING_SEGMENT_RANGE.contains(&args.recording_segment_duration) {
-        bail!("--recording-segment-duration must be within 6..=600 seconds");
-    }
 
     // What a killed run left: uploaded and ended in the background.
     let (recover_spool, recover_sink, retry) =
@@ -192,7 +199,7 @@ pub async fn run(args: PullArgs) -> anyhow::Result<()> {
         uploads,
         media,
         live: LiveSettings {
-            segment_duration: args.segment_duration.clamp(1, 10),
+            segment_duration: args.segment_duration,
             playlist_window: args.playlist_window.max(1),
         },
         recording_segment_secs: args.recording_segment_duration,

@@ -20,6 +20,7 @@ pub mod args;
 mod credentials;
 mod output;
 mod state;
+mod task;
 
 pub use output::{HlsOutput, LiveSettings, Output, Shutdown};
 pub use state::{StateReporter, STATE_INTERVAL};
@@ -27,7 +28,7 @@ pub use state::{StateReporter, STATE_INTERVAL};
 use crate::ingest::rtsp::RtspOptions;
 use crate::ingest::udp::UdpOptions;
 use crate::ingest::{redact_url, MediaSource, SourceError};
-use crate::media::{MediaEvent, MediaLimits, Timeline};
+use crate::media::MediaLimits;
 use crate::publish::{Ingest, PublishError, UploadSettings};
 use crate::sink::ObjectSink;
 use archive::ArchiveConfig;
@@ -217,7 +218,11 @@ fn new_session() -> String {
 
 impl PullContext {
     /// Opens `target`'s output: a channel's publish (claiming its lease) or plain HLS.
-    async fn open_output(&self, target: &PullTarget) -> Result<Output, PublishError> {
+    async fn open_output(
+        &self,
+        target: &PullTarget,
+        stop: &Shutdown,
+    ) -> Result<Output, PublishError> {
         let session = new_session();
         match (target, &self.ingest, &self.channels) {
             (PullTarget::Channel(id), Some(ingest), Some(channels)) => {
@@ -236,6 +241,7 @@ impl PullContext {
                     max_bytes: self.media.max_segment_bytes,
                     sink: Arc::clone(&self.sink),
                     uploads: self.uploads.clone(),
+                    shutdown: stop.clone(),
                 };
                 let prefix = device_live_prefix(id);
                 Ok(Output::Hls(Box::new(self.hls(prefix, session, self.live, Some(archive)))))
@@ -274,7 +280,7 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     for source in sources {
         let span = tracing::info_span!("pull", target_id = %source.target, source = %redact_url(&source.url));
-        tasks.spawn(pull_one(Arc::clone(&context), source, stop_rx.clone()).instrument(span));
+        tasks.spawn(task::pull_one(Arc::clone(&context), source, stop_rx.clone()).instrument(span));
     }
     tokio::pin!(shutdown);
     loop {
@@ -297,129 +303,11 @@ pub async fn run(
     }
 }
 
-/// Resolves once the process is shutting down.
-async fn stopping(stop: &mut Shutdown) {
-    if stop.wait_for(Option::is_some).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Sleeps `delay` unless the process starts shutting down first (then `false`).
-async fn wait(delay: Duration, stop: &mut Shutdown) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(delay) => true,
-        () = stopping(stop) => false,
-    }
-}
-
-/// How one connection to a source ended.
-enum Ended {
-    /// The source failed or ended; reconnect.
-    Source(String, bool),
-    /// The process is stopping, or the channel's publish was revoked: finish.
-    Stop,
-}
-
-/// Pulls one source into its target until shutdown (or until the channel's publish is
-/// revoked: deleted, expired, key rotated, lease lost).
-async fn pull_one(context: Arc<PullContext>, source: PullSource, mut stop: Shutdown) {
-    let target = source.target.to_string();
-    let mut state =
-        StateReporter::new(context.state_store(&source.target), &target, source.target.id());
-    let mut backoff = Backoff::new(Duration::from_secs(1), context.max_backoff);
-    let mut output = loop {
-        match context.open_output(&source.target).await {
-            Ok(output) => break output,
-            Err(e) => {
-                let permanent = matches!(e, PublishError::UnknownChannel);
-                state.reconnecting(&format!("output: {e}"), 0);
-                if !wait(backoff.delay(permanent), &mut stop).await {
-                    return;
-                }
-            }
-        }
-    };
-    tracing::info!("pulling");
-    let mut timeline = Timeline::new(context.media.max_timestamp_jump);
-    let mut bytes_in = 0u64;
-    loop {
-        let opened = tokio::select! {
-            opened = open_source(&source.url, &context.sources) => opened,
-            () = stopping(&mut stop) => break,
-        };
-        let ended = match opened {
-            Err(e) => Ended::Source(e.to_string(), e.is_permanent()),
-            Ok(mut media) => {
-                let ended = receive(
-                    &mut *media,
-                    &mut output,
-                    &mut timeline,
-                    &mut state,
-                    &mut backoff,
-                    bytes_in,
-                    &mut stop,
-                )
-                .await;
-                bytes_in += media.bytes_in();
-                ended
-            }
-        };
-        let (error, permanent) = match ended {
-            Ended::Stop => break,
-            Ended::Source(error, permanent) => (error, permanent),
-        };
-        // The next connection's frames follow the last ones after a discontinuity.
-        timeline.restart();
-        state.reconnecting(&redact_url(&error), bytes_in);
-        if !wait(backoff.delay(permanent), &mut stop).await {
-            break;
-        }
-    }
-    let report = output.finish(stop).await;
-    tracing::info!(?report, "pull finished");
-}
-
-/// Feeds one connection's events into `output` until it fails, the process stops, or the
-/// channel's publish is revoked.
-async fn receive(
-    media: &mut dyn MediaSource,
-    output: &mut Output,
-    timeline: &mut Timeline,
-    state: &mut StateReporter,
-    backoff: &mut Backoff,
-    bytes_before: u64,
-    stop: &mut Shutdown,
-) -> Ended {
-    let mut flowing = false;
-    loop {
-        let event = tokio::select! {
-            event = media.next_event() => event,
-            reason = output.revoked() => {
-                tracing::warn!(reason = %reason, "channel publish ended");
-                return Ended::Stop;
-            }
-            () = stopping(stop) => return Ended::Stop,
-        };
-        let mut event = match event {
-            Ok(Some(event)) => event,
-            Ok(None) => return Ended::Source("source ended the stream".to_owned(), false),
-            Err(e) => return Ended::Source(e.to_string(), e.is_permanent()),
-        };
-        if let MediaEvent::Frame(frame) = &mut event {
-            timeline.map_frame(frame);
-            if !flowing {
-                flowing = true;
-                backoff.reset();
-            }
-            state.receiving(bytes_before + media.bytes_in());
-        }
-        match output.push(&event).await {
-            Ok(()) => {}
-            Err(e @ PublishError::Mux(_)) => return Ended::Source(e.to_string(), false),
-            Err(e) => {
-                tracing::error!(error = %e, "output failed");
-                return Ended::Source(e.to_string(), false);
-            }
-        }
+/// Resolves to the shutdown deadline once there is one (never, if the process is not
+/// stopping).
+pub(crate) async fn deadline(mut shutdown: Shutdown) -> tokio::time::Instant {
+    match shutdown.wait_for(Option::is_some).await.map(|d| *d) {
+        Ok(Some(deadline)) => deadline,
+        _ => std::future::pending().await,
     }
 }

@@ -3,6 +3,7 @@
 //! playlist when running standalone without a channel table).
 
 use super::archive::{Archive, ArchiveConfig};
+use super::deadline;
 use crate::hls::{Segmenter, UploadReport, Uploader, UploaderConfig};
 use crate::media::{MediaEvent, MediaLimits};
 use crate::publish::{LivePublish, PublishError, Revocation, UploadSettings};
@@ -90,6 +91,35 @@ impl Output {
         }
     }
 
+    /// Hands the running segment (and a device's joined recording segment) to the uploaders
+    /// now: the source went away, nothing waits in memory meanwhile. The next frames start a
+    /// new segment at an IDR.
+    pub async fn flush(&mut self) {
+        match self {
+            Self::Channel(publish) => publish.flush().await,
+            Self::Hls(out) => {
+                let last = out.segmenter.finish().unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "segment lost");
+                    None
+                });
+                if let Some(archive) = out.archive.as_mut() {
+                    let result = match &last {
+                        Some(segment) => archive.push(segment, OffsetDateTime::now_utc()).await,
+                        None => Ok(()),
+                    };
+                    if let Err(e) = result.and(archive.flush().await) {
+                        tracing::error!(error = %e, "recording segment not queued");
+                    }
+                }
+                if let Some(last) = last {
+                    if let Err(e) = out.live.submit(last).await {
+                        tracing::error!(error = %e, "segment not queued");
+                    }
+                }
+            }
+        }
+    }
+
     /// Resolves when a channel's lease keeper ended the publish; pending for plain output.
     pub async fn revoked(&mut self) -> Revocation {
         match self {
@@ -100,26 +130,12 @@ impl Output {
 
     /// Flushes the last segment, ends the playlists (`EXT-X-ENDLIST`) and, for a channel,
     /// releases its lease; uploads not done by the shutdown deadline stay in the spool.
-    pub async fn finish(self, shutdown: Shutdown) -> UploadReport {
+    pub async fn finish(mut self, shutdown: Shutdown) -> UploadReport {
+        self.flush().await;
         match self {
             Self::Channel(publish) => (*publish).finish(shutdown).await,
             Self::Hls(out) => {
-                let HlsOutput { mut segmenter, live, archive } = *out;
-                let last = segmenter.finish().unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "last segment lost");
-                    None
-                });
-                let mut archive = archive;
-                if let Some(last) = last {
-                    if let Some(archive) = archive.as_mut() {
-                        if let Err(e) = archive.push(&last, OffsetDateTime::now_utc()).await {
-                            tracing::error!(error = %e, "last recording segment not queued");
-                        }
-                    }
-                    if let Err(e) = live.submit(last).await {
-                        tracing::error!(error = %e, "last segment not queued");
-                    }
-                }
+                let HlsOutput { live, archive, .. } = *out;
                 let archived = async {
                     match archive {
                         Some(archive) => {
@@ -136,13 +152,5 @@ impl Output {
                 report
             }
         }
-    }
-}
-
-/// Resolves to the shutdown deadline once there is one.
-async fn deadline(mut shutdown: Shutdown) -> tokio::time::Instant {
-    match shutdown.wait_for(Option::is_some).await.map(|d| *d) {
-        Ok(Some(deadline)) => deadline,
-        _ => std::future::pending().await,
     }
 }

@@ -1,7 +1,7 @@
 //! The stream state of a pulled source (`receiving` | `reconnecting`, last error, bytes in):
-//! logged on every change, and written to the target's item
-//! ([`streamstack_core::stream_state`]) on every change and at most every
-//! [`STATE_INTERVAL`] otherwise, in the background so a slow table never delays ingest.
+//! logged on every change (repeated failures at exponentially spaced attempts), and written
+//! to the target's item ([`streamstack_core::stream_state`]) on every change and at most
+//! every [`STATE_INTERVAL`] otherwise, in the background so a slow table never delays ingest.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +21,8 @@ pub struct StateReporter {
     target: String,
     last: Option<(StreamStatus, Instant)>,
     last_error: Option<String>,
+    /// Failures since media last flowed.
+    failures: u64,
     inflight: Option<JoinHandle<()>>,
 }
 
@@ -34,6 +36,7 @@ impl StateReporter {
             target: target.to_owned(),
             last: None,
             last_error: None,
+            failures: 0,
             inflight: None,
         }
     }
@@ -52,17 +55,25 @@ impl StateReporter {
     fn report(&mut self, status: StreamStatus, error: Option<&str>, bytes_in: u64) {
         let changed = self.last.is_none_or(|(s, _)| s != status)
             || (error.is_some() && error != self.last_error.as_deref());
+        match error {
+            // Every change, and a repeated failure at its 1st, 2nd, 4th, 8th, ... occurrence:
+            // a source down for a day logs a few dozen lines, not thousands.
+            Some(error) => {
+                self.failures += 1;
+                if changed || self.failures.is_power_of_two() {
+                    let attempt = self.failures;
+                    tracing::warn!(target_id = %self.target, %error, attempt, "source lost: reconnecting");
+                }
+            }
+            None if changed => {
+                self.failures = 0;
+                tracing::info!(target_id = %self.target, "receiving");
+            }
+            None => {}
+        }
         let due = self.last.is_none_or(|(_, at)| at.elapsed() >= STATE_INTERVAL);
         if !changed && !due {
             return;
-        }
-        if changed {
-            match error {
-                Some(error) => {
-                    tracing::warn!(target_id = %self.target, %error, "source lost: reconnecting")
-                }
-                None => tracing::info!(target_id = %self.target, "receiving"),
-            }
         }
         if let Some(error) = error {
             self.last_error = Some(error.to_owned());

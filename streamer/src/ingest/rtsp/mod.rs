@@ -14,7 +14,7 @@
 //! the source's own clock (RTP timestamps since the session start, see `timing`). RTP carries
 //! no decode time: `timing::DecodeTimes` derives a monotonic one for B-frames.
 //!
-//! Credentials come from the URL's userinfo unless [`RtspOptions::credentials`] are given;
+//! Credentials come from the URL's userinfo, else from [`RtspOptions::credentials`];
 //! the URL passed to retina has none, and no log line or error text holds them
 //! ([`crate::ingest::redact_url`]).
 //!
@@ -74,8 +74,8 @@ impl std::fmt::Debug for Credentials {
 pub struct RtspOptions {
     /// RTP transport; TCP interleaved by default.
     pub transport: RtspTransport,
-    /// Credentials to use instead of the URL's userinfo (from env or Secrets Manager,
-    /// resolved by the caller).
+    /// Credentials for URLs without userinfo (from env or Secrets Manager, resolved by the
+    /// caller); a URL's own credentials win.
     pub credentials: Option<Credentials>,
     /// Longest wait for the connection and DESCRIBE/SETUP/PLAY together; default 10 s.
     pub connect_timeout: Duration,

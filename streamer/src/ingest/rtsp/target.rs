@@ -10,7 +10,8 @@ use url::Url;
 pub(super) struct Target {
     /// The URL without userinfo (retina refuses URLs that carry credentials).
     pub url: Url,
-    /// The options' credentials, else the URL's (percent-decoded), else none.
+    /// The URL's credentials (percent-decoded), else the options', else none: a shared
+    /// credential never goes to a camera whose URL names its own.
     pub credentials: Option<Credentials>,
 }
 
@@ -42,7 +43,7 @@ pub(super) fn parse(url: &str, credentials: Option<&Credentials>) -> Result<Targ
     // Cannot fail for a URL with a host.
     let _ = url.set_username("");
     let _ = url.set_password(None);
-    Ok(Target { url, credentials: credentials.cloned().or(from_url) })
+    Ok(Target { url, credentials: from_url.or_else(|| credentials.cloned()) })
 }
 
 /// Decodes `%XX` escapes (RFC 3986 §2.1); a `%` not followed by two hex digits stays as it is.
@@ -80,11 +81,13 @@ mod tests {
     }
 
     #[test]
-    fn option_credentials_override_the_url() {
+    fn option_credentials_serve_urls_without_their_own() {
         let given = creds("ops", "from-secrets-manager");
-        let t = parse("rtsp://admin:old@cam/1", Some(&given)).expect("valid");
-        assert_eq!(t.credentials, Some(given.clone()));
+        let t = parse("rtsp://admin:own@cam/1", Some(&given)).expect("valid");
+        assert_eq!(t.credentials, Some(creds("admin", "own")));
         assert_eq!(t.url.as_str(), "rtsp://cam/1");
+        let t = parse("rtsp://cam/1", Some(&given)).expect("valid");
+        assert_eq!(t.credentials, Some(given.clone()));
         let t = parse("rtsp://cam/1", None).expect("valid");
         assert_eq!(t.credentials, None);
     }

@@ -285,6 +285,11 @@ impl MediaSource for UdpSource {
     fn bytes_in(&self) -> u64 {
         self.bytes_in
     }
+
+    /// The socket stays bound (and joined) through a quiet spell.
+    fn survives_timeout(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
