@@ -3,7 +3,7 @@
 //! namespace the test creates, so nothing leaves the machine), and `streamer pull` end to
 //! end (unicast and multicast to HLS that ffprobe reads, a source switching mid-stream).
 //!
-//! Multicast tests re-run themselves under `unshare -n` (root) with `lo` up, multicast on
+//! Multicast tests re-run themselves under `unshare -rn` with `lo` up, multicast on
 //! and a 224.0.0.0/4 route on it; senders pick their source address with ffmpeg's
 //! `localaddr` (any 127/8 address is local).
 
@@ -142,7 +142,7 @@ async fn unicast_source_yields_tracks_and_frames_covering_the_clip() {
 }
 
 /// Inside the test's own network namespace: `true` (set up, go on). Outside: runs this test
-/// binary's test `name` again under `unshare -n`, asserts it passed, and returns `false`.
+/// binary's test `name` again under `unshare -rn`, asserts it passed, and returns `false`.
 async fn in_netns(name: &str) -> bool {
     const MARK: &str = "PULL_UDP_IN_NETNS";
     if std::env::var_os(MARK).is_some() {
@@ -158,7 +158,9 @@ async fn in_netns(name: &str) -> bool {
     }
     let exe = std::env::current_exe().expect("test executable");
     let status = Command::new("unshare")
-        .args(["-n", "--"])
+        // -r: a user namespace too, so the test also runs without root where unprivileged
+        // user namespaces are allowed (as on Debian).
+        .args(["-r", "-n", "--"])
         .arg(exe)
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(MARK, "1")
