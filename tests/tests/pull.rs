@@ -198,7 +198,7 @@ async fn channel_target_holds_the_publish_lease_and_a_dead_source_disturbs_nothi
     wait_for_status(&aws, &table, &ch.id, "receiving", Duration::from_secs(15)).await;
     assert!(send.await.unwrap(), "ffmpeg failed");
     // Failures are logged at attempts 1, 2, 4, ...: the dead source was retried.
-    streamer.wait_for_log("attempt=2", 1, Duration::from_secs(10)).await;
+    streamer.wait_for_log("Connection refused", 2, Duration::from_secs(10)).await;
     streamer.assert_log_free_of(&["hunter2", "admin:"]);
     assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
     assert_eq!(channel_state(store.as_ref(), &ch).await, ChannelState::Idle, "lease not released");
