@@ -18,7 +18,30 @@ pub mod srt;
 pub mod udp;
 
 use crate::media::MediaEvent;
+use crate::publish::Ingest;
+use rtmp::{RtmpLimits, SourceRate};
+use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
+
+/// What every connection task of one push server (RTMP, SRT) shares.
+pub(crate) struct Shared {
+    pub(crate) ingest: Arc<Ingest>,
+    pub(crate) limits: RtmpLimits,
+    /// Refusal log lines per source.
+    pub(crate) refusals: SourceRate,
+    /// Publish authorizations per source.
+    pub(crate) attempts: SourceRate,
+}
+
+impl Shared {
+    /// Shared state over `ingest`, publish attempts limited per source IP and minute by
+    /// `limits`.
+    pub(crate) fn new(ingest: Arc<Ingest>, limits: RtmpLimits) -> Self {
+        let attempts = SourceRate::new(limits.publish_attempts_per_minute, Duration::from_secs(60));
+        Self { ingest, limits, refusals: SourceRate::refusal_log(), attempts }
+    }
+}
 
 /// Why a pulled source could not be opened, or stopped.
 ///

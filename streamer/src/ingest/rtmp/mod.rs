@@ -10,6 +10,8 @@ mod session;
 
 pub use limits::{ConnectionTable, RtmpLimits, SourceRate};
 
+use super::Shared;
+
 use crate::publish::Ingest;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,16 +23,6 @@ use tokio::task::JoinSet;
 /// Time kept at the end of a shutdown drain for releasing publish leases after the uploads
 /// stop (a DynamoDB call takes at most 6 s with its timeouts).
 pub const FINISH_MARGIN: Duration = Duration::from_secs(10);
-
-/// What every connection task of one server shares.
-struct Shared {
-    ingest: Arc<Ingest>,
-    limits: RtmpLimits,
-    /// Refusal log lines per source.
-    refusals: SourceRate,
-    /// Publish authorizations per source.
-    attempts: SourceRate,
-}
 
 /// A bound RTMP server.
 pub struct Server {
@@ -52,15 +44,7 @@ impl Server {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
             connections: ConnectionTable::new(&limits),
-            shared: Arc::new(Shared {
-                ingest,
-                limits,
-                refusals: SourceRate::refusal_log(),
-                attempts: SourceRate::new(
-                    limits.publish_attempts_per_minute,
-                    Duration::from_secs(60),
-                ),
-            }),
+            shared: Arc::new(Shared::new(ingest, limits)),
         })
     }
 

@@ -3,8 +3,8 @@
 
 use super::guard::{ChunkGuard, GuardError};
 use super::limits::{ConnectionPermit, RtmpLimits};
-use super::Shared;
 use crate::flv::FlvDemuxer;
+use crate::ingest::Shared;
 use crate::publish::{LivePublish, PublishError};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{

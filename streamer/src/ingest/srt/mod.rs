@@ -21,7 +21,8 @@
 mod session;
 pub mod streamid;
 
-use super::rtmp::{ConnectionTable, RtmpLimits, SourceRate, FINISH_MARGIN};
+use super::rtmp::{ConnectionTable, RtmpLimits, FINISH_MARGIN};
+use super::Shared;
 use crate::publish::Ingest;
 use futures::StreamExt;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
@@ -45,16 +46,6 @@ pub const RECV_BUFFER: usize = 8 << 20;
 /// latency: `srt-tokio` keeps delivering for twice that after a caller's shutdown, and the
 /// receive buffer holds up to one latency of stream.
 pub const LATENCY: Duration = Duration::from_secs(1);
-
-/// What every connection task of one server shares.
-struct Shared {
-    ingest: Arc<Ingest>,
-    limits: RtmpLimits,
-    /// Refusal log lines per source.
-    refusals: SourceRate,
-    /// Publish authorizations per source.
-    attempts: SourceRate,
-}
 
 /// A bound SRT listener (UDP).
 pub struct SrtServer {
@@ -89,15 +80,7 @@ impl SrtServer {
             socket,
             local,
             connections: ConnectionTable::new(&limits),
-            shared: Arc::new(Shared {
-                ingest,
-                limits,
-                refusals: SourceRate::refusal_log(),
-                attempts: SourceRate::new(
-                    limits.publish_attempts_per_minute,
-                    Duration::from_secs(60),
-                ),
-            }),
+            shared: Arc::new(Shared::new(ingest, limits)),
         })
     }
 

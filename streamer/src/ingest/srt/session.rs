@@ -3,9 +3,9 @@
 //! shuts down.
 
 use super::streamid::{self, StreamIdError};
-use super::Shared;
 use crate::ingest::mpegts::{DemuxError, TsDemuxer};
 use crate::ingest::rtmp::limits::ConnectionPermit;
+use crate::ingest::Shared;
 use crate::media::{MediaEvent, Timeline};
 use crate::publish::{LivePublish, PublishError};
 use bytes::Bytes;
