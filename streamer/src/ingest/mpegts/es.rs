@@ -21,97 +21,155 @@ fn nal_type(unit: &[u8]) -> Option<u8> {
     unit.first().map(|b| b & 0x1F)
 }
 
-/// Splits an Annex B byte stream into NAL units without their start codes (3 or 4 bytes)
-/// and trailing zero bytes; bytes before the first start code and empty units are skipped.
-pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
-    let mut units = Vec::new();
-    let mut start: Option<usize> = None;
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i + 2] > 1 {
-            // No start code can begin at i, i + 1 or i + 2.
-            i += 3;
-        } else if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            if let Some(s) = start {
-                push_unit(&mut units, &data[s..i]);
-            }
-            i += 3;
-            start = Some(i);
-        } else {
-            i += 1;
-        }
-    }
-    if let Some(s) = start {
-        push_unit(&mut units, &data[s..]);
-    }
-    units
+/// The NAL units of an Annex B byte stream, without their start codes (3 or 4 bytes) and
+/// trailing zero bytes; bytes before the first start code and empty units are skipped.
+///
+/// An iterator over slices of the input: nothing is allocated per unit, so a PES packet of
+/// millions of tiny NAL units costs no memory beyond its own bytes. One pass, linear in the
+/// input (each byte is looked at a bounded number of times).
+#[derive(Debug, Clone)]
+pub struct NalUnits<'a> {
+    data: &'a [u8],
+    /// Where the search for the next start code resumes.
+    at: usize,
+    /// Start of the unit being delimited (just after its start code).
+    start: Option<usize>,
 }
 
-/// Adds `unit` without its trailing zero bytes (`trailing_zero_8bits`), unless empty.
-fn push_unit<'a>(units: &mut Vec<&'a [u8]>, mut unit: &'a [u8]) {
+/// The NAL units of `data` (see [`NalUnits`]).
+pub fn nal_units(data: &[u8]) -> NalUnits<'_> {
+    NalUnits { data, at: 0, start: None }
+}
+
+impl<'a> NalUnits<'a> {
+    /// Offset of the next `00 00 01` at or after `self.at`.
+    fn next_start_code(&self) -> Option<usize> {
+        let data = self.data;
+        let mut i = self.at;
+        while i + 3 <= data.len() {
+            if data[i + 2] > 1 {
+                // No start code can begin at i, i + 1 or i + 2.
+                i += 3;
+            } else if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+                return Some(i);
+            } else {
+                i += 1;
+            }
+        }
+        None
+    }
+}
+
+impl<'a> Iterator for NalUnits<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            let found = self.next_start_code();
+            let unit = match (self.start, found) {
+                (None, None) => {
+                    self.at = self.data.len();
+                    return None;
+                }
+                (Some(s), None) => {
+                    self.at = self.data.len();
+                    self.start = None;
+                    &self.data[s..]
+                }
+                (start, Some(at)) => {
+                    self.at = at + 3;
+                    self.start = Some(at + 3);
+                    match start {
+                        Some(s) => &self.data[s..at],
+                        None => continue,
+                    }
+                }
+            };
+            let unit = trim_trailing_zeros(unit);
+            if !unit.is_empty() {
+                return Some(unit);
+            }
+        }
+    }
+}
+
+/// `unit` without its trailing zero bytes (`trailing_zero_8bits`).
+fn trim_trailing_zeros(mut unit: &[u8]) -> &[u8] {
     while let [rest @ .., 0] = unit {
         unit = rest;
     }
-    if !unit.is_empty() {
-        units.push(unit);
-    }
+    unit
 }
 
-/// The NAL units of one H.264 access unit (one PES packet), AUDs removed.
+/// The NAL units of one H.264 access unit (one PES packet), AUDs removed. Holds only the
+/// payload and three flags; every method walks the payload again ([`NalUnits`]), so the
+/// cost is linear in its bytes whatever the number of units.
 #[derive(Debug)]
 pub struct VideoAu<'a> {
-    units: Vec<&'a [u8]>,
+    payload: &'a [u8],
     /// It holds an IDR slice (NAL unit type 5).
     pub idr: bool,
     has_sps: bool,
+    has_pps: bool,
 }
 
 impl<'a> VideoAu<'a> {
     /// Parses the Annex B payload of a PES packet.
     pub fn parse(payload: &'a [u8]) -> Self {
-        let mut units = nal_units(payload);
-        units.retain(|u| nal_type(u) != Some(NAL_AUD));
-        let has = |t: u8| units.iter().any(|u| nal_type(u) == Some(t));
-        let (idr, has_sps) = (has(NAL_IDR), has(NAL_SPS));
-        Self { units, idr, has_sps }
+        let mut au = Self { payload, idr: false, has_sps: false, has_pps: false };
+        for t in au.units().filter_map(nal_type) {
+            au.idr |= t == NAL_IDR;
+            au.has_sps |= t == NAL_SPS;
+            au.has_pps |= t == NAL_PPS;
+        }
+        au
+    }
+
+    /// Its NAL units, AUDs skipped.
+    fn units(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        nal_units(self.payload).filter(|u| nal_type(u) != Some(NAL_AUD))
     }
 
     /// For an IDR carrying both SPS and PPS: those parameter sets in Annex B form (SPS
-    /// first), the codec configuration the stream declares in-band.
-    pub fn parameter_sets(&self) -> Option<Bytes> {
-        if !self.idr {
+    /// first), the codec configuration the stream declares in-band; `Err(bytes)` when they
+    /// would take more than `limit` bytes (nothing is copied then). `None` for any other
+    /// access unit.
+    pub fn parameter_sets(&self, limit: usize) -> Option<Result<Bytes, usize>> {
+        if !(self.idr && self.has_sps && self.has_pps) {
             return None;
         }
-        let mut sets = BytesMut::new();
+        let is_set = |u: &&[u8]| matches!(nal_type(u), Some(NAL_SPS | NAL_PPS));
+        let len: usize = self.units().filter(is_set).map(|u| START_CODE.len() + u.len()).sum();
+        if len > limit {
+            return Some(Err(len));
+        }
+        let mut sets = BytesMut::with_capacity(len);
         for t in [NAL_SPS, NAL_PPS] {
-            let before = sets.len();
-            for unit in self.units.iter().filter(|u| nal_type(u) == Some(t)) {
+            for unit in self.units().filter(|u| nal_type(u) == Some(t)) {
                 sets.put_slice(&START_CODE);
                 sets.put_slice(unit);
             }
-            if sets.len() == before {
-                return None;
-            }
         }
-        Some(sets.freeze())
+        Some(Ok(sets.freeze()))
     }
 
     /// The access unit in the frame contract's form: AUD, then `params` (SPS/PPS) if this is
     /// an IDR without its own SPS, then every NAL unit behind a 4-byte start code. `None`
-    /// when the PES held no NAL unit besides AUDs.
+    /// when the PES held no NAL unit besides AUDs. At most 5/4 of the payload plus `params`
+    /// (a 3-byte start code becomes 4 bytes), allocated once.
     pub fn annex_b(&self, params: &Bytes) -> Option<Bytes> {
-        if self.units.is_empty() {
+        let payload: usize = self.units().map(|u| u.len() + START_CODE.len()).sum();
+        if payload == 0 {
             return None;
         }
         let insert = self.idr && !self.has_sps;
-        let payload: usize = self.units.iter().map(|u| u.len() + START_CODE.len()).sum();
         let mut out =
             BytesMut::with_capacity(AUD.len() + payload + if insert { params.len() } else { 0 });
         out.put_slice(&AUD);
         if insert {
             out.put_slice(params);
         }
-        for unit in &self.units {
+        for unit in self.units() {
             out.put_slice(&START_CODE);
             out.put_slice(unit);
         }
@@ -132,25 +190,45 @@ pub struct AdtsFrame {
     pub samples: u64,
 }
 
-/// Splits a PES payload into ADTS frames (ISO/IEC 14496-3 §1.A.2.2: 12-bit syncword 0xFFF,
-/// layer 0, 13-bit `frame_length` counting the header). Returns the frames and the bytes
-/// that could not be used: the payload from the first byte that is not a valid frame header
-/// or a frame running past the end (a frame split across PES packets is dropped).
-pub fn adts_frames(data: &[u8]) -> (Vec<AdtsFrame>, usize) {
-    let mut frames = Vec::new();
-    let mut at = 0;
-    while let Some(h) = data.get(at..at + 7) {
+/// The ADTS frames of a PES payload (ISO/IEC 14496-3 §1.A.2.2: 12-bit syncword 0xFFF,
+/// layer 0, 13-bit `frame_length` counting the header), in order, up to the first byte that
+/// is not a valid frame header or a frame running past the end (a frame split across PES
+/// packets is dropped). An iterator: the caller decides how many frames it takes, nothing is
+/// allocated per frame.
+#[derive(Debug, Clone)]
+pub struct AdtsFrames<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+/// The ADTS frames of `data` (see [`AdtsFrames`]).
+pub fn adts_frames(data: &[u8]) -> AdtsFrames<'_> {
+    AdtsFrames { data, at: 0 }
+}
+
+impl AdtsFrames<'_> {
+    /// Bytes from the end of the last frame returned to the end of the payload: once the
+    /// iterator returned `None`, the bytes that could not be used.
+    pub fn rest(&self) -> usize {
+        self.data.len() - self.at
+    }
+}
+
+impl Iterator for AdtsFrames<'_> {
+    type Item = AdtsFrame;
+
+    fn next(&mut self) -> Option<AdtsFrame> {
+        let at = self.at;
+        let h = self.data.get(at..at + 7)?;
         if h[0] != 0xFF || h[1] & 0xF6 != 0xF0 {
-            break;
+            return None;
         }
         let header_len = if h[1] & 0x01 == 1 { 7 } else { 9 };
         let sampling_index = (h[2] >> 2) & 0x0F;
         let len = usize::from(h[3] & 0x03) << 11 | usize::from(h[4]) << 3 | usize::from(h[5] >> 5);
-        let Some(&sample_rate) = SAMPLE_RATES.get(usize::from(sampling_index)) else {
-            break;
-        };
-        if len <= header_len || at + len > data.len() {
-            break;
+        let sample_rate = *SAMPLE_RATES.get(usize::from(sampling_index))?;
+        if len <= header_len || at + len > self.data.len() {
+            return None;
         }
         let config = AudioConfig {
             profile: h[2] >> 6,
@@ -158,10 +236,9 @@ pub fn adts_frames(data: &[u8]) -> (Vec<AdtsFrame>, usize) {
             channels: (h[2] & 0x01) << 2 | h[3] >> 6,
         };
         let samples = AAC_BLOCK_SAMPLES * (u64::from(h[6] & 0x03) + 1);
-        frames.push(AdtsFrame { range: at..at + len, config, sample_rate, samples });
-        at += len;
+        self.at += len;
+        Some(AdtsFrame { range: at..at + len, config, sample_rate, samples })
     }
-    (frames, data.len() - at)
 }
 
 #[cfg(test)]
@@ -173,9 +250,29 @@ mod tests {
     fn splits_annex_b_with_3_and_4_byte_start_codes() {
         let data =
             [0xAA, 0, 0, 0, 1, 0x09, 0xF0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 0, 1, 0x65, 0, 0, 3, 1, 0];
-        assert_eq!(nal_units(&data), vec![&[0x09, 0xF0][..], &[0x67, 1, 2], &[0x65, 0, 0, 3, 1]]);
-        assert!(nal_units(&[0, 0, 0, 0]).is_empty());
-        assert!(nal_units(&[]).is_empty());
+        let units: Vec<&[u8]> = nal_units(&data).collect();
+        assert_eq!(units, vec![&[0x09, 0xF0][..], &[0x67, 1, 2], &[0x65, 0, 0, 3, 1]]);
+        assert_eq!(nal_units(&[0, 0, 0, 0]).count(), 0);
+        assert_eq!(nal_units(&[]).count(), 0);
+        assert_eq!(nal_units(&[0, 0, 1, 0, 0, 1]).count(), 0, "empty units");
+    }
+
+    #[test]
+    fn a_million_tiny_nal_units_cost_their_bytes_only() {
+        // 4 MiB of 1-byte non-IDR slices behind 3-byte start codes: each becomes a 4-byte
+        // start code and its byte, in one buffer of exactly that size.
+        let units = 1 << 20;
+        let payload: Vec<u8> = [0, 0, 1, 0x41].repeat(units);
+        let au = VideoAu::parse(&payload);
+        assert!(!au.idr);
+        assert_eq!(au.parameter_sets(4096), None);
+        let out = au.annex_b(&Bytes::new()).unwrap();
+        assert_eq!(out.len(), AUD.len() + 5 * units);
+        assert_eq!(&out[AUD.len()..AUD.len() + 10], &[0, 0, 0, 1, 0x41, 0, 0, 0, 1, 0x41]);
+        // Parameter sets over the limit are measured, not copied.
+        let mut idr = [0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2].repeat(1000);
+        idr.extend_from_slice(&[0, 0, 1, 0x65, 5]);
+        assert_eq!(VideoAu::parse(&idr).parameter_sets(4096), Some(Err(12_000)));
     }
 
     #[test]
@@ -183,7 +280,7 @@ mod tests {
         let params = Bytes::from_static(&[0, 0, 0, 1, 0x67, 7, 0, 0, 0, 1, 0x68, 8]);
         let au = VideoAu::parse(&[0, 0, 1, 0x09, 0x10, 0, 0, 1, 0x06, 6, 0, 0, 1, 0x65, 5]);
         assert!(au.idr);
-        assert_eq!(au.parameter_sets(), None);
+        assert_eq!(au.parameter_sets(4096), None);
         let out = au.annex_b(&params).unwrap();
         let mut want = AUD.to_vec();
         want.extend_from_slice(&params);
@@ -191,13 +288,21 @@ mod tests {
         assert_eq!(&out[..], &want[..]);
         // An IDR with SPS and PPS declares them and keeps them in place.
         let au = VideoAu::parse(&[0, 0, 1, 0x67, 9, 0, 0, 1, 0x68, 9, 0, 0, 1, 0x65, 5]);
-        assert_eq!(&au.parameter_sets().unwrap()[..], &[0, 0, 0, 1, 0x67, 9, 0, 0, 0, 1, 0x68, 9]);
+        let sets = au.parameter_sets(4096).unwrap().unwrap();
+        assert_eq!(&sets[..], &[0, 0, 0, 1, 0x67, 9, 0, 0, 0, 1, 0x68, 9]);
+        assert_eq!(au.parameter_sets(11), Some(Err(12)));
         assert_eq!(au.annex_b(&params).unwrap().len(), AUD.len() + 3 * 6);
         // A non-IDR is left alone; a PES of only an AUD is no frame.
         let au = VideoAu::parse(&[0, 0, 1, 0x41, 1]);
         assert!(!au.idr);
         assert_eq!(au.annex_b(&params).unwrap().len(), AUD.len() + 6);
         assert!(VideoAu::parse(&AUD).annex_b(&params).is_none());
+    }
+
+    fn split(data: &[u8]) -> (Vec<AdtsFrame>, usize) {
+        let mut frames = adts_frames(data);
+        let list: Vec<AdtsFrame> = frames.by_ref().collect();
+        (list, frames.rest())
     }
 
     #[test]
@@ -208,7 +313,7 @@ mod tests {
             data.extend_from_slice(&adts_header(cfg, len));
             data.extend(std::iter::repeat_n(0x21, len));
         }
-        let (frames, rest) = adts_frames(&data);
+        let (frames, rest) = split(&data);
         assert_eq!(rest, 0);
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[1].range, 17..324);
@@ -217,8 +322,8 @@ mod tests {
             (cfg, 48_000, 1024)
         );
         // A frame running past the end, then garbage.
-        let (frames, rest) = adts_frames(&data[..100]);
+        let (frames, rest) = split(&data[..100]);
         assert_eq!((frames.len(), rest), (1, 83));
-        assert_eq!(adts_frames(&[0x47; 20]), (vec![], 20));
+        assert_eq!(split(&[0x47; 20]), (vec![], 20));
     }
 }

@@ -26,24 +26,32 @@
 //!   across packets; one with a bad CRC_32, cut off by a lost packet or malformed is dropped
 //!   and counted ([`DemuxStats::invalid_packets`]) with one warning, and the next repetition
 //!   of the table is used. Only the current table (`current_next_indicator` 1) counts.
-//! - PES packets are assembled per PID up to [`MAX_PES_BYTES`] (or the segment limit if
-//!   smaller); a larger one, one with a continuity-counter gap, a transport error or a
-//!   malformed header is dropped and counted ([`DemuxStats`]), never fatal. Memory stays
-//!   bounded whatever the input: two PES buffers, less than two packets of sync buffer, a
-//!   section buffer of at most 1024 bytes on the PAT PID and each PMT PID of the PAT (a PAT
-//!   section lists at most 253), and up to 64 audio frames held until the first video frame.
+//! - PES packets are assembled per PID up to [`MAX_PES_BYTES`] for video (or the segment
+//!   limit if smaller) and [`MAX_AUDIO_PES_BYTES`] for audio; a larger one, one with a
+//!   continuity-counter gap, a transport error or a malformed header is dropped and counted
+//!   ([`DemuxStats`]), never fatal. Memory stays bounded whatever the input: two PES buffers,
+//!   less than two packets of sync buffer, a section buffer of at most 1024 bytes on the PAT
+//!   PID and each PMT PID of the PAT (a PAT section lists at most 253), and up to 64 audio
+//!   frames (copies, at most 8 KiB each) held until the first video frame of their epoch.
+//! - Output stays proportional to the input: one video frame per PES (its NAL units walked
+//!   in place, never collected), at most [`MAX_AUDIO_PES_TICKS`] (1 s, 94 frames) of audio
+//!   per PES, and audio more than [`MediaLimits::max_timestamp_jump`] away from the video is
+//!   dropped, so audio cannot run the timeline (and the segments cut on it) ahead of the
+//!   video. Every frame dropped is counted; counters that grow are logged (warn) at most
+//!   every 10 s.
 //! - Frames follow the [`crate::ingest::MediaSource`] contract (module `es` does the framing):
 //!   video one Annex B access unit per PES, AUD first, SPS/PPS before an IDR lacking them;
 //!   audio one ADTS frame each. [`MediaEvent::Tracks`] comes before the first frame and again
 //!   when the in-band SPS/PPS of an IDR or an ADTS header's configuration change. Frames wait
 //!   for the first IDR carrying SPS and PPS; audio completed before it is held and follows
-//!   it, from the IDR's timestamp on.
+//!   it, from the IDR's timestamp on. The same holds after each discontinuity: audio of the
+//!   new epoch waits for its first video frame.
 //! - Timestamps are the source's PTS/DTS unwrapped over the 33-bit wrap, plus 2^33 so they
 //!   stay non-negative (the low 33 bits are the source's value). A set
 //!   `discontinuity_indicator` (§2.4.3.5), a PCR stepping back or more than 1 s ahead, or a
 //!   new program sets [`Frame::discontinuity`](crate::media::Frame::discontinuity) on the
-//!   first frame to come out of the PES packets started after it (one flag per event: the
-//!   segmenter cuts once); frames of PES packets started before it that finish later are
+//!   first video frame to come out of the PES packets started after it (one flag per event:
+//!   the segmenter cuts once); frames of PES packets started before it that finish later are
 //!   dropped, so the output never steps back over the discontinuity.
 //!
 //! Not handled: a PAT split into several sections (only section 0 is used, one warning), a
@@ -67,8 +75,20 @@ use thiserror::Error;
 
 /// Bytes of a transport stream packet.
 pub const PACKET_SIZE: usize = 188;
-/// Largest PES packet assembled, bytes (8 MiB: a 4K intra frame is a few MiB).
+/// Largest video PES packet assembled, bytes (8 MiB: a 4K intra frame is a few MiB).
 pub const MAX_PES_BYTES: usize = 8 << 20;
+/// Largest audio PES packet assembled, bytes (64 KiB). In a transport stream only video may
+/// leave `PES_packet_length` 0 (ISO/IEC 13818-1 §2.4.3.7), and that 16-bit field counts at
+/// most 65,535 bytes, so no conforming audio PES is larger; real ones are a few KiB (ffmpeg
+/// sends ~2.9 KiB or 0.35 s; AAC at its maximum, 6,144 bits per channel per frame, 8
+/// channels, fills 64 KiB with ~10 frames).
+pub const MAX_AUDIO_PES_BYTES: usize = 64 << 10;
+/// Audio taken from one PES packet, 90 kHz ticks (1 s): ADTS frames starting later in it are
+/// dropped and counted ([`DemuxStats::excess_audio_frames`]). Muxers put a fraction of a
+/// second in one PES (ffmpeg at most 0.35 s); the cap bounds the frames one PES yields to 94
+/// (96 kHz, 1024 samples each), whatever their size: without it 64 KiB of 8-byte ADTS frames
+/// would be 8,192 frames, 3 minutes of audio timeline and 8,192 output TS packets.
+pub const MAX_AUDIO_PES_TICKS: i64 = 90_000;
 /// PTS/DTS/PCR-base wrap: 2^33 ticks of 90 kHz (~26.5 h).
 pub const WRAP: u64 = 1 << 33;
 const SYNC_BYTE: u8 = 0x47;
@@ -124,8 +144,19 @@ pub struct DemuxStats {
     pub invalid_packets: u64,
     /// PES packets dropped incomplete (after one of the errors above).
     pub dropped_pes: u64,
-    /// PES packets dropped for exceeding the size cap.
+    /// PES packets dropped for exceeding the size cap ([`MAX_PES_BYTES`] or the segment
+    /// limit for video, [`MAX_AUDIO_PES_BYTES`] for audio).
     pub oversize_pes: u64,
+    /// ADTS frames dropped beyond the first [`MAX_AUDIO_PES_TICKS`] of their PES packet.
+    pub excess_audio_frames: u64,
+    /// Audio frames dropped for a timestamp more than [`MediaLimits::max_timestamp_jump`]
+    /// ahead of or behind the DTS of the last video frame (of the same discontinuity epoch):
+    /// they would run the timeline (and the segments cut on audio) ahead of the video.
+    pub distant_audio_frames: u64,
+    /// Audio frames dropped waiting for the first video frame of their epoch: more than 64
+    /// waiting, or timestamped before that video frame, or a later epoch started first
+    /// (normal at the start of a stream: audio before the first IDR).
+    pub early_audio_frames: u64,
     /// Frames emitted.
     pub frames: u64,
     /// Discontinuities seen (indicator, PCR jump, program change).
@@ -334,7 +365,9 @@ impl TsDemuxer {
             || s.resyncs > before.resyncs
             || s.transport_errors > before.transport_errors
             || s.invalid_packets > before.invalid_packets
-            || s.oversize_pes > before.oversize_pes;
+            || s.oversize_pes > before.oversize_pes
+            || s.excess_audio_frames > before.excess_audio_frames
+            || s.distant_audio_frames > before.distant_audio_frames;
         if !grew || at.is_some_and(|at| at.elapsed() < LOG_EVERY) {
             return;
         }
@@ -345,6 +378,8 @@ impl TsDemuxer {
             invalid_packets = s.invalid_packets - before.invalid_packets,
             dropped_pes = s.dropped_pes - before.dropped_pes,
             oversize_pes = s.oversize_pes - before.oversize_pes,
+            excess_audio_frames = s.excess_audio_frames - before.excess_audio_frames,
+            distant_audio_frames = s.distant_audio_frames - before.distant_audio_frames,
             packets = s.packets - before.packets,
             "MPEG-TS damage since the last report (packets lost or corrupt; frames dropped)"
         );

@@ -1,11 +1,13 @@
 //! PES assembly on the chosen program's PIDs (ISO/IEC 13818-1 §2.4.3.6), continuity checks
 //! (§2.4.3.3), timestamp unwrapping and discontinuities, and the frames that come out.
 
-use super::es::{adts_frames, VideoAu};
+mod frames;
+
 use super::psi::Selection;
-use super::{signed33, DemuxStats, Header, MAX_PES_BYTES, PACKET_SIZE, PCR_JUMP, WRAP};
-use crate::media::{Frame, MediaEvent, MediaLimits, Track, Tracks, VideoConfig, CLOCK_HZ};
-use bytes::Bytes;
+use super::{
+    signed33, DemuxStats, Header, MAX_AUDIO_PES_BYTES, MAX_PES_BYTES, PACKET_SIZE, PCR_JUMP, WRAP,
+};
+use crate::media::{Frame, MediaEvent, MediaLimits, Track, Tracks};
 use mpeg2ts_reader::pes::{PesContents, PesError, PesHeader, PesLength, PtsDts};
 
 /// The header of a PES packet (§2.4.3.6, §2.4.3.7), as `mpeg2ts-reader` reads it from the
@@ -90,14 +92,19 @@ struct Warned {
     adts: bool,
 }
 
-/// Audio frames held until the first video frame: at most this many (~1.3 s at 48 kHz).
+/// Audio frames held until the first video frame of their epoch: at most this many (~1.3 s
+/// at 48 kHz), each a copy of its ADTS frame (at most 8 KiB), so 512 KiB at worst.
 const MAX_HELD: usize = 64;
 
 /// The chosen program's elementary streams and the media state they drive.
 #[derive(Debug)]
 pub struct Streams {
     limits: MediaLimits,
+    /// PES size caps, bytes: video, audio.
     cap: usize,
+    audio_cap: usize,
+    /// [`MediaLimits::max_timestamp_jump`] in 90 kHz ticks.
+    max_jump: i64,
     selection: Option<Selection>,
     video: Stream,
     audio: Stream,
@@ -107,16 +114,18 @@ pub struct Streams {
     pcr: Option<u64>,
     /// Discontinuities so far: PES packets started after the n-th belong to epoch n.
     epoch: u64,
-    /// The epoch whose first frame was emitted (flagged) last: frames of older epochs that
-    /// complete later are dropped, so the output never steps back over a discontinuity.
-    emitted_epoch: u64,
+    /// The epoch and unwrapped DTS of the last video frame emitted. The first video frame of
+    /// an epoch carries its discontinuity flag; frames of older epochs that complete later
+    /// are dropped, so the output never steps back over a discontinuity. Audio goes out only
+    /// within `max_jump` of the video of its own epoch.
+    video_at: Option<(u64, i64)>,
     /// Unwrapped PTS the next audio frame would have.
     next_audio: Option<i64>,
     tracks: Tracks,
     announced: Option<Tracks>,
-    /// Audio completed before the first video frame (video PES end only when the next one
-    /// starts), emitted after it.
-    held: std::collections::VecDeque<Frame>,
+    /// Audio completed before the first video frame of its epoch (video PES end only when
+    /// the next one starts), with its epoch, emitted after that frame.
+    held: std::collections::VecDeque<(u64, Frame)>,
     warned: Warned,
 }
 
@@ -132,13 +141,16 @@ impl Streams {
         Self {
             limits,
             cap: MAX_PES_BYTES.min(limits.max_segment_bytes),
+            audio_cap: MAX_AUDIO_PES_BYTES.min(limits.max_segment_bytes),
+            max_jump: i64::try_from(limits.max_timestamp_jump.as_millis().saturating_mul(90))
+                .unwrap_or(i64::MAX),
             selection: None,
             video: Stream::default(),
             audio: Stream::default(),
             clock: None,
             pcr: None,
             epoch: 0,
-            emitted_epoch: 0,
+            video_at: None,
             next_audio: None,
             tracks: Tracks::default(),
             announced: None,
@@ -212,15 +224,17 @@ impl Streams {
         self.next_audio = None;
     }
 
-    /// Whether a frame of a PES of `epoch` goes out (`Some`), and flagged as a discontinuity.
-    fn admit(&mut self, epoch: u64, stats: &mut DemuxStats) -> Option<bool> {
-        if epoch < self.emitted_epoch {
-            stats.dropped_pes += 1;
-            return None;
-        }
-        let first = epoch > self.emitted_epoch;
-        self.emitted_epoch = epoch;
-        Some(first)
+    /// The epoch of the last video frame emitted.
+    fn emitted_epoch(&self) -> u64 {
+        self.video_at.map_or(0, |(epoch, _)| epoch)
+    }
+
+    /// Whether a PES of `epoch` may still yield frames: not when a later epoch's video went
+    /// out (counted as a dropped PES).
+    fn admit(&self, epoch: u64, stats: &mut DemuxStats) -> bool {
+        let admitted = epoch >= self.emitted_epoch();
+        stats.dropped_pes += u64::from(!admitted);
+        admitted
     }
 
     fn stream(&mut self, track: Track) -> &mut Stream {
@@ -241,7 +255,10 @@ impl Streams {
         out: &mut Vec<MediaEvent>,
         stats: &mut DemuxStats,
     ) {
-        let cap = self.cap;
+        let cap = match track {
+            Track::Video => self.cap,
+            Track::Audio => self.audio_cap,
+        };
         let stream = self.stream(track);
         if header.error {
             stats.transport_errors += 1;
@@ -315,123 +332,6 @@ impl Streams {
         match track {
             Track::Video => self.video_frame(pes, out, stats),
             Track::Audio => self.audio_frames(pes, out, stats),
-        }
-    }
-
-    /// `raw` (33 bits) unwrapped against the previous timestamp of any track.
-    fn unwrap(&mut self, raw: u64) -> i64 {
-        let unwrapped = match self.clock {
-            None => raw as i64,
-            Some((last_raw, last)) => last + signed33(raw, last_raw),
-        };
-        self.clock = Some((raw, unwrapped));
-        unwrapped
-    }
-
-    fn announce(&mut self, out: &mut Vec<MediaEvent>) {
-        if self.announced.as_ref() != Some(&self.tracks) {
-            self.announced = Some(self.tracks.clone());
-            out.push(MediaEvent::Tracks(self.tracks.clone()));
-        }
-    }
-
-    fn video_frame(&mut self, pes: Pes, out: &mut Vec<MediaEvent>, stats: &mut DemuxStats) {
-        let Some(pts_raw) = pes.pts else {
-            stats.dropped_pes += 1;
-            if !std::mem::replace(&mut self.warned.no_pts, true) {
-                tracing::warn!("dropping H.264 PES packets without PTS");
-            }
-            return;
-        };
-        let Some(discontinuity) = self.admit(pes.epoch, stats) else {
-            return;
-        };
-        let dts_raw = pes.dts.unwrap_or(pts_raw);
-        let dts = self.unwrap(dts_raw);
-        let pts = dts + signed33(pts_raw, dts_raw).max(0);
-        let au = VideoAu::parse(&pes.data);
-        if let Some(sets) = au.parameter_sets() {
-            let limit = self.limits.max_parameter_set_bytes;
-            if sets.len() > limit {
-                if !std::mem::replace(&mut self.warned.big_sets, true) {
-                    tracing::warn!(
-                        bytes = sets.len(),
-                        limit,
-                        "ignoring in-band SPS/PPS over the limit"
-                    );
-                }
-            } else if self.tracks.video.as_ref().map(|v| &v.parameter_sets) != Some(&sets) {
-                self.tracks.video = Some(VideoConfig { parameter_sets: sets });
-            }
-        }
-        let Some(video) = self.tracks.video.as_ref() else {
-            if !std::mem::replace(&mut self.warned.before_idr, true) {
-                tracing::info!("dropping H.264 frames until an IDR with SPS and PPS");
-            }
-            return;
-        };
-        let Some(data) = au.annex_b(&video.parameter_sets) else {
-            return;
-        };
-        self.announce(out);
-        stats.frames += 1;
-        out.push(MediaEvent::Frame(Frame {
-            track: Track::Video,
-            dts: ticks(dts),
-            pts: ticks(pts),
-            idr: au.idr,
-            discontinuity,
-            data,
-        }));
-        for frame in std::mem::take(&mut self.held) {
-            if frame.dts >= ticks(dts) {
-                stats.frames += 1;
-                out.push(MediaEvent::Frame(frame));
-            }
-        }
-    }
-
-    fn audio_frames(&mut self, pes: Pes, out: &mut Vec<MediaEvent>, stats: &mut DemuxStats) {
-        let Some(mut discontinuity) = self.admit(pes.epoch, stats) else {
-            return;
-        };
-        let data = Bytes::from(pes.data);
-        let (frames, rest) = adts_frames(&data);
-        if rest > 0 && !std::mem::replace(&mut self.warned.adts, true) {
-            tracing::warn!(bytes = rest, "dropping audio PES bytes that are not whole ADTS frames");
-        }
-        let base = match pes.pts {
-            Some(raw) => self.unwrap(raw),
-            None => match self.next_audio {
-                Some(next) => next,
-                None => return,
-            },
-        };
-        let mut samples = 0;
-        for frame in frames {
-            self.tracks.audio = Some(frame.config);
-            let at = base + (samples * CLOCK_HZ / frame.sample_rate) as i64;
-            samples += frame.samples;
-            self.next_audio = Some(base + (samples * CLOCK_HZ / frame.sample_rate) as i64);
-            let frame = Frame {
-                track: Track::Audio,
-                dts: ticks(at),
-                pts: ticks(at),
-                idr: false,
-                discontinuity: std::mem::take(&mut discontinuity),
-                data: data.slice(frame.range),
-            };
-            if self.tracks.video.is_none() {
-                // Before the first video frame: held, as the first IDR's PES ends later.
-                if self.held.len() == MAX_HELD {
-                    self.held.pop_front();
-                }
-                self.held.push_back(frame);
-                continue;
-            }
-            self.announce(out);
-            stats.frames += 1;
-            out.push(MediaEvent::Frame(frame));
         }
     }
 }

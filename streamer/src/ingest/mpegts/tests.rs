@@ -15,6 +15,8 @@ use mpeg2ts::ts::{
 use mpeg2ts_reader::mpegts_crc::sum32;
 use proptest::prelude::*;
 
+mod hostile;
+
 const CFG: AudioConfig = AudioConfig { profile: 1, sampling_index: 3, channels: 2 };
 const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
 /// 40 ms, 25 fps.
@@ -48,26 +50,44 @@ fn frame(track: Track, dts: u64, pts: u64, idr: bool, data: Vec<u8>) -> Frame {
 /// A transport stream of `n` video frames at 25 fps from `dts0` (IDR with SPS/PPS every
 /// 25th, PTS 80 ms ahead), two ADTS frames per video frame, tables every 10 frames.
 pub(crate) fn stream(n: u64, dts0: u64) -> (Vec<u8>, Vec<Frame>) {
+    stream_shifted(n, dts0, 0)
+}
+
+/// As [`stream`], the audio timestamps `shift` ticks from the video's.
+fn stream_shifted(n: u64, dts0: u64, shift: i64) -> (Vec<u8>, Vec<Frame>) {
     let mut mux = TsMuxer::new(true);
     let (mut ts, mut frames) = (Vec::new(), Vec::new());
     for i in 0..n {
-        if i % 10 == 0 {
-            mux.write_tables(&mut ts).unwrap();
-        }
-        let dts = dts0 + i * FRAME;
-        let idr = i % 25 == 0;
-        let size = if idr { 5000 } else { 300 + i as usize * 7 };
-        let v = frame(Track::Video, dts, dts + 2 * FRAME, idr, au(idr, idr.then_some(1), size));
-        for k in 0..2 {
-            let a =
-                frame(Track::Audio, dts + k * 1920, dts + k * 1920, false, adts(100 + k as usize));
-            mux.write_frame(&a, &mut ts).unwrap();
-            frames.push(a);
-        }
-        mux.write_frame(&v, &mut ts).unwrap();
-        frames.push(v);
+        write_av(&mut mux, i, dts0, shift, &mut ts, &mut frames);
     }
     (ts, frames)
+}
+
+/// Video frame `i` of [`stream_shifted`] and the two audio frames before it, written to `ts`
+/// and appended to `frames`.
+fn write_av(
+    mux: &mut TsMuxer,
+    i: u64,
+    dts0: u64,
+    shift: i64,
+    ts: &mut Vec<u8>,
+    frames: &mut Vec<Frame>,
+) {
+    if i.is_multiple_of(10) {
+        mux.write_tables(ts).unwrap();
+    }
+    let dts = dts0 + i * FRAME;
+    let idr = i.is_multiple_of(25);
+    let size = if idr { 5000 } else { 300 + i as usize * 7 };
+    let v = frame(Track::Video, dts, dts + 2 * FRAME, idr, au(idr, idr.then_some(1), size));
+    for k in 0..2 {
+        let at = (dts + k * 1920).saturating_add_signed(shift);
+        let a = frame(Track::Audio, at, at, false, adts(100 + k as usize));
+        mux.write_frame(&a, ts).unwrap();
+        frames.push(a);
+    }
+    mux.write_frame(&v, ts).unwrap();
+    frames.push(v);
 }
 
 fn demux_in_chunks(ts: &[u8], sizes: &[usize], d: &mut TsDemuxer) -> Vec<MediaEvent> {
@@ -259,19 +279,28 @@ fn timestamps_unwrap_across_the_33_bit_wrap() {
 
 #[test]
 fn a_pcr_jump_or_discontinuity_indicator_marks_the_next_frames() {
-    let (mut ts, _) = stream(10, 0);
-    let (second, _) = stream(10, 1000 * 90_000);
+    let (mut ts, mut sent) = stream(10, 0);
+    let (second, second_sent) = stream(10, 1000 * 90_000);
+    sent.extend(second_sent);
     ts.extend_from_slice(&second);
-    let events = demux_in_chunks(&ts, &[1316], &mut demuxer());
-    // One frame flagged: the first to come out of the PES packets started after the packet
-    // that showed the jump (audio of the new clock sent before that PCR is the Timeline's
-    // to rebase); nothing of the old clock after it.
+    let mut d = demuxer();
+    let events = demux_in_chunks(&ts, &[1316], &mut d);
+    // One frame flagged: the first video frame of the PES packets started after the packet
+    // that showed the jump, the new clock's IDR; nothing of the old clock after it. The new
+    // clock's first two audio frames, sent before that PCR, are 1000 s from the video of
+    // their epoch: dropped and counted.
     let got = frames(&events);
     let marked: Vec<usize> = (0..got.len()).filter(|&i| got[i].discontinuity).collect();
     assert_eq!(marked.len(), 1, "{marked:?}");
     let secs = |f: &Frame| (f.dts - WRAP) / 90_000;
     assert_eq!(secs(got[marked[0]]), 1000);
+    assert!(got[marked[0]].track == Track::Video && got[marked[0]].idr);
     assert!(got[marked[0]..].iter().all(|f| secs(f) >= 1000));
+    // Also lost: the old clock's last video frame, cut short by the new stream's continuity
+    // counters.
+    let stats = d.stats();
+    assert_eq!((stats.distant_audio_frames, stats.cc_errors, stats.dropped_pes), (2, 2, 1));
+    assert_eq!(got.len(), sent.len() - 3, "{stats:?}");
 
     // The indicator alone (same clock): set it on the first packet of the 5th video PES.
     let (mut ts, _) = stream(10, 0);
@@ -283,14 +312,14 @@ fn a_pcr_jump_or_discontinuity_indicator_marks_the_next_frames() {
     assert_eq!(ts[start + 3] & 0x20, 0x20, "video PES starts carry an adaptation field");
     ts[start + 5] |= 0x80;
     let events = demux_in_chunks(&ts, &[1316], &mut demuxer());
-    // The first frame of a PES started after the indicator: audio of frame 5 (audio PES end
-    // with their length, video ones only when the next starts).
-    let marked: Vec<(Track, u64)> = frames(&events)
-        .into_iter()
-        .filter(|f| f.discontinuity)
-        .map(|f| (f.track, (f.dts - WRAP) / FRAME))
-        .collect();
-    assert_eq!(marked, [(Track::Audio, 5)]);
+    // The first video frame of a PES started at the indicator: frame 4. The audio of frame
+    // 5, complete before it (audio PES end with their length, video ones only when the next
+    // starts), waits for it and follows it: nothing is lost.
+    let got = frames(&events);
+    let marked: Vec<(Track, u64)> =
+        got.iter().filter(|f| f.discontinuity).map(|f| (f.track, (f.dts - WRAP) / FRAME)).collect();
+    assert_eq!(marked, [(Track::Video, 4)]);
+    assert_eq!(got.len(), 30);
 }
 
 #[test]
