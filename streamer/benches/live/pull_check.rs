@@ -93,7 +93,7 @@ pub fn check(playlist_path: &Path, scratch: &Path, expect: Expect) -> Result<Rec
 
 /// `ffprobe -count_packets` of the playlist as JSON, killed after [`FFPROBE_TIMEOUT`].
 fn ffprobe(playlist: &Path, out_path: &Path) -> Result<Value, String> {
-    let out = std::fs::File::create(&out_path).map_err(|e| format!("ffprobe output: {e}"))?;
+    let out = std::fs::File::create(out_path).map_err(|e| format!("ffprobe output: {e}"))?;
     let mut child = Command::new("ffprobe")
         .args(["-v", "error", "-count_packets", "-show_entries"])
         .args(["stream=codec_name,nb_read_packets", "-of", "json"])

@@ -163,6 +163,8 @@ fn receiver_command(kind: Receiver, i: usize, port: u16, setup: &PullSetup) -> (
 ///
 /// # Panics
 /// When a receiver cannot be started, exits early, or does not bind its port in time.
+// Receivers are reaped by `wait4` (`Receivers::reap`, or on drop), which std cannot see.
+#[allow(clippy::zombie_processes)]
 pub fn start_receivers(
     kind: Receiver,
     ports: &[u16],
