@@ -234,9 +234,10 @@ pub struct TsDemuxer {
 
 impl TsDemuxer {
     /// A demuxer using program `program` (`program_number` of the PAT), or the first program
-    /// with H.264 video when `None`. PES packets are capped at the smaller of
-    /// [`MAX_PES_BYTES`] and `limits.max_segment_bytes`; in-band parameter sets over
-    /// `limits.max_parameter_set_bytes` are ignored.
+    /// with H.264 video when `None`. Video PES packets are capped at the smaller of
+    /// [`MAX_PES_BYTES`] and `limits.max_segment_bytes`, audio ones at
+    /// [`MAX_AUDIO_PES_BYTES`]; in-band parameter sets over `limits.max_parameter_set_bytes`
+    /// are ignored; audio more than `limits.max_timestamp_jump` from the video is dropped.
     pub fn new(limits: MediaLimits, program: Option<u16>) -> Self {
         Self {
             buf: Vec::new(),
