@@ -258,6 +258,11 @@ impl UdpSource {
             cc_errors = now.cc_errors - before.cc_errors,
             resyncs = now.resyncs - before.resyncs,
             dropped_pes = now.dropped_pes - before.dropped_pes,
+            oversize_pes = now.oversize_pes - before.oversize_pes,
+            invalid_packets = now.invalid_packets - before.invalid_packets,
+            dropped_audio = (now.excess_audio_frames + now.distant_audio_frames)
+                - (before.excess_audio_frames + before.distant_audio_frames),
+            discontinuities = now.discontinuities - before.discontinuities,
             "UDP source in the last minute"
         );
         self.logged = (Instant::now(), now);
