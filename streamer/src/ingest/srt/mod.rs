@@ -15,8 +15,9 @@
 //! IP and minute ([`SourceRate`]), the idle timeout (no media for that long closes the
 //! connection; SRT's own peer idle timeout, 5 s, catches silent peers first). The other RTMP
 //! fields do not apply: the SRT handshake is `srt-tokio`'s and payloads are at most 1456 bytes.
-//! Not supported: encryption (a caller with a passphrase is refused, see [`SrtServer::serve`]
-//! for the one case `srt-tokio` cannot tell), playback (`m=request`).
+//! Not supported: encryption (a caller with a passphrase is refused: in the handshake when it
+//! states its key length, else by `srt-protocol` when accepted, `SRT_REJ_UNSECURE`), playback
+//! (`m=request`).
 
 mod session;
 pub mod streamid;
@@ -99,14 +100,15 @@ impl SrtServer {
     /// A caller over [`RtmpLimits::max_connections`] or [`RtmpLimits::max_connections_per_ip`]
     /// is rejected in the handshake (`SRT_REJX_OVERLOAD`).
     ///
-    /// `srt-protocol` 0.4.4 panics on some packets instead of refusing them, which ends its
-    /// listener task and with it every open SRT connection: a handshake with a
-    /// congestion-control extension (libsrt sends one with `transtype=file`), and accepting a
-    /// caller that sent keying material (a passphrase) without stating its key length, as
-    /// the request only shows the length (a stated one is refused, `SRT_REJ_UNSECURE`; with a
-    /// bad stream key the caller is refused before accepting). The listener is then restarted on the same socket
-    /// after [`RESTART_PAUSE`]: the dropped callers' sessions end their playlists and the
-    /// callers can reconnect; RTMP is not affected.
+    /// `srt-protocol` 0.4.4 panicked on some packets instead of refusing them, which ended its
+    /// listener task and with it every open SRT connection (a handshake with a
+    /// congestion-control extension, as libsrt sends with `transtype=file`; accepting a caller
+    /// that sent keying material without stating its key length; several malformed
+    /// packets). The vendored copy (`third_party/srt-protocol`, see its
+    /// `STREAMSTACK-PATCHES.md`) refuses them instead. Should the listener task still end (a
+    /// panic not found yet), it is restarted on the same socket after [`RESTART_PAUSE`]: the
+    /// dropped callers' sessions end their playlists and the callers can reconnect; RTMP is
+    /// not affected.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
         let Self { mut listener, mut incoming, socket, local, shared, connections } = self;
         let (stop_tx, stop_rx) = watch::channel(None);
@@ -118,7 +120,9 @@ impl SrtServer {
                 request = incoming.incoming().next() => match request {
                     Some(request) => admit(request, &shared, &connections, &stop_rx, &mut sessions),
                     None => {
-                        tracing::error!("SRT listener task ended (srt-tokio panicked?): restarting it");
+                        tracing::error!(
+                            "SRT listener task ended (a panic in srt-tokio or srt-protocol): restarting it"
+                        );
                         tokio::time::sleep(RESTART_PAUSE).await;
                         match listen(&socket, local).await {
                             Ok((l, i)) => (listener, incoming) = (l, i),

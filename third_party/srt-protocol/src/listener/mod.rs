@@ -14,6 +14,16 @@ pub use statistics::*;
 #[derive(Clone, Debug)]
 pub struct ListenerSettings {}
 
+/// STREAMSTACK: at most this many sessions not (yet) open per listener: a handshake from a
+/// new source address beyond it is dropped (and counted in the log once a second). Each
+/// holds about 1 KiB. Open sessions are not counted: closed connections stay in the map until
+/// their address sends again (srt-tokio does not report them), and must not lock callers out.
+pub const MAX_PENDING_SESSIONS: usize = 16_384;
+
+/// STREAMSTACK: a pending session (handshake begun, no access control request outstanding) is
+/// forgotten this long after it began; libsrt callers give up after 3 s (SRTO_CONNTIMEO).
+pub const PENDING_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug)]
 pub struct MultiplexListener {
     start_time: Instant,
@@ -22,6 +32,11 @@ pub struct MultiplexListener {
     sessions: HashMap<SessionId, SessionState>,
     stats: ListenerStatistics,
     stats_timer: Timer,
+    /// STREAMSTACK: sessions not open: recounted every second, plus those started since (an
+    /// upper bound, as sessions only leave that state in between).
+    pending_sessions: usize,
+    /// STREAMSTACK: handshakes dropped since the last log line: `MAX_PENDING_SESSIONS`.
+    sessions_full_drops: u64,
 }
 
 impl MultiplexListener {
@@ -33,6 +48,8 @@ impl MultiplexListener {
             sessions: Default::default(),
             stats: Default::default(),
             stats_timer: Timer::new(now, Duration::from_secs(1)),
+            pending_sessions: 0,
+            sessions_full_drops: 0,
         }
     }
 
@@ -70,10 +87,22 @@ impl MultiplexListener {
         self.stats.rx_packets += 1;
         //self.stats.rx_bytes += packet
         let session_id = SessionId(packet.1);
+        // STREAMSTACK: only a handshake starts a session (any other packet from an unknown
+        // address was kept as a pending session forever), and MAX_PENDING_SESSIONS bounds them.
+        if !self.sessions.contains_key(&session_id) {
+            if !packet.0.is_handshake() {
+                return Action::WaitForInput;
+            }
+            if self.pending_sessions >= MAX_PENDING_SESSIONS {
+                self.sessions_full_drops += 1;
+                return Action::WaitForInput;
+            }
+            self.pending_sessions += 1;
+        }
         let settings = &self.settings;
         self.sessions
             .entry(session_id)
-            .or_insert_with(|| SessionState::new_pending(settings.clone()))
+            .or_insert_with(|| SessionState::new_pending(settings.clone(), now))
             .handle_packet(now, session_id, packet)
     }
 
@@ -103,6 +132,18 @@ impl MultiplexListener {
 
     fn handle_timer(&mut self, now: Instant) -> Action {
         if self.stats_timer.check_expired(now).is_some() {
+            // STREAMSTACK: pending sessions expire (PENDING_SESSION_TIMEOUT).
+            self.sessions
+                .retain(|_, session| !session.is_expired(now, PENDING_SESSION_TIMEOUT));
+            self.pending_sessions = self
+                .sessions
+                .values()
+                .filter(|session| !matches!(session, SessionState::Open))
+                .count();
+            if self.sessions_full_drops > 0 {
+                let drops = std::mem::take(&mut self.sessions_full_drops);
+                self.warn(now, "sessions full, handshakes dropped", &drops);
+            }
             Action::UpdateStatistics(&self.stats)
         } else {
             // TODO: create an action that returns an action with an Iterator that ticks time forward
@@ -268,6 +309,64 @@ mod test {
         let action =
             listener.handle_input(Instant::now(), Input::Packet(Ok((packet, conn_addr()))));
         assert_matches!(action, Action::DelegatePacket(_, _));
+    }
+
+    // STREAMSTACK: per-address state is bounded: non-handshakes start no session, pending
+    // sessions expire unless an access response is awaited, at most MAX_PENDING_SESSIONS exist.
+    #[test]
+    fn pending_sessions_are_bounded() {
+        let start = Instant::now();
+        let local = "127.0.0.1:2000".parse().unwrap();
+        let mut listener = MultiplexListener::new(start, local, ConnInitSettings::default());
+        let from = |port: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), port);
+
+        let keepalive = Packet::Control(ControlPacket {
+            timestamp: TimeStamp::from_micros(0),
+            dest_sockid: dest_sock_id(),
+            control_type: ControlTypes::KeepAlive,
+        });
+        let action = listener.handle_input(start, Input::Packet(Ok((keepalive, from(1)))));
+        assert_eq!(action, Action::WaitForInput);
+        assert!(listener.sessions.is_empty());
+
+        // an induction from conn_addr(), then its conclusion: an access request is awaited
+        let packet = build_hs_pack(test_induction());
+        let action = listener.handle_input(start, Input::Packet(Ok((packet, conn_addr()))));
+        assert_matches!(action, Action::SendPacket(_));
+        let packet = build_hs_pack(test_conclusion());
+        let action = listener.handle_input(start, Input::Packet(Ok((packet, conn_addr()))));
+        assert_matches!(action, Action::RequestAccess(_, _));
+
+        for port in 0..(MAX_PENDING_SESSIONS as u16 + 10) {
+            let packet = build_hs_pack(test_induction());
+            let _ = listener.handle_input(start, Input::Packet(Ok((packet, from(port)))));
+        }
+        assert_eq!(listener.sessions.len(), MAX_PENDING_SESSIONS);
+
+        let later = start + PENDING_SESSION_TIMEOUT + Duration::from_secs(2);
+        assert_matches!(
+            listener.handle_input(later, Input::Timer),
+            Action::UpdateStatistics(_)
+        );
+        assert_eq!(listener.sessions.len(), 1);
+        assert!(listener.sessions.contains_key(&session_id()));
+
+        // once open, the session no longer counts: new handshakes are taken again
+        let action = listener.handle_input(
+            later,
+            Input::AccessResponse(Some((session_id(), AccessControlResponse::Accepted(None)))),
+        );
+        assert_matches!(action, Action::OpenConnection(_, _));
+        let _ = listener.handle_input(
+            later,
+            Input::Success(ResultOf::OpenConnection(session_id())),
+        );
+        let much_later = later + Duration::from_secs(2);
+        let _ = listener.handle_input(much_later, Input::Timer);
+        assert_eq!(listener.pending_sessions, 0);
+        let packet = build_hs_pack(test_induction());
+        let action = listener.handle_input(much_later, Input::Packet(Ok((packet, from(1)))));
+        assert_matches!(action, Action::SendPacket(_));
     }
 
     #[test]

@@ -1,4 +1,7 @@
-use std::{net::SocketAddr, time::Instant};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use crate::{
     connection::Connection,
@@ -12,15 +15,29 @@ use super::*;
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum SessionState {
-    Pending(Listen),
+    /// STREAMSTACK: with the time the session started, for `is_expired`.
+    Pending(Listen, Instant),
     Rejecting(Option<(Packet, SocketAddr)>),
     Dropping,
     Open,
 }
 
 impl SessionState {
-    pub fn new_pending(settings: ConnInitSettings) -> Self {
-        SessionState::Pending(Listen::new(settings, true))
+    pub fn new_pending(settings: ConnInitSettings, now: Instant) -> Self {
+        SessionState::Pending(Listen::new(settings, true), now)
+    }
+
+    /// STREAMSTACK: a pending session older than `timeout` that is not waiting for an access
+    /// control response (its acceptor must get an answer) can be forgotten: its caller gave up
+    /// or never existed (a spoofed source address).
+    pub fn is_expired(&self, now: Instant, timeout: Duration) -> bool {
+        match self {
+            SessionState::Pending(listen, since) => {
+                now.saturating_duration_since(*since) >= timeout
+                    && !listen.is_awaiting_access_response()
+            }
+            _ => false,
+        }
     }
 
     pub fn handle_packet(
@@ -31,7 +48,7 @@ impl SessionState {
     ) -> Action {
         use SessionState::*;
         match self {
-            Pending(listen) => {
+            Pending(listen, _) => {
                 let result = listen.handle_packet(now, Ok(packet));
                 self.handle_connection_result(session_id, result)
             }
@@ -49,7 +66,7 @@ impl SessionState {
     ) -> Action {
         use SessionState::*;
         match self {
-            Pending(listen) => {
+            Pending(listen, _) => {
                 let result = listen.handle_access_control_response(now, response);
                 self.handle_connection_result(session_id, result)
             }

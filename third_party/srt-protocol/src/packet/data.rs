@@ -87,6 +87,10 @@ pub enum DataEncryption {
 
 impl DataPacket {
     pub fn parse(buf: &mut impl Buf) -> Result<DataPacket, PacketParseError> {
+        // STREAMSTACK: the 16-byte header is checked here too (Packet::parse checks it).
+        if buf.remaining() < 16 {
+            return Err(PacketParseError::NotEnoughData);
+        }
         // get the sequence number, which is the last 31 bits of the header
         let seq_number = SeqNumber::new_truncate(buf.get_u32());
 

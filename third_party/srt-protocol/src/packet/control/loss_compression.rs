@@ -107,7 +107,9 @@ impl<I: Iterator<Item = u32>> Iterator for DecompressLossList<I> {
             }
             Some((next, end)) => {
                 // continue the loop
-                self.loop_next_end = Some((next + 1, end));
+                // STREAMSTACK: sequence numbers are 31 bits and wrap (a received range may end
+                // "before" it starts); u32 `next + 1` overflowed (panic in debug builds).
+                self.loop_next_end = Some(((next + 1) & !(1 << 31), end));
 
                 Some(SeqNumber::new_truncate(next))
             }
@@ -119,13 +121,16 @@ impl<I: Iterator<Item = u32>> Iterator for DecompressLossList<I> {
                 if next & (1 << 31) != 0 {
                     // set the first bit to zero
                     let next_num = next & !(1 << 31);
-                    self.loop_next_end = Some((
-                        next_num + 1,
-                        match self.iterator.next() {
-                            Some(i) => i,
-                            None => panic!("unterminated loop while decompressing loss list"),
-                        },
-                    ));
+                    // STREAMSTACK: a received NAK may end inside a range (was panic!), or
+                    // state a range of one (the loop never ended): both are read as the first
+                    // number alone; the end is masked to 31 bits so that the loop meets it.
+                    match self.iterator.next() {
+                        Some(end) if end & !(1 << 31) != next_num => {
+                            self.loop_next_end =
+                                Some(((next_num + 1) & !(1 << 31), end & !(1 << 31)))
+                        }
+                        _ => {}
+                    }
 
                     Some(SeqNumber::new_truncate(next_num))
                 } else {
@@ -193,9 +198,20 @@ mod test {
             .collect::<Vec<_>>();
     }
 
+    // STREAMSTACK: received loss lists decompress without panicking or looping forever.
     #[test]
-    #[should_panic(expected = "unterminated loop")]
     fn unterminated_loop() {
-        let _ = decompress_loss_list([10 | ONE].iter().copied()).collect::<Vec<_>>();
+        let list = decompress_loss_list([10 | ONE].iter().copied()).collect::<Vec<_>>();
+        assert_eq!(list, [SeqNumber::new_truncate(10)]);
+    }
+
+    #[test]
+    fn range_of_one_and_wrapping_range() {
+        let list = decompress_loss_list([10 | ONE, 10, 11].iter().copied()).collect::<Vec<_>>();
+        assert_eq!(list, [10, 11].map(SeqNumber::new_truncate));
+        let list = decompress_loss_list([(ONE - 2) | ONE, 1].iter().copied()).collect::<Vec<_>>();
+        assert_eq!(list, [ONE - 2, ONE - 1, 0, 1].map(SeqNumber::new_truncate));
+        let list = decompress_loss_list([5 | ONE, 5 | ONE].iter().copied()).collect::<Vec<_>>();
+        assert_eq!(list, [SeqNumber::new_truncate(5)]);
     }
 }

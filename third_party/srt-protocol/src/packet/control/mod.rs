@@ -393,6 +393,10 @@ impl SocketType {
 
 impl ControlPacket {
     pub fn parse(buf: &mut impl Buf, is_ipv6: bool) -> Result<ControlPacket, PacketParseError> {
+        // STREAMSTACK: the 16-byte header is checked here too (Packet::parse checks it).
+        if buf.remaining() < 16 {
+            return Err(PacketParseError::NotEnoughData);
+        }
         let control_type = buf.get_u16() << 1 >> 1; // clear first bit
 
         // get reserved data, which is the last two bytes of the first four bytes
@@ -632,7 +636,19 @@ impl ControlTypes {
                                             SrtControlPacket::StreamId(stream_id) => {
                                                 sid = Some(stream_id)
                                             }
-                                            _ => unimplemented!("Implement other kinds"),
+                                            // STREAMSTACK: live is the only congestion control
+                                            // this crate has; any other (libsrt sends "file"
+                                            // with transtype=file), a packet filter, a group or
+                                            // a reject block is a parse error, not a panic
+                                            // (was unimplemented!).
+                                            SrtControlPacket::Congestion(cc) if cc == "live" => {}
+                                            _ => {
+                                                return Err(
+                                                    PacketParseError::UnsupportedSrtExtensionType(
+                                                        pack_type,
+                                                    ),
+                                                )
+                                            }
                                         }
                                     }
                                 }
@@ -940,8 +956,11 @@ impl Debug for CompressedLossList {
         let mut iter = self.0.iter();
         while let Some(a) = iter.next() {
             if a & 0x80000000 != 0 {
-                let b = iter.next().expect("Unterminated list");
-                write!(f, "{}..={},", a & 0x7fffffff, b)?;
+                // STREAMSTACK: a received NAK may end inside a range (was expect).
+                match iter.next() {
+                    Some(b) => write!(f, "{}..={},", a & 0x7fffffff, b)?,
+                    None => write!(f, "{}..=?,", a & 0x7fffffff)?,
+                }
             } else {
                 write!(f, "{a},")?;
             }
@@ -1872,4 +1891,169 @@ mod test {
 
     #[test]
     fn drop_request() {}
+
+    // STREAMSTACK: what a remote peer sends is a parse error, never a panic.
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn conclusion_with(extensions: &[(u16, &[u8])]) -> Vec<u8> {
+            let pack = ControlPacket {
+                timestamp: TimeStamp::from_micros(0),
+                dest_sockid: SocketId(0),
+                control_type: ControlTypes::Handshake(HandshakeControlInfo {
+                    init_seq_num: SeqNumber::new_truncate(0),
+                    max_packet_size: PacketSize(1500),
+                    max_flow_size: PacketCount(8192),
+                    shake_type: ShakeType::Conclusion,
+                    socket_id: SocketId(1),
+                    syn_cookie: 2,
+                    peer_addr: [127, 0, 0, 1].into(),
+                    info: HandshakeVsInfo::V5(HsV5Info {
+                        key_size: KeySize::Unspecified,
+                        ext_hs: Some(SrtControlPacket::HandshakeRequest(SrtHandshake {
+                            version: SrtVersion::CURRENT,
+                            flags: SrtShakeFlags::SUPPORTED,
+                            send_latency: Duration::from_millis(120),
+                            recv_latency: Duration::from_millis(120),
+                        })),
+                        ext_km: None,
+                        ext_group: None,
+                        sid: Some("x".into()),
+                    }),
+                }),
+            };
+            let mut buf = vec![];
+            pack.serialize(&mut buf);
+            for (ext_type, body) in extensions {
+                buf.put_u16(*ext_type);
+                buf.put_u16((body.len() / 4) as u16);
+                buf.extend_from_slice(body);
+            }
+            buf
+        }
+
+        fn parse(buf: &[u8]) -> Result<ControlPacket, PacketParseError> {
+            ControlPacket::parse(&mut Cursor::new(buf), false)
+        }
+
+        fn ext(packet: SrtControlPacket) -> (u16, Vec<u8>) {
+            let mut body = vec![];
+            packet.serialize(&mut body);
+            (packet.type_id(), body)
+        }
+
+        #[test]
+        fn handshake_config_extensions() {
+            let (t, file) = ext(SrtControlPacket::Congestion("file".into()));
+            assert_eq!(
+                parse(&conclusion_with(&[(t, &file)])),
+                Err(PacketParseError::UnsupportedSrtExtensionType(6))
+            );
+            let (t, live) = ext(SrtControlPacket::Congestion("live".into()));
+            let packet = parse(&conclusion_with(&[(t, &live)])).unwrap();
+            assert_matches::assert_matches!(
+                packet.control_type,
+                ControlTypes::Handshake(HandshakeControlInfo {
+                    info: HandshakeVsInfo::V5(HsV5Info { sid: Some(_), .. }),
+                    ..
+                })
+            );
+            let (t, filter) = ext(SrtControlPacket::Filter(FilterSpec(
+                [("fec".to_string(), "x".to_string())].into_iter().collect(),
+            )));
+            assert_eq!(
+                parse(&conclusion_with(&[(t, &filter)])),
+                Err(PacketParseError::UnsupportedSrtExtensionType(7))
+            );
+            assert_eq!(
+                parse(&conclusion_with(&[(8, &[1, 0, 0, 0])])),
+                Err(PacketParseError::UnsupportedSrtExtensionType(8))
+            );
+            // empty extensions (followed by a word, so that the parser reads them)
+            assert_eq!(
+                parse(&conclusion_with(&[(0, &[]), (5, &[b'y', 0, 0, 0])])),
+                Err(PacketParseError::UnsupportedSrtExtensionType(0))
+            );
+            for ext_type in [5, 6, 7, 8] {
+                assert_eq!(
+                    parse(&conclusion_with(&[(ext_type, &[]), (5, &[b'y', 0, 0, 0])])),
+                    Err(PacketParseError::NotEnoughData),
+                    "extension type {ext_type}"
+                );
+            }
+        }
+
+        #[test]
+        fn empty_srt_control_packets() {
+            for reserved in [5u16, 6, 7, 8] {
+                let mut buf = vec![0xff, 0xff];
+                buf.put_u16(reserved);
+                buf.extend_from_slice(&[0; 12]);
+                assert_eq!(
+                    parse(&buf),
+                    Err(PacketParseError::NotEnoughData),
+                    "type {reserved}"
+                );
+            }
+            let mut buf = vec![0xff, 0xff, 0, 0];
+            buf.extend_from_slice(&[0; 12]);
+            let packet = parse(&buf).unwrap();
+            assert_eq!(
+                packet.control_type,
+                ControlTypes::Srt(SrtControlPacket::Reject)
+            );
+            assert_eq!(packet.wire_size(), ControlPacket::HEADER_SIZE);
+            assert_eq!(parse(&buf[..15]), Err(PacketParseError::NotEnoughData));
+            assert_eq!(
+                DataPacket::parse(&mut Cursor::new(&[0u8; 15][..])),
+                Err(PacketParseError::NotEnoughData)
+            );
+        }
+
+        #[test]
+        fn unterminated_nak_formats() {
+            let nak = CompressedLossList(vec![3, (1 << 31) | 10]);
+            assert_eq!(format!("{nak:?}"), "3,10..=?,");
+        }
+
+        proptest! {
+            #[test]
+            fn control_packets_never_panic(
+                control_type in prop::sample::select(vec![0u16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x7fff]),
+                reserved in 0u16..10,
+                words in prop::collection::vec(any::<u32>(), 0..24),
+                tail in prop::collection::vec(any::<u8>(), 0..4),
+                ipv6 in any::<bool>(),
+            ) {
+                let mut buf = vec![];
+                buf.put_u16(0x8000 | control_type);
+                buf.put_u16(reserved);
+                buf.extend_from_slice(&[0; 12]);
+                for w in words {
+                    buf.put_u32(w);
+                }
+                buf.extend_from_slice(&tail);
+                if let Ok(packet) = Packet::parse(&mut Cursor::new(&buf[..]), ipv6) {
+                    let _ = format!("{packet:?}");
+                    let _ = packet.wire_size();
+                    if let Packet::Control(ControlPacket { control_type: ControlTypes::Nak(nak), .. }) = packet {
+                        let _ = nak.iter_decompressed().take(10_000).count();
+                    }
+                }
+            }
+
+            #[test]
+            fn handshake_extensions_never_panic(
+                ext_type in 0u16..12,
+                words in prop::collection::vec(any::<u32>(), 0..16),
+                more in prop::collection::vec(any::<u8>(), 0..12),
+            ) {
+                let body: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+                let mut buf = conclusion_with(&[(ext_type, &body)]);
+                buf.extend_from_slice(&more);
+                let _ = Packet::parse(&mut Cursor::new(&buf[..]), false);
+            }
+        }
+    }
 }

@@ -272,7 +272,8 @@ bitflags! {
 }
 
 fn le_bytes_to_string(le_bytes: &mut impl Buf) -> Result<String, PacketParseError> {
-    if le_bytes.remaining() % 4 != 0 {
+    // STREAMSTACK: an empty extension (0 words) is a parse error, not a panic in get_u32_le.
+    if le_bytes.remaining() % 4 != 0 || le_bytes.remaining() == 0 {
         return Err(PacketParseError::NotEnoughData);
     }
 
@@ -365,6 +366,10 @@ impl SrtControlPacket {
                 )))
             }
             8 => {
+                // STREAMSTACK: one 32-bit word; a shorter body is a parse error, not a panic.
+                if buf.remaining() < 4 {
+                    return Err(PacketParseError::NotEnoughData);
+                }
                 let ty = buf.get_u8().into();
                 let flags = GroupFlags::from_bits_truncate(buf.get_u8());
                 let weight = buf.get_u16_le();
@@ -431,7 +436,8 @@ impl SrtControlPacket {
             // 1 32-bit word packed with type, flags, and weight
             Group { .. } => 1,
             Filter(filter) => ((format!("{filter}").len() + 3) / 4) as u16, // TODO: not optimial performace, but probably okay
-            _ => unimplemented!("{:?}", self),
+            // STREAMSTACK: a received SRT control packet of type 0 has no body (was unimplemented!).
+            Reject => 0,
         }
     }
 }

@@ -68,8 +68,11 @@ pub fn gen_access_control_response(
     let cipher = match (&settings.key_settings, &incoming.ext_km) {
         // ok, both sides have crypto
         (Some(key_settings), Some(SrtControlPacket::KeyRefreshRequest(km))) => {
+            // STREAMSTACK: a mismatch is a rejection, not a panic (was unimplemented!).
             if key_settings.key_size != incoming.key_size {
-                unimplemented!("Key size mismatch");
+                return GenHsv5Result::Reject(ConnectionReject::Rejecting(
+                    CoreRejectReason::BadSecret.into(),
+                ));
             }
 
             let cipher = match CipherSettings::new(key_settings, &settings.key_refresh, km) {
@@ -85,13 +88,19 @@ pub fn gen_access_control_response(
         // ok, neither have crypto
         (None, None) => None,
         // bad cases
-        (Some(_), Some(_)) => unimplemented!("Expected kmreq"),
-        (Some(_), None) => {
+        // STREAMSTACK: the two panics (unimplemented!) reachable by any caller are rejections:
+        // keying material that is not a request, and keying material (a caller's passphrase)
+        // sent to a listener without one (SRT_REJ_UNSECURE, as libsrt).
+        (Some(_), Some(_)) => {
+            return GenHsv5Result::Reject(ConnectionReject::Rejecting(
+                CoreRejectReason::BadSecret.into(),
+            ))
+        }
+        (Some(_), None) | (None, Some(_)) => {
             return GenHsv5Result::Reject(ConnectionReject::Rejecting(
                 CoreRejectReason::Unsecure.into(),
             ))
         }
-        (None, Some(_)) => unimplemented!("expected no secrets"),
     };
 
     let outgoing_ext_km = cipher

@@ -52,6 +52,11 @@ impl Listen {
         &self.init_settings
     }
 
+    /// STREAMSTACK: whether an access control request was made and awaits its response.
+    pub fn is_awaiting_access_response(&self) -> bool {
+        matches!(self.state, AccessControlRequested(..))
+    }
+
     pub fn handle_packet(&mut self, now: Instant, packet: ReceivePacketResult) -> ConnectionResult {
         use ReceivePacketError::*;
         match packet {
@@ -76,7 +81,27 @@ impl Listen {
                 use AccessControlResponse::*;
                 match response {
                     Accepted(key_settings) => {
-                        self.accept_connection(now, &state, timestamp, shake, info, key_settings)
+                        let from = state.from;
+                        match self.accept_connection(
+                            now,
+                            &state,
+                            timestamp,
+                            shake.clone(),
+                            info,
+                            key_settings,
+                        ) {
+                            // STREAMSTACK: a conclusion accept_connection cannot answer (no
+                            // SRT handshake request extension) is rejected (SRT_REJ_ROGUE):
+                            // left unanswered, the listener would wait for another access
+                            // response forever and the acceptor for the connection.
+                            NotHandled(_) => self.make_rejection(
+                                &shake,
+                                from,
+                                timestamp,
+                                ConnectionReject::Rejecting(CoreRejectReason::Rogue.into()),
+                            ),
+                            result => result,
+                        }
                     }
                     Rejected(rr) => self.make_rejection(
                         &shake,
@@ -569,6 +594,65 @@ mod test {
             Reject(
                 _,
                 ConnectionReject::Rejecting(RejectReason::Server(ServerRejectReason::Overload)),
+            )
+        );
+    }
+
+    // STREAMSTACK: accepting a conclusion without an SRT handshake request rejects it.
+    #[test]
+    fn accept_no_ext_hs_conclusion_rejects() {
+        let mut l = Listen::new(ConnInitSettings::default(), true);
+        let resp = l.handle_packet(
+            Instant::now(),
+            Ok((build_hs_pack(test_induction()), conn_addr())),
+        );
+        assert_matches!(resp, SendPacket(_));
+        let mut c = test_conclusion();
+        c.info = HandshakeVsInfo::V5(HsV5Info::default());
+        let resp = l.handle_packet(Instant::now(), Ok((build_hs_pack(c), conn_addr())));
+        assert_matches!(resp, RequestAccess(_));
+        let resp =
+            l.handle_access_control_response(Instant::now(), AccessControlResponse::Accepted(None));
+        assert_matches!(
+            resp,
+            Reject(
+                Some(_),
+                ConnectionReject::Rejecting(RejectReason::Core(CoreRejectReason::Rogue))
+            )
+        );
+    }
+
+    // STREAMSTACK: accepting a caller that sent keying material (a passphrase) without a
+    // passphrase of ours rejects it (SRT_REJ_UNSECURE) instead of panicking.
+    #[test]
+    fn accept_unexpected_keying_material_rejects() {
+        let mut l = Listen::new(ConnInitSettings::default(), true);
+        let resp = l.handle_packet(
+            Instant::now(),
+            Ok((build_hs_pack(test_induction()), conn_addr())),
+        );
+        assert_matches!(resp, SendPacket(_));
+        let mut c = test_conclusion();
+        if let HandshakeVsInfo::V5(info) = &mut c.info {
+            info.ext_km = Some(SrtControlPacket::KeyRefreshRequest(KeyingMaterialMessage {
+                pt: PacketType::KeyingMaterial,
+                key_flags: KeyFlags::EVEN,
+                keki: 0,
+                cipher: CipherType::Ctr,
+                auth: Auth::None,
+                salt: vec![0; 16],
+                wrapped_keys: vec![0; 24],
+            }));
+        }
+        let resp = l.handle_packet(Instant::now(), Ok((build_hs_pack(c), conn_addr())));
+        assert_matches!(resp, RequestAccess(r) if r.key_size == KeySize::Unspecified);
+        let resp =
+            l.handle_access_control_response(Instant::now(), AccessControlResponse::Accepted(None));
+        assert_matches!(
+            resp,
+            Reject(
+                Some(_),
+                ConnectionReject::Rejecting(RejectReason::Core(CoreRejectReason::Unsecure))
             )
         );
     }
