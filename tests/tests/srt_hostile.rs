@@ -142,7 +142,7 @@ impl Garbage {
     fn datagram(&mut self) -> Vec<u8> {
         let len = (self.next() % 1500) as usize;
         let mut d: Vec<u8> = (0..len).map(|_| self.next() as u8).collect();
-        if len >= 2 && self.next() % 2 == 0 {
+        if len >= 2 && self.next().is_multiple_of(2) {
             let types = [0u16, 1, 2, 3, 4, 5, 6, 7, 8, 0x7fff];
             let t = 0x8000 | types[(self.next() % types.len() as u64) as usize];
             d[..2].copy_from_slice(&t.to_be_bytes());
@@ -166,7 +166,7 @@ async fn flood(port: u16) {
         let source = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         source.send_to(&induction, target).await.expect("send");
     }
-    let mut garbage = Garbage(0x5eed_0f_5172_u64 ^ u64::from(port));
+    let mut garbage = Garbage(0x5eed_0f5c_5172_u64 ^ u64::from(port));
     for i in 0..GARBAGE_DATAGRAMS {
         socket.send_to(&garbage.datagram(), target).await.expect("send");
         if i % 50 == 49 {
