@@ -21,6 +21,9 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+/// Longest wait for srt-tokio to complete an accepted handshake (normally one round trip).
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// SRT payloads (at most 1456 bytes each, usually 1316) buffered between the SRT socket and
 /// the demuxer: about 5 MiB, 2 s of a 20 Mb/s stream. A publish that falls further behind
 /// (its uploads back-pressured) is closed: `srt-tokio` hands every connection's packets over
@@ -93,8 +96,8 @@ pub(super) async fn run(
         .ok()
         .and_then(|name| PushCredential::parse(name).ok())
         .map_or_else(|| "-".to_owned(), |c| c.channel_id);
-    // srt-protocol 0.4.4 panics accepting a caller that sent keying material without a
-    // passphrase of ours, so such a caller is refused first.
+    // Encryption is not offered: a caller that sent keying material is refused before its
+    // publish is authorized (the patched srt-protocol would refuse it too).
     let encrypted = request.key_size() != KeySize::Unspecified;
     let publish = match authorize(&shared, peer, stream_name, encrypted).await {
         Ok(publish) => publish,
@@ -106,7 +109,12 @@ pub(super) async fn run(
             return;
         }
     };
-    let mut socket = match request.accept(None).await {
+    // Bounded: a handshake that never completes must not hold the channel's lease.
+    let accepted = tokio::time::timeout(ACCEPT_TIMEOUT, request.accept(None)).await;
+    let accepted = accepted.unwrap_or_else(|_| {
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "SRT accept timed out"))
+    });
+    let mut socket = match accepted {
         Ok(socket) => socket,
         Err(e) => {
             publish.finish(stop).await;
