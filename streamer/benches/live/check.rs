@@ -54,20 +54,7 @@ fn check_one(stream: &Stream, expect: Expect) -> Result<(u64, f64), String> {
         return Err("playlist not ended".into());
     }
     let dir = stream.playlist.parent().unwrap_or(Path::new("."));
-    let mut total = 0.0;
-    for segment in &playlist.segments {
-        let size = std::fs::metadata(dir.join(&segment.uri)).map(|m| m.len()).unwrap_or(0);
-        if size == 0 {
-            return Err(format!("segment {} missing or empty", segment.uri));
-        }
-        if f64::from(segment.duration) > playlist.target_duration as f64 + 0.5 {
-            return Err(format!(
-                "segment {} lasts {:.3} s, target {} s",
-                segment.uri, segment.duration, playlist.target_duration
-            ));
-        }
-        total += f64::from(segment.duration);
-    }
+    let total = check_segments(dir, &playlist)?;
     let count = playlist.media_sequence + playlist.segments.len() as u64;
     if count != expect.segments() {
         return Err(format!("{count} segments, expected {}", expect.segments()));
@@ -103,4 +90,24 @@ pub fn check_all(streams: &[Stream], expect: Expect, wait: Duration) -> Report {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Every segment of `playlist` (URIs relative to `dir`) exists, is not empty and lasts at
+/// most the target duration + 0.5 s; returns their total duration, seconds.
+pub fn check_segments(dir: &Path, playlist: &m3u8_rs::MediaPlaylist) -> Result<f64, String> {
+    let mut total = 0.0;
+    for segment in &playlist.segments {
+        let size = std::fs::metadata(dir.join(&segment.uri)).map(|m| m.len()).unwrap_or(0);
+        if size == 0 {
+            return Err(format!("segment {} missing or empty", segment.uri));
+        }
+        if f64::from(segment.duration) > playlist.target_duration as f64 + 0.5 {
+            return Err(format!(
+                "segment {} lasts {:.3} s, target {} s",
+                segment.uri, segment.duration, playlist.target_duration
+            ));
+        }
+        total += f64::from(segment.duration);
+    }
+    Ok(total)
 }

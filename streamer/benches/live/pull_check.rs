@@ -56,20 +56,7 @@ pub fn check(playlist_path: &Path, scratch: &Path, expect: Expect) -> Result<Rec
         return Err(format!("media sequence {}: not the whole recording", playlist.media_sequence));
     }
     let dir = playlist_path.parent().unwrap_or(Path::new("."));
-    let mut total = 0.0;
-    for segment in &playlist.segments {
-        let size = std::fs::metadata(dir.join(&segment.uri)).map(|m| m.len()).unwrap_or(0);
-        if size == 0 {
-            return Err(format!("segment {} missing or empty", segment.uri));
-        }
-        if f64::from(segment.duration) > playlist.target_duration as f64 + 0.5 {
-            return Err(format!(
-                "segment {} lasts {:.3} s, target {} s",
-                segment.uri, segment.duration, playlist.target_duration
-            ));
-        }
-        total += f64::from(segment.duration);
-    }
+    let total = super::check::check_segments(dir, &playlist)?;
     if (total - expect.seconds).abs() > DURATION_TOLERANCE_SECS {
         return Err(format!("segments cover {total:.3} s of {:.1} s recorded", expect.seconds));
     }

@@ -43,6 +43,25 @@ impl Shared {
     }
 }
 
+/// Shutdown of a push server or of `streamer pull`: tells every session or source task (through `stop`) to flush its last segment
+/// and end its playlist by the drain's end less [`rtmp::FINISH_MARGIN`] (kept for releasing
+/// leases), and waits up to `drain` for them; `protocol` names the server in the log.
+pub(crate) async fn drain(
+    mut sessions: tokio::task::JoinSet<()>,
+    stop: &tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
+    drain: Duration,
+    protocol: &str,
+) {
+    tracing::info!(sessions = sessions.len(), protocol, "shutting down: flushing");
+    let finish_by = tokio::time::Instant::now() + drain.saturating_sub(rtmp::FINISH_MARGIN);
+    let _ = stop.send(Some(finish_by));
+    let drained =
+        tokio::time::timeout(drain, async { while sessions.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(protocol, "drain timeout: aborting remaining sessions");
+    }
+}
+
 /// Why a pulled source could not be opened, or stopped.
 ///
 /// Every error ends one connection only; [`crate::pull`] reconnects with backoff.

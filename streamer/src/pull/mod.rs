@@ -293,14 +293,7 @@ pub async fn run(
             () = &mut shutdown => break,
         }
     }
-    tracing::info!(sources = tasks.len(), "shutting down: flushing pulled sources");
-    let margin = crate::ingest::rtmp::FINISH_MARGIN;
-    let _ = stop_tx.send(Some(tokio::time::Instant::now() + drain.saturating_sub(margin)));
-    let drained =
-        tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!("drain timeout: aborting remaining pulls");
-    }
+    crate::ingest::drain(tasks, &stop_tx, drain, "pull").await;
 }
 
 /// Resolves to the shutdown deadline once there is one (never, if the process is not

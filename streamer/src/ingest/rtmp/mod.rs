@@ -94,14 +94,6 @@ impl Server {
                 () = &mut shutdown => break,
             }
         }
-        tracing::info!(sessions = sessions.len(), "shutting down: flushing publishes");
-        let finish_by = tokio::time::Instant::now() + drain.saturating_sub(FINISH_MARGIN);
-        let _ = stop_tx.send(Some(finish_by));
-        let drained =
-            tokio::time::timeout(drain, async { while sessions.join_next().await.is_some() {} })
-                .await;
-        if drained.is_err() {
-            tracing::warn!("drain timeout: aborting remaining sessions");
-        }
+        super::drain(sessions, &stop_tx, drain, "RTMP").await;
     }
 }

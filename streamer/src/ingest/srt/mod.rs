@@ -22,7 +22,7 @@
 mod session;
 pub mod streamid;
 
-use super::rtmp::{ConnectionTable, RtmpLimits, FINISH_MARGIN};
+use super::rtmp::{ConnectionTable, RtmpLimits};
 use super::Shared;
 use crate::publish::Ingest;
 use futures::StreamExt;
@@ -95,7 +95,7 @@ impl SrtServer {
 
     /// Serves until `shutdown` resolves, then stops taking callers, asks every session to
     /// flush its last segment and end its playlist, and waits up to `drain` for them (the
-    /// same drain as [`super::rtmp::Server::serve`], [`FINISH_MARGIN`] kept for leases).
+    /// same drain as [`super::rtmp::Server::serve`], [`super::rtmp::FINISH_MARGIN`] kept for leases).
     ///
     /// A caller over [`RtmpLimits::max_connections`] or [`RtmpLimits::max_connections_per_ip`]
     /// is rejected in the handshake (`SRT_REJX_OVERLOAD`).
@@ -138,15 +138,7 @@ impl SrtServer {
                 () = &mut shutdown => break,
             }
         }
-        tracing::info!(sessions = sessions.len(), "SRT shutting down: flushing publishes");
-        let finish_by = tokio::time::Instant::now() + drain.saturating_sub(FINISH_MARGIN);
-        let _ = stop_tx.send(Some(finish_by));
-        let drained =
-            tokio::time::timeout(drain, async { while sessions.join_next().await.is_some() {} })
-                .await;
-        if drained.is_err() {
-            tracing::warn!("SRT drain timeout: aborting remaining sessions");
-        }
+        super::drain(sessions, &stop_tx, drain, "SRT").await;
         // Unblocks the listener task if it waits to hand over a request, then stops it, in a
         // task of its own: `SrtListener::close` panics if the listener task panicked.
         drop(incoming);
