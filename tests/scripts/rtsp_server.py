@@ -11,12 +11,17 @@ increasing across loops, as a camera's do). --user/--password require RTSP diges
 authentication (RFC 2617 as RTSP uses it, RFC 2326 §D.2), or basic with --auth basic.
 --tls-cert CERT --tls-key KEY (PEM files) serves RTSP over TLS only (rtsps://, RFC 7826
 §19.x): every connection starts with a TLS handshake, RTP goes interleaved on it (TCP only).
-Prints "READY rtsp://..." (or "READY rtsps://...") on stdout once listening. Runs until killed.
+--once serves one session only: once a client has sent PLAY the server stops listening
+(later connections are refused), and it exits (status 0) when that client's connection closes
+(after the file's RTCP BYE, say) -- a client that reconnects finds nobody, however fast.
+Prints "READY rtsp://..." (or "READY rtsps://...") on stdout once listening. Runs until killed
+(or, with --once, until its session ended).
 
 Run with /usr/bin/python3 (needs python3-gi and gir1.2-gst-rtsp-server-1.0).
 """
 
 import argparse
+import os
 import sys
 
 import gi
@@ -105,6 +110,27 @@ def configure_loop(_factory, media):
     media.connect("prepared", on_prepared)
 
 
+def serve_once(server, loop):
+    """--once: listens until the first client sends PLAY, then stops listening (a client
+    connecting later is refused by the kernel), and quits the main loop when that client's
+    connection closes. Returns whether the server listens."""
+    try:
+        listening = [server.create_source(None)]
+    except GLib.Error as e:
+        print(f"cannot listen: {e.message}", file=sys.stderr)
+        return False
+    listening[0].attach(None)
+
+    def on_play(client, _context):
+        if listening:
+            # Destroyed and unreferenced: the listening socket is closed.
+            listening.pop().destroy()
+            client.connect("closed", lambda _client: loop.quit())
+
+    server.connect("client-connected", lambda _server, client: client.connect("play-request", on_play))
+    return True
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
@@ -112,6 +138,7 @@ def main():
     parser.add_argument("--audio", choices=["aac", "pcmu", "none"], default="aac")
     parser.add_argument("--h265", action="store_true", help="the file's video is H.265")
     parser.add_argument("--loop", action="store_true", help="play the file endlessly")
+    parser.add_argument("--once", action="store_true", help="serve one session, then exit")
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--auth", choices=["digest", "basic"], default="digest")
@@ -160,12 +187,17 @@ def main():
         factory.set_permissions(permissions)
 
     server.get_mount_points().add_factory("/cam", factory)
-    if server.attach(None) == 0:
+    loop = GLib.MainLoop()
+    listens = serve_once(server, loop) if args.once else server.attach(None) != 0
+    if not listens:
         print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
         sys.exit(1)
     scheme = "rtsp" if args.tls_cert is None else "rtsps"
     print(f"READY {scheme}://127.0.0.1:{args.port}/cam", flush=True)
-    GLib.MainLoop().run()
+    loop.run()
+    if args.once:
+        # Out at once: no pipeline teardown that could keep the process (and the port) busy.
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -329,6 +329,191 @@ pub fn ffmpeg_decode_errors(input: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// What ffmpeg made of a stream when decoding every frame of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// Video frames the decoder output for the first video stream (ffprobe `-count_frames`,
+    /// `nb_read_frames`). Frames it could not decode at all (no SPS/PPS, no picture to
+    /// reference at a stream's start) are not counted; frames it concealed are.
+    pub video_frames: u64,
+    /// The decoders' complaints, one per line (`ffmpeg -v warning`, decoder lines and any
+    /// "error while decoding", "corrupt", "conceal", "missing", "unavailable" line, e.g.
+    /// "reference picture missing", "co located POCs unavailable"); empty when clean.
+    pub errors: String,
+}
+
+/// Decodes every video and audio frame of `input` (file or URL) with ffprobe and ffmpeg:
+/// the video frames that came out and what the decoders complained about.
+///
+/// A frame that references pictures of another encoder decodes *silently* into a wrong
+/// picture when the decoder holds pictures of that other encoder (nothing at `-v error`,
+/// often nothing at `-v warning`, and it still counts): compare [`picture_hashes`] with the
+/// source's ([`source_runs`]) to catch that.
+///
+/// # Panics
+/// When ffprobe or ffmpeg cannot be run.
+pub fn decoded_frames(input: &str) -> Decoded {
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", input])
+        .output()
+        .expect("run ffprobe");
+    // An HLS playlist lists its streams twice (program and streams): both say the same.
+    let video_frames = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .unwrap_or(0);
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "warning", "-nostdin", "-i", input, "-map", "0:v?", "-map", "0:a?"])
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let probe_errors = String::from_utf8_lossy(&probe.stderr);
+    let decode_errors = String::from_utf8_lossy(&decode.stderr);
+    let errors: Vec<&str> = probe_errors
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("Last message repeated"))
+        .chain(decode_errors.lines().filter(|l| decoder_complaint(l)))
+        .collect();
+    Decoded { video_frames, errors: errors.join("\n") }
+}
+
+/// Whether an `ffmpeg -v warning` line is a decoder's complaint: not a muxer's remark about
+/// the timestamps it was handed (which a discontinuity legitimately causes), nor the raw
+/// ADTS demuxer's (also tagged `aac`) that it estimates the duration.
+fn decoder_complaint(line: &str) -> bool {
+    const DECODERS: [&str; 3] = ["[h264 @", "[hevc @", "[aac @"];
+    const WORDS: [&str; 5] =
+        ["error while decoding", "corrupt", "conceal", "missing", "unavailable"];
+    const REMARKS: [&str; 1] = ["Estimating duration from bitrate"];
+    let lower = line.to_ascii_lowercase();
+    (DECODERS.iter().any(|d| line.starts_with(d)) || WORDS.iter().any(|w| lower.contains(w)))
+        && !REMARKS.iter().any(|r| line.contains(r))
+}
+
+/// [`decoded_frames`] of every segment of the HLS media playlist file `playlist`, each
+/// decoded on its own as a player joining there does, summed (errors prefixed with the
+/// segment's URI). Each segment must decode without the ones before it (RFC 8216 §4.3.3.6
+/// EXT-X-INDEPENDENT-SEGMENTS; Apple's HLS authoring spec: a segment starts with an IDR and
+/// its SPS/PPS), so a segment starting mid-GOP — e.g. after a source switch — loses frames
+/// here that decoding the whole playlist still shows.
+///
+/// # Panics
+/// When the playlist cannot be read or parsed.
+pub fn segment_decoded_frames(playlist: &std::path::Path) -> Decoded {
+    let bytes = std::fs::read(playlist).unwrap_or_else(|e| panic!("{}: {e}", playlist.display()));
+    let parsed = m3u8_rs::parse_media_playlist_res(&bytes).expect("playlist parses");
+    let dir = playlist.parent().unwrap_or(std::path::Path::new("."));
+    let mut sum = Decoded::default();
+    let mut errors = Vec::new();
+    for segment in &parsed.segments {
+        let one = decoded_frames(&dir.join(&segment.uri).to_string_lossy());
+        sum.video_frames += one.video_frames;
+        errors.extend(one.errors.lines().map(|l| format!("{}: {l}", segment.uri)));
+    }
+    sum.errors = errors.join("\n");
+    sum
+}
+
+/// MD5 of every picture the decoder outputs for the first video stream of `input` (file or
+/// URL), in output (presentation) order: `ffmpeg -f framemd5`, every decoded frame passed
+/// through as it came (`-fps_mode passthrough`). H.264 decoding is bit-exact, so a stream
+/// passed on without re-encoding yields its source's hashes.
+///
+/// # Panics
+/// When ffmpeg cannot be run or fails.
+pub fn picture_hashes(input: &str) -> Vec<String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i", input, "-map", "0:v:0"])
+        .args(["-fps_mode", "passthrough", "-f", "framemd5", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(out.status.success(), "framemd5 of {input}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
+/// A stretch of consecutive source pictures found in a decoded stream: source pictures
+/// `start`, `start + 1`, … (`len` of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Index of the first picture in the source, presentation order.
+    pub start: usize,
+    /// Pictures in the stretch.
+    pub len: usize,
+}
+
+/// Splits `decoded` ([`picture_hashes`] of a stream) into [`Run`]s of consecutive pictures
+/// of `source` (the [`picture_hashes`] of the file the sender played): one run per
+/// uninterrupted stretch, a new one wherever a picture is missing or the source restarts
+/// (also right after its last picture: a looped source shows as runs from 0).
+///
+/// # Errors
+/// The first decoded picture that is none of the source's (its index and hash): a picture
+/// decoded from missing or another encoder's references, or from corrupt data.
+pub fn source_runs(decoded: &[String], source: &[String]) -> Result<Vec<Run>, String> {
+    let mut first = std::collections::HashMap::new();
+    for (i, hash) in source.iter().enumerate() {
+        first.entry(hash.as_str()).or_insert(i);
+    }
+    let mut runs: Vec<Run> = Vec::new();
+    let mut at: Option<usize> = None;
+    for (k, hash) in decoded.iter().enumerate() {
+        match (at.map(|i| i + 1).filter(|&i| i < source.len()), runs.last_mut()) {
+            (Some(next), Some(run)) if source[next] == *hash => {
+                run.len += 1;
+                at = Some(next);
+            }
+            _ => {
+                let i = *first.get(hash.as_str()).ok_or_else(|| {
+                    format!("decoded picture {k} ({hash}) is none of the source's {}", source.len())
+                })?;
+                runs.push(Run { start: i, len: 1 });
+                at = Some(i);
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// An HLS playlist decoded against the file its source played.
+#[derive(Debug)]
+pub struct HlsDecode {
+    /// The whole playlist, decoded as a player reads it from the start.
+    pub whole: Decoded,
+    /// Its pictures as runs of consecutive pictures of the source file.
+    pub runs: Vec<Run>,
+}
+
+/// Decodes the HLS media playlist file `playlist` whole and segment by segment, and its
+/// pictures against those of `source` (the file the sender played, passed on without
+/// re-encoding).
+///
+/// # Panics
+/// When a decoder complains (whole or any segment), a segment does not decode on its own
+/// (fewer frames segment by segment than whole), a picture is none of the source's (see
+/// [`source_runs`]), or the picture count differs from the decoded frame count.
+pub fn assert_hls_decodes(playlist: &std::path::Path, source: &std::path::Path) -> HlsDecode {
+    let path = playlist.to_string_lossy();
+    let whole = decoded_frames(&path);
+    assert!(whole.errors.is_empty(), "decode errors: {}", whole.errors);
+    let segments = segment_decoded_frames(playlist);
+    assert!(segments.errors.is_empty(), "decode errors, segment by segment: {}", segments.errors);
+    assert_eq!(
+        segments.video_frames, whole.video_frames,
+        "every segment decodes on its own: video frames segment by segment vs whole"
+    );
+    let hashes = picture_hashes(&path);
+    assert_eq!(hashes.len() as u64, whole.video_frames, "framemd5 vs ffprobe frame counts");
+    let runs = source_runs(&hashes, &picture_hashes(&source.to_string_lossy()))
+        .unwrap_or_else(|e| panic!("{}: {e}", playlist.display()));
+    HlsDecode { whole, runs }
+}
+
 pub mod mediaconvert;
 pub mod process;
 pub mod vod;

@@ -2,7 +2,10 @@
 //! files ffmpeg made: `RtspSource` directly (tracks, IDR framing, timestamps, digest auth,
 //! G.711 audio left out, H.265 refused, timeouts, `rtsps://` with certificates openssl
 //! made), and `streamer pull` end to end (HLS duration, digest auth, a server outage with
-//! reconnect, no credentials in the log, `rtsps://` with a CA file).
+//! reconnect, no credentials in the log, `rtsps://` with a CA file). The HLS must decode,
+//! whole and segment by segment, into the file's own pictures, each connection's from the
+//! first on with none lost ([`assert_hls_decodes`]); a server that plays its file once
+//! serves one session only (`--once`), so a reconnect cannot play it twice.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -113,7 +116,7 @@ impl RtspServer {
             .expect("spawn rtsp_server.py");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await;
+        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
         let scheme = match ready {
             Ok(Ok(Some(line))) if line.starts_with("READY rtsps:") => "rtsps",
             Ok(Ok(Some(line))) if line.starts_with("READY") => "rtsp",
@@ -134,6 +137,15 @@ impl RtspServer {
             .output()
             .expect("run ss");
         String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    /// Waits up to `within` for the server to exit by itself (`--once`: its one session
+    /// ended) and asserts it exited with success.
+    async fn exited(&mut self, within: Duration) {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(Ok(status)) => assert!(status.success(), "rtsp_server.py exited with {status}"),
+            other => panic!("rtsp_server.py still serving after {within:?}: {other:?}"),
+        }
     }
 
     /// `kill -9`, then waits for the process to be gone.
@@ -173,23 +185,44 @@ struct Received {
 /// Everything a new connection yields until it ends or `limit` passes; the tracks must
 /// come before any frame.
 async fn receive(source: &mut impl MediaSource, limit: Duration) -> Received {
-    collect(source, limit, true).await
+    collect(source, limit, true, (usize::MAX, 0)).await
 }
+
+/// What a new connection yields until at least `video` video and `audio` audio frames came
+/// (or it ended, or [`FRAMES_WITHIN`] passed); the tracks must come before any frame.
+async fn receive_frames(source: &mut impl MediaSource, video: usize, audio: usize) -> Received {
+    collect(source, FRAMES_WITHIN, true, (video, audio)).await
+}
+
+/// How long a test waits for frames that start flowing at once (the server plays in real
+/// time from PLAY): a bound for a loaded machine, not a duration the test depends on.
+const FRAMES_WITHIN: Duration = Duration::from_secs(20);
 
 /// What an already-read connection yields next until it ends or `limit` passes.
 async fn receive_more(source: &mut impl MediaSource, limit: Duration) -> Received {
-    collect(source, limit, false).await
+    collect(source, limit, false, (usize::MAX, 0)).await
 }
 
-async fn collect(source: &mut impl MediaSource, limit: Duration, fresh: bool) -> Received {
+/// Collects until the source ends, `limit` passes, or `(video, audio)` frames came.
+async fn collect(
+    source: &mut impl MediaSource,
+    limit: Duration,
+    fresh: bool,
+    (video, audio): (usize, usize),
+) -> Received {
     let mut got = Received { tracks: vec![], frames: vec![], end: Ok(()), bytes_in: 0 };
     let deadline = tokio::time::Instant::now() + limit;
-    loop {
+    let mut counts = (0, 0);
+    while counts.0 < video || counts.1 < audio {
         match tokio::time::timeout_at(deadline, source.next_event()).await {
             Err(_) | Ok(Ok(None)) => break,
             Ok(Ok(Some(MediaEvent::Tracks(t)))) => got.tracks.push(t),
             Ok(Ok(Some(MediaEvent::Frame(f)))) => {
                 assert!(!fresh || !got.tracks.is_empty(), "a frame before the tracks");
+                match f.track {
+                    Track::Video => counts.0 += 1,
+                    Track::Audio => counts.1 += 1,
+                }
                 got.frames.push(f);
             }
             Ok(Err(e)) => {
@@ -282,9 +315,13 @@ async fn h264_and_aac_arrive_as_annex_b_and_adts_on_the_source_clock() {
     std::fs::write(&h264, v.iter().flat_map(|f| f.data.to_vec()).collect::<Vec<u8>>()).unwrap();
     std::fs::write(&aac, a.iter().flat_map(|f| f.data.to_vec()).collect::<Vec<u8>>()).unwrap();
     for out in [&h264, &aac] {
-        let errors = ffmpeg_decode_errors(out.to_str().unwrap());
-        assert!(errors.is_empty(), "{}: {errors}", out.display());
+        let decoded = decoded_frames(out.to_str().unwrap());
+        assert!(decoded.errors.is_empty(), "{}: {}", out.display(), decoded.errors);
     }
+    // Every access unit decodes into the file's own picture, in order from the first.
+    let pictures = picture_hashes(h264.to_str().unwrap());
+    let runs = source_runs(&pictures, &picture_hashes(file.to_str().unwrap())).expect("pictures");
+    assert_eq!(runs, [Run { start: 0, len: v.len() }], "the file's pictures, none lost");
     let aac_secs = ffprobe_duration(aac.to_str().unwrap()).expect("ffprobe aac");
     assert!((aac_secs - 6.0).abs() < 0.2, "AAC {aac_secs} s");
 }
@@ -300,7 +337,7 @@ async fn digest_auth_takes_the_right_password_only_and_never_echoes_it() {
     // Right password in the URL (percent-encoded).
     let url = server.url(&format!("cam-admin:{encoded}@"));
     let mut source = rtsp::connect(&url, &options()).await.expect("right password");
-    let got = receive(&mut source, Duration::from_secs(2)).await;
+    let got = receive_frames(&mut source, 1, 0).await;
     assert!(got.tracks.first().is_some_and(|t| t.video.is_some()));
     assert!(!of(&got.frames, Track::Video).is_empty());
     drop(source);
@@ -318,7 +355,7 @@ async fn digest_auth_takes_the_right_password_only_and_never_echoes_it() {
     opts.credentials =
         Some(Credentials { username: "cam-admin".into(), password: password.into() });
     let mut source = rtsp::connect(&server.url(""), &opts).await.expect("options");
-    let got = receive(&mut source, Duration::from_secs(2)).await;
+    let got = receive_frames(&mut source, 1, 0).await;
     assert!(!of(&got.frames, Track::Video).is_empty());
     assert!(!format!("{opts:?}").contains(password), "Debug of the options shows no password");
 }
@@ -331,7 +368,7 @@ async fn rtp_over_udp_on_request() {
     let mut opts = options();
     opts.transport = rtsp::RtspTransport::Udp;
     let mut source = rtsp::connect(&server.url(""), &opts).await.expect("connect over UDP");
-    let got = receive(&mut source, Duration::from_secs(2)).await;
+    let got = receive_frames(&mut source, 25, 1).await;
     assert!(got.end.is_ok(), "{:?}", got.end.err());
     let v = of(&got.frames, Track::Video);
     assert!(v.len() >= 25 && v[0].idr, "{} video frames", v.len());
@@ -344,7 +381,7 @@ async fn g711_audio_is_left_out_and_video_goes_on() {
     let file = make_file(&dir, Media::H264Pcmu, 4);
     let server = RtspServer::start(&file, &["--audio", "pcmu"]).await;
     let mut source = rtsp::connect(&server.url(""), &options()).await.expect("connect");
-    let got = receive(&mut source, Duration::from_secs(3)).await;
+    let got = receive_frames(&mut source, 50, 0).await;
     let tracks = got.tracks.first().expect("tracks");
     assert!(tracks.video.is_some());
     assert_eq!(tracks.audio, None, "PCMU is not declared");
@@ -380,7 +417,7 @@ async fn a_stalled_server_times_out_and_a_dead_one_is_an_error() {
     let mut opts = options();
     opts.receive_timeout = Duration::from_secs(2);
     let mut source = rtsp::connect(&server.url(""), &opts).await.expect("connect");
-    let got = receive(&mut source, Duration::from_secs(1)).await;
+    let got = receive_frames(&mut source, 1, 0).await;
     assert!(got.end.is_ok() && !got.frames.is_empty());
     server.signal(libc::SIGSTOP);
     let started = std::time::Instant::now();
@@ -392,7 +429,8 @@ async fn a_stalled_server_times_out_and_a_dead_one_is_an_error() {
     drop(source);
 
     let mut source = rtsp::connect(&server.url(""), &opts).await.expect("connect again");
-    receive(&mut source, Duration::from_secs(1)).await;
+    let got = receive_frames(&mut source, 1, 0).await;
+    assert!(got.end.is_ok() && !got.frames.is_empty(), "playing again");
     server.kill().await;
     let got = receive_more(&mut source, Duration::from_secs(10)).await;
     assert!(got.end.is_err(), "a dropped connection is an error");
@@ -424,7 +462,7 @@ async fn rtsps_with_the_camera_certificate_as_ca_file_plays_and_closes_its_tunne
     assert!(server.url("").starts_with("rtsps://127.0.0.1:"));
     let opts = tls_options(Some(&cert), false);
     let mut source = rtsp::connect(&server.url(""), &opts).await.expect("rtsps with the CA file");
-    let got = receive(&mut source, Duration::from_secs(2)).await;
+    let got = receive_frames(&mut source, 25, 1).await;
     assert_plays(&got, "pinned self-signed certificate");
     assert_eq!(server.connections(), 1, "one TLS connection to the camera");
     // Dropping the source aborts the tunnel: the camera's connection closes.
@@ -447,7 +485,7 @@ async fn rtsps_with_the_camera_certificate_as_ca_file_plays_and_closes_its_tunne
     assert!(matches!(e, SourceError::Unauthorized), "{e}");
     let mut source =
         rtsp::connect(&server.url("cam-admin:tls-pw-1@"), &opts).await.expect("rtsps + digest");
-    let got = receive(&mut source, Duration::from_secs(2)).await;
+    let got = receive_frames(&mut source, 25, 1).await;
     assert_plays(&got, "WebPKI-verified certificate");
     drop(source);
     let mut udp = opts.clone();
@@ -483,7 +521,7 @@ async fn rtsps_refuses_an_unverified_certificate_unless_insecure() {
     // Verification off: the same server plays.
     let mut source =
         rtsp::connect(&server.url(""), &tls_options(None, true)).await.expect("insecure");
-    let got = receive(&mut source, Duration::from_secs(2)).await;
+    let got = receive_frames(&mut source, 25, 1).await;
     assert_plays(&got, "insecure");
     drop(source);
 
@@ -531,15 +569,19 @@ fn read_playlist(path: &Path) -> m3u8_rs::MediaPlaylist {
 
 /// A 12 s H.264 + AAC file through RTSP (digest auth if `auth`; `rtsps://` with the
 /// server's self-signed certificate in `RTSP_CA_FILE` if `tls`) -> `streamer pull` -> HLS
-/// that ffprobe finds 12 s long (within 1 s) and ffmpeg decodes without error.
+/// that ffprobe finds 12 s long (within 1 s) and that decodes into the file's 300 pictures
+/// (at most the last 2 missing), every segment on its own too.
 async fn rtsp_file_to_hls(auth: bool, tls: bool) {
     let dir = tempdir();
     let file = make_file(&dir, Media::H264Aac, 12);
-    let (mut server_args, userinfo) = if auth {
-        let args = ["--user", USER, "--password", PASSWORD].map(String::from).to_vec();
-        (args, format!("{USER}:{PASSWORD_ENCODED}@"))
+    // One session: a reconnect after the file's end finds no server, so the file is not
+    // played twice however the test is scheduled.
+    let mut server_args = vec!["--once".to_owned()];
+    let userinfo = if auth {
+        server_args.extend(["--user", USER, "--password", PASSWORD].map(String::from));
+        format!("{USER}:{PASSWORD_ENCODED}@")
     } else {
-        (vec![], String::new())
+        String::new()
     };
     let ca_file = match tls {
         true => {
@@ -549,15 +591,14 @@ async fn rtsp_file_to_hls(auth: bool, tls: bool) {
         }
         false => String::new(),
     };
-    let server = RtspServer::start(&file, &strs(&server_args)).await;
+    let mut server = RtspServer::start(&file, &strs(&server_args)).await;
     let out = dir.join("out");
     let env: &[(&str, &str)] = if tls { &[("RTSP_CA_FILE", &ca_file)] } else { &[] };
     let streamer = pull(&server.url(&userinfo), "cam", &out, env).await;
-    streamer.wait_for_log("receiving", 1, Duration::from_secs(20)).await;
-    // The file ends (RTCP BYE); stop the server before the streamer reconnects (1 s
-    // backoff), which would play the file again.
-    streamer.wait_for_log("RTCP BYE", 1, Duration::from_secs(30)).await;
-    server.kill().await;
+    streamer.wait_for_log("receiving", 1, Duration::from_secs(30)).await;
+    // The file ends with an RTCP BYE, the streamer closes its session, and the server exits.
+    server.exited(Duration::from_secs(90)).await;
+    streamer.wait_for_log("RTCP BYE", 1, Duration::from_secs(10)).await;
     streamer.assert_log_free_of(&[PASSWORD, PASSWORD_ENCODED, &format!("{USER}:")]);
     assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
 
@@ -565,11 +606,13 @@ async fn rtsp_file_to_hls(auth: bool, tls: bool) {
     let playlist = read_playlist(&playlist_path);
     assert!(playlist.end_list, "playlist not ended");
     assert!(playlist.segments.iter().all(|s| !s.discontinuity), "one connection, no discontinuity");
-    let path = playlist_path.to_string_lossy();
-    let duration = ffprobe_duration(&path).expect("HLS probes");
+    let duration = ffprobe_duration(&playlist_path.to_string_lossy()).expect("HLS probes");
     assert!((duration - 12.0).abs() <= 1.0, "HLS of {duration} s from a 12 s source");
-    let errors = ffmpeg_decode_errors(&path);
-    assert!(errors.is_empty(), "decode errors: {errors}");
+    let runs = assert_hls_decodes(&playlist_path, &file).runs;
+    assert!(
+        runs.len() == 1 && runs[0].start == 0 && (298..=300).contains(&runs[0].len),
+        "12 s at 25 fps as sent, the file's pictures in order: {runs:?}"
+    );
 }
 
 #[tokio::test]
@@ -598,15 +641,15 @@ async fn pull_reconnects_after_a_server_outage_with_a_discontinuity() {
     let credentials = format!("{USER}:{PASSWORD}");
     let env = [("RTSP_CREDENTIALS", credentials.as_str())];
     let streamer = pull(&server.url(""), "cam", &out, &env).await;
-    streamer.wait_for_log("receiving", 1, Duration::from_secs(20)).await;
+    streamer.wait_for_log("receiving", 1, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(8)).await;
 
     // 10 s without a server, then the same server again.
     let (port, args) = server.kill().await;
-    streamer.wait_for_log("reconnecting", 1, Duration::from_secs(5)).await;
+    streamer.wait_for_log("reconnecting", 1, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let server = RtspServer::spawn(port, args).await;
-    streamer.wait_for_log("receiving", 2, Duration::from_secs(20)).await;
+    streamer.wait_for_log("receiving", 2, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     server.kill().await;
     streamer.assert_log_free_of(&[PASSWORD, &credentials]);
@@ -624,9 +667,44 @@ async fn pull_reconnects_after_a_server_outage_with_a_discontinuity() {
     // about 8 s before and 6 s after it.
     assert!((duration - listed).abs() <= 1.0, "ffprobe {duration} s, playlist {listed} s");
     assert!((12.0..=20.0).contains(&duration), "{duration} s recorded");
-    let errors = ffmpeg_decode_errors(&path);
-    assert!(errors.is_empty(), "decode errors: {errors}");
+    // Each connection's pictures, from the file's first on, with none missing but at its
+    // very end (the B-frames of a mini-GOP whose reference came before the server died).
+    let runs = assert_hls_decodes(&playlist_path, &file).runs;
+    let sessions = sessions(&runs);
+    assert!(
+        sessions.len() >= 2 && sessions.len() <= discontinuities + 1,
+        "{} connections' pictures, {discontinuities} discontinuities: {runs:?}",
+        sessions.len()
+    );
 }
+
+/// Groups `runs` of a looped file's pictures into the connections that played them (each
+/// starts at the file's first picture) and asserts that a connection lost no picture but
+/// some of the last [`MINI_GOP`] (reordered B-frames a killed server never sent).
+fn sessions(runs: &[Run]) -> Vec<&[Run]> {
+    let mut sessions: Vec<&[Run]> = Vec::new();
+    let mut from = 0;
+    for i in 1..=runs.len() {
+        if i == runs.len() || runs[i].start == 0 {
+            sessions.push(&runs[from..i]);
+            from = i;
+        }
+    }
+    for session in &sessions {
+        let (first, last) = (session[0], session[session.len() - 1]);
+        let end = last.start + last.len;
+        assert!(
+            first.start == 0 && first.len + MINI_GOP >= end,
+            "a connection's pictures from the first, none lost before its last mini-GOP: \
+             {session:?}"
+        );
+    }
+    sessions
+}
+
+/// Frames from one reference picture to the next in display order in the test files
+/// (x264's default: up to 3 B-frames between).
+const MINI_GOP: usize = 4;
 
 /// `RTSP_CREDENTIALS` naming a Secrets Manager secret (moto): the URL has no userinfo, the
 /// secret's `{"username","password"}` passes digest auth, and neither reaches the log.
@@ -650,13 +728,21 @@ async fn pull_rtsp_with_credentials_from_secrets_manager() {
 
     let dir = tempdir();
     let file = make_file(&dir, Media::H264Aac, 6);
-    let server = RtspServer::start(&file, &["--user", USER, "--password", PASSWORD]).await;
+    let args = ["--once", "--user", USER, "--password", PASSWORD];
+    let mut server = RtspServer::start(&file, &args).await;
     let out = dir.join("out");
     let streamer = pull(&server.url(""), "cam", &out, &[("RTSP_CREDENTIALS", &arn)]).await;
-    streamer.wait_for_log("receiving", 1, Duration::from_secs(20)).await;
-    server.kill().await;
+    streamer.wait_for_log("receiving", 1, Duration::from_secs(30)).await;
+    // The whole file played (RTCP BYE), the session closed, the server gone.
+    server.exited(Duration::from_secs(90)).await;
     streamer.assert_log_free_of(&[PASSWORD, PASSWORD_ENCODED, &format!("{USER}:")]);
     assert!(streamer.terminate(Duration::from_secs(30)).await, "unclean exit");
-    let playlist = read_playlist(&out.join("live/cam/index.m3u8"));
+    let playlist_path = out.join("live/cam/index.m3u8");
+    let playlist = read_playlist(&playlist_path);
     assert!(playlist.end_list && !playlist.segments.is_empty(), "{playlist:?}");
+    let runs = assert_hls_decodes(&playlist_path, &file).runs;
+    assert!(
+        runs.len() == 1 && runs[0].start == 0 && (148..=150).contains(&runs[0].len),
+        "6 s at 25 fps as sent: {runs:?}"
+    );
 }
