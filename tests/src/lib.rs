@@ -514,6 +514,20 @@ pub fn assert_hls_decodes(playlist: &std::path::Path, source: &std::path::Path) 
     HlsDecode { whole, runs }
 }
 
+/// RFC 3986 percent-encoding of everything but unreserved characters: ffmpeg's `srt://` URL
+/// splits its options on `&` and passes `streamid` on undecoded, so a signed stream name goes
+/// encoded.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub mod mediaconvert;
 pub mod process;
 pub mod vod;

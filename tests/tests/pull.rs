@@ -105,6 +105,20 @@ fn udp_url() -> String {
     format!("udp://127.0.0.1:{}", free_port())
 }
 
+/// `streamer pull` of `source` into `device:<id>` at `output`: 2 s live segments, 6 s
+/// recording segments.
+async fn pull_device(
+    source: &str,
+    id: &str,
+    output: &str,
+    env: &[(&str, &str)],
+) -> StreamerProcess {
+    let target = format!("device:{id}");
+    let args = ["--source", source, "--target", &target, "--output", output];
+    let segments = ["--segment-duration", "2", "--recording-segment-duration", "6"];
+    StreamerProcess::pull(&[&args[..], &segments[..]].concat(), env).await
+}
+
 #[tokio::test]
 async fn device_live_playlist_archive_and_stream_state() {
     let aws = aws().await;
@@ -112,22 +126,7 @@ async fn device_live_playlist_archive_and_stream_state() {
     let out = tempdir();
     let source = udp_url();
     let output = format!("dir:{}", out.display());
-    let streamer = StreamerProcess::pull(
-        &[
-            "--source",
-            &source,
-            "--target",
-            "device:cam1",
-            "--output",
-            &output,
-            "--segment-duration",
-            "2",
-            "--recording-segment-duration",
-            "6",
-        ],
-        &[("DEVICES_TABLE", &table)],
-    )
-    .await;
+    let streamer = pull_device(&source, "cam1", &output, &[("DEVICES_TABLE", &table)]).await;
     let sender = format!("{source}?pkt_size=1316");
     let clip = Clip { seconds: 14, realtime: true, gop: 25, ..Clip::default() };
     let send = tokio::spawn(async move { ffmpeg_send_ts(&sender, clip).await });
@@ -219,22 +218,7 @@ async fn udp_feed_starting_late_and_returning_after_a_quiet_spell() {
     let out = tempdir();
     let source = udp_url();
     let output = format!("dir:{}", out.display());
-    let streamer = StreamerProcess::pull(
-        &[
-            "--source",
-            &source,
-            "--target",
-            "device:quiet1",
-            "--output",
-            &output,
-            "--segment-duration",
-            "2",
-            "--recording-segment-duration",
-            "6",
-        ],
-        &[],
-    )
-    .await;
+    let streamer = pull_device(&source, "quiet1", &output, &[]).await;
     let sender = format!("{source}?pkt_size=1316");
     // Nothing for longer than the 5 s receive timeout: the source reads as reconnecting.
     streamer.wait_for_log("reconnecting", 1, Duration::from_secs(15)).await;

@@ -30,21 +30,8 @@ async fn start_with(table: &str, dir: &Path, extra: &[&str]) -> (StreamerProcess
     (StreamerProcess::start(table, &args, &[]).await, port)
 }
 
-/// RFC 3986 percent-encoding of everything but unreserved characters: ffmpeg's `srt://` URL
-/// splits its options on `&` and passes `streamid` on undecoded, so it goes encoded.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn srt_url(port: u16, stream_id: &str) -> String {
-    format!("srt://127.0.0.1:{port}?streamid={}", encode(stream_id))
+    format!("srt://127.0.0.1:{port}?streamid={}", percent_encode(stream_id))
 }
 
 /// `<id>?exp=..&sig=..` signed with `signer`'s secret, valid until `exp`.

@@ -24,26 +24,13 @@ fn free_udp_port() -> u16 {
     socket.local_addr().expect("local addr").port()
 }
 
-/// RFC 3986 percent-encoding of everything but unreserved characters (ffmpeg passes
-/// `streamid` on undecoded).
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// `srt://127.0.0.1:<port>?streamid=<channel's signed stream name, valid for an hour>`.
 fn srt_url(port: u16, channel: &Channel) -> String {
     let exp = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + 3600;
     let sig = streamstack_core::signing::sign(&channel.secret, &channel.id, exp);
     format!(
         "srt://127.0.0.1:{port}?streamid={}",
-        encode(&format!("{}?exp={exp}&sig={sig}", channel.id))
+        percent_encode(&format!("{}?exp={exp}&sig={sig}", channel.id))
     )
 }
 
