@@ -528,6 +528,31 @@ pub fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// Encodes `secs` of 25 fps H.264 (`size`, IDR every second) + mono AAC into an MPEG-TS file,
+/// its timestamps shifted by `offset` seconds (ffmpeg's `-output_ts_offset`).
+pub fn make_ts(
+    dir: &std::path::Path,
+    name: &str,
+    size: &str,
+    secs: u32,
+    offset: &str,
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &secs.to_string(), "-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-pix_fmt", "yuv420p", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0"])
+        .args(["-c:a", "aac", "-b:a", "64k", "-output_ts_offset", offset])
+        .args(["-f", "mpegts"])
+        .arg(&path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "could not encode {name}");
+    path
+}
+
 pub mod mediaconvert;
 pub mod process;
 pub mod vod;

@@ -30,6 +30,12 @@ pub fn free_port() -> u16 {
     socket.local_addr().expect("local addr").port()
 }
 
+/// A free UDP port on 127.0.0.1 (bound once, then released): for UDP and SRT listeners.
+pub fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port");
+    socket.local_addr().expect("local addr").port()
+}
+
 /// A running `streamer serve` (or `streamer pull`) child process, killed when dropped.
 pub struct StreamerProcess {
     /// The RTMP listen address.

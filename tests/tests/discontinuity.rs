@@ -17,25 +17,6 @@ fn work_dir() -> PathBuf {
     dir
 }
 
-/// Encodes `secs` of 25 fps H.264 (`size`, IDR every second) + mono AAC into an MPEG-TS file,
-/// its timestamps shifted by `offset` seconds (ffmpeg's `-output_ts_offset`).
-fn make_ts(dir: &Path, name: &str, size: &str, secs: u32, offset: &str) -> PathBuf {
-    let path = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &secs.to_string(), "-c:v", "libx264", "-preset", "ultrafast"])
-        .args(["-pix_fmt", "yuv420p", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0"])
-        .args(["-c:a", "aac", "-b:a", "64k", "-output_ts_offset", offset])
-        .args(["-f", "mpegts"])
-        .arg(&path)
-        .status()
-        .expect("run ffmpeg");
-    assert!(status.success(), "could not encode {name}");
-    path
-}
-
 /// The relay command people use: `ffmpeg [-re] [-copyts] -i in.ts -c copy -f flv <output>`.
 fn relay(input: &Path, realtime: bool, copyts: bool, output: &str) -> Command {
     let mut cmd = Command::new("ffmpeg");

@@ -2,39 +2,18 @@
 //! playlist and hourly archive, its stream state in a devices table (moto), a channel target
 //! holding the channel's publish lease, and one dead source beside a live one.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use std::path::Path;
 use std::time::Duration;
 use streamstack_core::aws::AwsClients;
 use streamstack_core::{ChannelState, HlsSettings};
-use streamstack_tests::process::{free_port, StreamerProcess};
+use streamstack_tests::process::{free_port, free_udp_port, StreamerProcess};
 use streamstack_tests::*;
 
 /// A devices table with partition key `id` holding `ids`.
 async fn devices_table(aws: &AwsClients, ids: &[&str]) -> String {
     let table = unique("devices");
-    aws.dynamodb
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
+    streamstack_core::store::create_table_if_missing(&aws.dynamodb, &table)
         .await
         .expect("create devices table");
     for id in ids {
@@ -101,8 +80,7 @@ fn recordings(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 fn udp_url() -> String {
-    // A UDP port that is very likely free: the TCP one of the same number was.
-    format!("udp://127.0.0.1:{}", free_port())
+    format!("udp://127.0.0.1:{}", free_udp_port())
 }
 
 /// `streamer pull` of `source` into `device:<id>` at `output`: 2 s live segments, 6 s

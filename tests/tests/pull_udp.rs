@@ -16,31 +16,13 @@ use std::time::Duration;
 use streamer::ingest::udp::{self, UdpOptions};
 use streamer::ingest::{MediaSource, SourceError};
 use streamer::media::{Frame, MediaEvent, Track, Tracks};
-use streamstack_tests::process::StreamerProcess;
+use streamstack_tests::process::{free_udp_port, StreamerProcess};
 use streamstack_tests::*;
 use tokio::process::{Child, Command};
 
 /// 2^33: the demuxer's timestamps are the source's plus one wrap period.
 const WRAP: u64 = 1 << 33;
 const SECOND: u64 = 90_000;
-
-/// Encodes `seconds` of 25 fps H.264 (`size`, IDR every second) + AAC into an MPEG-TS file.
-fn make_ts(dir: &Path, name: &str, seconds: u32, size: &str) -> PathBuf {
-    let path = dir.join(name);
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25")])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string(), "-c:v", "libx264", "-preset", "ultrafast"])
-        .args(["-pix_fmt", "yuv420p", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0"])
-        .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(["-f", "mpegts"])
-        .arg(&path)
-        .status()
-        .expect("run ffmpeg");
-    assert!(status.success(), "could not encode {name}");
-    path
-}
 
 /// `ffmpeg -re -i <file> -c copy -output_ts_offset <offset> -f mpegts <url>`: the file's
 /// timestamps (ffmpeg starts them at 1.4 s) shifted by `offset` seconds.
@@ -58,12 +40,6 @@ fn send(file: &Path, url: &str, offset: u32) -> Child {
 async fn finished(mut sender: Child) {
     let status = tokio::time::timeout(Duration::from_secs(60), sender.wait()).await;
     assert!(matches!(status, Ok(Ok(s)) if s.success()), "ffmpeg sender failed: {status:?}");
-}
-
-/// A UDP port free on 127.0.0.1 (bound once, then released).
-fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("local addr").port()
 }
 
 /// What a source yielded until it failed (or `limit` passed).
@@ -143,7 +119,7 @@ fn assert_clip(r: &Received, seconds: u64, offset: u64) {
 #[tokio::test]
 async fn unicast_source_yields_tracks_and_frames_covering_the_clip() {
     let dir = tempdir();
-    let clip = make_ts(&dir, "clip.ts", 6, "320x240");
+    let clip = make_ts(&dir, "clip.ts", "320x240", 6, "0");
     let port = free_udp_port();
     let mut source = udp::open(&format!("udp://127.0.0.1:{port}"), &options()).await.unwrap();
     let sender = send(&clip, &format!("udp://127.0.0.1:{port}?pkt_size=1316"), 0);
@@ -190,7 +166,7 @@ async fn multicast_asm_and_ssm_receive_only_their_group_and_source() {
         return;
     }
     let dir = tempdir();
-    let clip = make_ts(&dir, "a.ts", 4, "320x240");
+    let clip = make_ts(&dir, "a.ts", "320x240", 4, "0");
     // Two groups on one port, both joined here: each source gets its own group only.
     let mut asm = udp::open("udp://239.1.1.1:5000", &options()).await.unwrap();
     let mut other = udp::open("udp://239.1.1.2:5000", &options()).await.unwrap();
@@ -319,7 +295,7 @@ fn video_size(input: &Path) -> String {
 #[tokio::test]
 async fn pull_udp_unicast_to_hls_read_by_ffprobe() {
     let dir = tempdir();
-    let clip = make_ts(&dir, "clip.ts", 8, "320x240");
+    let clip = make_ts(&dir, "clip.ts", "320x240", 8, "0");
     let port = free_udp_port();
     let out = dir.join("out");
     let streamer = pull(&[(&format!("udp://127.0.0.1:{port}"), "udp")], &out).await;
@@ -339,8 +315,8 @@ async fn pull_udp_multicast_asm_and_ssm_to_hls() {
         return;
     }
     let dir = tempdir();
-    let clip = make_ts(&dir, "a.ts", 6, "320x240");
-    let intruder = make_ts(&dir, "b.ts", 6, "640x360");
+    let clip = make_ts(&dir, "a.ts", "320x240", 6, "0");
+    let intruder = make_ts(&dir, "b.ts", "640x360", 6, "0");
     let out = dir.join("out");
     let asm = "udp://239.2.2.1:5000";
     let ssm = "udp://232.2.2.1:5002?source=127.0.0.2&interface=127.0.0.1";
@@ -379,7 +355,7 @@ async fn pull_udp_multicast_asm_and_ssm_to_hls() {
 #[tokio::test]
 async fn pull_udp_source_switch_mid_stream_is_a_discontinuity_within_the_target() {
     let dir = tempdir();
-    let clip = make_ts(&dir, "clip.ts", 6, "320x240");
+    let clip = make_ts(&dir, "clip.ts", "320x240", 6, "0");
     let port = free_udp_port();
     let out = dir.join("out");
     let streamer = pull(&[(&format!("udp://127.0.0.1:{port}"), "switch")], &out).await;
@@ -445,7 +421,7 @@ fn two_send_playlist(name: &str, first: &Path, second: &Path) -> PathBuf {
 #[test]
 fn decode_checks_catch_pictures_decoded_from_another_senders_references() {
     let dir = tempdir();
-    let clip = make_ts(&dir, "clip.ts", 4, "320x240");
+    let clip = make_ts(&dir, "clip.ts", "320x240", 4, "0");
     let source = picture_hashes(&clip.to_string_lossy());
     assert_eq!(source.len(), 100);
     // The second sender joined 1.4 s in: frames 35..=49 come before its next IDR.

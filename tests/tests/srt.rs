@@ -6,14 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 use streamstack_core::{Channel, ChannelState, ChannelStore, HlsSettings};
-use streamstack_tests::process::StreamerProcess;
+use streamstack_tests::process::{free_udp_port, StreamerProcess};
 use streamstack_tests::*;
-
-/// A UDP port on 127.0.0.1 that was free a moment ago.
-fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port");
-    socket.local_addr().expect("local addr").port()
-}
 
 /// `streamer serve` with a directory output and SRT on a free port; returns the port.
 async fn start(table: &str, dir: &Path) -> (StreamerProcess, u16) {

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use streamstack_core::{Channel, ChannelState, HlsSettings};
-use streamstack_tests::process::StreamerProcess;
+use streamstack_tests::process::{free_udp_port, StreamerProcess};
 use streamstack_tests::*;
 use tokio::net::UdpSocket;
 
@@ -17,12 +17,6 @@ use tokio::net::UdpSocket;
 const GARBAGE_DATAGRAMS: usize = 5_000;
 /// Source ports (sockets) that each send one induction handshake.
 const INDUCTION_SOURCES: usize = 200;
-
-/// A UDP port on 127.0.0.1 that was free a moment ago.
-fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port");
-    socket.local_addr().expect("local addr").port()
-}
 
 /// `srt://127.0.0.1:<port>?streamid=<channel's signed stream name, valid for an hour>`.
 fn srt_url(port: u16, channel: &Channel) -> String {
