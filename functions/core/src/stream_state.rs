@@ -104,6 +104,24 @@ pub fn to_attribute(state: &StreamState) -> AttributeValue {
     AttributeValue::M(map)
 }
 
+/// The [`StreamState`] stored in `value` (a map written by [`to_attribute`]); `None` when it is
+/// not one.
+pub fn from_attribute(value: &AttributeValue) -> Option<StreamState> {
+    let map = value.as_m().ok()?;
+    let text = |k: &str| map.get(k).and_then(|v| v.as_s().ok());
+    let status = match text("status")?.as_str() {
+        "receiving" => StreamStatus::Receiving,
+        "reconnecting" => StreamStatus::Reconnecting,
+        _ => return None,
+    };
+    Some(StreamState {
+        status,
+        last_error: text("last_error").cloned(),
+        bytes_in: map.get("bytes_in").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok())?,
+        updated_at: OffsetDateTime::parse(text("updated_at")?, &Rfc3339).ok()?,
+    })
+}
+
 #[async_trait]
 impl StreamStateStore for DynamoStreamStateStore {
     async fn put_stream_state(
@@ -152,5 +170,7 @@ mod tests {
         assert_eq!(map["updated_at"], AttributeValue::S("1970-01-01T00:00:00Z".into()));
         let AttributeValue::S(error) = &map["last_error"] else { panic!("no error") };
         assert_eq!(error.len(), 512);
+        let back = from_attribute(&to_attribute(&state)).unwrap();
+        assert_eq!((back.status, back.bytes_in), (StreamStatus::Reconnecting, 42));
     }
 }

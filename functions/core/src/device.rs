@@ -1,0 +1,401 @@
+//! Devices: IP cameras behind media gateways, recorded to `devices/<id>/…` by streamer tasks
+//! that the reconciler keeps matched to the online, enabled devices.
+//!
+//! A device is created by `PUT /devices/{id}` or by its gateway's first heartbeat; the
+//! gateway reports it online every heartbeat period (a device missing from its gateway's
+//! heartbeat goes `offline`). [`Device::is_online`] also requires that heartbeat to be
+//! recent ([`DeviceSettings::online_window`]), so the devices of a gateway that stopped
+//! reporting read `offline` without any write.
+
+use crate::domain::{is_valid_channel_id, ValidationError, MAX_NAME_CHARS};
+use crate::media_url::{MediaUrl, MediaUrlKey};
+use crate::stream_state::StreamState;
+use serde::{Deserialize, Serialize, Serializer};
+use time::{Duration, OffsetDateTime};
+
+/// Default [`DeviceSettings::online_window`]: 20 minutes (a 15-minute gateway period and
+/// 5 minutes of slack).
+pub const DEFAULT_ONLINE_WINDOW: Duration = Duration::minutes(20);
+
+/// Default [`DeviceSettings::age_out`]: 7 days without a heartbeat.
+pub const DEFAULT_AGE_OUT: Duration = Duration::days(7);
+
+/// Most devices one heartbeat may report.
+pub const MAX_HEARTBEAT_DEVICES: usize = 5000;
+
+/// Whether a device is seen by its gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceStatus {
+    /// Reported by its gateway's latest heartbeat, inside the online window.
+    Online,
+    /// Missing from its gateway's latest heartbeat, never reported, or the heartbeat is older
+    /// than the online window.
+    Offline,
+}
+
+impl DeviceStatus {
+    /// `online` | `offline`, as stored and returned.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+        }
+    }
+
+    /// Parses [`DeviceStatus::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "online" => Some(Self::Online),
+            "offline" => Some(Self::Offline),
+            _ => None,
+        }
+    }
+}
+
+/// Timing rules shared by the API and the reconciler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceSettings {
+    /// A heartbeat older than this no longer counts: the device reads `offline`
+    /// (`DEVICE_ONLINE_WINDOW_SECS`, default 1200 s).
+    pub online_window: Duration,
+    /// A device without a heartbeat (or, never reported, without a change) for this long is
+    /// deleted by the reconciler (`DEVICE_AGE_OUT_SECS`, default 604800 s).
+    pub age_out: Duration,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        Self { online_window: DEFAULT_ONLINE_WINDOW, age_out: DEFAULT_AGE_OUT }
+    }
+}
+
+impl DeviceSettings {
+    /// From `DEVICE_ONLINE_WINDOW_SECS` and `DEVICE_AGE_OUT_SECS` through `get`.
+    ///
+    /// # Errors
+    /// [`crate::config::ConfigError::Invalid`] for a value that is not a positive integer.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let secs = |name: &'static str, default: Duration| match get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n > 0 => Ok(Duration::seconds(n.into())),
+                _ => Err(crate::config::ConfigError::Invalid {
+                    name,
+                    reason: format!("{v:?} is not a positive number of seconds"),
+                }),
+            },
+        };
+        Ok(Self {
+            online_window: secs("DEVICE_ONLINE_WINDOW_SECS", DEFAULT_ONLINE_WINDOW)?,
+            age_out: secs("DEVICE_AGE_OUT_SECS", DEFAULT_AGE_OUT)?,
+        })
+    }
+}
+
+/// A device as stored (layout in [`crate::device_store`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// Caller-chosen id: 1..=64 letters, digits, `-`, `_`.
+    pub id: String,
+    /// Id of the media gateway the camera sits behind (same rule as ids).
+    pub gateway_id: String,
+    /// Display name, 1..=128 characters (defaults to the id).
+    pub name: String,
+    /// The media URL: serialized masked (`rtsp://***@host/path`), never with credentials.
+    #[serde(serialize_with = "masked")]
+    pub media_url: MediaUrl,
+    /// Desired: record this device while it is online.
+    pub enabled: bool,
+    /// As last reported by the gateway; see [`Device::status`] for what the API shows.
+    #[serde(skip)]
+    pub reported: DeviceStatus,
+    /// The gateway's latest heartbeat naming this device online (RFC 3339).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_heartbeat: Option<OffsetDateTime>,
+    /// What the streamer observes (`receiving` | `reconnecting`, last error, bytes in).
+    #[serde(serialize_with = "stream")]
+    pub stream: Option<StreamState>,
+    /// The task slot the reconciler assigned the device to.
+    #[serde(skip)]
+    pub slot: Option<String>,
+    /// The ECS task (ARN) recording the device.
+    pub task_arn: Option<String>,
+    /// Restarts of the device's task after failures (set by the health handler).
+    pub restarts: u32,
+    /// No task is started for the device before this instant (restart backoff).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_before: Option<OffsetDateTime>,
+    /// Configuration version: +1 on every PUT/PATCH and every URL change a heartbeat brings.
+    /// Sent as the `ETag`.
+    pub version: u64,
+    /// Creation instant (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last configuration change (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+fn masked<S: Serializer>(url: &MediaUrl, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&url.masked())
+}
+
+fn stream<S: Serializer>(state: &Option<StreamState>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let Some(state) = state else { return s.serialize_none() };
+    let mut map = s.serialize_map(Some(4))?;
+    map.serialize_entry("status", state.status.as_str())?;
+    map.serialize_entry("last_error", &state.last_error)?;
+    map.serialize_entry("bytes_in", &state.bytes_in)?;
+    let at = state.updated_at.format(&time::format_description::well_known::Rfc3339).ok();
+    map.serialize_entry("updated_at", &at)?;
+    map.end()
+}
+
+impl Device {
+    /// `online` when the gateway reported it online and that heartbeat is inside `window`
+    /// at `now`.
+    pub fn status(&self, now: OffsetDateTime, window: Duration) -> DeviceStatus {
+        match (self.reported, self.last_heartbeat) {
+            (DeviceStatus::Online, Some(at)) if at >= now - window => DeviceStatus::Online,
+            _ => DeviceStatus::Offline,
+        }
+    }
+
+    /// Whether [`Device::status`] is online.
+    pub fn is_online(&self, now: OffsetDateTime, window: Duration) -> bool {
+        self.status(now, window) == DeviceStatus::Online
+    }
+
+    /// Whether the reconciler should have it recorded at `now`: enabled, online, and past
+    /// its restart backoff (`not_before`).
+    pub fn is_desired(&self, now: OffsetDateTime, settings: &DeviceSettings) -> bool {
+        self.enabled
+            && self.is_online(now, settings.online_window)
+            && self.not_before.is_none_or(|t| t <= now)
+    }
+
+    /// When it was last seen: its latest heartbeat, else its last configuration change.
+    pub fn last_seen(&self) -> OffsetDateTime {
+        self.last_heartbeat.unwrap_or(self.updated_at)
+    }
+}
+
+/// Body of `PUT /devices/{id}`: the whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSpec {
+    /// Gateway id, required.
+    pub gateway_id: String,
+    /// Display name; default: the device id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `rtsp://`, `rtsps://` or `udp://` URL, credentials allowed (sealed at rest).
+    pub media_url: String,
+    /// Record while online; default `true`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Body of `PATCH /devices/{id}` (JSON merge patch over the configuration).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePatch {
+    /// New gateway id.
+    pub gateway_id: Option<String>,
+    /// New name.
+    pub name: Option<String>,
+    /// New media URL.
+    pub media_url: Option<String>,
+    /// New desired state.
+    pub enabled: Option<bool>,
+}
+
+/// Whether `id` can be a device or gateway id (the channel id rule: 1..=64 letters, digits,
+/// `-`, `_`).
+pub fn is_valid_device_id(id: &str) -> bool {
+    is_valid_channel_id(id)
+}
+
+fn check_gateway(gateway_id: &str) -> Result<(), ValidationError> {
+    if is_valid_device_id(gateway_id) {
+        Ok(())
+    } else {
+        Err(ValidationError {
+            field: "gateway_id".into(),
+            message: "must be 1..=64 letters, digits, '-' or '_'".into(),
+        })
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ValidationError> {
+    let n = name.chars().count();
+    if name.trim().is_empty() || n > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ValidationError {
+            field: "name".into(),
+            message: "must be 1..=128 characters, not blank, no control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Seals `raw` for device `id`, as a validation error on field `media_url`.
+///
+/// # Errors
+/// [`ValidationError`] on `media_url` (never echoing the URL).
+pub fn seal_media_url(
+    raw: &str,
+    id: &str,
+    key: Option<&MediaUrlKey>,
+) -> Result<MediaUrl, ValidationError> {
+    MediaUrl::seal(raw, id, key)
+        .map_err(|e| ValidationError { field: "media_url".into(), message: e.to_string() })
+}
+
+impl DeviceSpec {
+    /// The device `id` configured by this body: a new device (version 1, offline), or
+    /// `current` with its configuration replaced (version + 1; observed state kept).
+    ///
+    /// # Errors
+    /// [`ValidationError`] naming the first invalid field.
+    pub fn apply(
+        self,
+        id: &str,
+        current: Option<&Device>,
+        key: Option<&MediaUrlKey>,
+        now: OffsetDateTime,
+    ) -> Result<Device, ValidationError> {
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        check_gateway(&self.gateway_id)?;
+        let name = self.name.unwrap_or_else(|| id.to_owned());
+        check_name(&name)?;
+        let media_url = seal_media_url(&self.media_url, id, key)?;
+        let mut device = match current {
+            Some(current) => {
+                let mut d = current.clone();
+                d.version += 1;
+                d
+            }
+            None => Device::new(id, &self.gateway_id, media_url.clone(), now),
+        };
+        device.gateway_id = self.gateway_id;
+        device.name = name;
+        device.media_url = media_url;
+        device.enabled = self.enabled;
+        device.updated_at = now;
+        Ok(device)
+    }
+}
+
+impl DevicePatch {
+    /// `current` with the patch applied, version + 1.
+    ///
+    /// # Errors
+    /// [`ValidationError`] naming the first invalid field.
+    pub fn apply(
+        &self,
+        current: &Device,
+        key: Option<&MediaUrlKey>,
+        now: OffsetDateTime,
+    ) -> Result<Device, ValidationError> {
+        let mut d = current.clone();
+        if let Some(gateway_id) = &self.gateway_id {
+            check_gateway(gateway_id)?;
+            d.gateway_id.clone_from(gateway_id);
+        }
+        if let Some(name) = &self.name {
+            check_name(name)?;
+            d.name.clone_from(name);
+        }
+        if let Some(url) = &self.media_url {
+            d.media_url = seal_media_url(url, &d.id, key)?;
+        }
+        d.enabled = self.enabled.unwrap_or(d.enabled);
+        d.version += 1;
+        d.updated_at = now.replace_nanosecond(0).unwrap_or(now);
+        Ok(d)
+    }
+}
+
+impl Device {
+    /// A new device: enabled, offline, never heard of, version 1.
+    pub fn new(id: &str, gateway_id: &str, media_url: MediaUrl, now: OffsetDateTime) -> Self {
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        Self {
+            id: id.to_owned(),
+            gateway_id: gateway_id.to_owned(),
+            name: id.to_owned(),
+            media_url,
+            enabled: true,
+            reported: DeviceStatus::Offline,
+            last_heartbeat: None,
+            stream: None,
+            slot: None,
+            task_arn: None,
+            restarts: 0,
+            not_before: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(now: OffsetDateTime) -> Device {
+        let url = MediaUrl::seal("rtsp://cam/s", "d1", None).unwrap();
+        Device::new("d1", "gw1", url, now)
+    }
+
+    #[test]
+    fn online_needs_a_recent_report() {
+        let now = OffsetDateTime::now_utc();
+        let s = DeviceSettings::default();
+        let mut d = device(now);
+        assert_eq!(d.status(now, s.online_window), DeviceStatus::Offline);
+        d.reported = DeviceStatus::Online;
+        d.last_heartbeat = Some(now - Duration::minutes(5));
+        assert!(d.is_desired(now, &s));
+        assert!(!d.is_online(now + Duration::minutes(16), s.online_window));
+        d.not_before = Some(now + Duration::seconds(10));
+        assert!(!d.is_desired(now, &s));
+        d.not_before = None;
+        d.enabled = false;
+        assert!(!d.is_desired(now, &s));
+    }
+
+    #[test]
+    fn spec_and_patch_validate_and_bump_version() {
+        let now = OffsetDateTime::now_utc();
+        let spec = |url: &str| DeviceSpec {
+            gateway_id: "gw1".into(),
+            name: None,
+            media_url: url.into(),
+            enabled: true,
+        };
+        let d = spec("rtsp://cam/s").apply("d1", None, None, now).unwrap();
+        assert_eq!((d.name.as_str(), d.version), ("d1", 1));
+        let e = spec("http://cam/s").apply("d1", None, None, now).unwrap_err();
+        assert_eq!(e.field, "media_url");
+        let again = spec("rtsp://cam/t").apply("d1", Some(&d), None, now).unwrap();
+        assert_eq!(again.version, 2);
+        let p = DevicePatch { name: Some("\u{7}".into()), ..Default::default() };
+        assert_eq!(p.apply(&d, None, now).unwrap_err().field, "name");
+        let p = DevicePatch { enabled: Some(false), ..Default::default() };
+        let patched = p.apply(&d, None, now).unwrap();
+        assert_eq!((patched.enabled, patched.version), (false, 2));
+        let json = serde_json::to_value(&patched).unwrap();
+        assert_eq!(json["media_url"], "rtsp://cam/s");
+        assert!(json.get("slot").is_none());
+    }
+}

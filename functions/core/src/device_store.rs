@@ -1,0 +1,744 @@
+//! Device persistence: the [`DeviceStore`] trait and its DynamoDB implementation.
+//!
+//! Table layout (one item per device, partition key `id` S; GSI `gateway-index` with
+//! partition key `gateway_id` S, projection ALL):
+//! `gateway_id` S, `name` S, `media_url` S (no userinfo), `media_credentials` S (sealed,
+//! optional; see [`crate::media_url`]), `url_digest` S, `enabled` BOOL, `status` S
+//! (`online`|`offline` as last reported), `last_heartbeat` N (unix ms), `stream` M (the
+//! streamer's [`crate::stream_state`]), `slot` S and `task_arn` S (the reconciler's), `restarts` N
+//! and `not_before` N (unix ms; the health handler's), `version` N, `created_at` S,
+//! `updated_at` S (RFC 3339).
+//!
+//! Writers own disjoint attributes and use conditional `UpdateItem SET`s of their own only:
+//! the API the configuration, heartbeats `status`/`last_heartbeat` (and the URL when it
+//! changed), the streamer `stream`, the reconciler `slot`/`task_arn`.
+
+use crate::channel_item::{s, Item};
+use crate::device::{Device, DeviceStatus};
+use crate::device_item::{config_attributes, from_item, to_item};
+use crate::lease::millis_value;
+use crate::media_url::MediaUrl;
+use crate::paging::{decode_cursor, encode_cursor, Page};
+use crate::store::{is_conditional_failure, StoreError};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use std::collections::{HashMap, HashSet};
+use time::OffsetDateTime;
+
+/// Name of the devices table's index by gateway.
+pub const GATEWAY_INDEX: &str = "gateway-index";
+
+/// Items per `TransactWriteItems` (DynamoDB's limit).
+const TRANSACTION_ITEMS: usize = 100;
+
+/// Keys per `BatchGetItem` (DynamoDB's limit).
+const BATCH_GET_KEYS: usize = 100;
+
+/// Rounds of retrying a batch's unprocessed keys or a cancelled transaction.
+const MAX_ROUNDS: u32 = 4;
+
+/// Filters of a device listing.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    /// Only this gateway's devices.
+    pub gateway_id: Option<String>,
+    /// Only devices online (`Some(true)`) or offline (`Some(false)`) at `now` for `window`.
+    pub online: Option<bool>,
+    /// The online window, for `online`.
+    pub window: time::Duration,
+    /// The instant `online` is judged at.
+    pub now: Option<OffsetDateTime>,
+}
+
+/// One device in a gateway heartbeat: its id and its media URL, sealed.
+#[derive(Debug, Clone)]
+pub struct Reported {
+    /// Device id.
+    pub id: String,
+    /// Media URL as it is to be stored.
+    pub media_url: MediaUrl,
+}
+
+/// What a heartbeat changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatOutcome {
+    /// Reported devices recorded online (created ones included).
+    pub online: u32,
+    /// Devices registered by this heartbeat.
+    pub created: u32,
+    /// Devices whose URL changed.
+    pub url_changed: u32,
+    /// The gateway's devices missing from the report, now offline.
+    pub offline: u32,
+    /// Reported ids that belong to another gateway: not written.
+    pub rejected: Vec<String>,
+}
+
+/// Device persistence used by the API, the reconciler and the streamer.
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Inserts a new device.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] if the id is taken.
+    async fn create(&self, device: &Device) -> Result<(), StoreError>;
+
+    /// Writes the configuration of `device` (gateway, name, URL, enabled, version,
+    /// `updated_at`) if the stored version is still `expected_version`. Returns the device
+    /// as now stored.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], [`StoreError::VersionConflict`].
+    async fn update_config(
+        &self,
+        device: &Device,
+        expected_version: u64,
+    ) -> Result<Device, StoreError>;
+
+    /// One device (strongly consistent); `None` when absent.
+    async fn get(&self, id: &str) -> Result<Option<Device>, StoreError>;
+
+    /// The devices among `ids` that exist (`BatchGetItem`, 100 keys per call, consistent),
+    /// in no particular order.
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<Device>, StoreError>;
+
+    /// Up to `limit` devices after `cursor` that pass `filter` (a page may hold fewer than
+    /// `limit` and still have a `next`).
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidCursor`] for a cursor this store did not issue.
+    async fn list(
+        &self,
+        limit: u32,
+        cursor: Option<&str>,
+        filter: &DeviceFilter,
+    ) -> Result<Page<Device>, StoreError>;
+
+    /// Every device (consistent `Scan`, all pages): the reconciler's view.
+    async fn scan_all(&self) -> Result<Vec<Device>, StoreError>;
+
+    /// Deletes a device.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] if absent.
+    async fn delete(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Deletes `device` if it was not seen since: its `version` and `last_heartbeat` are
+    /// still as in `device`. `Ok(false)` when it changed (or is gone).
+    async fn delete_unseen(&self, device: &Device) -> Result<bool, StoreError>;
+
+    /// Records gateway `gateway_id`'s heartbeat at `now`: every `reported` device online
+    /// (registered when new, URL updated when it changed), every other device of the gateway
+    /// offline. Writes are `TransactWriteItems` of up to 100 conditional updates; an id owned
+    /// by another gateway is rejected, not written.
+    async fn heartbeat(
+        &self,
+        gateway_id: &str,
+        reported: &[Reported],
+        now: OffsetDateTime,
+    ) -> Result<HeartbeatOutcome, StoreError>;
+
+    /// Marks `id` as assigned to `slot`, unless another slot holds it: `Ok(false)` then, or
+    /// when the device is gone.
+    async fn claim_slot(&self, id: &str, slot: &str) -> Result<bool, StoreError>;
+
+    /// Clears `id`'s slot and task, if the slot is still `slot` (idempotent).
+    async fn release_slot(&self, id: &str, slot: &str) -> Result<(), StoreError>;
+
+    /// Records the task recording `id` (in `slot`), if it is still in `slot`.
+    async fn set_task(
+        &self,
+        id: &str,
+        slot: &str,
+        task_arn: Option<&str>,
+    ) -> Result<(), StoreError>;
+}
+
+/// [`DeviceStore`] on a DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoDeviceStore {
+    client: Client,
+    table: String,
+}
+
+fn values<const N: usize>(pairs: [(&str, AttributeValue); N]) -> Item {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+fn names(list: &[&str]) -> HashMap<String, String> {
+    list.iter().map(|n| (format!("#{n}"), (*n).to_owned())).collect()
+}
+
+impl DynamoDeviceStore {
+    /// A store on `table` using `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// Creates the table with its `gateway-index` (on-demand) if it does not exist; for local
+    /// stacks and tests. In AWS the table comes from `template.yaml`.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when DynamoDB refuses.
+    pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+            Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+        };
+        if self.client.describe_table().table_name(&self.table).send().await.is_ok() {
+            return Ok(());
+        }
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend(e.to_string());
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(build)
+        };
+        let hash = |name: &str| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(build)
+        };
+        self.client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("id")?)
+            .attribute_definitions(attr("gateway_id")?)
+            .key_schema(hash("id")?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(GATEWAY_INDEX)
+                    .key_schema(hash("gateway_id")?)
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .build()
+                    .map_err(build)?,
+            )
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .map_err(build)?,
+            )
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// All devices of `gateway_id` (`Query` on [`GATEWAY_INDEX`], every page; eventually
+    /// consistent).
+    async fn gateway_devices(&self, gateway_id: &str) -> Result<Vec<Device>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GATEWAY_INDEX)
+                .key_condition_expression("gateway_id = :gw")
+                .expression_attribute_values(":gw", s(gateway_id))
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            for item in page.items() {
+                out.push(from_item(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Runs `writes` as transactions of up to 100. A write whose condition fails is left out
+    /// and its index (into `writes`) returned; the rest are retried (up to [`MAX_ROUNDS`]).
+    async fn transact(&self, writes: Vec<TransactWriteItem>) -> Result<HashSet<usize>, StoreError> {
+        let mut refused = HashSet::new();
+        let indexed: Vec<(usize, TransactWriteItem)> = writes.into_iter().enumerate().collect();
+        for chunk in indexed.chunks(TRANSACTION_ITEMS) {
+            let mut pending: Vec<(usize, TransactWriteItem)> = chunk.to_vec();
+            let mut round = 0;
+            while !pending.is_empty() {
+                round += 1;
+                let result = self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(pending.iter().map(|(_, w)| w.clone()).collect()))
+                    .send()
+                    .await;
+                let error = match result {
+                    Ok(_) => break,
+                    Err(e) => e,
+                };
+                let reasons = match error.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().to_vec()
+                    }
+                    _ => return Err(error.into()),
+                };
+                if round >= MAX_ROUNDS {
+                    return Err(StoreError::Backend(format!(
+                        "transaction still cancelled after {MAX_ROUNDS} rounds"
+                    )));
+                }
+                let failed: HashSet<usize> = reasons
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+                    .map(|(i, _)| i)
+                    .collect();
+                // Conflicts with another transaction: back off a little, then retry all.
+                tokio_sleep_ms(20 << round).await;
+                let mut keep = Vec::new();
+                for (i, (index, write)) in pending.into_iter().enumerate() {
+                    if failed.contains(&i) {
+                        refused.insert(index);
+                    } else {
+                        keep.push((index, write));
+                    }
+                }
+                pending = keep;
+            }
+        }
+        Ok(refused)
+    }
+
+    fn update(&self, id: &str) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        Update::builder().table_name(&self.table).key("id", s(id))
+    }
+}
+
+/// Sleeps `ms` milliseconds (backoff between rounds).
+async fn tokio_sleep_ms(ms: u64) {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+#[async_trait]
+impl DeviceStore for DynamoDeviceStore {
+    async fn create(&self, device: &Device) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(device)))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Err(StoreError::AlreadyExists),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn update_config(
+        &self,
+        device: &Device,
+        expected_version: u64,
+    ) -> Result<Device, StoreError> {
+        let attrs = config_attributes(device);
+        let mut set: Vec<String> = attrs.iter().map(|(k, _)| format!("#{k} = :{k}")).collect();
+        set.sort();
+        let mut update = format!("SET {}", set.join(", "));
+        let mut name_list: Vec<&str> = attrs.iter().map(|(k, _)| *k).collect();
+        if device.media_url.credentials.is_none() {
+            update.push_str(" REMOVE #media_credentials");
+            name_list.push("media_credentials");
+        }
+        let mut vals: Item = attrs.into_iter().map(|(k, v)| (format!(":{k}"), v)).collect();
+        vals.insert(":expected".into(), AttributeValue::N(expected_version.to_string()));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(&device.id))
+            .condition_expression("#version = :expected")
+            .update_expression(update)
+            .set_expression_attribute_names(Some(names(&name_list)))
+            .set_expression_attribute_values(Some(vals))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => from_item(&out.attributes.unwrap_or_default()),
+            Err(e) if is_conditional_failure(&e) => match self.get(&device.id).await? {
+                None => Err(StoreError::NotFound),
+                Some(_) => Err(StoreError::VersionConflict),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Device>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await?;
+        out.item.as_ref().map(from_item).transpose()
+    }
+
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<Device>, StoreError> {
+        let mut unique: Vec<&String> = ids.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut found = Vec::new();
+        for chunk in unique.chunks(BATCH_GET_KEYS) {
+            let keys: Vec<Item> =
+                chunk.iter().map(|id| Item::from([("id".into(), s(id))])).collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(build_error)?,
+            );
+            let mut round = 0;
+            while let Some(keys) = request.take() {
+                round += 1;
+                if round > MAX_ROUNDS {
+                    return Err(StoreError::Backend("BatchGetItem kept keys unprocessed".into()));
+                }
+                let out =
+                    self.client.batch_get_item().request_items(&self.table, keys).send().await?;
+                if let Some(items) = out.responses.as_ref().and_then(|r| r.get(&self.table)) {
+                    for item in items {
+                        found.push(from_item(item)?);
+                    }
+                }
+                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
+                if request.is_some() {
+                    tokio_sleep_ms(50 << round).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list(
+        &self,
+        limit: u32,
+        cursor: Option<&str>,
+        filter: &DeviceFilter,
+    ) -> Result<Page<Device>, StoreError> {
+        let start =
+            cursor.map(|c| decode_cursor(c).ok_or(StoreError::InvalidCursor)).transpose()?;
+        let mut request = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .consistent_read(true)
+            .set_exclusive_start_key(start.map(|id| Item::from([("id".into(), s(&id))])));
+        let mut conditions = Vec::new();
+        if let Some(gateway) = &filter.gateway_id {
+            conditions.push("#gateway_id = :gateway_id");
+            request = request
+                .expression_attribute_names("#gateway_id", "gateway_id")
+                .expression_attribute_values(":gateway_id", s(gateway));
+        }
+        if let Some(online) = filter.online {
+            let now = filter.now.unwrap_or_else(OffsetDateTime::now_utc);
+            conditions.push(if online {
+                "(#status = :online AND #last_heartbeat >= :cutoff)"
+            } else {
+                "(#status <> :online OR attribute_not_exists(#last_heartbeat) OR #last_heartbeat < :cutoff)"
+            });
+            request = request
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#last_heartbeat", "last_heartbeat")
+                .expression_attribute_values(":online", s(DeviceStatus::Online.as_str()))
+                .expression_attribute_values(":cutoff", millis_value(now - filter.window));
+        }
+        if !conditions.is_empty() {
+            request = request.filter_expression(conditions.join(" AND "));
+        }
+        let out = request.send().await?;
+        let items = out.items().iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| k.get("id"))
+            .and_then(|v| v.as_s().ok())
+            .map(|id| encode_cursor(id));
+        Ok(Page { items, next })
+    }
+
+    async fn scan_all(&self) -> Result<Vec<Device>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            for item in page.items() {
+                out.push(from_item(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .condition_expression("attribute_exists(id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Err(StoreError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete_unseen(&self, device: &Device) -> Result<bool, StoreError> {
+        let mut request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("id", s(&device.id))
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#last_heartbeat", "last_heartbeat")
+            .expression_attribute_values(":version", AttributeValue::N(device.version.to_string()));
+        request = match device.last_heartbeat {
+            Some(at) => request
+                .condition_expression("#version = :version AND #last_heartbeat = :seen")
+                .expression_attribute_values(":seen", millis_value(at)),
+            None => request.condition_expression(
+                "#version = :version AND attribute_not_exists(#last_heartbeat)",
+            ),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        gateway_id: &str,
+        reported: &[Reported],
+        now: OffsetDateTime,
+    ) -> Result<HeartbeatOutcome, StoreError> {
+        let known: HashMap<String, Device> = self
+            .gateway_devices(gateway_id)
+            .await?
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
+        let reported_ids: HashSet<&str> = reported.iter().map(|r| r.id.as_str()).collect();
+        let mut outcome = HeartbeatOutcome::default();
+        let mut writes = Vec::new();
+        // What each write is, to count it once it is in.
+        let mut kinds = Vec::new();
+        let beat = millis_value(now);
+        let now_text = crate::store::rfc3339(now.replace_nanosecond(0).unwrap_or(now));
+        for report in reported {
+            match known.get(&report.id) {
+                None => {
+                    let mut device =
+                        Device::new(&report.id, gateway_id, report.media_url.clone(), now);
+                    device.reported = DeviceStatus::Online;
+                    device.last_heartbeat = Some(now);
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(to_item(&device)))
+                        .condition_expression("attribute_not_exists(id)")
+                        .build()
+                        .map_err(build_error)?;
+                    writes.push(TransactWriteItem::builder().put(put).build());
+                    kinds.push((report.id.clone(), Kind::Created));
+                }
+                Some(current) => {
+                    let changed = current.media_url.digest != report.media_url.digest;
+                    let mut update = "SET #status = :online, #last_heartbeat = :beat".to_owned();
+                    let mut vals = values([
+                        (":online", s(DeviceStatus::Online.as_str())),
+                        (":beat", beat.clone()),
+                        (":gw", s(gateway_id)),
+                    ]);
+                    let mut name_list = vec!["status", "last_heartbeat", "gateway_id"];
+                    if changed {
+                        update.push_str(
+                            ", #media_url = :url, #url_digest = :digest, #version = #version + :one, #updated_at = :now",
+                        );
+                        name_list.extend(["media_url", "url_digest", "version", "updated_at"]);
+                        vals.insert(":url".into(), s(&report.media_url.url));
+                        vals.insert(":digest".into(), s(&report.media_url.digest));
+                        vals.insert(":one".into(), AttributeValue::N("1".into()));
+                        vals.insert(":now".into(), now_text.clone());
+                        name_list.push("media_credentials");
+                        match &report.media_url.credentials {
+                            Some(sealed) => {
+                                update.push_str(", #media_credentials = :credentials");
+                                vals.insert(":credentials".into(), s(sealed));
+                            }
+                            None => update.push_str(" REMOVE #media_credentials"),
+                        }
+                    }
+                    let write = self
+                        .update(&report.id)
+                        .update_expression(update)
+                        .condition_expression("#gateway_id = :gw")
+                        .set_expression_attribute_names(Some(names(&name_list)))
+                        .set_expression_attribute_values(Some(vals))
+                        .build()
+                        .map_err(build_error)?;
+                    writes.push(TransactWriteItem::builder().update(write).build());
+                    kinds.push((
+                        report.id.clone(),
+                        if changed { Kind::Changed } else { Kind::Online },
+                    ));
+                }
+            }
+        }
+        for device in known.values() {
+            if reported_ids.contains(device.id.as_str()) || device.reported == DeviceStatus::Offline
+            {
+                continue;
+            }
+            let write = self
+                .update(&device.id)
+                .update_expression("SET #status = :offline")
+                .condition_expression("#gateway_id = :gw")
+                .set_expression_attribute_names(Some(names(&["status", "gateway_id"])))
+                .set_expression_attribute_values(Some(values([
+                    (":offline", s(DeviceStatus::Offline.as_str())),
+                    (":gw", s(gateway_id)),
+                ])))
+                .build()
+                .map_err(build_error)?;
+            writes.push(TransactWriteItem::builder().update(write).build());
+            kinds.push((device.id.clone(), Kind::Offline));
+        }
+        let refused = self.transact(writes).await?;
+        for (i, (id, kind)) in kinds.into_iter().enumerate() {
+            if refused.contains(&i) {
+                // A new id already taken (by another gateway, or created meanwhile), or an
+                // update of a device that moved to another gateway.
+                if kind != Kind::Offline {
+                    outcome.rejected.push(id);
+                }
+                continue;
+            }
+            match kind {
+                Kind::Created => {
+                    outcome.created += 1;
+                    outcome.online += 1;
+                }
+                Kind::Changed => {
+                    outcome.url_changed += 1;
+                    outcome.online += 1;
+                }
+                Kind::Online => outcome.online += 1,
+                Kind::Offline => outcome.offline += 1,
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn claim_slot(&self, id: &str, slot: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .update_expression("SET #slot = :slot")
+            .condition_expression(
+                "attribute_exists(id) AND (attribute_not_exists(#slot) OR #slot = :slot)",
+            )
+            .expression_attribute_names("#slot", "slot")
+            .expression_attribute_values(":slot", s(slot))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn release_slot(&self, id: &str, slot: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .update_expression("REMOVE #slot, #task_arn")
+            .condition_expression("#slot = :slot")
+            .set_expression_attribute_names(Some(names(&["slot", "task_arn"])))
+            .expression_attribute_values(":slot", s(slot))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn set_task(
+        &self,
+        id: &str,
+        slot: &str,
+        task_arn: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .condition_expression("#slot = :slot")
+            .set_expression_attribute_names(Some(names(&["slot", "task_arn"])))
+            .expression_attribute_values(":slot", s(slot));
+        let request = match task_arn {
+            Some(arn) => request
+                .update_expression("SET #task_arn = :arn")
+                .expression_attribute_values(":arn", s(arn)),
+            None => request.update_expression("REMOVE #task_arn"),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// What one heartbeat write does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Created,
+    Changed,
+    Online,
+    Offline,
+}
