@@ -64,9 +64,11 @@ impl Bench {
         let table = unique("assets");
         let store = DynamoAssetStore::new(aws.dynamodb.clone(), &table);
         store.create_table_if_missing().await.expect("table");
-        let topic = aws.sns.create_topic().name(unique("assets")).send().await.expect("topic");
+        let sdk = streamstack_core::aws::sdk_config(Some(&endpoint())).await;
+        let sns = streamstack_core::aws::sns(&sdk);
+        let topic = sns.create_topic().name(unique("assets")).send().await.expect("topic");
         let topic_arn = topic.topic_arn.expect("topic arn");
-        let sqs = aws_sdk_sqs::Client::new(&AwsClients::sdk_config(Some(&endpoint())).await);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
         let queue = sqs.create_queue().queue_name(unique("notes")).send().await.expect("queue");
         let queue_url = queue.queue_url.expect("queue url");
         let queue_arn = sqs
@@ -79,8 +81,7 @@ impl Bench {
             .attributes
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
             .expect("queue arn");
-        aws.sns
-            .subscribe()
+        sns.subscribe()
             .topic_arn(&topic_arn)
             .protocol("sqs")
             .endpoint(queue_arn)

@@ -25,7 +25,7 @@ mod handlers;
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
-use streamstack_core::aws::AwsClients;
+use streamstack_core::aws;
 use streamstack_core::config::ConfigError;
 use streamstack_core::{AssetStore, ChannelStore, Config, DynamoAssetStore, DynamoChannelStore};
 
@@ -51,9 +51,10 @@ impl Deps {
         let config = Config::from_env()?;
         let assets_table =
             config.assets_table.clone().ok_or(ConfigError::Missing("ASSETS_TABLE"))?;
-        let aws = AwsClients::load(config.endpoint_url.as_deref()).await;
-        let store = DynamoChannelStore::new(aws.dynamodb.clone(), config.channels_table.clone());
-        let assets = DynamoAssetStore::new(aws.dynamodb, assets_table);
+        // DynamoDB is the only AWS service of the API: no other SDK client is built or linked.
+        let dynamodb = aws::dynamodb(&aws::sdk_config(config.endpoint_url.as_deref()).await);
+        let store = DynamoChannelStore::new(dynamodb.clone(), config.channels_table.clone());
+        let assets = DynamoAssetStore::new(dynamodb, assets_table);
         Ok(Arc::new(Self { store: Arc::new(store), assets: Arc::new(assets), config }))
     }
 }

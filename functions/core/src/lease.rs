@@ -29,7 +29,9 @@
 //! configuration changes only (see [`crate::Channel::version`]).
 
 use crate::domain::Secret;
+#[cfg(feature = "dynamodb")]
 use aws_sdk_dynamodb::types::AttributeValue;
+#[cfg(feature = "dynamodb")]
 use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -133,6 +135,7 @@ pub fn release_expressions() -> (&'static str, &'static str) {
 /// `ExpressionAttributeNames` for `expressions`: every `#name` placeholder they use, mapped
 /// to `name`. DynamoDB refuses both undefined and unused placeholders, so the map is derived
 /// from the expressions rather than written next to them.
+#[cfg(feature = "dynamodb")]
 pub(crate) fn placeholder_names(expressions: &[&str]) -> HashMap<String, String> {
     let mut names = HashMap::new();
     for expression in expressions {
@@ -149,6 +152,7 @@ pub(crate) fn placeholder_names(expressions: &[&str]) -> HashMap<String, String>
 }
 
 /// A unix-milliseconds `N` attribute.
+#[cfg(feature = "dynamodb")]
 pub(crate) fn millis_value(t: OffsetDateTime) -> AttributeValue {
     AttributeValue::N(unix_millis(t).to_string())
 }
@@ -189,6 +193,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "dynamodb")]
     #[test]
     fn placeholders_are_exactly_those_used() {
         let (condition, update) = claim_expressions();

@@ -27,14 +27,18 @@ pub mod aws;
 #[cfg(feature = "dynamodb")]
 mod channel_item;
 pub mod config;
+#[cfg(feature = "dynamodb")]
 pub mod device;
+#[cfg(feature = "dynamodb")]
 mod device_item;
+#[cfg(feature = "dynamodb")]
 pub mod device_store;
 pub mod domain;
 pub mod lease;
 pub mod media_url;
 pub mod paging;
 pub mod signing;
+#[cfg(feature = "dynamodb")]
 pub mod slot;
 #[cfg(feature = "dynamodb")]
 pub mod store;

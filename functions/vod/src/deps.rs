@@ -2,7 +2,7 @@
 
 use crate::config::VodConfig;
 use std::sync::Arc;
-use streamstack_core::aws::AwsClients;
+use streamstack_core::aws;
 use streamstack_core::config::ConfigError;
 use streamstack_core::{AssetStore, DynamoAssetStore};
 
@@ -12,8 +12,9 @@ pub struct Deps {
     pub assets: Arc<dyn AssetStore>,
     /// S3 (object metadata, sidecars, thumbnail listing).
     pub s3: aws_sdk_s3::Client,
-    /// MediaConvert (`CreateJob`).
-    pub mediaconvert: aws_sdk_mediaconvert::Client,
+    /// MediaConvert (`CreateJob`): `None` in `vod-job-state`, which submits no job and so
+    /// neither builds nor links the client ([`Deps::job_state_from_env`]).
+    pub mediaconvert: Option<aws_sdk_mediaconvert::Client>,
     /// SNS (notifications).
     pub sns: aws_sdk_sns::Client,
     /// Settings.
@@ -21,7 +22,8 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Reads [`VodConfig`] from the environment and builds the clients and the store.
+    /// Reads [`VodConfig`] from the environment and builds every client and the store (the
+    /// trigger, `vod-local`).
     ///
     /// # Errors
     /// [`ConfigError`] when a variable is missing or invalid.
@@ -29,19 +31,32 @@ impl Deps {
         Ok(Self::new(VodConfig::from_env()?).await)
     }
 
-    /// Builds the clients (honouring both endpoint overrides) and the store for `config`.
+    /// [`Deps::from_env`] without the MediaConvert client: what `vod-job-state` uses.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when a variable is missing or invalid.
+    pub async fn job_state_from_env() -> Result<Self, ConfigError> {
+        Ok(Self::build(VodConfig::from_env()?, false).await)
+    }
+
+    /// Builds every client (honouring both endpoint overrides) and the store for `config`.
     pub async fn new(config: VodConfig) -> Self {
+        Self::build(config, true).await
+    }
+
+    async fn build(config: VodConfig, with_mediaconvert: bool) -> Self {
         let endpoint = config.endpoint_url.as_deref();
-        let sdk = AwsClients::sdk_config(endpoint).await;
-        let mut aws = AwsClients::from_sdk_config(&sdk, endpoint.is_some());
-        if let Some(url) = &config.mediaconvert_endpoint {
-            aws = aws.with_mediaconvert_endpoint(&sdk, url);
-        }
+        let sdk = aws::sdk_config(endpoint).await;
+        let mediaconvert = with_mediaconvert
+            .then(|| aws::mediaconvert(&sdk, config.mediaconvert_endpoint.as_deref()));
         Self {
-            assets: Arc::new(DynamoAssetStore::new(aws.dynamodb, config.assets_table.clone())),
-            s3: aws.s3,
-            mediaconvert: aws.mediaconvert,
-            sns: aws.sns,
+            assets: Arc::new(DynamoAssetStore::new(
+                aws::dynamodb(&sdk),
+                config.assets_table.clone(),
+            )),
+            s3: aws::s3(&sdk, endpoint.is_some()),
+            mediaconvert,
+            sns: aws::sns(&sdk),
             config,
         }
     }

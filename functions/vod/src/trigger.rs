@@ -76,6 +76,9 @@ pub enum TriggerError {
     /// The SNS notification of a rejected asset failed.
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    /// The [`Deps`] carry no MediaConvert client (built by [`Deps::job_state_from_env`]).
+    #[error("no MediaConvert client: the trigger needs Deps::from_env")]
+    NoMediaConvert,
 }
 
 /// Checks at start-up what only the trigger needs: `MEDIACONVERT_ROLE_ARN`.
@@ -163,8 +166,9 @@ async fn submit_claimed(deps: &Deps, asset: &Asset) -> Result<Outcome, TriggerEr
         };
         return reject(deps, asset, error, Some(&settings)).await;
     };
+    let mediaconvert = deps.mediaconvert.as_ref().ok_or(TriggerError::NoMediaConvert)?;
     let role = deps.config.role_arn.as_deref().unwrap_or_default();
-    match submit(&deps.mediaconvert, role, deps.config.queue_arn.as_deref(), request).await {
+    match submit(mediaconvert, role, deps.config.queue_arn.as_deref(), request).await {
         Ok(job_id) => {
             deps.assets.record_job(&asset.id, &job_id, &settings).await?;
             tracing::info!(job_id = %job_id, ladder = %settings.ladder, "MediaConvert job created");

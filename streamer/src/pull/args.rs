@@ -136,7 +136,7 @@ pub async fn run(args: PullArgs) -> anyhow::Result<()> {
     let endpoint = env_var("AWS_ENDPOINT_URL");
     let sdk = match standalone {
         true => None,
-        false => Some(AwsClients::sdk_config(endpoint.as_deref()).await),
+        false => Some(streamstack_core::aws::sdk_config(endpoint.as_deref()).await),
     };
     let aws = sdk.as_ref().map(|sdk| AwsClients::from_sdk_config(sdk, endpoint.is_some()));
     tracing::info!(?spec, sources = sources.len(), standalone, "pull");

@@ -8,7 +8,7 @@ use vod::job_state::{handle_event, JobStateDetail};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     streamstack_core::telemetry::init();
-    let deps = &vod::Deps::from_env().await?;
+    let deps = &vod::Deps::job_state_from_env().await?;
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<EventBridgeEvent<JobStateDetail>>| async move {
             handle_event(deps, event.payload)
