@@ -1,0 +1,121 @@
+//! Where streamer tasks run: the [`Tasks`] trait, implemented on ECS Fargate
+//! ([`crate::ecs::EcsTasks`]) and by local processes ([`crate::local::ProcessTasks`]).
+//!
+//! A streamer task records one slot: it is started with `startedBy` = `streamstack/<slot>`
+//! ([`started_by`]) and told its slot by the `PULL_ASSIGNMENT` environment variable, nothing
+//! else (no URLs, no credentials: the task reads its slot and devices from DynamoDB).
+
+use async_trait::async_trait;
+use thiserror::Error;
+use time::OffsetDateTime;
+
+/// Prefix of `startedBy` of every task the reconciler starts.
+pub const STARTED_BY_PREFIX: &str = "streamstack/";
+
+/// Prefix of the reason of every `StopTask` the reconciler sends; the health handler treats
+/// tasks stopped with it as intended, not as failures.
+pub const STOP_REASON_PREFIX: &str = "streamstack-reconciler:";
+
+/// Environment variable that carries a task's slot.
+pub const ASSIGNMENT_ENV: &str = "PULL_ASSIGNMENT";
+
+/// `startedBy` of `slot`'s task (ECS allows up to 128 letters, digits, `-`, `/`, `_`).
+pub fn started_by(slot: &str) -> String {
+    format!("{STARTED_BY_PREFIX}{slot}")
+}
+
+/// The slot a `startedBy` names, if it is one of ours.
+pub fn slot_of(started_by: &str) -> Option<&str> {
+    started_by.strip_prefix(STARTED_BY_PREFIX).filter(|s| !s.is_empty())
+}
+
+/// `clientToken` of the start of `slot` at `generation`: 32 hex characters of SHA-256 (ECS
+/// allows 64 ASCII characters; a retried RunTask with the same token starts no second task).
+pub fn client_token(slot: &str, generation: u64) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(format!("{slot}#{generation}").as_bytes())[..16])
+}
+
+/// One streamer task as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Task ARN.
+    pub arn: String,
+    /// The slot from its `startedBy`, when it is a reconciler's task.
+    pub slot: Option<String>,
+    /// Its `streamstack:assignment` tag: the slot's assignment digest at start.
+    pub assignment: Option<String>,
+    /// `lastStatus`: `PROVISIONING`, `PENDING`, `RUNNING`, `STOPPED`, …
+    pub last_status: String,
+    /// `desiredStatus`: `RUNNING` or `STOPPED`.
+    pub desired_status: String,
+    /// When ECS created it.
+    pub created_at: Option<OffsetDateTime>,
+}
+
+impl TaskInfo {
+    /// Whether the task is (going to be) running: desired `RUNNING` and not `STOPPED` yet.
+    pub fn is_alive(&self) -> bool {
+        self.desired_status == "RUNNING" && self.last_status != "STOPPED"
+    }
+}
+
+/// A task to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    /// The slot it records.
+    pub slot: String,
+    /// Idempotency token ([`client_token`]).
+    pub client_token: String,
+    /// The slot's assignment digest, tagged on the task.
+    pub assignment: String,
+}
+
+/// A task backend call failed.
+#[derive(Debug, Error)]
+pub enum TaskError {
+    /// The service answered with an error or could not be reached (after the SDK's bounded
+    /// retries with backoff); the message carries the service's error context.
+    #[error("{operation} failed: {message}")]
+    Backend {
+        /// API operation, e.g. `RunTask`.
+        operation: &'static str,
+        /// Error context.
+        message: String,
+    },
+    /// RunTask answered without a task (e.g. capacity): `failures` as reported.
+    #[error("RunTask started no task: {0}")]
+    NotStarted(String),
+}
+
+/// Lists, starts and stops streamer tasks.
+#[async_trait]
+pub trait Tasks: Send + Sync {
+    /// Every streamer task desired `RUNNING` (pending ones included).
+    async fn list(&self) -> Result<Vec<TaskInfo>, TaskError>;
+
+    /// The tasks among `arns` that the backend still knows (stopped ones included).
+    async fn describe(&self, arns: &[String]) -> Result<Vec<TaskInfo>, TaskError>;
+
+    /// Starts a task for `request.slot`; returns its ARN.
+    async fn run(&self, request: &RunRequest) -> Result<String, TaskError>;
+
+    /// Stops `arn` with `reason` (prefixed with [`STOP_REASON_PREFIX`] by the caller).
+    async fn stop(&self, arn: &str, reason: &str) -> Result<(), TaskError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn started_by_and_tokens() {
+        let slot = format!("dev-{}", "a".repeat(64));
+        let by = started_by(&slot);
+        assert!(by.len() <= 128);
+        assert_eq!(slot_of(&by), Some(slot.as_str()));
+        assert_eq!(slot_of("ecs-svc/123"), None);
+        assert_eq!(client_token(&slot, 3).len(), 32);
+        assert_ne!(client_token(&slot, 3), client_token(&slot, 4));
+    }
+}
