@@ -553,6 +553,7 @@ pub fn make_ts(
     path
 }
 
+pub mod devices;
 pub mod mediaconvert;
 pub mod process;
 pub mod vod;
