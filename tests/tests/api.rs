@@ -28,7 +28,7 @@ impl Api {
         let store: Arc<dyn ChannelStore> = channel_store(&aws).await;
         let config = api_config();
         let assets = asset_store(&aws).await;
-        let deps = Arc::new(Deps { store: Arc::clone(&store), assets, config });
+        let deps = Arc::new(Deps::new(Arc::clone(&store), assets, config));
         Self { app: router(deps), store }
     }
 

@@ -196,7 +196,7 @@ async fn release_is_idempotent_and_only_by_the_holder() {
 /// The channel API over `t`'s table, called like Lambda calls it (tower `oneshot`).
 fn api(t: &Table, assets: Arc<streamstack_core::DynamoAssetStore>) -> Router {
     let config = api_config();
-    router(Arc::new(Deps { store: t.store.clone(), assets, config }))
+    router(Arc::new(Deps::new(t.store.clone(), assets, config)))
 }
 
 async fn call(

@@ -200,11 +200,11 @@ async fn asset_api_lists_pages_and_shows_output_urls() {
         _ => None,
     })
     .unwrap();
-    let deps = channels_api::Deps {
-        store: streamstack_tests::channel_store(&aws).await,
-        assets: Arc::new(bench.store.clone()),
+    let deps = channels_api::Deps::new(
+        streamstack_tests::channel_store(&aws).await,
+        Arc::new(bench.store.clone()),
         config,
-    };
+    );
     let app = channels_api::router(Arc::new(deps));
     let get = |uri: String| {
         let app = app.clone();

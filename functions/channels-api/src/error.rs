@@ -35,16 +35,16 @@ pub enum ApiError {
     #[error("method not allowed on this resource")]
     MethodNotAllowed,
     /// 412 `precondition_failed`: `If-Match` does not match the current version.
-    #[error("the channel was modified: If-Match does not match the current version")]
+    #[error("the resource was modified: If-Match does not match its current version")]
     PreconditionFailed,
-    /// 413 `payload_too_large`: body above 64 KiB.
+    /// 413 `payload_too_large`: body above the route's limit (64 KiB; heartbeats 2 MiB).
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
     /// 415 `unsupported_media_type`: body is not `application/json`.
     #[error("request body must be application/json")]
     UnsupportedMediaType,
     /// 428 `precondition_required`: PATCH without `If-Match`.
-    #[error("If-Match header with the channel version is required")]
+    #[error("If-Match header with the current version (the ETag) is required")]
     PreconditionRequired,
     /// 500 `internal`: a backend failure; details are logged, not returned.
     #[error("internal error")]

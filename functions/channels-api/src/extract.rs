@@ -8,10 +8,10 @@ use serde::de::DeserializeOwned;
 
 /// A JSON body of type `T`, checked in this order:
 /// 1. `Content-Type` is `application/json` or `application/*+json` (else 415);
-/// 2. at most [`MAX_BODY_BYTES`] bytes (else 413);
+/// 2. at most `LIMIT` bytes, [`MAX_BODY_BYTES`] unless a route asks for more (else 413);
 /// 3. parses as `T`, unknown fields refused (else 400 naming the JSON path of the bad field).
 #[derive(Debug)]
-pub struct JsonBody<T>(pub T);
+pub struct JsonBody<T, const LIMIT: usize = MAX_BODY_BYTES>(pub T);
 
 fn is_json(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -19,7 +19,9 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S>
+    for JsonBody<T, LIMIT>
+{
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
@@ -28,9 +30,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if !json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+        let bytes = axum::body::to_bytes(req.into_body(), LIMIT)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
+            .map_err(|_| ApiError::PayloadTooLarge(LIMIT))?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();

@@ -98,13 +98,15 @@ pub(crate) async fn get_one(
     Ok(with_etag(StatusCode::OK, &load(&deps, &id).await?))
 }
 
-fn if_match_version(headers: &HeaderMap) -> Result<u64, ApiError> {
+/// The version named by `If-Match` (`"3"`, `W/"3"` or `3`): 428 when absent, 400 when not
+/// a version.
+pub(crate) fn if_match_version(headers: &HeaderMap) -> Result<u64, ApiError> {
     let raw = headers.get(IF_MATCH).ok_or(ApiError::PreconditionRequired)?;
     let text = raw.to_str().unwrap_or("").trim();
     let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
     text.parse().map_err(|_| ApiError::InvalidParameter {
         field: "If-Match".into(),
-        message: format!("If-Match: expected a channel version such as \"3\", got {raw:?}"),
+        message: format!("If-Match: expected a version (the ETag) such as \"3\", got {raw:?}"),
     })
 }
 

@@ -12,21 +12,35 @@
 //! | POST | `/channels/{id}/rotate-key` | 200 | new secret; body as `endpoints`; old push URLs refused |
 //! | GET | `/assets?limit=1..100&next=<cursor>` | 200 | VOD assets, [`assets::AssetView`] |
 //! | GET | `/assets/{id}` | 200 | one asset: status, job, output URLs, error |
+//! | PUT | `/devices/{id}` | 201 + `Location` / 200, `ETag` | body [`streamstack_core::device::DeviceSpec`]; `If-Match` honoured |
+//! | GET | `/devices?limit=&next=&gateway_id=&status=online\|offline` | 200 | [`devices::DeviceView`] items |
+//! | GET | `/devices/{id}` | 200 + `ETag` | `status` computed over the online window |
+//! | PATCH | `/devices/{id}` | 200 + `ETag` | `If-Match` required; 412 when stale |
+//! | DELETE | `/devices/{id}` | 204 | 404 when absent |
+//! | GET | `/devices/{id}/endpoints` | 200 | live playlist and archive URLs |
+//! | POST | `/gateways/{gateway_id}/heartbeat` | 200 | `{"devices":[{"id","media_url"}..]}` (<= 5000, 2 MiB) |
+//!
+//! The device routes need `DEVICES_TABLE` (else 404 "devices are not configured"); media URLs
+//! with credentials need `MEDIA_URL_KEY` and are only ever returned masked.
 //!
 //! Every error is `{"error":{"code":"...","message":"...","field":...}}` ([`error::ApiError`]).
 
 #![warn(missing_docs)]
 
 pub mod assets;
+pub mod devices;
 pub mod error;
 pub mod extract;
 mod handlers;
 
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::Arc;
 use streamstack_core::aws;
-use streamstack_core::config::ConfigError;
+use streamstack_core::config::{env_var, ConfigError};
+use streamstack_core::device::DeviceSettings;
+use streamstack_core::device_store::{DeviceStore, DynamoDeviceStore};
+use streamstack_core::media_url::MediaUrlKey;
 use streamstack_core::{AssetStore, ChannelStore, Config, DynamoAssetStore, DynamoChannelStore};
 
 /// Request bodies above this many bytes get 413.
@@ -40,13 +54,47 @@ pub struct Deps {
     pub assets: Arc<dyn AssetStore>,
     /// Settings (ingest host, playback base URL, push URL lifetime).
     pub config: Config,
+    /// Device persistence (`DEVICES_TABLE`); `None`: the device routes answer 404.
+    pub devices: Option<Arc<dyn DeviceStore>>,
+    /// Seals media URL credentials (`MEDIA_URL_KEY`); `None`: URLs with credentials are refused.
+    pub media_url_key: Option<MediaUrlKey>,
+    /// Online window of device status (`DEVICE_ONLINE_WINDOW_SECS`).
+    pub device_settings: DeviceSettings,
 }
 
 impl Deps {
-    /// Reads [`Config`] from the environment and builds the DynamoDB-backed store.
+    /// Channel and asset stores and settings, without devices (add them with
+    /// [`Deps::with_devices`]).
+    pub fn new(store: Arc<dyn ChannelStore>, assets: Arc<dyn AssetStore>, config: Config) -> Self {
+        Self {
+            store,
+            assets,
+            config,
+            devices: None,
+            media_url_key: None,
+            device_settings: DeviceSettings::default(),
+        }
+    }
+
+    /// These dependencies with the device routes served by `devices`, sealing with `key`.
+    pub fn with_devices(
+        mut self,
+        devices: Arc<dyn DeviceStore>,
+        key: Option<MediaUrlKey>,
+        settings: DeviceSettings,
+    ) -> Self {
+        self.devices = Some(devices);
+        self.media_url_key = key;
+        self.device_settings = settings;
+        self
+    }
+
+    /// Reads [`Config`] from the environment and builds the DynamoDB-backed stores; the device
+    /// store only when `DEVICES_TABLE` is set.
     ///
     /// # Errors
-    /// A [`ConfigError`] when a required variable (`CHANNELS_TABLE`, `ASSETS_TABLE`) is missing.
+    /// A [`ConfigError`] when a required variable (`CHANNELS_TABLE`, `ASSETS_TABLE`) is missing,
+    /// or `MEDIA_URL_KEY` / `DEVICE_ONLINE_WINDOW_SECS` is malformed.
     pub async fn from_env() -> Result<Arc<Self>, ConfigError> {
         let config = Config::from_env()?;
         let assets_table =
@@ -54,8 +102,15 @@ impl Deps {
         // DynamoDB is the only AWS service of the API: no other SDK client is built or linked.
         let dynamodb = aws::dynamodb(&aws::sdk_config(config.endpoint_url.as_deref()).await);
         let store = DynamoChannelStore::new(dynamodb.clone(), config.channels_table.clone());
+        let devices = env_var("DEVICES_TABLE").map(|table| {
+            Arc::new(DynamoDeviceStore::new(dynamodb.clone(), table)) as Arc<dyn DeviceStore>
+        });
         let assets = DynamoAssetStore::new(dynamodb, assets_table);
-        Ok(Arc::new(Self { store: Arc::new(store), assets: Arc::new(assets), config }))
+        let mut deps = Self::new(Arc::new(store), Arc::new(assets), config);
+        deps.devices = devices;
+        deps.media_url_key = MediaUrlKey::from_env()?;
+        deps.device_settings = DeviceSettings::from_lookup(env_var)?;
+        Ok(Arc::new(deps))
     }
 }
 
@@ -71,6 +126,13 @@ pub fn router(deps: Arc<Deps>) -> Router {
         .route("/channels/{id}/rotate-key", post(handlers::rotate_key))
         .route("/assets", get(assets::list))
         .route("/assets/{id}", get(assets::get_one))
+        .route("/devices", get(devices::list))
+        .route(
+            "/devices/{id}",
+            put(devices::put).get(devices::get_one).patch(devices::patch).delete(devices::delete),
+        )
+        .route("/devices/{id}/endpoints", get(devices::endpoints))
+        .route("/gateways/{gateway_id}/heartbeat", post(devices::heartbeat))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(deps)

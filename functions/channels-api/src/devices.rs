@@ -1,0 +1,410 @@
+//! Device registry and gateway heartbeat routes (`/devices`, `/gateways/{id}/heartbeat`).
+//!
+//! Devices are stored by a [`DeviceStore`] (env `DEVICES_TABLE`); when the API runs without
+//! one, every route here answers 404 `not_found` "devices are not configured". Media URLs are
+//! sealed on the way in ([`streamstack_core::media_url`], key `MEDIA_URL_KEY`) and only ever
+//! leave masked (`rtsp://***@host/path`): no response and no log line carries credentials.
+
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::handlers::{if_match_version, page_limit, ListQuery};
+use crate::Deps;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{ETAG, IF_MATCH, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use streamstack_core::device::{
+    is_valid_device_id, seal_media_url, Device, DevicePatch, DeviceSpec, DeviceStatus,
+    MAX_HEARTBEAT_DEVICES,
+};
+use streamstack_core::device_store::{DeviceFilter, DeviceStore, Reported};
+use streamstack_core::domain::device_live_prefix;
+use streamstack_core::media_url::MediaUrlKey;
+use streamstack_core::{StoreError, ValidationError};
+use time::OffsetDateTime;
+
+/// Largest heartbeat body, in bytes: 2 MiB, room for [`MAX_HEARTBEAT_DEVICES`] entries of
+/// about 400 bytes (a 64-character id and a camera URL with credentials). Other routes keep
+/// [`crate::MAX_BODY_BYTES`].
+pub const HEARTBEAT_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Attempts of a `PUT` that races another writer of the same device (create vs. create,
+/// replace vs. replace) before it answers 412.
+const PUT_ATTEMPTS: usize = 3;
+
+type Shared = State<Arc<Deps>>;
+
+/// A device as the API shows it: the stored [`Device`] (media URL masked, internal fields
+/// left out) plus `status`, `online` | `offline` at the time of the request
+/// ([`Device::status`] over `DEVICE_ONLINE_WINDOW_SECS`).
+#[derive(Debug, Serialize)]
+pub struct DeviceView<'a> {
+    /// The device's own fields.
+    #[serde(flatten)]
+    pub device: &'a Device,
+    /// `online` when its gateway reported it online within the online window.
+    pub status: DeviceStatus,
+}
+
+impl<'a> DeviceView<'a> {
+    /// The view of `device` at `now` with `deps`' online window.
+    pub fn new(device: &'a Device, deps: &Deps, now: OffsetDateTime) -> Self {
+        Self { device, status: device.status(now, deps.device_settings.online_window) }
+    }
+}
+
+/// The configured device store, or 404 when the API runs without `DEVICES_TABLE`.
+fn store(deps: &Deps) -> Result<&dyn DeviceStore, ApiError> {
+    deps.devices
+        .as_deref()
+        .ok_or_else(|| ApiError::NotFound("devices are not configured (DEVICES_TABLE)".into()))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("device {id:?} not found"))
+}
+
+/// 404 for a path id that no device can have (never sent to DynamoDB).
+fn checked_id(id: &str) -> Result<&str, ApiError> {
+    if is_valid_device_id(id) {
+        Ok(id)
+    } else {
+        Err(not_found(id))
+    }
+}
+
+/// A client-chosen path id (`PUT /devices/{id}`, the heartbeat's gateway) that breaks the
+/// id rule: 400 naming the parameter.
+fn chosen_id<'a>(id: &'a str, field: &str) -> Result<&'a str, ApiError> {
+    if is_valid_device_id(id) {
+        Ok(id)
+    } else {
+        Err(ApiError::InvalidParameter {
+            field: field.into(),
+            message: format!("{field}: must be 1..=64 letters, digits, '-' or '_'"),
+        })
+    }
+}
+
+fn with_etag(status: StatusCode, deps: &Deps, device: &Device) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", device.version))
+        .unwrap_or(HeaderValue::from_static("\"0\""));
+    let view = DeviceView::new(device, deps, OffsetDateTime::now_utc());
+    (status, [(ETAG, etag)], Json(view)).into_response()
+}
+
+async fn load(deps: &Deps, id: &str) -> Result<Device, ApiError> {
+    let id = checked_id(id)?;
+    store(deps)?.get(id).await?.ok_or_else(|| not_found(id))
+}
+
+/// `If-Match` of a PUT: absent (`None`: create or replace unconditionally), `*` (`Some(None)`:
+/// the device must exist) or a version (`Some(Some(v))`).
+fn put_precondition(headers: &HeaderMap) -> Result<Option<Option<u64>>, ApiError> {
+    match headers.get(IF_MATCH) {
+        None => Ok(None),
+        Some(v) if v.as_bytes().trim_ascii() == b"*" => Ok(Some(None)),
+        Some(_) => Ok(Some(Some(if_match_version(headers)?))),
+    }
+}
+
+/// `PUT /devices/{id}`: creates the device (201 + `Location`) or replaces its configuration
+/// (200), `If-Match` honoured when given (412 when stale or, for a version or `*`, when the
+/// device does not exist).
+pub(crate) async fn put(
+    State(deps): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(spec): JsonBody<DeviceSpec>,
+) -> Result<Response, ApiError> {
+    let store = store(&deps)?;
+    let id = chosen_id(&id, "id")?;
+    let precondition = put_precondition(&headers)?;
+    for _ in 0..PUT_ATTEMPTS {
+        let current = store.get(id).await?;
+        match (&precondition, &current) {
+            (Some(_), None) => return Err(ApiError::PreconditionFailed),
+            (Some(Some(v)), Some(c)) if c.version != *v => {
+                return Err(ApiError::PreconditionFailed)
+            }
+            _ => {}
+        }
+        let now = OffsetDateTime::now_utc();
+        let device = spec.clone().apply(id, current.as_ref(), deps.media_url_key.as_ref(), now)?;
+        match current {
+            None => match store.create(&device).await {
+                Ok(()) => {
+                    tracing::info!(device = %device.id, gateway = %device.gateway_id, "device created");
+                    let location = HeaderValue::from_str(&format!("/devices/{id}"))
+                        .map_err(|e| ApiError::Internal(e.to_string()))?;
+                    let mut response = with_etag(StatusCode::CREATED, &deps, &device);
+                    response.headers_mut().insert(LOCATION, location);
+                    return Ok(response);
+                }
+                // Created meanwhile by another PUT or a heartbeat: replace it instead.
+                Err(StoreError::AlreadyExists) => continue,
+                Err(e) => return Err(e.into()),
+            },
+            Some(current) => match store.update_config(&device, current.version).await {
+                Ok(stored) => {
+                    tracing::info!(device = %stored.id, version = stored.version, "device replaced");
+                    return Ok(with_etag(StatusCode::OK, &deps, &stored));
+                }
+                Err(StoreError::VersionConflict | StoreError::NotFound)
+                    if precondition.is_none() =>
+                {
+                    continue
+                }
+                Err(StoreError::VersionConflict) => return Err(ApiError::PreconditionFailed),
+                Err(StoreError::NotFound) => return Err(not_found(id)),
+                Err(e) => return Err(e.into()),
+            },
+        }
+    }
+    Err(ApiError::PreconditionFailed)
+}
+
+/// Query of `GET /devices`: paging plus `gateway_id` and `status` (`online` | `offline`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeviceQuery {
+    #[serde(flatten)]
+    page: ListQuery,
+    gateway_id: Option<String>,
+    status: Option<String>,
+}
+
+pub(crate) async fn list(
+    State(deps): Shared,
+    query: Result<Query<DeviceQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let store = store(&deps)?;
+    let Query(query) = query.map_err(|e| ApiError::InvalidParameter {
+        field: "query".into(),
+        message: e.body_text(),
+    })?;
+    let (limit, next) = page_limit(Ok(Query(query.page)))?;
+    if let Some(gateway) = &query.gateway_id {
+        chosen_id(gateway, "gateway_id")?;
+    }
+    let online = match query.status.as_deref() {
+        None => None,
+        Some(raw) => match DeviceStatus::parse(raw) {
+            Some(status) => Some(status == DeviceStatus::Online),
+            None => {
+                return Err(ApiError::InvalidParameter {
+                    field: "status".into(),
+                    message: format!("status: must be online or offline, got {raw:?}"),
+                })
+            }
+        },
+    };
+    let now = OffsetDateTime::now_utc();
+    let filter = DeviceFilter {
+        gateway_id: query.gateway_id,
+        online,
+        window: deps.device_settings.online_window,
+        now: Some(now),
+    };
+    let page = store.list(limit, next.as_deref(), &filter).await?;
+    let items: Vec<DeviceView> =
+        page.items.iter().map(|d| DeviceView::new(d, &deps, now)).collect();
+    Ok(Json(json!({ "items": items, "next": page.next })))
+}
+
+pub(crate) async fn get_one(
+    State(deps): Shared,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(with_etag(StatusCode::OK, &deps, &load(&deps, &id).await?))
+}
+
+/// `PATCH /devices/{id}`: JSON merge patch of the configuration; `If-Match` required.
+pub(crate) async fn patch(
+    State(deps): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<DevicePatch>,
+) -> Result<Response, ApiError> {
+    let expected = if_match_version(&headers)?;
+    let current = load(&deps, &id).await?;
+    if current.version != expected {
+        return Err(ApiError::PreconditionFailed);
+    }
+    let next = body.apply(&current, deps.media_url_key.as_ref(), OffsetDateTime::now_utc())?;
+    let stored = store(&deps)?.update_config(&next, expected).await.map_err(|e| match e {
+        StoreError::NotFound => not_found(&current.id),
+        other => other.into(),
+    })?;
+    tracing::info!(device = %stored.id, version = stored.version, "device patched");
+    Ok(with_etag(StatusCode::OK, &deps, &stored))
+}
+
+pub(crate) async fn delete(
+    State(deps): Shared,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = checked_id(&id)?;
+    store(&deps)?.delete(id).await.map_err(|e| match e {
+        StoreError::NotFound => not_found(id),
+        other => other.into(),
+    })?;
+    tracing::info!(device = %id, "device deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /devices/{id}/endpoints`: where the device's recordings are played from (URLs made
+/// with [`streamstack_core::Config::media_url`]; `null` without a playback base or bucket).
+pub(crate) async fn endpoints(
+    State(deps): Shared,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let device = load(&deps, &id).await?;
+    let id = &device.id;
+    let live = format!("{}/index.m3u8", device_live_prefix(id));
+    Ok(Json(json!({
+        "device_id": id,
+        "hls": {
+            "live_playlist_url": deps.config.media_url(&live),
+            "archive_prefix_url": deps.config.media_url(&format!("devices/{id}/")),
+            "archive_playlist_pattern":
+                format!("devices/{id}/<yyyy>/<mm>/<dd>/<hh>/<session>/recording.m3u8"),
+        },
+    })))
+}
+
+/// Body of `POST /gateways/{gateway_id}/heartbeat`: the gateway's complete list of online
+/// devices (its devices left out go `offline`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Heartbeat {
+    devices: Vec<HeartbeatDevice>,
+}
+
+/// One online device of a heartbeat.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeartbeatDevice {
+    id: String,
+    media_url: String,
+}
+
+/// The heartbeat's devices, validated and sealed.
+///
+/// # Errors
+/// [`ValidationError`] on `devices` (too many), `devices[i].id` (invalid or repeated) or
+/// `devices[i].media_url` (invalid, or credentials without `MEDIA_URL_KEY`).
+fn reports(key: Option<&MediaUrlKey>, body: Heartbeat) -> Result<Vec<Reported>, ValidationError> {
+    if body.devices.len() > MAX_HEARTBEAT_DEVICES {
+        return Err(ValidationError {
+            field: "devices".into(),
+            message: format!(
+                "at most {MAX_HEARTBEAT_DEVICES} devices per heartbeat, got {}",
+                body.devices.len()
+            ),
+        });
+    }
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(body.devices.len());
+    let mut out = Vec::with_capacity(body.devices.len());
+    for (i, device) in body.devices.into_iter().enumerate() {
+        let field = |name: &str| format!("devices[{i}].{name}");
+        if !is_valid_device_id(&device.id) {
+            return Err(ValidationError {
+                field: field("id"),
+                message: "must be 1..=64 letters, digits, '-' or '_'".into(),
+            });
+        }
+        if let Some(first) = seen.insert(device.id.clone(), i) {
+            return Err(ValidationError {
+                field: field("id"),
+                message: format!("repeats devices[{first}].id"),
+            });
+        }
+        let media_url = seal_media_url(&device.media_url, &device.id, key)
+            .map_err(|e| ValidationError { field: field("media_url"), message: e.message })?;
+        out.push(Reported { id: device.id, media_url });
+    }
+    Ok(out)
+}
+
+/// `POST /gateways/{gateway_id}/heartbeat`: records the gateway's online devices in one
+/// request (registering new ones, updating changed URLs) and marks its other devices
+/// offline; answers what changed.
+pub(crate) async fn heartbeat(
+    State(deps): Shared,
+    Path(gateway_id): Path<String>,
+    JsonBody(body): JsonBody<Heartbeat, HEARTBEAT_BODY_BYTES>,
+) -> Result<Json<Value>, ApiError> {
+    let store = store(&deps)?;
+    let gateway = chosen_id(&gateway_id, "gateway_id")?;
+    let reports = reports(deps.media_url_key.as_ref(), body)?;
+    let outcome = store.heartbeat(gateway, &reports, OffsetDateTime::now_utc()).await?;
+    tracing::info!(
+        gateway,
+        reported = reports.len(),
+        online = outcome.online,
+        created = outcome.created,
+        url_changed = outcome.url_changed,
+        offline = outcome.offline,
+        rejected = outcome.rejected.len(),
+        "gateway heartbeat"
+    );
+    Ok(Json(json!({
+        "gateway_id": gateway,
+        "online": outcome.online,
+        "created": outcome.created,
+        "url_changed": outcome.url_changed,
+        "offline": outcome.offline,
+        "rejected": outcome.rejected,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(entries: &[(&str, &str)]) -> Heartbeat {
+        Heartbeat {
+            devices: entries
+                .iter()
+                .map(|(id, url)| HeartbeatDevice { id: (*id).into(), media_url: (*url).into() })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn heartbeat_entries_are_checked_and_sealed() {
+        let key = MediaUrlKey::from_hex(&"ab".repeat(32)).unwrap();
+        let d = Some(&key);
+        let ok =
+            reports(d, body(&[("a", "rtsp://u:p@cam/1"), ("b", "udp://239.0.0.1:5000")])).unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].media_url.masked(), "rtsp://***@cam/1");
+        assert!(!format!("{ok:?}").contains("u:p"));
+
+        let e = reports(d, body(&[("a", "rtsp://cam/1"), ("a", "rtsp://cam/2")])).unwrap_err();
+        assert_eq!(e.field, "devices[1].id");
+        let e = reports(d, body(&[("a", "rtsp://cam/1"), ("b c", "rtsp://cam/2")])).unwrap_err();
+        assert_eq!(e.field, "devices[1].id");
+        let e = reports(d, body(&[("a", "http://u:secret@cam/1")])).unwrap_err();
+        assert_eq!(e.field, "devices[0].media_url");
+        assert!(!e.message.contains("secret"));
+        let many: Vec<(String, String)> = (0..=MAX_HEARTBEAT_DEVICES)
+            .map(|i| (format!("d{i}"), "rtsp://cam/1".to_owned()))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(reports(d, body(&many)).unwrap_err().field, "devices");
+    }
+
+    #[test]
+    fn credentials_need_the_key() {
+        let e = reports(None, body(&[("a", "rtsp://u:p@cam/1")])).unwrap_err();
+        assert_eq!(e.field, "devices[0].media_url");
+        assert!(e.message.contains("MEDIA_URL_KEY"), "{}", e.message);
+    }
+}
