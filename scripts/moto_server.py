@@ -7,9 +7,15 @@ DynamoDB serializes them. Tests of optimistic concurrency (concurrent PATCHes, 5
 deliveries of one S3 event) need the real semantics, so this wrapper accepts connections on
 threads but passes one request at a time to moto.
 
+moto's TransactWriteItems deep-copies the whole table (items and stream records) once per
+item of the transaction, for its rollback: a 100-item transaction on a table of a few
+thousand items takes seconds, past the SDK timeouts of the stores. `copy_tables_once` makes
+it copy each table once per transaction (same rollback, same answers).
+
 Usage: moto_server.py [-H HOST] [-p PORT]
 """
 import argparse
+import copy
 import os
 import signal
 import sys
@@ -23,12 +29,44 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import run_simple
 
 
+def copy_tables_once():
+    """Patches moto's DynamoDB TransactWriteItems to deep-copy a table once per call."""
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.table import Table
+
+    class OncePerCall:
+        """`copy` as moto's DynamoDB models see it: tables copied once while `memo` is set."""
+
+        memo = None
+
+        def deepcopy(self, obj, *args, **kwargs):
+            if self.memo is not None and isinstance(obj, Table):
+                if id(obj) not in self.memo:
+                    self.memo[id(obj)] = copy.deepcopy(obj)
+                return self.memo[id(obj)]
+            return copy.deepcopy(obj, *args, **kwargs)
+
+    shim = OncePerCall()
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        shim.memo = {}
+        try:
+            return original(self, transact_items)
+        finally:
+            shim.memo = None
+
+    models.copy = shim
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))
+    copy_tables_once()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
