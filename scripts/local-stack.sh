@@ -26,6 +26,10 @@ export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 
 export AWS_EC2_METADATA_DISABLED=true
 export CHANNELS_TABLE=streamstack-channels MEDIA_BUCKET=streamstack-media
 export ASSETS_TABLE=streamstack-assets STACK_NAME=streamstack-local
+export DEVICES_TABLE=streamstack-devices SLOTS_TABLE=streamstack-slots
+# A fixed demo key (64 hex characters) sealing camera credentials locally; in AWS it is a
+# generated Secrets Manager secret.
+export MEDIA_URL_KEY=${MEDIA_URL_KEY:-00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff}
 export MEDIACONVERT_ENDPOINT=http://127.0.0.1:$mc_port
 export MEDIACONVERT_ROLE_ARN=arn:aws:iam::123456789012:role/streamstack-local-mediaconvert
 export INGEST_HOST=127.0.0.1:$rtmp_port
@@ -53,14 +57,23 @@ say "starting moto (DynamoDB + S3 emulator) on $AWS_ENDPOINT_URL"
 pids+=($!)
 wait_port 127.0.0.1 "$moto_port" moto
 
-say "creating tables $CHANNELS_TABLE, $ASSETS_TABLE and bucket $MEDIA_BUCKET"
+say "creating tables $CHANNELS_TABLE, $ASSETS_TABLE, $DEVICES_TABLE, $SLOTS_TABLE and bucket $MEDIA_BUCKET"
 "$venv/bin/python" - <<'PY'
 import json, os, boto3
 ddb = boto3.client("dynamodb")
-for table in (os.environ["CHANNELS_TABLE"], os.environ["ASSETS_TABLE"]):
+for table in (os.environ["CHANNELS_TABLE"], os.environ["ASSETS_TABLE"], os.environ["SLOTS_TABLE"]):
     ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                      AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
                      KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+# Devices: by id, by gateway (heartbeats), streamed to the reconciler (as in template.yaml).
+ddb.create_table(TableName=os.environ["DEVICES_TABLE"], BillingMode="PAY_PER_REQUEST",
+                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"},
+                                       {"AttributeName": "gateway_id", "AttributeType": "S"}],
+                 KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                 GlobalSecondaryIndexes=[{"IndexName": "gateway-index",
+                                          "KeySchema": [{"AttributeName": "gateway_id", "KeyType": "HASH"}],
+                                          "Projection": {"ProjectionType": "ALL"}}],
+                 StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
 s3 = boto3.client("s3")
 bucket = os.environ["MEDIA_BUCKET"]
 s3.create_bucket(Bucket=bucket)
@@ -105,6 +118,10 @@ if [ "$mode" = keep ]; then
   push URL      $push_url
   playback URL  $playback_url
   assets        $api/assets
+  devices       $api/devices   (register: curl -X PUT $api/devices/cam1 -H 'content-type: application/json' \\
+                  -d '{"gateway_id":"gw1","media_url":"rtsp://user:pass@camera/stream1"}';
+                heartbeat: curl -X POST $api/gateways/gw1/heartbeat -H 'content-type: application/json' \\
+                  -d '{"devices":[{"id":"cam1","media_url":"rtsp://user:pass@camera/stream1"}]}')
   logs          $state/{moto,api,streamer,mediaconvert}.log
   e.g.  ffmpeg -re -i input.mp4 -c:v libx264 -g 50 -c:a aac -f flv '$push_url'
   VOD:  upload to s3://$MEDIA_BUCKET/inputs/ (endpoint $AWS_ENDPOINT_URL), then
@@ -159,6 +176,13 @@ echo "channel state after unpublish: $state_now"
 
 say "pull: recording 8 s of the clip sent as UDP MPEG-TS, as device demo-cam"
 udp_port=${PULL_UDP_PORT:-5004}
+say "PUT $api/devices/demo-cam and its gateway's heartbeat (the device goes online)"
+curl -fsS -X PUT "$api/devices/demo-cam" -H 'content-type: application/json' \
+  -d "{\"gateway_id\":\"demo-gw\",\"name\":\"demo camera\",\"media_url\":\"udp://127.0.0.1:$udp_port\"}"
+echo
+curl -fsS -X POST "$api/gateways/demo-gw/heartbeat" -H 'content-type: application/json' \
+  -d "{\"devices\":[{\"id\":\"demo-cam\",\"media_url\":\"udp://127.0.0.1:$udp_port\"}]}"
+echo
 "$bin/streamer" pull --source "udp://127.0.0.1:$udp_port" --target device:demo-cam --output s3 \
   --spool-dir "$state/pull-spool" --segment-duration 2 --recording-segment-duration 6 \
   >"$state/pull.log" 2>&1 &
@@ -179,6 +203,9 @@ PY
 got=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 "$device_url")
 "$venv/bin/python" -c "import sys; g=float('$got'); print(f'device live playlist: {g:.2f} s of 8 s'); sys.exit(0 if abs(g-8) <= 1 else 1)" \
   || { echo "device playlist differs from the 8 s sent by more than 1 s; see $state/pull.log" >&2; exit 1; }
+say "GET $api/devices/demo-cam (status, stream state) and its endpoints"
+curl -fsS "$api/devices/demo-cam"; echo
+curl -fsS "$api/devices/demo-cam/endpoints"; echo
 
 say "VOD: uploading the clip to s3://$MEDIA_BUCKET/inputs/demo clip.mp4"
 rm -rf "$state/mediaconvert"/*.json
