@@ -175,6 +175,12 @@ impl StreamerProcess {
         let _ = self.child.wait().await;
     }
 
+    /// Waits up to `within` for the process to exit by itself: its exit status, or `None`
+    /// if it is still running (then killed when dropped).
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(within, self.child.wait()).await.ok().and_then(Result::ok)
+    }
+
     /// SIGTERM (what ECS sends on stop), then waits up to `grace` for a clean exit; returns
     /// whether it exited by itself with success.
     pub async fn terminate(mut self, grace: Duration) -> bool {

@@ -1,7 +1,8 @@
 //! Command line of `streamer pull`: every flag also read from the environment, so an ECS
 //! task (or a container override) can start it without a command.
 
-use super::{parse_sources, PullContext, PullSource, PullTarget, SourceOptions};
+use super::assignment::{follow, Follower};
+use super::{parse_sources, PullContext, PullSource, PullTarget, SourceOptions, Supervisor};
 use crate::cli::{raise_open_file_limit, shutdown_signal, sink, MediaArgs, RunArgs};
 use crate::hls::{recover, AlwaysEndLive};
 use crate::ingest::rtsp::{RtspTls, RtspTransport};
@@ -16,6 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use streamstack_core::aws::AwsClients;
 use streamstack_core::config::env_var;
+use streamstack_core::device_store::{DeviceStore, DynamoDeviceStore};
+use streamstack_core::media_url::MediaUrlKey;
+use streamstack_core::slot::{DynamoSlotStore, SlotStore};
 use streamstack_core::stream_state::{DynamoStreamStateStore, StreamStateStore};
 use streamstack_core::{ChannelStore, DynamoChannelStore, HlsSettings};
 
@@ -24,8 +28,24 @@ use streamstack_core::{ChannelStore, DynamoChannelStore, HlsSettings};
 /// Tables come from the environment: `CHANNELS_TABLE` (channel targets: lease and stream
 /// state) and `DEVICES_TABLE` (device stream state). With neither and a `dir:` output the
 /// process runs standalone: no AWS endpoint is needed and state goes to the log.
+///
+/// With `--assignment <slot>` the sources come from the devices reconciler instead: the
+/// slot item of `SLOTS_TABLE` names the devices, `DEVICES_TABLE` their URLs, and
+/// `MEDIA_URL_KEY` (64 hex characters) opens the credentials of those that have any.
 #[derive(Debug, Args)]
 pub struct PullArgs {
+    /// Follow task slot `<slot>` (an item of `SLOTS_TABLE`): pull its devices as
+    /// `device:<id>`, starting and stopping pulls as the slot changes; exit 0 once the slot
+    /// is deleted. Excludes `--source`, `--target` and `--sources-file`.
+    #[arg(
+        long,
+        env = "PULL_ASSIGNMENT",
+        conflicts_with_all = ["sources", "targets", "sources_file"]
+    )]
+    assignment: Option<String>,
+    /// Seconds between two reads of the `--assignment` slot.
+    #[arg(long, env = "ASSIGNMENT_POLL_SECS", default_value_t = 5)]
+    assignment_poll_secs: u64,
     /// Source URL (`rtsp://[user:pass@]host/path`, `rtsps://…`, `udp://host:port`,
     /// `udp://group:port?source=S&interface=I`); repeat, paired in order with `--target`.
     /// From the environment: whitespace-separated.
@@ -71,7 +91,31 @@ pub struct PullArgs {
     media: MediaArgs,
 }
 
+/// Where the sources come from.
+enum Mode {
+    /// `--source`/`--target` pairs and the sources file: fixed for the process's life.
+    Fixed(Vec<PullSource>),
+    /// `--assignment <slot>`: the slot's devices, as they change.
+    Assignment(String),
+}
+
+/// Whether `id` can be a slot id: `dev-<device id>` or `grp-<12 hex>`, so 1..=68 letters,
+/// digits, `-` or `_`.
+fn is_valid_slot_id(id: &str) -> bool {
+    (1..=68).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl PullArgs {
+    /// The assignment slot, or the fixed sources.
+    fn mode(&self) -> anyhow::Result<Mode> {
+        match &self.assignment {
+            Some(slot) if is_valid_slot_id(slot) => Ok(Mode::Assignment(slot.clone())),
+            Some(_) => bail!("--assignment: 1..=68 letters, digits, '-' or '_'"),
+            None => self.sources().map(Mode::Fixed),
+        }
+    }
+
     /// The `--source`/`--target` pairs and the sources file's lines.
     fn sources(&self) -> anyhow::Result<Vec<PullSource>> {
         if self.sources.len() != self.targets.len() {
@@ -113,7 +157,7 @@ impl PullArgs {
 /// # Errors
 /// Bad flags, an unreadable sources file or secret, the spool.
 pub async fn run(args: PullArgs) -> anyhow::Result<()> {
-    let sources = args.sources()?;
+    let mode = args.mode()?;
     if !RECORDING_SEGMENT_RANGE.contains(&args.recording_segment_duration) {
         bail!("--recording-segment-duration must be within 6..=600 seconds");
     }
@@ -127,6 +171,15 @@ pub async fn run(args: PullArgs) -> anyhow::Result<()> {
     raise_open_file_limit();
     let channels_table = env_var("CHANNELS_TABLE");
     let devices_table = env_var("DEVICES_TABLE");
+    let slots_table = env_var("SLOTS_TABLE");
+    if matches!(mode, Mode::Assignment(_)) && (slots_table.is_none() || devices_table.is_none()) {
+        bail!("--assignment needs SLOTS_TABLE and DEVICES_TABLE");
+    }
+    // Checked before anything starts: a malformed key is a deployment error.
+    let key = match mode {
+        Mode::Assignment(_) => MediaUrlKey::from_env()?,
+        Mode::Fixed(_) => None,
+    };
     let media_bucket = env_var("MEDIA_BUCKET");
     let spec = args.run.output(media_bucket.as_deref());
     let standalone = channels_table.is_none()
@@ -139,7 +192,10 @@ pub async fn run(args: PullArgs) -> anyhow::Result<()> {
         false => Some(streamstack_core::aws::sdk_config(endpoint.as_deref()).await),
     };
     let aws = sdk.as_ref().map(|sdk| AwsClients::from_sdk_config(sdk, endpoint.is_some()));
-    tracing::info!(?spec, sources = sources.len(), standalone, "pull");
+    match &mode {
+        Mode::Fixed(sources) => tracing::info!(?spec, sources = sources.len(), standalone, "pull"),
+        Mode::Assignment(slot) => tracing::info!(?spec, %slot, "pull: following an assignment"),
+    }
     let sink = sink(spec, aws.as_ref(), media_bucket.as_deref()).await?;
     let spool = args.run.spool()?;
     let uploads = RunArgs::uploads(&spool);
@@ -210,11 +266,57 @@ pub async fn run(args: PullArgs) -> anyhow::Result<()> {
         sources: options,
         max_backoff: Duration::from_secs(args.max_backoff_secs.max(1)),
     });
-    super::run(context, sources, shutdown_signal(), Duration::from_secs(args.run.drain_secs)).await;
+    let drain = Duration::from_secs(args.run.drain_secs);
+    match mode {
+        Mode::Fixed(sources) => super::run(context, sources, shutdown_signal(), drain).await,
+        Mode::Assignment(slot) => {
+            // Both tables are set (checked above), so the clients were built.
+            let (Some(aws), Some(slots_table), Some(devices_table)) =
+                (aws, slots_table, devices_table)
+            else {
+                bail!("--assignment needs SLOTS_TABLE and DEVICES_TABLE");
+            };
+            let slots: Arc<dyn SlotStore> =
+                Arc::new(DynamoSlotStore::new(aws.dynamodb.clone(), slots_table));
+            let devices: Arc<dyn DeviceStore> =
+                Arc::new(DynamoDeviceStore::new(aws.dynamodb, devices_table));
+            let follower = Follower::new(slot, slots, devices, key);
+            let period = Duration::from_secs(args.assignment_poll_secs.max(1));
+            let pulls = Supervisor::new(context, drain);
+            follow(follower, pulls, period, shutdown_signal()).await;
+        }
+    }
     Ok(())
 }
 
 /// Whether a credentials value names a Secrets Manager secret.
 fn is_secret_arn(spec: &str) -> bool {
     spec.starts_with("arn:") && spec.contains(":secretsmanager:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_slot_id;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    #[test]
+    fn an_assignment_excludes_fixed_sources() {
+        let pull = |extra: &[&str]| {
+            let args = [&["streamer", "pull", "--assignment", "grp-0123456789ab"], extra].concat();
+            Cli::try_parse_from(args)
+        };
+        assert!(pull(&[]).is_ok());
+        assert!(pull(&["--source", "udp://127.0.0.1:5000", "--target", "device:a"]).is_err());
+        assert!(pull(&["--sources-file", "sources.txt"]).is_err());
+    }
+
+    #[test]
+    fn slot_ids() {
+        assert!(is_valid_slot_id("grp-0123456789ab"));
+        assert!(is_valid_slot_id(&format!("dev-{}", "a".repeat(64))));
+        for bad in ["", "grp 1", "../x", &"a".repeat(69)] {
+            assert!(!is_valid_slot_id(bad), "{bad:?}");
+        }
+    }
 }

@@ -9,6 +9,11 @@
 //! `EXT-X-DISCONTINUITY` (RFC 8216 §4.3.2.3). The target's stream state is reported by
 //! [`StateReporter`]. SIGTERM flushes the last segments and ends the playlists.
 //!
+//! The pulls of a process are kept by a [`Supervisor`], keyed by target: each has its own stop
+//! signal, so one can be added, replaced or removed (flushed, playlists ended) while the
+//! others run. The sources are fixed (`--source`/`--target`, `--sources-file`: [`run`]) or
+//! follow a task slot of the devices reconciler (`--assignment <slot>`: [`assignment`]).
+//!
 //! Output layout:
 //! - `channel:<id>`: the channel's `live/<id>/index.m3u8`, exactly as a push (with a channel
 //!   table the pull holds the channel's publish lease, so an RTMP publish is refused meanwhile);
@@ -17,13 +22,16 @@
 
 pub mod archive;
 pub mod args;
+pub mod assignment;
 mod credentials;
 mod output;
 mod state;
+pub mod supervisor;
 mod task;
 
 pub use output::{HlsOutput, LiveSettings, Output, Shutdown};
 pub use state::{StateReporter, STATE_INTERVAL};
+pub use supervisor::Supervisor;
 
 use crate::ingest::rtsp::RtspOptions;
 use crate::ingest::udp::UdpOptions;
@@ -39,12 +47,9 @@ use std::time::Duration;
 use streamstack_core::domain::{device_live_prefix, is_valid_channel_id};
 use streamstack_core::stream_state::StreamStateStore;
 use streamstack_core::ChannelStore;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tracing::Instrument;
 
 /// What a pulled source is recorded as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PullTarget {
     /// `channel:<id>`: a channel's live playlist.
     Channel(String),
@@ -268,32 +273,27 @@ impl PullContext {
     }
 }
 
-/// Pulls every source until `shutdown` resolves, then asks each to flush and end its
-/// playlists, waiting up to `drain` (uploads pending 10 s before its end stay spooled).
+/// Pulls every source until `shutdown` resolves (or every pull ended by itself), then asks
+/// each to flush and end its playlists, waiting up to `drain` (uploads pending 10 s before
+/// its end stay spooled).
 pub async fn run(
     context: Arc<PullContext>,
     sources: Vec<PullSource>,
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) {
-    let (stop_tx, stop_rx) = watch::channel(None);
-    let mut tasks = JoinSet::new();
+    let mut pulls = Supervisor::new(context, drain);
     for source in sources {
-        let span = tracing::info_span!("pull", target_id = %source.target, source = %redact_url(&source.url));
-        tasks.spawn(task::pull_one(Arc::clone(&context), source, stop_rx.clone()).instrument(span));
+        pulls.add(source);
     }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            joined = tasks.join_next() => match joined {
-                Some(Err(e)) => tracing::error!(error = %e, "pull task failed"),
-                Some(Ok(())) => {}
-                None => return,
-            },
+            ended = pulls.next_ended() => if ended.is_none() { return },
             () = &mut shutdown => break,
         }
     }
-    crate::ingest::drain(tasks, &stop_tx, drain, "pull").await;
+    pulls.shutdown().await;
 }
 
 /// Resolves to the shutdown deadline once there is one (never, if the process is not
