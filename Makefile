@@ -10,7 +10,7 @@ CFN_LINT_VERSION ?= 1.58.0
 SAM_CLI_VERSION ?= 1.170.0
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod && cargo build --quiet -p streamstack-tests --bin mediaconvert-stub
+LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod -p devices && cargo build --quiet -p streamstack-tests --bin mediaconvert-stub
 
 .PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools clean
 

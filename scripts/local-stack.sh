@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Local streamstack: moto (DynamoDB + S3 + SNS) + API + RTMP streamer + a MediaConvert
-# CreateJob stand-in (moto has no MediaConvert), all on 127.0.0.1.
+# Local streamstack: moto (DynamoDB + S3 + SNS) + API + RTMP streamer + the device reconciler
+# (devices-local: streamer pull processes in place of ECS tasks) + a MediaConvert CreateJob
+# stand-in (moto has no MediaConvert), all on 127.0.0.1.
 #   scripts/local-stack.sh demo   create a channel over HTTP, publish a clip with ffmpeg,
-#                                 check the HLS output; pull 8 s of it sent as UDP MPEG-TS
-#                                 into a device's live playlist and archive; upload the clip to inputs/, deliver
+#                                 check the HLS output; register a device and heartbeat it
+#                                 online, the reconciler starts its task, 8 s of the clip sent
+#                                 as UDP MPEG-TS land in the device's live playlist and archive,
+#                                 a heartbeat without it stops the task; upload the clip to inputs/, deliver
 #                                 its S3 event to the VOD trigger, show the asset and the
 #                                 MediaConvert job request; stop everything
 #   scripts/local-stack.sh keep   start the stack and keep it running until Ctrl-C
@@ -86,6 +89,11 @@ PY
 say "starting the channel API on http://127.0.0.1:$api_port"
 "$bin/channels-api-local" --listen "127.0.0.1:$api_port" >"$state/api.log" 2>&1 &
 pids+=($!)
+say "starting the device reconciler (devices-local: streamer pull processes in place of ECS tasks)"
+rm -rf "$state/tasks"
+"$bin/devices-local" --streamer "$bin/streamer" --interval 1 --log-dir "$state/tasks" -- \
+  --output s3 --segment-duration 2 --recording-segment-duration 6 >"$state/reconciler.log" 2>&1 &
+pids+=($!)
 say "starting the RTMP streamer on rtmp://127.0.0.1:$rtmp_port/live"
 "$bin/streamer" serve --listen "127.0.0.1:$rtmp_port" --spool-dir "$state/spool" >"$state/streamer.log" 2>&1 &
 pids+=($!)
@@ -122,7 +130,7 @@ if [ "$mode" = keep ]; then
                   -d '{"gateway_id":"gw1","media_url":"rtsp://user:pass@camera/stream1"}';
                 heartbeat: curl -X POST $api/gateways/gw1/heartbeat -H 'content-type: application/json' \\
                   -d '{"devices":[{"id":"cam1","media_url":"rtsp://user:pass@camera/stream1"}]}')
-  logs          $state/{moto,api,streamer,mediaconvert}.log
+  logs          $state/{moto,api,streamer,mediaconvert,reconciler}.log, $state/tasks/<slot>.log
   e.g.  ffmpeg -re -i input.mp4 -c:v libx264 -g 50 -c:a aac -f flv '$push_url'
   VOD:  upload to s3://$MEDIA_BUCKET/inputs/ (endpoint $AWS_ENDPOINT_URL), then
         $bin/vod-local upload-event --bucket $MEDIA_BUCKET --key 'inputs/<name>'
@@ -183,15 +191,18 @@ echo
 curl -fsS -X POST "$api/gateways/demo-gw/heartbeat" -H 'content-type: application/json' \
   -d "{\"devices\":[{\"id\":\"demo-cam\",\"media_url\":\"udp://127.0.0.1:$udp_port\"}]}"
 echo
-"$bin/streamer" pull --source "udp://127.0.0.1:$udp_port" --target device:demo-cam --output s3 \
-  --spool-dir "$state/pull-spool" --segment-duration 2 --recording-segment-duration 6 \
-  >"$state/pull.log" 2>&1 &
-pull_pid=$!
-pids+=($pull_pid)
-for _ in $(seq 1 100); do grep -q pulling "$state/pull.log" && break; sleep 0.1; done
+say "the reconciler (devices-local) starts a streamer pull process for demo-cam's task slot"
+task_log=$state/tasks/dev-demo-cam.log
+for _ in $(seq 1 150); do grep -q pulling "$task_log" 2>/dev/null && break; sleep 0.1; done
+grep -q pulling "$task_log" || { echo "no streamer task for demo-cam; see $state/reconciler.log" >&2; exit 1; }
+grep -h "task started" "$state/reconciler.log" | tail -1
 ffmpeg -hide_banner -loglevel error -nostdin -re -i "$input" -t 8 "${codec[@]}" -f mpegts "udp://127.0.0.1:$udp_port?pkt_size=1316"
-kill -TERM "$pull_pid"; wait "$pull_pid" || true
+say "the gateway's next heartbeat no longer lists demo-cam: the reconciler stops its task"
+curl -fsS -X POST "$api/gateways/demo-gw/heartbeat" -H 'content-type: application/json' -d '{"devices":[]}'
+echo
 device_url=$AWS_ENDPOINT_URL/$MEDIA_BUCKET/devices/demo-cam/live/index.m3u8
+for _ in $(seq 1 200); do curl -fsS "$device_url" 2>/dev/null | grep -q EXT-X-ENDLIST && break; sleep 0.1; done
+grep -h "task stopped\|unassigned" "$state/reconciler.log" | tail -2
 curl -fsS "$device_url"
 "$venv/bin/python" - <<'PY'
 import os, boto3

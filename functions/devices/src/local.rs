@@ -33,7 +33,8 @@ pub struct ProcessTasks {
 }
 
 impl ProcessTasks {
-    /// Runs `<streamer> pull <args…>` per slot; each process logs to `<log_dir>/<slot>.log`.
+    /// Runs `<streamer> pull <args…>` per slot; each process logs to `<log_dir>/<slot>.log` and
+    /// spools to `<log_dir>/spool/<slot>`.
     pub fn new(streamer: PathBuf, args: Vec<String>, log_dir: PathBuf) -> Self {
         Self {
             streamer,
@@ -117,6 +118,9 @@ impl Tasks for ProcessTasks {
             .arg("pull")
             .args(&self.args)
             .env(ASSIGNMENT_ENV, &request.slot)
+            // Each slot its own spool (an ECS task has its own disk): a restarted process
+            // recovers what its predecessor left, and never another slot's uploads.
+            .env("STREAMER_SPOOL_DIR", self.log_dir.join("spool").join(&request.slot))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(failed)?)
             .stderr(log)
