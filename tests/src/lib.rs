@@ -556,4 +556,5 @@ pub fn make_ts(
 pub mod devices;
 pub mod mediaconvert;
 pub mod process;
+pub mod rtsp;
 pub mod vod;

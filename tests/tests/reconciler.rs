@@ -195,3 +195,54 @@ async fn ten_concurrent_reconcilers_never_start_two_tasks_for_one_slot() {
         assert_eq!(started, slots.len(), "K={k}: every start of the 11 runs is a slot's only task");
     }
 }
+
+/// One reconcile of `RECONCILE_DEVICES` online devices from nothing (default 1,000 in the
+/// suite; `make bench-reconcile` runs 10,000): every device assigned and its task started;
+/// prints the AWS calls per device and the wall time, then those of a steady-state run.
+#[tokio::test]
+async fn first_reconcile_of_many_devices() {
+    let n: usize =
+        std::env::var("RECONCILE_DEVICES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
+    let (tables, cluster) = setup().await;
+    let calls = devices::calls::CallCounter::default();
+    let counted = Arc::new(devices::ecs::EcsTasks::new(
+        devices::calls::count_ecs(&cluster.ecs, &calls),
+        cluster.settings.clone(),
+    ));
+    let dynamodb = devices::calls::count_dynamodb(&tables.dynamodb, &calls);
+    let devices = Arc::new(streamstack_core::device_store::DynamoDeviceStore::new(
+        dynamodb.clone(),
+        &tables.devices_table,
+    ));
+    let counted_tables = DeviceTables { dynamodb, devices, ..tables };
+    let cams = ids("many", n);
+    for (i, chunk) in cams.chunks(500).enumerate() {
+        counted_tables.heartbeat(&format!("gw-many-{i}"), chunk, |_| 5000).await;
+    }
+    let heartbeat_calls = calls.total();
+    calls.reset();
+    let r = reconciler(&counted_tables, 1, counted);
+    let started = std::time::Instant::now();
+    let report = r.run().await.expect("reconcile");
+    let elapsed = started.elapsed();
+    assert_eq!((report.assigned, report.started, report.failed), (n, n, 0), "{report:?}");
+    let per_device = calls.total() as f64 / n as f64;
+    eprintln!(
+        "first reconcile of {n} devices: {:.1} s, {} AWS calls ({per_device:.2} per device): {:?}; heartbeats of 500 devices: {:.1} calls each",
+        elapsed.as_secs_f64(),
+        calls.total(),
+        calls.snapshot(),
+        heartbeat_calls as f64 / n.div_ceil(500) as f64,
+    );
+    calls.reset();
+    let started = std::time::Instant::now();
+    let report = r.run().await.expect("reconcile");
+    assert_eq!(report.planned, 0, "{report:?}");
+    eprintln!(
+        "steady-state reconcile: {:.1} s, {} calls ({:.3} per device): {:?}",
+        started.elapsed().as_secs_f64(),
+        calls.total(),
+        calls.total() as f64 / n as f64,
+        calls.snapshot()
+    );
+}

@@ -28,6 +28,7 @@ pub struct ProcessTasks {
     streamer: PathBuf,
     args: Vec<String>,
     log_dir: PathBuf,
+    envs: Vec<(String, String)>,
     next: AtomicU64,
     processes: Mutex<HashMap<String, Process>>,
 }
@@ -40,9 +41,17 @@ impl ProcessTasks {
             streamer,
             args,
             log_dir,
+            envs: Vec::new(),
             next: AtomicU64::new(1),
             processes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Adds `name=value` to every process's environment (over the inherited one), as a task
+    /// definition's environment would.
+    pub fn with_env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.envs.push((name.into(), value.into()));
+        self
     }
 
     /// Sends SIGTERM to every process and waits for them (each drains its pulls).
@@ -117,6 +126,7 @@ impl Tasks for ProcessTasks {
         let child = Command::new(&self.streamer)
             .arg("pull")
             .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env(ASSIGNMENT_ENV, &request.slot)
             // Each slot its own spool (an ECS task has its own disk): a restarted process
             // recovers what its predecessor left, and never another slot's uploads.
