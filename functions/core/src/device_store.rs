@@ -270,9 +270,13 @@ impl DynamoDeviceStore {
             let mut round = 0;
             while !pending.is_empty() {
                 round += 1;
+                // Idempotency within DynamoDB's 10-minute window: an SDK retry of an attempt
+                // that committed does not apply (and refuse) it twice.
+                let token = uuid::Uuid::new_v4().simple().to_string();
                 let result = self
                     .client
                     .transact_write_items()
+                    .client_request_token(token)
                     .set_transact_items(Some(pending.iter().map(|(_, w)| w.clone()).collect()))
                     .send()
                     .await;
@@ -311,6 +315,74 @@ impl DynamoDeviceStore {
             }
         }
         Ok(refused)
+    }
+
+    /// The heartbeat write of one reported device: a conditional `Put` registering it when
+    /// `current` is `None`, else an `Update` of its status and heartbeat (and URL, version and
+    /// `updated_at` when the digest changed) on condition it is still `gateway_id`'s.
+    fn report_write(
+        &self,
+        gateway_id: &str,
+        current: Option<&Device>,
+        report: &Reported,
+        now: OffsetDateTime,
+    ) -> Result<(TransactWriteItem, Kind), StoreError> {
+        let Some(current) = current else {
+            let mut device = Device::new(&report.id, gateway_id, report.media_url.clone(), now);
+            device.reported = DeviceStatus::Online;
+            device.last_heartbeat = Some(now);
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(to_item(&device)))
+                .condition_expression("attribute_not_exists(id)")
+                .build()
+                .map_err(build_error)?;
+            return Ok((TransactWriteItem::builder().put(put).build(), Kind::Created));
+        };
+        let changed = current.media_url.digest != report.media_url.digest;
+        let mut update = "SET #status = :online, #last_heartbeat = :beat".to_owned();
+        let mut vals = values([
+            (":online", s(DeviceStatus::Online.as_str())),
+            (":beat", millis_value(now)),
+            (":gw", s(gateway_id)),
+        ]);
+        let mut name_list = vec!["status", "last_heartbeat", "gateway_id"];
+        if changed {
+            update.push_str(
+                ", #media_url = :url, #url_digest = :digest, #version = #version + :one, #updated_at = :now",
+            );
+            name_list.extend([
+                "media_url",
+                "url_digest",
+                "version",
+                "updated_at",
+                "media_credentials",
+            ]);
+            vals.insert(":url".into(), s(&report.media_url.url));
+            vals.insert(":digest".into(), s(&report.media_url.digest));
+            vals.insert(":one".into(), AttributeValue::N("1".into()));
+            vals.insert(
+                ":now".into(),
+                crate::store::rfc3339(now.replace_nanosecond(0).unwrap_or(now)),
+            );
+            match &report.media_url.credentials {
+                Some(sealed) => {
+                    update.push_str(", #media_credentials = :credentials");
+                    vals.insert(":credentials".into(), s(sealed));
+                }
+                None => update.push_str(" REMOVE #media_credentials"),
+            }
+        }
+        let write = self
+            .update(&report.id)
+            .update_expression(update)
+            .condition_expression("#gateway_id = :gw")
+            .set_expression_attribute_names(Some(names(&name_list)))
+            .set_expression_attribute_values(Some(vals))
+            .build()
+            .map_err(build_error)?;
+        let kind = if changed { Kind::Changed } else { Kind::Online };
+        Ok((TransactWriteItem::builder().update(write).build(), kind))
     }
 
     fn update(&self, id: &str) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
@@ -556,70 +628,14 @@ impl DeviceStore for DynamoDeviceStore {
             .map(|d| (d.id.clone(), d))
             .collect();
         let reported_ids: HashSet<&str> = reported.iter().map(|r| r.id.as_str()).collect();
-        let mut outcome = HeartbeatOutcome::default();
         let mut writes = Vec::new();
         // What each write is, to count it once it is in.
         let mut kinds = Vec::new();
-        let beat = millis_value(now);
-        let now_text = crate::store::rfc3339(now.replace_nanosecond(0).unwrap_or(now));
         for report in reported {
-            match known.get(&report.id) {
-                None => {
-                    let mut device =
-                        Device::new(&report.id, gateway_id, report.media_url.clone(), now);
-                    device.reported = DeviceStatus::Online;
-                    device.last_heartbeat = Some(now);
-                    let put = Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(to_item(&device)))
-                        .condition_expression("attribute_not_exists(id)")
-                        .build()
-                        .map_err(build_error)?;
-                    writes.push(TransactWriteItem::builder().put(put).build());
-                    kinds.push((report.id.clone(), Kind::Created));
-                }
-                Some(current) => {
-                    let changed = current.media_url.digest != report.media_url.digest;
-                    let mut update = "SET #status = :online, #last_heartbeat = :beat".to_owned();
-                    let mut vals = values([
-                        (":online", s(DeviceStatus::Online.as_str())),
-                        (":beat", beat.clone()),
-                        (":gw", s(gateway_id)),
-                    ]);
-                    let mut name_list = vec!["status", "last_heartbeat", "gateway_id"];
-                    if changed {
-                        update.push_str(
-                            ", #media_url = :url, #url_digest = :digest, #version = #version + :one, #updated_at = :now",
-                        );
-                        name_list.extend(["media_url", "url_digest", "version", "updated_at"]);
-                        vals.insert(":url".into(), s(&report.media_url.url));
-                        vals.insert(":digest".into(), s(&report.media_url.digest));
-                        vals.insert(":one".into(), AttributeValue::N("1".into()));
-                        vals.insert(":now".into(), now_text.clone());
-                        name_list.push("media_credentials");
-                        match &report.media_url.credentials {
-                            Some(sealed) => {
-                                update.push_str(", #media_credentials = :credentials");
-                                vals.insert(":credentials".into(), s(sealed));
-                            }
-                            None => update.push_str(" REMOVE #media_credentials"),
-                        }
-                    }
-                    let write = self
-                        .update(&report.id)
-                        .update_expression(update)
-                        .condition_expression("#gateway_id = :gw")
-                        .set_expression_attribute_names(Some(names(&name_list)))
-                        .set_expression_attribute_values(Some(vals))
-                        .build()
-                        .map_err(build_error)?;
-                    writes.push(TransactWriteItem::builder().update(write).build());
-                    kinds.push((
-                        report.id.clone(),
-                        if changed { Kind::Changed } else { Kind::Online },
-                    ));
-                }
-            }
+            let (write, kind) =
+                self.report_write(gateway_id, known.get(&report.id), report, now)?;
+            writes.push(write);
+            kinds.push((report.id.clone(), kind));
         }
         for device in known.values() {
             if reported_ids.contains(device.id.as_str()) || device.reported == DeviceStatus::Offline
@@ -641,26 +657,42 @@ impl DeviceStore for DynamoDeviceStore {
             kinds.push((device.id.clone(), Kind::Offline));
         }
         let refused = self.transact(writes).await?;
+        let mut outcome = HeartbeatOutcome::default();
+        // A refused registration: the id exists after all (created meanwhile, missed by the
+        // eventually consistent index, or a retried attempt that had committed). If it is this
+        // gateway's, it is updated in a second pass; else it is another gateway's: rejected.
+        let mut retry = Vec::new();
         for (i, (id, kind)) in kinds.into_iter().enumerate() {
-            if refused.contains(&i) {
-                // A new id already taken (by another gateway, or created meanwhile), or an
-                // update of a device that moved to another gateway.
-                if kind != Kind::Offline {
-                    outcome.rejected.push(id);
-                }
-                continue;
+            match (refused.contains(&i), kind) {
+                (true, Kind::Created) => retry.push(id),
+                (true, Kind::Offline) => {}
+                (true, _) => outcome.rejected.push(id),
+                (false, kind) => outcome.count(kind),
             }
-            match kind {
-                Kind::Created => {
-                    outcome.created += 1;
-                    outcome.online += 1;
+        }
+        if !retry.is_empty() {
+            let stored: HashMap<String, Device> =
+                self.get_many(&retry).await?.into_iter().map(|d| (d.id.clone(), d)).collect();
+            let mut writes = Vec::new();
+            let mut kinds = Vec::new();
+            for report in reported.iter().filter(|r| retry.contains(&r.id)) {
+                match stored.get(&report.id).filter(|d| d.gateway_id == gateway_id) {
+                    Some(current) => {
+                        let (write, kind) =
+                            self.report_write(gateway_id, Some(current), report, now)?;
+                        writes.push(write);
+                        kinds.push((report.id.clone(), kind));
+                    }
+                    None => outcome.rejected.push(report.id.clone()),
                 }
-                Kind::Changed => {
-                    outcome.url_changed += 1;
-                    outcome.online += 1;
+            }
+            let refused = self.transact(writes).await?;
+            for (i, (id, kind)) in kinds.into_iter().enumerate() {
+                if refused.contains(&i) {
+                    outcome.rejected.push(id);
+                } else {
+                    outcome.count(kind);
                 }
-                Kind::Online => outcome.online += 1,
-                Kind::Offline => outcome.offline += 1,
             }
         }
         Ok(outcome)
@@ -741,4 +773,21 @@ enum Kind {
     Changed,
     Online,
     Offline,
+}
+
+impl HeartbeatOutcome {
+    fn count(&mut self, kind: Kind) {
+        match kind {
+            Kind::Created => {
+                self.created += 1;
+                self.online += 1;
+            }
+            Kind::Changed => {
+                self.url_changed += 1;
+                self.online += 1;
+            }
+            Kind::Online => self.online += 1,
+            Kind::Offline => self.offline += 1,
+        }
+    }
 }
