@@ -128,6 +128,8 @@ async fn heartbeat_reconcile_record_and_stop_a_camera() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    let stream = tables.devices.get("door").await.unwrap().unwrap().stream.expect("stream state");
+    assert_eq!(stream.status.as_str(), "stopped", "{stream:?}");
     let text = object(&aws, &bucket, key).await.expect("playlist");
     let playlist = m3u8_rs::parse_media_playlist_res(&text).expect("playlist parses");
     let seconds: f32 = playlist.segments.iter().map(|s| s.duration).sum();

@@ -1,6 +1,6 @@
 //! What a pulling streamer observes of its source, recorded on the target's item (a channel,
 //! or a device once the device registry exists): the `stream` attribute, a map
-//! `{status, last_error?, bytes_in, updated_at}`.
+//! `{status, last_error?, bytes_in, updated_at}`, status `receiving` | `reconnecting` | `stopped`.
 //!
 //! Written by `streamer pull` at most every few seconds and on every status change, with one
 //! conditional `UpdateItem SET #stream = :s` (`attribute_exists(id)`): a target deleted
@@ -26,6 +26,9 @@ pub enum StreamStatus {
     Receiving,
     /// The source is down or refused us; the streamer retries with backoff.
     Reconnecting,
+    /// The streamer stopped pulling it (the device left its task, or the task shut down);
+    /// the last segments were flushed and the playlist ended.
+    Stopped,
 }
 
 impl StreamStatus {
@@ -34,6 +37,7 @@ impl StreamStatus {
         match self {
             Self::Receiving => "receiving",
             Self::Reconnecting => "reconnecting",
+            Self::Stopped => "stopped",
         }
     }
 }
@@ -112,6 +116,7 @@ pub fn from_attribute(value: &AttributeValue) -> Option<StreamState> {
     let status = match text("status")?.as_str() {
         "receiving" => StreamStatus::Receiving,
         "reconnecting" => StreamStatus::Reconnecting,
+        "stopped" => StreamStatus::Stopped,
         _ => return None,
     };
     Some(StreamState {

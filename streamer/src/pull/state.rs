@@ -1,4 +1,5 @@
-//! The stream state of a pulled source (`receiving` | `reconnecting`, last error, bytes in):
+//! The stream state of a pulled source (`receiving` | `reconnecting` | `stopped`, last error,
+//! bytes in):
 //! logged on every change (repeated failures at exponentially spaced attempts), and written
 //! to the target's item ([`streamstack_core::stream_state`]) on every change and at most
 //! every [`STATE_INTERVAL`] otherwise, in the background so a slow table never delays ingest.
@@ -13,6 +14,9 @@ use tokio::task::JoinHandle;
 
 /// Least time between two writes of an unchanged status.
 pub const STATE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Longest wait for the final `stopped` write when a pull ends.
+pub const STOPPED_WRITE_WAIT: Duration = Duration::from_secs(3);
 
 /// Reports one source's state; see the module docs.
 pub struct StateReporter {
@@ -52,6 +56,20 @@ impl StateReporter {
         self.report(StreamStatus::Reconnecting, Some(error), bytes_in);
     }
 
+    /// The pull ended (removed, or the process is stopping): records `stopped` and waits for
+    /// the write, at most [`STOPPED_WRITE_WAIT`], so it is not lost when the process exits.
+    pub async fn stopped(&mut self, bytes_in: u64) {
+        tracing::info!(target_id = %self.target, "stopped");
+        if let Some(previous) = self.inflight.take() {
+            let _ = tokio::time::timeout(STOPPED_WRITE_WAIT, previous).await;
+        }
+        self.last = None;
+        self.report(StreamStatus::Stopped, None, bytes_in);
+        if let Some(write) = self.inflight.take() {
+            let _ = tokio::time::timeout(STOPPED_WRITE_WAIT, write).await;
+        }
+    }
+
     fn report(&mut self, status: StreamStatus, error: Option<&str>, bytes_in: u64) {
         let changed = self.last.is_none_or(|(s, _)| s != status)
             || (error.is_some() && error != self.last_error.as_deref());
@@ -65,7 +83,7 @@ impl StateReporter {
                     tracing::warn!(target_id = %self.target, %error, attempt, "source lost: reconnecting");
                 }
             }
-            None if changed => {
+            None if changed && status == StreamStatus::Receiving => {
                 self.failures = 0;
                 tracing::info!(target_id = %self.target, "receiving");
             }

@@ -53,26 +53,36 @@ impl Connection {
 /// Pulls one source into its target until shutdown, or until the channel is deleted or
 /// expires. A channel publish revoked for another reason (lease lost or lapsed, key
 /// rotated) is finished and its output opened again after a backoff.
-pub(super) async fn pull_one(context: Arc<PullContext>, source: PullSource, mut stop: Shutdown) {
+pub(super) async fn pull_one(context: Arc<PullContext>, source: PullSource, stop: Shutdown) {
     let target = source.target.to_string();
     let store = context.state_store(&source.target);
     let mut state = StateReporter::new(store, &target, source.target.id());
+    let bytes_in = pull_until_stopped(&context, &source, &mut state, stop).await;
+    state.stopped(bytes_in).await;
+}
+
+/// [`pull_one`]'s loop; returns the bytes received when it ends.
+async fn pull_until_stopped(
+    context: &Arc<PullContext>,
+    source: &PullSource,
+    state: &mut StateReporter,
+    mut stop: Shutdown,
+) -> u64 {
     let mut backoff = Backoff::new(Duration::from_secs(1), context.max_backoff);
     let mut timeline = Timeline::new(context.media.max_timestamp_jump);
     let mut bytes_in = 0u64;
     loop {
-        let Some(mut output) =
-            open_output(&context, &source, &mut state, &mut backoff, &mut stop).await
+        let Some(mut output) = open_output(context, source, state, &mut backoff, &mut stop).await
         else {
-            return;
+            return bytes_in;
         };
         tracing::info!("pulling");
         let revoked = pull_into(
-            &context,
-            &source,
+            context,
+            source,
             &mut output,
             &mut timeline,
-            &mut state,
+            state,
             &mut backoff,
             &mut bytes_in,
             &mut stop,
@@ -81,12 +91,12 @@ pub(super) async fn pull_one(context: Arc<PullContext>, source: PullSource, mut 
         let report = output.finish(stop.clone()).await;
         tracing::info!(?report, "output finished");
         match revoked {
-            None | Some(Revocation::Deleted | Revocation::Expired) => return,
+            None | Some(Revocation::Deleted | Revocation::Expired) => return bytes_in,
             Some(reason) => {
                 timeline.restart();
                 state.reconnecting(&format!("publish ended: {reason}"), bytes_in);
                 if !wait(backoff.delay(false), &mut stop).await {
-                    return;
+                    return bytes_in;
                 }
             }
         }
