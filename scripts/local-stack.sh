@@ -213,7 +213,8 @@ for o in s3.list_objects_v2(Bucket=os.environ["MEDIA_BUCKET"], Prefix="devices/d
 PY
 got=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 "$device_url")
 "$venv/bin/python" -c "import sys; g=float('$got'); print(f'device live playlist: {g:.2f} s of 8 s'); sys.exit(0 if abs(g-8) <= 1 else 1)" \
-  || { echo "device playlist differs from the 8 s sent by more than 1 s; see $state/pull.log" >&2; exit 1; }
+  || { echo "device playlist differs from the 8 s sent by more than 1 s; see $state/tasks/dev-demo-cam.log" >&2; exit 1; }
+echo "device live playlist: $device_url"
 say "GET $api/devices/demo-cam (status, stream state) and its endpoints"
 curl -fsS "$api/devices/demo-cam"; echo
 curl -fsS "$api/devices/demo-cam/endpoints"; echo
