@@ -556,5 +556,6 @@ pub fn make_ts(
 pub mod devices;
 pub mod mediaconvert;
 pub mod process;
+pub mod router;
 pub mod rtsp;
 pub mod vod;

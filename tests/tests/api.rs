@@ -1,25 +1,20 @@
 //! Channel API against a real DynamoDB table in moto, through the same router Lambda runs.
 
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::Router;
 use channels_api::{router, Deps};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use streamstack_core::signing::{self, PushCredential};
 use streamstack_core::ChannelStore;
+use streamstack_tests::router::Reply;
 use streamstack_tests::{api_config, asset_store, aws, channel_store};
 use tower::ServiceExt;
 
 struct Api {
     app: Router,
     store: Arc<dyn ChannelStore>,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
 }
 
 impl Api {
@@ -39,21 +34,7 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Reply {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("JSON body")
-        };
-        Reply { status, headers, body }
+        streamstack_tests::router::call(&self.app, method, uri, headers, body).await
     }
 
     async fn json(&self, method: Method, uri: &str, body: Value) -> Reply {

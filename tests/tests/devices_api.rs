@@ -2,8 +2,7 @@
 //! its `gateway-index`), through the same router Lambda runs.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::Router;
 use channels_api::{router, Deps};
 use serde_json::{json, Value};
@@ -13,8 +12,8 @@ use streamstack_core::aws::AwsClients;
 use streamstack_core::device::DeviceSettings;
 use streamstack_core::device_store::DynamoDeviceStore;
 use streamstack_core::media_url::MediaUrlKey;
+use streamstack_tests::router::Reply;
 use streamstack_tests::{api_config, asset_store, aws, channel_store, unique};
-use tower::ServiceExt;
 
 /// The demo key of the local stack; any 64 hex characters do.
 const KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
@@ -23,13 +22,6 @@ struct Api {
     app: Router,
     aws: AwsClients,
     table: String,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-    text: String,
 }
 
 impl Api {
@@ -52,22 +44,7 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Reply {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 22).await.unwrap();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("JSON body")
-        };
-        Reply { status, headers, body, text }
+        streamstack_tests::router::call(&self.app, method, uri, headers, body).await
     }
 
     async fn get(&self, uri: &str) -> Reply {
@@ -96,17 +73,7 @@ impl Api {
 
     /// The raw DynamoDB item of device `id`.
     async fn item(&self, id: &str) -> HashMap<String, AttributeValue> {
-        self.aws
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(id.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("get item")
-            .item
-            .expect("item exists")
+        streamstack_tests::router::raw_item(&self.aws.dynamodb, &self.table, id).await
     }
 
     /// Every id that `GET /devices?<query>` lists, following `next` through all pages.
@@ -520,15 +487,9 @@ async fn device_routes_without_a_devices_table_are_not_found() {
         (Method::GET, "/devices/cam1"),
         (Method::DELETE, "/devices/cam1"),
     ] {
-        let res = app
-            .clone()
-            .oneshot(Request::builder().method(method).uri(uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::NOT_FOUND);
-        let body: Value =
-            serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap())
-                .unwrap();
+        let Reply { status, body, .. } =
+            streamstack_tests::router::call(&app, method, uri, &[], None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"]["code"], "not_found");
         assert!(body["error"]["message"].as_str().unwrap().contains("not configured"), "{body}");
     }

@@ -44,17 +44,7 @@ impl Table {
 
     /// The item exactly as stored.
     async fn raw(&self, id: &str) -> HashMap<String, AttributeValue> {
-        self.aws
-            .dynamodb
-            .get_item()
-            .table_name(&self.name)
-            .key("id", AttributeValue::S(id.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("get item")
-            .item
-            .expect("item exists")
+        streamstack_tests::router::raw_item(&self.aws.dynamodb, &self.name, id).await
     }
 
     async fn read(&self, id: &str) -> Channel {
