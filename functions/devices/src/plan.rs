@@ -169,9 +169,8 @@ pub fn plan(view: &View, settings: &PlanSettings) -> Vec<Action> {
                 Some(d) if d.slot.as_deref().is_some_and(|s| s != slot.id) => {
                     Some("device claimed by another slot")
                 }
-                Some(_) if placed.contains(id) || kept.len() >= capacity => {
-                    Some("slot over capacity")
-                }
+                Some(_) if placed.contains(id) => Some("device already in another slot"),
+                Some(_) if kept.len() >= capacity => Some("slot over capacity"),
                 Some(_) => None,
             };
             if let Some(why) = why {
