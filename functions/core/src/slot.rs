@@ -113,7 +113,8 @@ pub trait SlotStore: Send + Sync {
     ) -> Result<Option<u64>, StoreError>;
 
     /// Records the started task and ends claim `token`; `Ok(false)` if the claim is no
-    /// longer held.
+    /// longer held. Idempotent: a retried call whose first attempt committed (the claim is
+    /// gone, `task_arn` already this task) answers `Ok(true)`.
     async fn record_task(&self, id: &str, token: &str, task_arn: &str) -> Result<bool, StoreError>;
 
     /// Forgets `task_arn` as the slot's task (it stopped), if it is still the one recorded.
@@ -348,7 +349,7 @@ impl SlotStore for DynamoSlotStore {
         let result = self
             .update(id)
             .update_expression("SET #task_arn = :arn REMOVE #start_token, #start_until")
-            .condition_expression("#start_token = :token")
+            .condition_expression("#start_token = :token OR #task_arn = :arn")
             .set_expression_attribute_names(Some(names(&[
                 ("#task_arn", "task_arn"),
                 ("#start_token", "start_token"),
