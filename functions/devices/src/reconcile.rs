@@ -229,6 +229,11 @@ impl Reconciler {
     }
 
     /// Claims the start at `generation`, runs the task, records it on the slot and devices.
+    /// `now` is the view's instant (a claim that lapsed by then may be taken); the claim
+    /// lasts [`START_CLAIM`] from the clock at claim time, not from the view, which may be
+    /// tens of seconds old after the first phase of a large run. A task whose claim was lost
+    /// before it could be recorded (another reconciler took the lapsed claim and starts its
+    /// own, or the slot was deleted) is stopped at once.
     async fn start(
         &self,
         slot: &str,
@@ -238,7 +243,7 @@ impl Reconciler {
     ) -> Result<Done, ActError> {
         let claim = StartClaim {
             token: uuid::Uuid::new_v4().simple().to_string(),
-            until: now + START_CLAIM,
+            until: OffsetDateTime::now_utc().max(now) + START_CLAIM,
         };
         let Some(next) = self.slots.claim_start(slot, generation, &claim, now).await? else {
             return Ok(Done::Contended);
@@ -253,12 +258,17 @@ impl Reconciler {
         .assignment_digest();
         let request = RunRequest {
             slot: slot.to_owned(),
-            client_token: client_token(slot, next),
+            client_token: client_token(slot, next, &claim.token),
             assignment,
         };
         let arn = self.tasks.run(&request).await?;
         tracing::info!(%slot, task = %arn, devices = devices.len(), "task started");
-        self.slots.record_task(slot, &claim.token, &arn).await?;
+        if !self.slots.record_task(slot, &claim.token, &arn).await? {
+            tracing::warn!(%slot, task = %arn, "start claim lost before the task was recorded: stopping it");
+            let reason = format!("{STOP_REASON_PREFIX} start claim lost");
+            self.tasks.stop(&arn, &reason).await?;
+            return Ok(Done::Contended);
+        }
         self.record_devices(slot, devices, &arn).await?;
         Ok(Done::Started)
     }
@@ -303,3 +313,7 @@ fn tally(report: &mut Report, done: Done) {
         Done::Nothing => {}
     }
 }
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod tests;

@@ -29,11 +29,15 @@ pub fn slot_of(started_by: &str) -> Option<&str> {
     started_by.strip_prefix(STARTED_BY_PREFIX).filter(|s| !s.is_empty())
 }
 
-/// `clientToken` of the start of `slot` at `generation`: 32 hex characters of SHA-256 (ECS
-/// allows 64 ASCII characters; a retried RunTask with the same token starts no second task).
-pub fn client_token(slot: &str, generation: u64) -> String {
+/// `clientToken` of the start of `slot` at `generation` under start claim `claim` (its
+/// random token): 32 hex characters of SHA-256 (ECS allows 64 ASCII characters). The SDK's
+/// retries of one RunTask resend it, so they start no second task. The claim token keeps it
+/// unique across a slot's lives: a `dev-<id>` slot deleted and created again restarts at
+/// generation 0, and ECS answers a token reused within 24 hours with the original (stopped)
+/// task, or `ConflictException` when the parameters (the assignment tag) differ.
+pub fn client_token(slot: &str, generation: u64, claim: &str) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(format!("{slot}#{generation}").as_bytes())[..16])
+    hex::encode(&Sha256::digest(format!("{slot}#{generation}#{claim}").as_bytes())[..16])
 }
 
 /// One streamer task as observed.
@@ -115,7 +119,10 @@ mod tests {
         assert!(by.len() <= 128);
         assert_eq!(slot_of(&by), Some(slot.as_str()));
         assert_eq!(slot_of("ecs-svc/123"), None);
-        assert_eq!(client_token(&slot, 3).len(), 32);
-        assert_ne!(client_token(&slot, 3), client_token(&slot, 4));
+        assert_eq!(client_token(&slot, 3, "c").len(), 32);
+        assert_eq!(client_token(&slot, 3, "c"), client_token(&slot, 3, "c"));
+        assert_ne!(client_token(&slot, 3, "c"), client_token(&slot, 4, "c"));
+        // The same slot and generation in a later life of the slot: another token.
+        assert_ne!(client_token(&slot, 1, "c"), client_token(&slot, 1, "d"));
     }
 }
