@@ -113,23 +113,24 @@ async fn heartbeat_reconcile_record_and_stop_a_camera() {
     assert_eq!(outcome["offline"], 1, "{outcome}");
     let report = r.run().await.expect("reconcile");
     assert_eq!((report.unassigned, report.stopped), (1, 1), "{report:?}");
+    // The process ends the playlist, records `stopped`, and exits.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let ended = object(&aws, &bucket, key)
             .await
             .is_some_and(|p| String::from_utf8_lossy(&p).contains("#EXT-X-ENDLIST"));
-        if ended && tasks.list().await.expect("list").is_empty() {
+        let stream = tables.devices.get("door").await.unwrap().unwrap().stream;
+        let stopped = stream.as_ref().is_some_and(|s| s.status.as_str() == "stopped");
+        if ended && stopped && tasks.list().await.expect("list").is_empty() {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "task not stopped; log:\n{}",
+            "task not stopped ({stream:?}); log:\n{}",
             task_log(&logs)
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let stream = tables.devices.get("door").await.unwrap().unwrap().stream.expect("stream state");
-    assert_eq!(stream.status.as_str(), "stopped", "{stream:?}");
     let text = object(&aws, &bucket, key).await.expect("playlist");
     let playlist = m3u8_rs::parse_media_playlist_res(&text).expect("playlist parses");
     let seconds: f32 = playlist.segments.iter().map(|s| s.duration).sum();

@@ -5,7 +5,7 @@
 //!
 //! Table layout (partition key `id` S): `devices` M {device id: url digest (S)},
 //! `generation` N (+1 per start claim), `task_arn` S (the task started for the slot, once
-//! known), `start_token` S and `start_until` N (unix ms: a reconciler's claim to start the
+//! known), `started_at` N (unix ms, when `task_arn` was recorded), `start_token` S and `start_until` N (unix ms: a reconciler's claim to start the
 //! slot's task; two reconcilers never both hold it), `updated_at` S (RFC 3339).
 //!
 //! Concurrency: every write is a conditional `UpdateItem`/`PutItem`/`DeleteItem`. A device is
@@ -45,7 +45,15 @@ pub struct Slot {
     pub task_arn: Option<String>,
     /// An unfinished start claim.
     pub start: Option<StartClaim>,
+    /// When `task_arn` was recorded (stored as unix ms): ECS lists and describes a new task
+    /// only eventually, so a recorded task missing from both is given until
+    /// [`RECORDED_TASK_GRACE`] after this before it counts as gone.
+    pub started_at: Option<OffsetDateTime>,
 }
+
+/// How long a just-recorded task may be missing from `ListTasks` and `DescribeTasks` (both
+/// eventually consistent) before the reconciler starts another: 60 s.
+pub const RECORDED_TASK_GRACE: time::Duration = time::Duration::seconds(60);
 
 impl Slot {
     /// The slot id used when each device has its own task: `dev-<device id>`.
@@ -192,6 +200,7 @@ fn from_item(item: &Item) -> Result<Slot, StoreError> {
         generation: number("generation").and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
         task_arn: text("task_arn"),
         start,
+        started_at: number("started_at").and_then(from_unix_millis),
     })
 }
 
@@ -348,15 +357,19 @@ impl SlotStore for DynamoSlotStore {
     async fn record_task(&self, id: &str, token: &str, task_arn: &str) -> Result<bool, StoreError> {
         let result = self
             .update(id)
-            .update_expression("SET #task_arn = :arn REMOVE #start_token, #start_until")
+            .update_expression(
+                "SET #task_arn = :arn, #started_at = :now REMOVE #start_token, #start_until",
+            )
             .condition_expression("#start_token = :token OR #task_arn = :arn")
             .set_expression_attribute_names(Some(names(&[
                 ("#task_arn", "task_arn"),
                 ("#start_token", "start_token"),
                 ("#start_until", "start_until"),
+                ("#started_at", "started_at"),
             ])))
             .expression_attribute_values(":arn", s(task_arn))
             .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":now", millis_value(OffsetDateTime::now_utc()))
             .send()
             .await;
         conditional(result)
@@ -407,6 +420,7 @@ mod tests {
             generation: 0,
             task_arn: None,
             start: None,
+            started_at: None,
         };
         let before = slot.assignment_digest();
         assert_eq!(before.len(), 16);

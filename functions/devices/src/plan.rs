@@ -9,7 +9,8 @@
 //! Rules, in order:
 //! 1. A device unseen for the age-out window is deleted (and so leaves its slot).
 //! 2. A slot member that is gone, not desired, or claimed by another slot is taken out; one
-//!    whose URL changed gets the new digest in its slot (its task restarts that pull).
+//!    whose URL changed gets the new digest in its slot (its task restarts that pull); one
+//!    not claimed for its slot is claimed again.
 //! 3. A desired device in no slot is assigned: to `dev-<id>` with one device per task, else
 //!    to the first slot with room (by id), else to a new `grp-…` slot. A device already
 //!    claimed for a slot that does not list it (a crashed or concurrent assign) is added to
@@ -109,6 +110,8 @@ pub enum Action {
         generation: u64,
         /// Members after this plan.
         devices: BTreeMap<String, String>,
+        /// When the task was recorded.
+        started_at: Option<OffsetDateTime>,
     },
     /// Stop a task.
     Stop {
@@ -181,6 +184,16 @@ pub fn plan(view: &View, settings: &PlanSettings) -> Vec<Action> {
             if current != digest {
                 actions.push(Action::SetDigest {
                     slot: slot.id.clone(),
+                    device: id.clone(),
+                    digest: current.clone(),
+                });
+            }
+            if devices[id.as_str()].slot.is_none() {
+                // Listed but not claimed (an assign that lost a race released its claim after
+                // another's add): claim it again, idempotently, so its task is shown on it.
+                actions.push(Action::Assign {
+                    slot: slot.id.clone(),
+                    exists: true,
                     device: id.clone(),
                     digest: current.clone(),
                 });
@@ -295,6 +308,7 @@ pub fn plan(view: &View, settings: &PlanSettings) -> Vec<Action> {
                 task_arn: arn.clone(),
                 generation: slot.generation,
                 devices: projected,
+                started_at: slot.started_at,
             },
             None => Action::Start {
                 slot: slot.id.clone(),
@@ -338,6 +352,7 @@ mod tests {
             generation: 1,
             task_arn: Some(format!("arn:task/{id}")),
             start: None,
+            started_at: None,
         }
     }
 
@@ -373,6 +388,19 @@ mod tests {
         assert!(actions
             .iter()
             .any(|a| matches!(a, Action::Assign { slot, .. } if slot == "dev-cam3")));
+    }
+
+    #[test]
+    fn a_member_without_its_claim_is_claimed_again() {
+        let d = device("cam", true);
+        let s = slot("dev-cam", &[&d]);
+        let actions = plan(&view(vec![d.clone()], vec![s], vec![task("dev-cam")]), &settings(1));
+        assert!(actions.contains(&Action::Assign {
+            slot: "dev-cam".into(),
+            exists: true,
+            device: "cam".into(),
+            digest: d.media_url.digest.clone(),
+        }));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use streamstack_core::device_store::DeviceStore;
-use streamstack_core::slot::{Slot, SlotStore, StartClaim};
+use streamstack_core::slot::{Slot, SlotStore, StartClaim, RECORDED_TASK_GRACE};
 use streamstack_core::StoreError;
 use thiserror::Error;
 use time::{Duration, OffsetDateTime};
@@ -203,11 +203,20 @@ impl Reconciler {
             Action::Start { slot, generation, devices } => {
                 self.start(&slot, generation, &devices, now).await
             }
-            Action::Verify { slot, task_arn, generation, devices } => {
+            Action::Verify { slot, task_arn, generation, devices, started_at } => {
                 let described = self.tasks.describe(std::slice::from_ref(&task_arn)).await?;
-                if described.iter().any(|t| t.is_alive()) {
-                    self.record_devices(&slot, &devices, &task_arn).await?;
-                    return Ok(Done::Nothing);
+                match described.iter().find(|t| t.arn == task_arn) {
+                    Some(task) if task.is_alive() => {
+                        self.record_devices(&slot, &devices, &task_arn).await?;
+                        return Ok(Done::Nothing);
+                    }
+                    // Known and stopped: replace it now.
+                    Some(_) => {}
+                    // Unknown: not visible yet (eventual consistency), or long gone.
+                    None if started_at.is_some_and(|t| now - t < RECORDED_TASK_GRACE) => {
+                        return Ok(Done::Nothing)
+                    }
+                    None => {}
                 }
                 self.slots.clear_task(&slot, &task_arn).await?;
                 self.start(&slot, generation, &devices, now).await
@@ -254,6 +263,7 @@ impl Reconciler {
             generation: next,
             task_arn: None,
             start: None,
+            started_at: None,
         }
         .assignment_digest();
         let request = RunRequest {

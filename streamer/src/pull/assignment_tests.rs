@@ -32,8 +32,14 @@ struct Slots {
 impl Slots {
     fn set(&self, devices: &[(&str, &str)]) {
         let devices = devices.iter().map(|(d, g)| ((*d).to_owned(), (*g).to_owned())).collect();
-        *self.slot.lock().unwrap() =
-            Some(Slot { id: "grp-1".into(), devices, generation: 1, task_arn: None, start: None });
+        *self.slot.lock().unwrap() = Some(Slot {
+            id: "grp-1".into(),
+            devices,
+            generation: 1,
+            task_arn: None,
+            start: None,
+            started_at: None,
+        });
     }
 }
 
