@@ -38,9 +38,10 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S>
             let path = e.path().to_string();
             let field = (path != ".").then_some(path);
             let inner = e.into_inner();
+            let inner = without_quoted_values(&inner.to_string());
             let message = match &field {
                 Some(f) => format!("{f}: {inner}"),
-                None => inner.to_string(),
+                None => inner,
             };
             ApiError::InvalidJson { field, message }
         })?;
@@ -49,8 +50,41 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S>
     }
 }
 
+/// `message` with every double-quoted value replaced by `"…"`: serde_json quotes the
+/// offending input (`invalid type: string "rtsp://admin:pw@cam/1", expected …`), which may be
+/// a camera password; field names (in backticks) are kept.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    let rest: Vec<&str> = parts.collect();
+    for (i, part) in rest.iter().enumerate() {
+        // Odd parts are inside quotes; an unpaired last quote keeps what follows.
+        if i % 2 == 0 && i + 1 < rest.len() {
+            out.push_str("\"…\"");
+        } else if i % 2 == 1 {
+            out.push_str(part);
+        } else {
+            out.push('"');
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quoted_values_are_not_echoed() {
+        let m = super::without_quoted_values(
+            r#"invalid type: string "rtsp://admin:pw@cam/1", expected struct Report"#,
+        );
+        assert_eq!(m, r#"invalid type: string "…", expected struct Report"#);
+        assert_eq!(super::without_quoted_values("unknown field `x`"), "unknown field `x`");
+    }
+
     #[test]
     fn json_media_types() {
         assert!(super::is_json("application/json"));
