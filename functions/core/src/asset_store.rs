@@ -361,15 +361,10 @@ impl AssetStore for DynamoAssetStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Asset>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .consistent_read(true)
-            .send()
-            .await?;
-        out.item.map(from_item).transpose()
+        crate::store::get_consistent(&self.client, &self.table, id)
+            .await?
+            .map(from_item)
+            .transpose()
     }
 
     async fn list(&self, limit: u32, cursor: Option<&str>) -> Result<Page<Asset>, StoreError> {

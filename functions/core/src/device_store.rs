@@ -402,19 +402,7 @@ fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
 #[async_trait]
 impl DeviceStore for DynamoDeviceStore {
     async fn create(&self, device: &Device) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(device)))
-            .condition_expression("attribute_not_exists(id)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Err(StoreError::AlreadyExists),
-            Err(e) => Err(e.into()),
-        }
+        crate::store::put_new(&self.client, &self.table, to_item(device)).await
     }
 
     async fn update_config(
@@ -456,15 +444,8 @@ impl DeviceStore for DynamoDeviceStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Device>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .consistent_read(true)
-            .send()
-            .await?;
-        out.item.as_ref().map(from_item).transpose()
+        let item = crate::store::get_consistent(&self.client, &self.table, id).await?;
+        item.as_ref().map(from_item).transpose()
     }
 
     async fn get_many(&self, ids: &[String]) -> Result<Vec<Device>, StoreError> {
@@ -554,25 +535,8 @@ impl DeviceStore for DynamoDeviceStore {
     }
 
     async fn scan_all(&self) -> Result<Vec<Device>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            for item in page.items() {
-                out.push(from_item(item)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let items = crate::store::scan_all_items(&self.client, &self.table).await?;
+        items.iter().map(from_item).collect()
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {

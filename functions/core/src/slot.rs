@@ -211,37 +211,13 @@ fn names(list: &[(&str, &str)]) -> HashMap<String, String> {
 #[async_trait]
 impl SlotStore for DynamoSlotStore {
     async fn get(&self, id: &str) -> Result<Option<Slot>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .consistent_read(true)
-            .send()
-            .await?;
-        out.item.as_ref().map(from_item).transpose()
+        let item = crate::store::get_consistent(&self.client, &self.table, id).await?;
+        item.as_ref().map(from_item).transpose()
     }
 
     async fn scan_all(&self) -> Result<Vec<Slot>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            for item in page.items() {
-                out.push(from_item(item)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let items = crate::store::scan_all_items(&self.client, &self.table).await?;
+        items.iter().map(from_item).collect()
     }
 
     async fn add_device(

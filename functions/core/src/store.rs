@@ -171,15 +171,7 @@ impl DynamoChannelStore {
 
     /// The raw item of `id` (strongly consistent read).
     async fn get_item(&self, id: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(id.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await?;
-        Ok(out.item)
+        get_consistent(&self.client, &self.table, id).await
     }
 
     /// One conditional `UpdateItem` on `id`; placeholders (`#name`) come from the expressions.
@@ -297,6 +289,74 @@ pub async fn create_table_if_missing(client: &Client, table: &str) -> Result<(),
     Ok(())
 }
 
+/// The item `id` of `table` (partition key `id`), strongly consistent; `None` when absent.
+///
+/// # Errors
+/// [`StoreError::Backend`].
+pub(crate) async fn get_consistent(
+    client: &Client,
+    table: &str,
+    id: &str,
+) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("id", AttributeValue::S(id.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await?;
+    Ok(out.item)
+}
+
+/// Every item of `table` (consistent `Scan`, all 1 MB pages).
+///
+/// # Errors
+/// [`StoreError::Backend`].
+pub(crate) async fn scan_all_items(
+    client: &Client,
+    table: &str,
+) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        items.extend(page.items.unwrap_or_default());
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return Ok(items);
+        }
+    }
+}
+
+/// Writes `item` into `table` unless its `id` exists (`PutItem`, `attribute_not_exists(id)`).
+///
+/// # Errors
+/// [`StoreError::AlreadyExists`] when it does, else [`StoreError::Backend`].
+pub(crate) async fn put_new(
+    client: &Client,
+    table: &str,
+    item: HashMap<String, AttributeValue>,
+) -> Result<(), StoreError> {
+    let result = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(id)")
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_conditional_failure(&e) => Err(StoreError::AlreadyExists),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// One strongly consistent scan page of `table` (items keyed by `id`) after `cursor`.
 ///
 /// # Errors
@@ -339,19 +399,7 @@ where
 #[async_trait]
 impl ChannelStore for DynamoChannelStore {
     async fn create(&self, channel: &Channel) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(channel)))
-            .condition_expression("attribute_not_exists(id)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Err(StoreError::AlreadyExists),
-            Err(e) => Err(e.into()),
-        }
+        put_new(&self.client, &self.table, to_item(channel)).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Channel>, StoreError> {
