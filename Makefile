@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod -p devices && cargo build --quiet -p streamstack-tests --bin mediaconvert-stub
 
-.PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools clean
+.PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools bench-lambda clean
 
 $(VENV)/.installed:
 	python3 -m venv $(VENV)
@@ -84,6 +84,20 @@ bench-live-tools:
 	      "sudo apt-get install nginx-light libnginx-mod-rtmp" >&2; exit 1; \
 	  fi; \
 	fi
+
+## bench-lambda: release bootstraps of the Lambda functions built as `sam build` builds them
+## (`cargo lambda build --release --bin X` in the workspace root: workspace features,
+## release profile, plus the panic = "abort" cargo lambda adds) into their own target dir
+## LAMBDA_TARGET_DIR; then per function the bootstrap size, and init time and peak RSS
+## (wait4) from exec to the first /next poll of a fake Runtime API, BENCH_LAMBDA_RUNS
+## (default 20) cold starts each (scripts/lambda-init-bench.py).
+LAMBDA_TARGET_DIR ?= $(CARGO_TARGET_DIR)-release
+LAMBDA_BINS = --bin channels-api --bin vod-trigger --bin vod-job-state \
+	$(if $(wildcard functions/devices/Cargo.toml),--bin reconciler)
+bench-lambda:
+	CARGO_TARGET_DIR=$(LAMBDA_TARGET_DIR) cargo build --quiet --release \
+	  --config 'profile.release.panic="abort"' $(LAMBDA_BINS)
+	python3 scripts/lambda-init-bench.py --dir $(LAMBDA_TARGET_DIR)/release
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) .local

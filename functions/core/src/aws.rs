@@ -63,9 +63,10 @@ pub const MEDIACONVERT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// 30 s.
 pub const MEDIACONVERT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Attempts (first try included) of ECS calls: `ThrottlingException` (RunTask's token bucket
-/// refills at a few calls per second per account) and 5xx answers are retried with the SDK's
-/// standard exponential backoff and jitter (base 1 s... capped at 20 s per wait), so a
+/// Attempts (first try included) of ECS calls: `ThrottlingException` (ECS API calls are
+/// rate-limited per account and Region by token buckets) and 5xx answers are retried with the
+/// SDK's standard retry mode (exponential backoff with full jitter, a random wait of up to
+/// 1 s, 2 s, 4 s, 8 s before attempts 2 to 5, bounded by [`ECS_OPERATION_TIMEOUT`]), so a
 /// reconciler starting hundreds of tasks slows down instead of failing.
 pub const ECS_MAX_ATTEMPTS: u32 = 5;
 
