@@ -36,19 +36,21 @@ impl Deps {
     /// # Errors
     /// [`ConfigError`] when a variable is missing or invalid.
     pub async fn job_state_from_env() -> Result<Self, ConfigError> {
-        Ok(Self::build(VodConfig::from_env()?, false).await)
+        Ok(Self::build::<false>(VodConfig::from_env()?).await)
     }
 
     /// Builds every client (honouring both endpoint overrides) and the store for `config`.
     pub async fn new(config: VodConfig) -> Self {
-        Self::build(config, true).await
+        Self::build::<true>(config).await
     }
 
-    async fn build(config: VodConfig, with_mediaconvert: bool) -> Self {
+    /// The clients and the store; the MediaConvert client only when `MEDIACONVERT` (a const
+    /// parameter, so that `vod-job-state`'s code does not even contain its construction).
+    async fn build<const MEDIACONVERT: bool>(config: VodConfig) -> Self {
         let endpoint = config.endpoint_url.as_deref();
         let sdk = aws::sdk_config(endpoint).await;
-        let mediaconvert = with_mediaconvert
-            .then(|| aws::mediaconvert(&sdk, config.mediaconvert_endpoint.as_deref()));
+        let mediaconvert =
+            MEDIACONVERT.then(|| aws::mediaconvert(&sdk, config.mediaconvert_endpoint.as_deref()));
         Self {
             assets: Arc::new(DynamoAssetStore::new(
                 aws::dynamodb(&sdk),
