@@ -29,6 +29,7 @@ mod channel_item;
 pub mod config;
 #[cfg(feature = "dynamodb")]
 pub mod device;
+#[cfg(feature = "dynamodb")]
 mod device_heartbeat;
 #[cfg(feature = "dynamodb")]
 mod device_item;
