@@ -1,6 +1,6 @@
 //! The one place that builds AWS SDK clients: one shared [`sdk_config`] loader and one builder
 //! per service, each behind its own cargo feature of `streamstack-core` (`dynamodb`, `s3`,
-//! `mediaconvert`, `sns`, `ecs`, `secretsmanager`), so a binary links only the SDK crates of
+//! `mediaconvert`, `sns`, `ecs`, `ec2`, `secretsmanager`), so a binary links only the SDK crates of
 //! the clients it builds (the channels API: DynamoDB only).
 //!
 //! Every client carries a connect timeout, a per-attempt timeout and an operation timeout
@@ -23,10 +23,11 @@
     feature = "mediaconvert",
     feature = "sns",
     feature = "ecs",
+    feature = "ec2",
     feature = "secretsmanager"
 ))]
 use crate::config::env_var;
-#[cfg(any(feature = "mediaconvert", feature = "ecs"))]
+#[cfg(any(feature = "mediaconvert", feature = "ecs", feature = "ec2"))]
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -78,6 +79,16 @@ pub const ECS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// reconciler invocation's budget (its timeout is a minute: a hung call costs a third).
 pub const ECS_OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Attempts (first try included) of EC2 calls (`RequestLimitExceeded` and 5xx answers back
+/// off with the SDK's standard retry mode, bounded by [`EC2_OPERATION_TIMEOUT`]).
+pub const EC2_MAX_ATTEMPTS: u32 = 5;
+
+/// One EC2 attempt: 10 s (`RunInstances` and `CreateImage` answer in a few seconds).
+pub const EC2_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A whole EC2 call over its [`EC2_MAX_ATTEMPTS`] attempts and backoff: 30 s.
+pub const EC2_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The shared timeouts: [`CONNECT_TIMEOUT`], [`DEFAULT_ATTEMPT_TIMEOUT`] and
 /// [`DEFAULT_OPERATION_TIMEOUT`].
 pub fn default_timeouts() -> TimeoutConfig {
@@ -89,7 +100,7 @@ pub fn default_timeouts() -> TimeoutConfig {
 }
 
 /// Attempt and operation timeouts of one service (the connect timeout stays the shared one).
-#[cfg(any(feature = "s3", feature = "mediaconvert", feature = "ecs"))]
+#[cfg(any(feature = "s3", feature = "mediaconvert", feature = "ecs", feature = "ec2"))]
 fn timeouts(attempt: Duration, operation: Duration) -> TimeoutConfig {
     TimeoutConfig::builder().operation_attempt_timeout(attempt).operation_timeout(operation).build()
 }
@@ -228,6 +239,20 @@ fn ecs_with(sdk: &SdkConfig, get: impl Fn(&str) -> Option<String>) -> aws_sdk_ec
         conf.set_endpoint_url(Some(url));
     }
     aws_sdk_ecs::Client::from_conf(conf.build())
+}
+
+/// An EC2 client from `sdk` ([`EC2_MAX_ATTEMPTS`] attempts with standard backoff,
+/// [`EC2_ATTEMPT_TIMEOUT`], [`EC2_OPERATION_TIMEOUT`]), honouring `AWS_ENDPOINT_URL_EC2`
+/// (the gateway health function only).
+#[cfg(feature = "ec2")]
+pub fn ec2(sdk: &SdkConfig) -> aws_sdk_ec2::Client {
+    let mut conf = aws_sdk_ec2::config::Builder::from(sdk)
+        .retry_config(RetryConfig::standard().with_max_attempts(EC2_MAX_ATTEMPTS))
+        .timeout_config(timeouts(EC2_ATTEMPT_TIMEOUT, EC2_OPERATION_TIMEOUT));
+    if let Some(url) = service_endpoint(env_var, "EC2") {
+        conf.set_endpoint_url(Some(url));
+    }
+    aws_sdk_ec2::Client::from_conf(conf.build())
 }
 
 /// A Secrets Manager client from `sdk` (shared timeouts), honouring

@@ -42,7 +42,7 @@ pub(crate) fn to_item(c: &Channel) -> Item {
 }
 
 /// The lease attributes of `item`, if it has a `lease_expires_at`.
-fn lease_from_item(item: &Item) -> Result<Option<PublishLease>, StoreError> {
+pub(crate) fn lease_from_item(item: &Item) -> Result<Option<PublishLease>, StoreError> {
     let Some(expires) = item.get("lease_expires_at") else {
         return Ok(None);
     };

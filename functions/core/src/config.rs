@@ -27,6 +27,48 @@ pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The value of required variable `name`.
+///
+/// # Errors
+/// [`ConfigError::Missing`] when unset or empty.
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    env_var(name).ok_or(ConfigError::Missing(name))
+}
+
+/// Integer variable `name` in `range`, `default` when unset.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for a value that is not an integer in `range`.
+pub fn number(
+    name: &'static str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ConfigError> {
+    match env_var(name) {
+        None => Ok(default),
+        Some(v) => {
+            v.parse::<usize>().ok().filter(|n| range.contains(n)).ok_or(ConfigError::Invalid {
+                name,
+                reason: format!("{v:?} is not an integer in {}..={}", range.start(), range.end()),
+            })
+        }
+    }
+}
+
+/// Boolean variable `name`: `true` or `false` (any case); unset is false.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for any other value.
+pub fn flag(name: &'static str) -> Result<bool, ConfigError> {
+    match env_var(name).as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => {
+            Err(ConfigError::Invalid { name, reason: format!("{other:?}: expected true or false") })
+        }
+    }
+}
+
 /// Process-wide settings shared by the API Lambda and the streamer.
 ///
 /// | variable | field | default |

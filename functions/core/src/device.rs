@@ -123,11 +123,21 @@ pub struct Device {
     pub slot: Option<String>,
     /// The ECS task (ARN) recording the device.
     pub task_arn: Option<String>,
-    /// Restarts of the device's task after failures (set by the health handler).
+    /// Restarts of the device's task after failures counted in the current crash window
+    /// (set by the health handler, [`crate::device_health`]).
     pub restarts: u32,
     /// No task is started for the device before this instant (restart backoff).
     #[serde(with = "time::serde::rfc3339::option")]
     pub not_before: Option<OffsetDateTime>,
+    /// Start of the current crash window (internal).
+    #[serde(skip)]
+    pub restart_window_start: Option<OffsetDateTime>,
+    /// When a crash loop marked the device failed: no task is started until a configuration
+    /// change (`PUT`/`PATCH`) clears it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub failed_at: Option<OffsetDateTime>,
+    /// How its latest task ended without the reconciler stopping it.
+    pub last_exit: Option<crate::device_health::TaskExit>,
     /// Configuration version: +1 on every PUT/PATCH and every URL change a heartbeat brings.
     /// Sent as the `ETag`.
     pub version: u64,
@@ -170,10 +180,11 @@ impl Device {
         self.status(now, window) == DeviceStatus::Online
     }
 
-    /// Whether the reconciler should have it recorded at `now`: enabled, online, and past
-    /// its restart backoff (`not_before`).
+    /// Whether the reconciler should have it recorded at `now`: enabled, online, not failed
+    /// (crash loop), and past its restart backoff (`not_before`).
     pub fn is_desired(&self, now: OffsetDateTime, settings: &DeviceSettings) -> bool {
         self.enabled
+            && self.failed_at.is_none()
             && self.is_online(now, settings.online_window)
             && self.not_before.is_none_or(|t| t <= now)
     }
@@ -341,6 +352,9 @@ impl Device {
             task_arn: None,
             restarts: 0,
             not_before: None,
+            restart_window_start: None,
+            failed_at: None,
+            last_exit: None,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -370,6 +384,9 @@ mod tests {
         d.not_before = Some(now + Duration::seconds(10));
         assert!(!d.is_desired(now, &s));
         d.not_before = None;
+        d.failed_at = Some(now);
+        assert!(!d.is_desired(now, &s));
+        d.failed_at = None;
         d.enabled = false;
         assert!(!d.is_desired(now, &s));
     }

@@ -73,6 +73,9 @@ pub(crate) fn from_item(item: &Item) -> Result<Device, StoreError> {
         task_arn: opt_text("task_arn"),
         restarts: number("restarts").and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
         not_before: millis("not_before"),
+        restart_window_start: millis("restart_window_start"),
+        failed_at: millis("failed_at"),
+        last_exit: crate::device_health::exit_from_item(item),
         version: number("version")
             .and_then(|n| u64::try_from(n).ok())
             .ok_or_else(|| corrupt("version"))?,

@@ -7,7 +7,8 @@
 //! (`online`|`offline` as last reported), `last_heartbeat` N (unix ms), `stream` M (the
 //! streamer's [`crate::stream_state`]), `slot` S and `task_arn` S (the reconciler's), `restarts` N
 //! and `not_before` N (unix ms; the health handler's), `version` N, `created_at` S,
-//! `updated_at` S (RFC 3339).
+//! `updated_at` S (RFC 3339); the health handler's `restart_window_start`, `failed_at`,
+//! `last_exit*` ([`crate::device_health`]).
 //!
 //! Writers own disjoint attributes and use conditional `UpdateItem SET`s of their own only:
 //! the API the configuration, heartbeats `status`/`last_heartbeat` (and the URL when it
@@ -182,53 +183,8 @@ impl DynamoDeviceStore {
     /// # Errors
     /// [`StoreError::Backend`] when DynamoDB refuses.
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-            Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
-        };
-        if self.client.describe_table().table_name(&self.table).send().await.is_ok() {
-            return Ok(());
-        }
-        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend(e.to_string());
-        let attr = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(build)
-        };
-        let hash = |name: &str| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(KeyType::Hash)
-                .build()
-                .map_err(build)
-        };
-        self.client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("id")?)
-            .attribute_definitions(attr("gateway_id")?)
-            .key_schema(hash("id")?)
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(GATEWAY_INDEX)
-                    .key_schema(hash("gateway_id")?)
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                    .build()
-                    .map_err(build)?,
-            )
-            .stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
-                    .build()
-                    .map_err(build)?,
-            )
-            .send()
-            .await?;
-        Ok(())
+        let index = crate::store::IndexSpec { name: GATEWAY_INDEX, key: "gateway_id", keys_only: false };
+        crate::store::create_table_with(&self.client, &self.table, Some(index), true).await
     }
 
     /// All devices of `gateway_id` (`Query` on [`GATEWAY_INDEX`], every page; eventually
@@ -288,13 +244,19 @@ impl DeviceStore for DynamoDeviceStore {
         let attrs = config_attributes(device);
         let mut set: Vec<String> = attrs.iter().map(|(k, _)| format!("#{k} = :{k}")).collect();
         set.sort();
+        // A configuration change is the retry of a failed or backing-off device
+        // (`crate::device_health`): its restart counters start over.
+        set.push("#restarts = :zero_restarts".into());
         let mut update = format!("SET {}", set.join(", "));
         let mut name_list: Vec<&str> = attrs.iter().map(|(k, _)| *k).collect();
+        name_list.extend(["restarts", "failed_at", "not_before", "restart_window_start"]);
+        update.push_str(" REMOVE #failed_at, #not_before, #restart_window_start");
         if device.media_url.credentials.is_none() {
-            update.push_str(" REMOVE #media_credentials");
+            update.push_str(", #media_credentials");
             name_list.push("media_credentials");
         }
         let mut vals: Item = attrs.into_iter().map(|(k, v)| (format!(":{k}"), v)).collect();
+        vals.insert(":zero_restarts".into(), AttributeValue::N("0".into()));
         vals.insert(":expected".into(), AttributeValue::N(expected_version.to_string()));
         let result = self
             .client

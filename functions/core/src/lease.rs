@@ -36,6 +36,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// Name of the channels table's keys-only index on `lease_owner` (sparse: only leased
+/// channels carry the attribute): the health handler finds the channels a stopped streamer
+/// task held without a scan ([`crate::DynamoChannelStore::leased_by`]).
+pub const LEASE_OWNER_INDEX: &str = "lease-owner-index";
+
 /// Recommended lease length: 30 s. A channel whose publisher process died reads `idle` (and
 /// accepts a new publish) at most this long after the last renewal.
 pub const LEASE_DURATION: Duration = Duration::from_secs(30);

@@ -30,6 +30,8 @@ pub mod config;
 #[cfg(feature = "dynamodb")]
 pub mod device;
 #[cfg(feature = "dynamodb")]
+pub mod device_health;
+#[cfg(feature = "dynamodb")]
 mod device_heartbeat;
 #[cfg(feature = "dynamodb")]
 mod device_item;

@@ -23,6 +23,26 @@ use aws_sdk_dynamodb::Client;
 use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
 
+/// Prefix of `startedBy` of every task the reconciler starts.
+pub const STARTED_BY_PREFIX: &str = "streamstack/";
+
+/// Prefix of the reason of every `StopTask` the reconciler sends; the health handler (`functions/health`) treats
+/// tasks stopped with it as intended, not as failures.
+pub const STOP_REASON_PREFIX: &str = "streamstack-reconciler:";
+
+/// Environment variable that carries a task's slot.
+pub const ASSIGNMENT_ENV: &str = "PULL_ASSIGNMENT";
+
+/// `startedBy` of `slot`'s task (ECS allows up to 128 letters, digits, `-`, `/`, `_`).
+pub fn started_by(slot: &str) -> String {
+    format!("{STARTED_BY_PREFIX}{slot}")
+}
+
+/// The slot a `startedBy` names, if it is one of ours.
+pub fn slot_of(started_by: &str) -> Option<&str> {
+    started_by.strip_prefix(STARTED_BY_PREFIX).filter(|s| !s.is_empty())
+}
+
 /// A reconciler's claim to start a slot's task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartClaim {

@@ -14,7 +14,7 @@ use crate::channel_item::{from_item, s, to_item, Item};
 use crate::domain::{Channel, ChannelState, Secret};
 use crate::lease::{
     claim_expressions, millis_value, placeholder_names, release_expressions, renew_expressions,
-    LeaseClaim,
+    LeaseClaim, PublishLease,
 };
 use crate::paging::{decode_cursor, encode_cursor, Page};
 use async_trait::async_trait;
@@ -160,13 +160,64 @@ impl DynamoChannelStore {
         Self { client, table: table.into() }
     }
 
-    /// Creates the table (on-demand billing, key `id`) if it does not exist; for local stacks
-    /// and tests. In AWS the table comes from `template.yaml`.
+    /// Creates the table (on-demand billing, key `id`, the keys-only
+    /// [`crate::lease::LEASE_OWNER_INDEX`]) if it does not exist; for local stacks and tests.
+    /// In AWS the table comes from `template.yaml`.
     ///
     /// # Errors
     /// [`StoreError::Backend`] when DynamoDB refuses.
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
-        create_table_if_missing(&self.client, &self.table).await
+        let index = IndexSpec {
+            name: crate::lease::LEASE_OWNER_INDEX,
+            key: "lease_owner",
+            keys_only: true,
+        };
+        create_table_with(&self.client, &self.table, Some(index), false).await
+    }
+
+    /// The lease attributes stored on channel `id`, lapsed or not (`None`: no lease, or no
+    /// channel): what [`ChannelStore::get`] hides once a lease has lapsed.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`], [`StoreError::Corrupt`].
+    pub async fn stored_lease(&self, id: &str) -> Result<Option<PublishLease>, StoreError> {
+        match self.get_item(id).await? {
+            Some(item) => crate::channel_item::lease_from_item(&item),
+            None => Ok(None),
+        }
+    }
+
+    /// Ids of the channels whose publish lease `owner` holds (a release removes the owner), from the
+    /// eventually consistent [`crate::lease::LEASE_OWNER_INDEX`] (`Query`, every page, at
+    /// most 1000 ids): candidates to re-read, not a verdict.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    pub async fn leased_by(&self, owner: &str) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(crate::lease::LEASE_OWNER_INDEX)
+                .key_condition_expression("#owner = :owner")
+                .expression_attribute_names("#owner", "lease_owner")
+                .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            ids.extend(
+                page.items()
+                    .iter()
+                    .filter_map(|item| item.get("id").and_then(|v| v.as_s().ok()).cloned()),
+            );
+            start = page.last_evaluated_key;
+            if start.is_none() || ids.len() >= 1000 {
+                return Ok(ids);
+            }
+        }
     }
 
     /// The raw item of `id` (strongly consistent read).
@@ -259,33 +310,78 @@ fn now_seconds() -> OffsetDateTime {
 /// # Errors
 /// [`StoreError::Backend`] when DynamoDB refuses.
 pub async fn create_table_if_missing(client: &Client, table: &str) -> Result<(), StoreError> {
+    create_table_with(client, table, None, false).await
+}
+
+/// A global secondary index of a table made by [`create_table_with`]: partition key `key`
+/// (type S), projection ALL, or KEYS_ONLY when `keys_only`.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexSpec<'a> {
+    /// Index name.
+    pub name: &'a str,
+    /// Its partition key attribute.
+    pub key: &'a str,
+    /// Project only the keys (readers fetch the item itself).
+    pub keys_only: bool,
+}
+
+/// [`create_table_if_missing`] with an optional global secondary index and, when `stream`, a
+/// `NEW_AND_OLD_IMAGES` stream.
+///
+/// # Errors
+/// [`StoreError::Backend`] when DynamoDB refuses.
+pub async fn create_table_with(
+    client: &Client,
+    table: &str,
+    index: Option<IndexSpec<'_>>,
+    stream: bool,
+) -> Result<(), StoreError> {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
     };
     if client.describe_table().table_name(table).send().await.is_ok() {
         return Ok(());
     }
     let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend(e.to_string());
-    client
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(build)
+    };
+    let hash = |name: &str| {
+        KeySchemaElement::builder().attribute_name(name).key_type(KeyType::Hash).build().map_err(build)
+    };
+    let mut request = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
+        .attribute_definitions(attr("id")?)
+        .key_schema(hash("id")?);
+    if let Some(index) = index {
+        let projection =
+            if index.keys_only { ProjectionType::KeysOnly } else { ProjectionType::All };
+        request = request.attribute_definitions(attr(index.key)?).global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .key_schema(hash(index.key)?)
+                .projection(Projection::builder().projection_type(projection).build())
                 .build()
                 .map_err(build)?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
+        );
+    }
+    if stream {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
                 .build()
                 .map_err(build)?,
-        )
-        .send()
-        .await?;
+        );
+    }
+    request.send().await?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use crate::ecs::EcsSettings;
 use crate::plan::PlanSettings;
-use streamstack_core::config::{env_var, ConfigError};
+use streamstack_core::config::{env_var, flag, number, required, ConfigError};
 use streamstack_core::device::DeviceSettings;
 
 /// Settings of the reconciler Lambda (and of `devices-local`, which needs no ECS part).
@@ -29,36 +29,6 @@ pub struct ReconcilerConfig {
     pub dry_run: bool,
     /// Endpoint override (moto).
     pub endpoint_url: Option<String>,
-}
-
-fn required(name: &'static str) -> Result<String, ConfigError> {
-    env_var(name).ok_or(ConfigError::Missing(name))
-}
-
-fn number(
-    name: &'static str,
-    default: usize,
-    range: std::ops::RangeInclusive<usize>,
-) -> Result<usize, ConfigError> {
-    match env_var(name) {
-        None => Ok(default),
-        Some(v) => {
-            v.parse::<usize>().ok().filter(|n| range.contains(n)).ok_or(ConfigError::Invalid {
-                name,
-                reason: format!("{v:?} is not an integer in {}..={}", range.start(), range.end()),
-            })
-        }
-    }
-}
-
-fn flag(name: &'static str) -> Result<bool, ConfigError> {
-    match env_var(name).as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => {
-            Err(ConfigError::Invalid { name, reason: format!("{other:?}: expected true or false") })
-        }
-    }
 }
 
 fn list(name: &'static str) -> Result<Vec<String>, ConfigError> {

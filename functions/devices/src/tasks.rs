@@ -9,25 +9,9 @@ use async_trait::async_trait;
 use thiserror::Error;
 use time::OffsetDateTime;
 
-/// Prefix of `startedBy` of every task the reconciler starts.
-pub const STARTED_BY_PREFIX: &str = "streamstack/";
-
-/// Prefix of the reason of every `StopTask` the reconciler sends; the health handler treats
-/// tasks stopped with it as intended, not as failures.
-pub const STOP_REASON_PREFIX: &str = "streamstack-reconciler:";
-
-/// Environment variable that carries a task's slot.
-pub const ASSIGNMENT_ENV: &str = "PULL_ASSIGNMENT";
-
-/// `startedBy` of `slot`'s task (ECS allows up to 128 letters, digits, `-`, `/`, `_`).
-pub fn started_by(slot: &str) -> String {
-    format!("{STARTED_BY_PREFIX}{slot}")
-}
-
-/// The slot a `startedBy` names, if it is one of ours.
-pub fn slot_of(started_by: &str) -> Option<&str> {
-    started_by.strip_prefix(STARTED_BY_PREFIX).filter(|s| !s.is_empty())
-}
+pub use streamstack_core::slot::{
+    slot_of, started_by, ASSIGNMENT_ENV, STARTED_BY_PREFIX, STOP_REASON_PREFIX,
+};
 
 /// `clientToken` of the start of `slot` at `generation` under start claim `claim` (its
 /// random token): 32 hex characters of SHA-256 (ECS allows 64 ASCII characters). The SDK's
