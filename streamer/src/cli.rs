@@ -231,8 +231,14 @@ pub(crate) async fn sink(
 /// Configuration, bind and input errors, for the binary's edge to report.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
-        Command::Pull(args) => crate::pull::args::run(args).await,
+        Command::Serve(args) => {
+            crate::publish::discover_instance_id().await;
+            serve(args).await
+        }
+        Command::Pull(args) => {
+            crate::publish::discover_instance_id().await;
+            crate::pull::args::run(args).await
+        }
         Command::Remux { input, output, prefix, segment_duration } => {
             let file =
                 std::fs::File::open(&input).with_context(|| format!("open {}", input.display()))?;

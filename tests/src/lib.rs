@@ -558,4 +558,5 @@ pub mod mediaconvert;
 pub mod process;
 pub mod router;
 pub mod rtsp;
+pub mod topic;
 pub mod vod;

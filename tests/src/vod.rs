@@ -2,6 +2,7 @@
 //! subscribed (all in moto), the MediaConvert stand-in, and the functions' [`vod::Deps`].
 
 use crate::mediaconvert::MediaConvertStub;
+use crate::topic::TopicQueue;
 use crate::{aws, endpoint, unique};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::s3::S3Event;
@@ -36,9 +37,8 @@ pub struct Bench {
     pub bucket: String,
     /// Assets table name.
     pub table: String,
-    /// SQS queue subscribed (raw delivery) to the assets topic.
-    pub queue_url: String,
-    sqs: aws_sdk_sqs::Client,
+    /// The assets topic, with a queue subscribed.
+    pub topic: TopicQueue,
     /// Direct store access for assertions.
     pub store: DynamoAssetStore,
 }
@@ -65,42 +65,19 @@ impl Bench {
         let store = DynamoAssetStore::new(aws.dynamodb.clone(), &table);
         store.create_table_if_missing().await.expect("table");
         let sdk = streamstack_core::aws::sdk_config(Some(&endpoint())).await;
-        let sns = streamstack_core::aws::sns(&sdk);
-        let topic = sns.create_topic().name(unique("assets")).send().await.expect("topic");
-        let topic_arn = topic.topic_arn.expect("topic arn");
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let queue = sqs.create_queue().queue_name(unique("notes")).send().await.expect("queue");
-        let queue_url = queue.queue_url.expect("queue url");
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue attrs")
-            .attributes
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
-            .expect("queue arn");
-        sns.subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(queue_arn)
-            .attributes("RawMessageDelivery", "true")
-            .send()
-            .await
-            .expect("subscribe");
+        let topic = TopicQueue::create(&sdk, "assets").await;
         let mut vars: HashMap<String, String> = HashMap::from([
             ("ASSETS_TABLE".into(), table.clone()),
             ("STACK_NAME".into(), STACK.into()),
             ("MEDIACONVERT_ROLE_ARN".into(), "arn:aws:iam::123456789012:role/mc".into()),
             ("MEDIACONVERT_ENDPOINT".into(), mediaconvert.endpoint.clone()),
-            ("ASSETS_TOPIC_ARN".into(), topic_arn),
+            ("ASSETS_TOPIC_ARN".into(), topic.topic_arn.clone()),
             ("AWS_ENDPOINT_URL".into(), endpoint()),
         ]);
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = VodConfig::from_lookup(|k| vars.get(k).cloned()).expect("config");
         let deps = vod::Deps::new(config).await;
-        Self { aws, deps, mediaconvert, bucket, table, queue_url, sqs, store }
+        Self { aws, deps, mediaconvert, bucket, table, topic, store }
     }
 
     /// Uploads `body` to `key` with user `metadata`; returns the version id.
@@ -172,31 +149,6 @@ impl Bench {
 
     /// Drains the notification queue: every message body so far, parsed.
     pub async fn notifications(&self) -> Vec<Value> {
-        let sqs = &self.sqs;
-        let mut out = Vec::new();
-        loop {
-            let got = sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .expect("receive");
-            let messages = got.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return out;
-            }
-            for m in messages {
-                out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("JSON body"));
-                if let Some(handle) = m.receipt_handle {
-                    let _ = sqs
-                        .delete_message()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(handle)
-                        .send()
-                        .await;
-                }
-            }
-        }
+        self.topic.drain().await
     }
 }

@@ -183,7 +183,8 @@ impl DynamoDeviceStore {
     /// # Errors
     /// [`StoreError::Backend`] when DynamoDB refuses.
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
-        let index = crate::store::IndexSpec { name: GATEWAY_INDEX, key: "gateway_id", keys_only: false };
+        let index =
+            crate::store::IndexSpec { name: GATEWAY_INDEX, key: "gateway_id", keys_only: false };
         crate::store::create_table_with(&self.client, &self.table, Some(index), true).await
     }
 

@@ -352,7 +352,11 @@ pub async fn create_table_with(
             .map_err(build)
     };
     let hash = |name: &str| {
-        KeySchemaElement::builder().attribute_name(name).key_type(KeyType::Hash).build().map_err(build)
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(build)
     };
     let mut request = client
         .create_table()

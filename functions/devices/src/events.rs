@@ -8,8 +8,8 @@ use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 /// Device attributes whose change can change the desired state.
-const DESIRE_ATTRIBUTES: [&str; 5] =
-    ["enabled", "status", "url_digest", "not_before", "gateway_id"];
+const DESIRE_ATTRIBUTES: [&str; 6] =
+    ["enabled", "status", "url_digest", "not_before", "failed_at", "gateway_id"];
 
 /// The invocation's cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

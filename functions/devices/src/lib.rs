@@ -12,7 +12,8 @@
 //! - [`config`]: environment settings.
 //!
 //! Binaries: `reconciler` (the Lambda) and `devices-local` (the reconciler looping against a
-//! local stack, starting `streamer pull` processes).
+//! local stack, starting `streamer pull` processes, delivering their stops to the task health
+//! handler: [`local_loop`]).
 
 #![warn(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod config;
 pub mod ecs;
 pub mod events;
 pub mod local;
+pub mod local_loop;
 pub mod plan;
 pub mod reconcile;
 pub mod tasks;

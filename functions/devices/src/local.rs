@@ -19,8 +19,24 @@ struct Process {
     started_by: String,
     assignment: String,
     created_at: OffsetDateTime,
-    exited: bool,
-    stopping: bool,
+    /// Exit code once it exited (128 + signal number when killed, as Docker reports it).
+    exit: Option<i32>,
+    /// The `StopTask` reason, once stopped on purpose.
+    stopping: Option<String>,
+    /// The version of the next state change event (ECS's `detail.version`).
+    version: u64,
+}
+
+impl Process {
+    /// Notices an exit (non-blocking).
+    fn poll(&mut self) {
+        if self.exit.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                use std::os::unix::process::ExitStatusExt;
+                self.exit = Some(status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(-1));
+            }
+        }
+    }
 }
 
 /// Streamer processes keyed by their pseudo task ARN `arn:local:ecs:task/local/<n>`.
@@ -66,17 +82,88 @@ impl ProcessTasks {
         processes.clear();
     }
 
+    /// The pid of the process recording `slot`, while it runs (tests kill it).
+    pub async fn pid(&self, slot: &str) -> Option<u32> {
+        let by = started_by(slot);
+        let mut processes = self.processes.lock().await;
+        processes.values_mut().for_each(Process::poll);
+        processes
+            .values()
+            .find(|p| p.started_by == by && p.exit.is_none())
+            .and_then(|p| p.child.id())
+    }
+
+    /// The processes that exited since the last call, each as the EventBridge "ECS Task State
+    /// Change" event ECS would send for the task (`lastStatus` `STOPPED`; `stopCode`
+    /// `UserInitiated` with the `StopTask` reason when stopped through [`Tasks::stop`], else
+    /// `EssentialContainerExited` with the exit code), and forgets them.
+    pub async fn take_stopped(&self) -> Vec<serde_json::Value> {
+        let mut processes = self.processes.lock().await;
+        processes.values_mut().for_each(Process::poll);
+        let now = OffsetDateTime::now_utc();
+        let stopped: Vec<String> = processes
+            .iter()
+            .filter(|(_, p)| p.exit.is_some())
+            .map(|(arn, _)| arn.clone())
+            .collect();
+        stopped
+            .into_iter()
+            .filter_map(|arn| processes.remove(&arn).map(|p| stop_event(&arn, &p, now)))
+            .collect()
+    }
+
     fn info(arn: &str, p: &Process) -> TaskInfo {
         TaskInfo {
             arn: arn.to_owned(),
             slot: slot_of(&p.started_by).map(str::to_owned),
             assignment: Some(p.assignment.clone()),
-            last_status: if p.exited { "STOPPED" } else { "RUNNING" }.to_owned(),
-            desired_status: if p.exited || p.stopping { "STOPPED" } else { "RUNNING" }.to_owned(),
+            last_status: if p.exit.is_some() { "STOPPED" } else { "RUNNING" }.to_owned(),
+            desired_status: if p.exit.is_some() || p.stopping.is_some() {
+                "STOPPED"
+            } else {
+                "RUNNING"
+            }
+            .to_owned(),
             created_at: Some(p.created_at),
         }
     }
 }
+
+/// The ECS task state change event of `p`'s stop (shape in `health::task::event`).
+fn stop_event(arn: &str, p: &Process, now: OffsetDateTime) -> serde_json::Value {
+    let rfc3339 = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).ok();
+    let (code, reason) = match &p.stopping {
+        Some(reason) => ("UserInitiated", reason.clone()),
+        None => ("EssentialContainerExited", "Essential container in task exited".to_owned()),
+    };
+    serde_json::json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "time": rfc3339(now),
+        "region": "local",
+        "resources": [arn],
+        "detail": {
+            "taskArn": arn,
+            "clusterArn": LOCAL_CLUSTER_ARN,
+            "group": "family:streamer-pull",
+            "startedBy": p.started_by,
+            "lastStatus": "STOPPED",
+            "desiredStatus": "STOPPED",
+            "stopCode": code,
+            "stoppedReason": reason,
+            "containers": [{ "name": "streamer", "exitCode": p.exit, "lastStatus": "STOPPED" }],
+            "createdAt": rfc3339(p.created_at),
+            "startedAt": rfc3339(p.created_at),
+            "stoppedAt": rfc3339(now),
+            "version": p.version + 1,
+        }
+    })
+}
+
+/// The cluster ARN in the local task runner's events.
+pub const LOCAL_CLUSTER_ARN: &str = "arn:local:ecs:cluster/local";
 
 fn terminate(child: &Child) {
     if let Some(pid) = child.id() {
@@ -91,12 +178,7 @@ fn terminate(child: &Child) {
 impl Tasks for ProcessTasks {
     async fn list(&self) -> Result<Vec<TaskInfo>, TaskError> {
         let mut processes = self.processes.lock().await;
-        for p in processes.values_mut() {
-            if !p.exited && matches!(p.child.try_wait(), Ok(Some(_))) {
-                p.exited = true;
-            }
-        }
-        processes.retain(|_, p| !p.exited);
+        processes.values_mut().for_each(Process::poll);
         Ok(processes.iter().map(|(arn, p)| Self::info(arn, p)).filter(TaskInfo::is_alive).collect())
     }
 
@@ -106,9 +188,7 @@ impl Tasks for ProcessTasks {
             .iter()
             .filter_map(|arn| {
                 let p = processes.get_mut(arn)?;
-                if !p.exited && matches!(p.child.try_wait(), Ok(Some(_))) {
-                    p.exited = true;
-                }
+                p.poll();
                 Some(Self::info(arn, p))
             })
             .collect())
@@ -143,8 +223,9 @@ impl Tasks for ProcessTasks {
             started_by: started_by(&request.slot),
             assignment: request.assignment.clone(),
             created_at: OffsetDateTime::now_utc(),
-            exited: false,
-            stopping: false,
+            exit: None,
+            stopping: None,
+            version: 1,
         };
         self.processes.lock().await.insert(arn.clone(), process);
         Ok(arn)
@@ -155,7 +236,7 @@ impl Tasks for ProcessTasks {
         if let Some(p) = processes.get_mut(arn) {
             tracing::info!(task = %arn, %reason, "stopping streamer process");
             terminate(&p.child);
-            p.stopping = true;
+            p.stopping = Some(reason.to_owned());
         }
         Ok(())
     }

@@ -1,9 +1,12 @@
 //! `devices-local`: the reconciler looping against a local stack, starting `streamer pull`
-//! processes in place of ECS tasks (same assignment override).
+//! processes in place of ECS tasks (same assignment override), their stops delivered to the
+//! task health handler as ECS task state change events.
 
 use clap::Parser;
 use devices::config::ReconcilerConfig;
 use devices::local::ProcessTasks;
+use devices::local_loop::LocalLoop;
+use health::task::{TaskHealth, TaskHealthConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,13 +37,15 @@ async fn main() -> anyhow::Result<()> {
     let tasks = Arc::new(ProcessTasks::new(args.streamer, args.pull_args, args.log_dir));
     let reconciler =
         devices::reconciler(&config, &streamstack_core::aws::dynamodb(&sdk), tasks.clone());
+    let health = TaskHealth::new(&TaskHealthConfig::from_env()?, &sdk);
+    let control = LocalLoop { tasks: tasks.clone(), reconciler, health: Some(health) };
     let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval.max(0.1)));
     let stop = shutdown();
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = tick.tick() => match reconciler.run().await {
-                Ok(report) if report.planned > 0 => tracing::info!(?report, "reconciled"),
+            _ = tick.tick() => match control.step().await {
+                Ok(step) if step.report.planned > 0 => tracing::info!(report = ?step.report, "reconciled"),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "reconcile failed"),
             },
