@@ -30,6 +30,7 @@ export AWS_EC2_METADATA_DISABLED=true
 export CHANNELS_TABLE=streamstack-channels MEDIA_BUCKET=streamstack-media
 export ASSETS_TABLE=streamstack-assets STACK_NAME=streamstack-local
 export DEVICES_TABLE=streamstack-devices SLOTS_TABLE=streamstack-slots
+export ALARM_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:streamstack-alarms
 # A fixed demo key (64 hex characters) sealing camera credentials locally; in AWS it is a
 # generated Secrets Manager secret.
 export MEDIA_URL_KEY=${MEDIA_URL_KEY:-00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff}
@@ -64,7 +65,17 @@ say "creating tables $CHANNELS_TABLE, $ASSETS_TABLE, $DEVICES_TABLE, $SLOTS_TABL
 "$venv/bin/python" - <<'PY'
 import json, os, boto3
 ddb = boto3.client("dynamodb")
-for table in (os.environ["CHANNELS_TABLE"], os.environ["ASSETS_TABLE"], os.environ["SLOTS_TABLE"]):
+# Channels: by id, and by lease owner (the health handler's lookup, as in template.yaml).
+ddb.create_table(TableName=os.environ["CHANNELS_TABLE"], BillingMode="PAY_PER_REQUEST",
+                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"},
+                                       {"AttributeName": "lease_owner", "AttributeType": "S"}],
+                 KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                 GlobalSecondaryIndexes=[{"IndexName": "lease-owner-index",
+                                          "KeySchema": [{"AttributeName": "lease_owner", "KeyType": "HASH"}],
+                                          "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+# Crash-loop alarms of the task health handler (devices-local delivers process stops to it).
+boto3.client("sns").create_topic(Name="streamstack-alarms")
+for table in (os.environ["ASSETS_TABLE"], os.environ["SLOTS_TABLE"]):
     ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                      AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
                      KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
@@ -89,7 +100,7 @@ PY
 say "starting the channel API on http://127.0.0.1:$api_port"
 "$bin/channels-api-local" --listen "127.0.0.1:$api_port" >"$state/api.log" 2>&1 &
 pids+=($!)
-say "starting the device reconciler (devices-local: streamer pull processes in place of ECS tasks)"
+say "starting the device reconciler (devices-local: streamer pull processes in place of ECS tasks, their stops delivered to the task health handler)"
 rm -rf "$state/tasks"
 "$bin/devices-local" --streamer "$bin/streamer" --interval 1 --log-dir "$state/tasks" -- \
   --output s3 --segment-duration 2 --recording-segment-duration 6 >"$state/reconciler.log" 2>&1 &

@@ -117,13 +117,12 @@ impl ProcessTasks {
             arn: arn.to_owned(),
             slot: slot_of(&p.started_by).map(str::to_owned),
             assignment: Some(p.assignment.clone()),
-            last_status: if p.exit.is_some() { "STOPPED" } else { "RUNNING" }.to_owned(),
-            desired_status: if p.exit.is_some() || p.stopping.is_some() {
-                "STOPPED"
-            } else {
-                "RUNNING"
-            }
-            .to_owned(),
+            // An exit is shown once delivered ([`ProcessTasks::take_stopped`] forgets the
+            // process): until then the task reads as running, so the reconciler never acts
+            // on a crash before the health handler has recorded it (in AWS the two race, and
+            // converge one reconcile later).
+            last_status: "RUNNING".to_owned(),
+            desired_status: if p.stopping.is_some() { "STOPPED" } else { "RUNNING" }.to_owned(),
             created_at: Some(p.created_at),
         }
     }
