@@ -554,6 +554,7 @@ pub fn make_ts(
 }
 
 pub mod devices;
+pub mod gateways;
 pub mod mediaconvert;
 pub mod process;
 pub mod router;

@@ -1,0 +1,562 @@
+//! The gateway state table: one row per gateway, every write conditional.
+//!
+//! Table layout (partition key `gateway_id` S): `instance_id` S (the current instance),
+//! `allocation_id` S (its Elastic IP allocation), `phase` S (`healthy` | `rebooted` |
+//! `recovering`), `health_failures` N, `rebooted_at` N (unix ms), while recovering
+//! `failed_instance` S, `replacement` S, `attempt` N, `reason` S, `recovery_started_at` N
+//! (unix ms), and while a recovery holds it `lock_owner` S, `lock_until` N (unix ms);
+//! `updated_at` S (RFC 3339).
+//!
+//! Concurrency: health writes are conditional on the row's `instance_id` and phase, so a
+//! check working from a stale view changes nothing; a reboot is sent only by the check whose
+//! `healthy -> rebooted` write succeeded; a recovery runs only under the lock, taken with a
+//! condition on the failed instance still being current, so a second invocation can neither
+//! start a second recovery nor redo a finished one.
+
+use super::model::{GatewayRecord, Lock, Phase, Recovery};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
+use streamstack_core::store::StoreError;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Gateway state persistence.
+#[async_trait]
+pub trait GatewayStore: Send + Sync {
+    /// The row of `gateway_id` (strongly consistent); `None` when absent.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`]; [`StoreError::Corrupt`] for a malformed row.
+    async fn get(&self, gateway_id: &str) -> Result<Option<GatewayRecord>, StoreError>;
+
+    /// Writes a first row for a gateway (`PutItem` unless the gateway has one); `Ok(false)`
+    /// when it has.
+    async fn adopt(&self, record: &GatewayRecord) -> Result<bool, StoreError>;
+
+    /// Records the Elastic IP allocation of the gateway's current `instance_id` (not while
+    /// recovering); `Ok(false)` when the row moved on.
+    async fn set_allocation(
+        &self,
+        gateway_id: &str,
+        instance_id: &str,
+        allocation_id: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Records `failures` consecutive health-URL failures of `instance_id` (healthy phase
+    /// only); `Ok(false)` when the row moved on.
+    async fn record_failures(
+        &self,
+        gateway_id: &str,
+        instance_id: &str,
+        failures: u32,
+    ) -> Result<bool, StoreError>;
+
+    /// Back to `healthy` with no failures (from `healthy` or `rebooted`, not while
+    /// recovering); `Ok(false)` when the row moved on.
+    async fn mark_healthy(&self, gateway_id: &str, instance_id: &str) -> Result<bool, StoreError>;
+
+    /// `healthy -> rebooted` at `at`, only from `healthy`: the one caller that gets
+    /// `Ok(true)` sends the reboot.
+    async fn mark_rebooted(
+        &self,
+        gateway_id: &str,
+        instance_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes the recovery lock of `failed_instance` for `lock.owner` and enters (or stays in)
+    /// `recovering`: succeeds only while `failed_instance` is still the row's current
+    /// instance, no other recovery of another instance is recorded, and no other owner's
+    /// lock is unexpired at `now`. An unfinished recovery's replacement and attempt are kept.
+    async fn lock_recovery(
+        &self,
+        gateway_id: &str,
+        failed_instance: &str,
+        lock: &Lock,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Records the replacement instance (under `owner`'s lock); `Ok(false)` if the lock is
+    /// no longer `owner`'s.
+    async fn record_replacement(
+        &self,
+        gateway_id: &str,
+        owner: &str,
+        replacement: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets a replacement that died before running and counts the attempt (under
+    /// `owner`'s lock), so the next launch uses a new client token.
+    async fn replacement_failed(&self, gateway_id: &str, owner: &str) -> Result<bool, StoreError>;
+
+    /// Ends the recovery (under `owner`'s lock): `replacement` becomes the current
+    /// instance, healthy, with `allocation_id` if given; lock and recovery attributes go.
+    async fn finish_recovery(
+        &self,
+        gateway_id: &str,
+        owner: &str,
+        replacement: &str,
+        allocation_id: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// Releases `owner`'s lock (the recovery stays recorded, to be resumed).
+    async fn release(&self, gateway_id: &str, owner: &str) -> Result<(), StoreError>;
+}
+
+/// [`GatewayStore`] on a DynamoDB table (partition key `gateway_id`).
+#[derive(Debug, Clone)]
+pub struct DynamoGatewayStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn millis(t: OffsetDateTime) -> AttributeValue {
+    n(t.unix_timestamp_nanos() / 1_000_000)
+}
+
+fn from_millis(ms: i128) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(ms.checked_mul(1_000_000)?).ok()
+}
+
+fn now_text() -> AttributeValue {
+    s(&OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default())
+}
+
+/// Whether DynamoDB refused a write because its condition did not hold.
+fn is_conditional_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+/// `Ok(true)` written, `Ok(false)` condition failed.
+fn conditional<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional_failure(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The row of `item`.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] without `gateway_id` or `instance_id`, or with an unknown phase.
+pub fn from_item(item: &Item) -> Result<GatewayRecord, StoreError> {
+    let corrupt =
+        |k: &str| StoreError::Corrupt(format!("gateway attribute {k} missing or malformed"));
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let number =
+        |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i128>().ok());
+    let time = |k: &str| number(k).and_then(from_millis);
+    let count = |k: &str| number(k).and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    let phase = match text("phase").as_deref() {
+        None | Some("healthy") => Phase::Healthy,
+        Some("rebooted") => {
+            Phase::Rebooted { at: time("rebooted_at").ok_or_else(|| corrupt("rebooted_at"))? }
+        }
+        Some("recovering") => Phase::Recovering(Recovery {
+            failed_instance: text("failed_instance").ok_or_else(|| corrupt("failed_instance"))?,
+            replacement: text("replacement"),
+            attempt: count("attempt"),
+            reason: text("reason").unwrap_or_default(),
+            started_at: time("recovery_started_at").unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        }),
+        Some(_) => return Err(corrupt("phase")),
+    };
+    let lock = match (text("lock_owner"), time("lock_until")) {
+        (Some(owner), Some(until)) => Some(Lock { owner, until }),
+        _ => None,
+    };
+    Ok(GatewayRecord {
+        gateway_id: text("gateway_id").ok_or_else(|| corrupt("gateway_id"))?,
+        instance_id: text("instance_id").ok_or_else(|| corrupt("instance_id"))?,
+        allocation_id: text("allocation_id"),
+        phase,
+        health_failures: count("health_failures"),
+        lock,
+    })
+}
+
+impl DynamoGatewayStore {
+    /// A store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// Creates the table (on-demand, partition key `gateway_id` S) if missing; for local
+    /// stacks and tests (in AWS it comes from `template.yaml`).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        if self.client.describe_table().table_name(&self.table).send().await.is_ok() {
+            return Ok(());
+        }
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend(e.to_string());
+        self.client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("gateway_id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(build)?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("gateway_id")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(build)?,
+            )
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// One conditional `UpdateItem`: `update` and `condition` expressions, `#name`
+    /// placeholders for every attribute in `names`, and `values`.
+    async fn update(
+        &self,
+        gateway_id: &str,
+        update: &str,
+        condition: &str,
+        names: &[&str],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("gateway_id", s(gateway_id))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(
+                names.iter().map(|k| (format!("#{k}"), (*k).to_owned())).collect(),
+            ))
+            .set_expression_attribute_values(Some(
+                values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            ))
+            .send()
+            .await;
+        conditional(result)
+    }
+}
+
+/// Placeholders used by [`DynamoGatewayStore`]'s expressions.
+const RECOVERY_ATTRS: [&str; 5] =
+    ["failed_instance", "replacement", "attempt", "reason", "recovery_started_at"];
+
+#[async_trait]
+impl GatewayStore for DynamoGatewayStore {
+    async fn get(&self, gateway_id: &str) -> Result<Option<GatewayRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("gateway_id", s(gateway_id))
+            .consistent_read(true)
+            .send()
+            .await?;
+        out.item.as_ref().map(from_item).transpose()
+    }
+
+    async fn adopt(&self, record: &GatewayRecord) -> Result<bool, StoreError> {
+        let mut item = Item::from([
+            ("gateway_id".to_owned(), s(&record.gateway_id)),
+            ("instance_id".to_owned(), s(&record.instance_id)),
+            ("phase".to_owned(), s("healthy")),
+            ("health_failures".to_owned(), n(0)),
+            ("updated_at".to_owned(), now_text()),
+        ]);
+        if let Some(a) = &record.allocation_id {
+            item.insert("allocation_id".to_owned(), s(a));
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(gateway_id)")
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn set_allocation(
+        &self,
+        gateway_id: &str,
+        instance_id: &str,
+        allocation_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.update(
+            gateway_id,
+            "SET #allocation_id = :a, #updated_at = :now",
+            "#instance_id = :i AND #phase <> :recovering",
+            &["allocation_id", "updated_at", "instance_id", "phase"],
+            vec![
+                (":a", s(allocation_id)),
+                (":now", now_text()),
+                (":i", s(instance_id)),
+                (":recovering", s("recovering")),
+            ],
+        )
+        .await
+    }
+
+    async fn record_failures(
+        &self,
+        gateway_id: &str,
+        instance_id: &str,
+        failures: u32,
+    ) -> Result<bool, StoreError> {
+        self.update(
+            gateway_id,
+            "SET #health_failures = :f, #updated_at = :now",
+            "#instance_id = :i AND #phase = :healthy",
+            &["health_failures", "updated_at", "instance_id", "phase"],
+            vec![
+                (":f", n(failures)),
+                (":now", now_text()),
+                (":i", s(instance_id)),
+                (":healthy", s("healthy")),
+            ],
+        )
+        .await
+    }
+
+    async fn mark_healthy(&self, gateway_id: &str, instance_id: &str) -> Result<bool, StoreError> {
+        self.update(
+            gateway_id,
+            "SET #phase = :healthy, #health_failures = :zero, #updated_at = :now REMOVE #rebooted_at",
+            "#instance_id = :i AND #phase <> :recovering",
+            &["phase", "health_failures", "updated_at", "rebooted_at", "instance_id"],
+            vec![
+                (":healthy", s("healthy")),
+                (":zero", n(0)),
+                (":now", now_text()),
+                (":i", s(instance_id)),
+                (":recovering", s("recovering")),
+            ],
+        )
+        .await
+    }
+
+    async fn mark_rebooted(
+        &self,
+        gateway_id: &str,
+        instance_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.update(
+            gateway_id,
+            "SET #phase = :rebooted, #rebooted_at = :at, #health_failures = :zero, #updated_at = :now",
+            "#instance_id = :i AND #phase = :healthy",
+            &["phase", "rebooted_at", "health_failures", "updated_at", "instance_id"],
+            vec![
+                (":rebooted", s("rebooted")),
+                (":at", millis(at)),
+                (":zero", n(0)),
+                (":now", now_text()),
+                (":i", s(instance_id)),
+                (":healthy", s("healthy")),
+            ],
+        )
+        .await
+    }
+
+    async fn lock_recovery(
+        &self,
+        gateway_id: &str,
+        failed_instance: &str,
+        lock: &Lock,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.update(
+            gateway_id,
+            "SET #phase = :recovering, #failed_instance = :failed, #lock_owner = :owner, \
+             #lock_until = :until, #attempt = if_not_exists(#attempt, :zero), \
+             #reason = if_not_exists(#reason, :reason), \
+             #recovery_started_at = if_not_exists(#recovery_started_at, :now), \
+             #updated_at = :now_text",
+            "#instance_id = :failed \
+             AND (#phase <> :recovering OR #failed_instance = :failed) \
+             AND (attribute_not_exists(#lock_until) OR #lock_until < :now OR #lock_owner = :owner)",
+            &[
+                "phase",
+                "failed_instance",
+                "lock_owner",
+                "lock_until",
+                "attempt",
+                "reason",
+                "recovery_started_at",
+                "updated_at",
+                "instance_id",
+            ],
+            vec![
+                (":recovering", s("recovering")),
+                (":failed", s(failed_instance)),
+                (":owner", s(&lock.owner)),
+                (":until", millis(lock.until)),
+                (":zero", n(0)),
+                (":reason", s(reason)),
+                (":now", millis(now)),
+                (":now_text", now_text()),
+            ],
+        )
+        .await
+    }
+
+    async fn record_replacement(
+        &self,
+        gateway_id: &str,
+        owner: &str,
+        replacement: &str,
+    ) -> Result<bool, StoreError> {
+        self.update(
+            gateway_id,
+            "SET #replacement = :r, #updated_at = :now",
+            "#lock_owner = :owner AND #phase = :recovering",
+            &["replacement", "updated_at", "lock_owner", "phase"],
+            vec![
+                (":r", s(replacement)),
+                (":now", now_text()),
+                (":owner", s(owner)),
+                (":recovering", s("recovering")),
+            ],
+        )
+        .await
+    }
+
+    async fn replacement_failed(&self, gateway_id: &str, owner: &str) -> Result<bool, StoreError> {
+        self.update(
+            gateway_id,
+            "SET #attempt = #attempt + :one, #updated_at = :now REMOVE #replacement",
+            "#lock_owner = :owner AND #phase = :recovering",
+            &["attempt", "updated_at", "replacement", "lock_owner", "phase"],
+            vec![
+                (":one", n(1)),
+                (":now", now_text()),
+                (":owner", s(owner)),
+                (":recovering", s("recovering")),
+            ],
+        )
+        .await
+    }
+
+    async fn finish_recovery(
+        &self,
+        gateway_id: &str,
+        owner: &str,
+        replacement: &str,
+        allocation_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut set = String::from(
+            "SET #instance_id = :r, #phase = :healthy, #health_failures = :zero, #updated_at = :now",
+        );
+        let mut names = vec![
+            "instance_id",
+            "phase",
+            "health_failures",
+            "updated_at",
+            "rebooted_at",
+            "lock_owner",
+            "lock_until",
+        ];
+        names.extend(RECOVERY_ATTRS);
+        let mut values = vec![
+            (":r", s(replacement)),
+            (":healthy", s("healthy")),
+            (":zero", n(0)),
+            (":now", now_text()),
+            (":owner", s(owner)),
+        ];
+        if let Some(a) = allocation_id {
+            set.push_str(", #allocation_id = :a");
+            names.push("allocation_id");
+            values.push((":a", s(a)));
+        }
+        let remove = ["rebooted_at", "lock_owner", "lock_until"]
+            .iter()
+            .chain(RECOVERY_ATTRS.iter())
+            .map(|k| format!("#{k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.update(
+            gateway_id,
+            &format!("{set} REMOVE {remove}"),
+            "#lock_owner = :owner",
+            &names,
+            values,
+        )
+        .await
+    }
+
+    async fn release(&self, gateway_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.update(
+            gateway_id,
+            "REMOVE #lock_owner, #lock_until",
+            "#lock_owner = :owner",
+            &["lock_owner", "lock_until"],
+            vec![(":owner", s(owner))],
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_round_trip_through_items() {
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
+        let item = Item::from([
+            ("gateway_id".to_owned(), s("gw")),
+            ("instance_id".to_owned(), s("i-1")),
+            ("phase".to_owned(), s("recovering")),
+            ("failed_instance".to_owned(), s("i-1")),
+            ("replacement".to_owned(), s("i-2")),
+            ("attempt".to_owned(), n(1)),
+            ("recovery_started_at".to_owned(), millis(at)),
+            ("lock_owner".to_owned(), s("me")),
+            ("lock_until".to_owned(), millis(at)),
+        ]);
+        let r = from_item(&item).expect("row");
+        let rec = r.recovery().expect("recovering");
+        assert_eq!((rec.replacement.as_deref(), rec.attempt, rec.started_at), (Some("i-2"), 1, at));
+        assert_eq!(r.lock, Some(Lock { owner: "me".into(), until: at }));
+        let mut bad = item.clone();
+        bad.insert("phase".into(), s("dancing"));
+        assert!(matches!(from_item(&bad), Err(StoreError::Corrupt(_))));
+        bad.remove("phase");
+        bad.remove("instance_id");
+        assert!(matches!(from_item(&bad), Err(StoreError::Corrupt(_))));
+    }
+}
