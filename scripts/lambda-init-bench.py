@@ -95,6 +95,13 @@ FUNCTIONS = {
         "TASK_SUBNETS": "subnet-0123456789abcdef0",
         "TASK_SECURITY_GROUPS": "sg-0123456789abcdef0",
     },
+    "task-health": {
+        "DEVICES_TABLE": "bench-devices",
+        "SLOTS_TABLE": "bench-slots",
+        "CHANNELS_TABLE": "bench-channels",
+        "MEDIA_BUCKET": "bench-media",
+        "ALARM_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-alarms",
+    },
 }
 
 # The go pipe arrives as stdin and moves to fd 3; a forked subshell waits for the go byte on

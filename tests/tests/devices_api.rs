@@ -121,6 +121,10 @@ async fn put_creates_then_replaces_with_etags_and_if_match() {
     assert_eq!(r.body["gateway_id"], "gw1");
     assert_eq!(r.body["enabled"], true);
     assert_eq!(r.body["status"], "offline");
+    assert_eq!(
+        (&r.body["health"], &r.body["failed_at"], &r.body["last_exit"]),
+        (&json!("ok"), &Value::Null, &Value::Null)
+    );
     assert_eq!(r.body["version"], 1);
     assert_eq!(r.body["media_url"], "rtsp://10.0.0.7:554/stream1");
     assert!(r.body.get("slot").is_none() && r.body.get("reported").is_none(), "{}", r.body);
@@ -475,6 +479,52 @@ async fn five_hundred_cameras_are_one_request() {
         .send(Method::POST, "/gateways/site-7/heartbeat", None, &json!({ "devices": too_many }))
         .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field", Some("devices"));
+}
+
+#[tokio::test]
+async fn a_failed_device_shows_it_and_a_patch_retries_it() {
+    use streamstack_core::device_health::{
+        DeviceHealthStore, HealthRecord, RecordOutcome, TaskExit,
+    };
+    let api = Api::new(true).await;
+    assert_eq!(api.put("cam1", "gw1", "rtsp://cam/1").await.status, StatusCode::CREATED);
+    let store = DynamoDeviceStore::new(api.aws.dynamodb.clone(), api.table.clone());
+    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let exit = TaskExit {
+        task_arn: "arn:aws:ecs:us-east-1:1:task/c/t".into(),
+        version: 5,
+        stopped_at: now,
+        stop_code: "EssentialContainerExited".into(),
+        exit_code: Some(1),
+        reason: "Essential container in task exited".into(),
+    };
+    let record = HealthRecord {
+        restarts: 5,
+        window_start: Some(now),
+        not_before: None,
+        failed_at: Some(now),
+        exit,
+    };
+    assert_eq!(store.record_exit("cam1", &record, 0, None).await.unwrap(), RecordOutcome::Recorded);
+    // Recorded from a state that is no longer current: refused.
+    assert_eq!(store.record_exit("cam1", &record, 0, None).await.unwrap(), RecordOutcome::Conflict);
+    let r = api.get("/devices/cam1").await;
+    assert_eq!(
+        (&r.body["health"], &r.body["restarts"]),
+        (&json!("failed"), &json!(5)),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["last_exit"]["exit_code"], 1);
+    assert_eq!(r.body["last_exit"]["stop_code"], "EssentialContainerExited");
+    assert_eq!(r.headers[header::ETAG], "\"1\"", "health writes are not configuration changes");
+    let r =
+        api.send(Method::PATCH, "/devices/cam1", Some("\"1\""), &json!({ "enabled": true })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        (&r.body["health"], &r.body["restarts"], &r.body["failed_at"]),
+        (&json!("ok"), &json!(0), &Value::Null)
+    );
 }
 
 #[tokio::test]

@@ -50,12 +50,21 @@ pub struct DeviceView<'a> {
     pub device: &'a Device,
     /// `online` when its gateway reported it online within the online window.
     pub status: DeviceStatus,
+    /// Restart health (the task health handler's, [`streamstack_core::device_health`]):
+    /// `ok`; `backoff` while a restart waits for `not_before`; `failed` after a crash loop
+    /// (`failed_at`), until a configuration change (`PUT`/`PATCH`) retries it.
+    pub health: &'static str,
 }
 
 impl<'a> DeviceView<'a> {
     /// The view of `device` at `now` with `deps`' online window.
     pub fn new(device: &'a Device, deps: &Deps, now: OffsetDateTime) -> Self {
-        Self { device, status: device.status(now, deps.device_settings.online_window) }
+        let health = match (device.failed_at, device.not_before) {
+            (Some(_), _) => "failed",
+            (None, Some(t)) if t > now => "backoff",
+            _ => "ok",
+        };
+        Self { device, status: device.status(now, deps.device_settings.online_window), health }
     }
 }
 
