@@ -1,7 +1,9 @@
 //! HLS output (RFC 8216): [`Segmenter`] cuts frames into MPEG-TS segments on IDR frames,
 //! [`LivePlaylist`] renders media playlists, [`Uploader`] writes each segment before the
 //! playlist that names it, holding segments in a local [`Spool`] until they are stored, and
-//! [`recover`] finishes what a crashed run left in the spool.
+//! [`recover`] finishes what a crashed run left in the spool. A session's live playlist
+//! continues the one an earlier session (a killed process) left at the same key, its media
+//! sequence never going back (RFC 8216 §6.2.1; [`LivePlaylist::continue_from`]).
 
 mod fence;
 mod playlist;
@@ -11,7 +13,7 @@ mod spool;
 mod uploader;
 
 pub use fence::LiveFence;
-pub use playlist::LivePlaylist;
+pub use playlist::{LivePlaylist, PreviousPlaylistError};
 pub use recover::{recover, AlwaysEndLive, LivePlaylistGuard, RecoveryReport};
 pub use segmenter::{Segment, SegmentError, Segmenter};
 pub use spool::{

@@ -5,10 +5,14 @@
 //! segments; write them ended (`EXT-X-ENDLIST`, RFC 8216 §4.3.3.4); delete the session. The
 //! recording playlist (in the session folder, owned by that session alone) is always ended;
 //! the channel's live `index.m3u8` may meanwhile belong to a newer publish, so it is written
-//! only while a [`LivePlaylistGuard`] allows it.
+//! only while a [`LivePlaylistGuard`] allows it, and only when what the store holds there is
+//! the session's own playlist or an ended one; it goes on from that playlist's numbering
+//! (RFC 8216 §6.2.1), so a session that had continued an earlier one's is ended without its
+//! media sequence going back to 0.
 
 use super::spool::{SegmentEntry, SessionManifest, SessionSpool, Spool, SpoolError};
-use super::uploader::{playlist_meta, Keys, Playlists, RetryPolicy, Writer};
+use super::uploader::{playlist_meta, read_live, Keys, Playlists, RetryPolicy, Writer};
+use super::LivePlaylist;
 use crate::sink::ObjectSink;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -171,8 +175,12 @@ async fn recover_session(
         writer.put_playlists(&keys, &playlists, None, false).await;
         if manifest.window == 0 {
             // An archive: it has no live playlist.
-        } else if end_live(writer, guard, &manifest, &keys, &playlists).await {
-            report.live_ended += 1;
+        } else if let Some(live) = ended_live(writer, &manifest, &keys, &entries).await {
+            if end_live(writer, guard, &manifest, &keys, &live).await {
+                report.live_ended += 1;
+            } else {
+                report.live_skipped += 1;
+            }
         } else {
             report.live_skipped += 1;
         }
@@ -186,6 +194,54 @@ async fn recover_session(
     }
 }
 
+/// The crashed session's live playlist, ended, built on what the store holds at its key so
+/// that its numbering goes on (RFC 8216 §6.2.1: media sequence numbers never go backwards,
+/// also when that session had itself continued an earlier one):
+/// - the session's own playlist (its last segment is one of the session's): resumed as
+///   listed, with the segments after it appended;
+/// - nothing readable there: the session's segments from media sequence 0, as before;
+/// - an earlier session's playlist, ended (or empty): continued
+///   ([`LivePlaylist::continue_from`]) with all of the session's segments;
+/// - another session's playlist still live: `None`, left alone (a newer session owns it).
+async fn ended_live(
+    writer: &Writer,
+    manifest: &SessionManifest,
+    keys: &Keys,
+    entries: &BTreeMap<u64, SegmentEntry>,
+) -> Option<LivePlaylist> {
+    let (target, window) = (manifest.target_secs, manifest.window);
+    let own = format!("{}/", manifest.session);
+    let (mut live, mut previous) = match read_live(writer.sink.as_ref(), &keys.live).await {
+        None => (LivePlaylist::sliding(target, window), None),
+        Some(current) => {
+            let last_own = current.segments.last().and_then(|s| {
+                let file = s.uri.strip_prefix(&own)?;
+                file.strip_suffix(".ts")?.parse::<u64>().ok()
+            });
+            match last_own {
+                Some(last) if current.target_duration == u64::from(target) => {
+                    (LivePlaylist::resumed(target, window, current), Some(last))
+                }
+                None if !current.end_list && !current.segments.is_empty() => {
+                    tracing::info!(prefix = %manifest.prefix, session = %manifest.session,
+                        "live playlist belongs to another live session: left as is");
+                    return None;
+                }
+                _ => (LivePlaylist::continued(target, window, current), None),
+            }
+        }
+    };
+    let listed = previous;
+    for entry in entries.values().filter(|e| listed.is_none_or(|p| e.sequence > p)) {
+        // A segment missing from the sequence (torn or unreadable) is a gap.
+        let gap = previous.is_some_and(|p| entry.sequence != p + 1);
+        previous = Some(entry.sequence);
+        live.push(keys.live_uri(entry.sequence), entry.duration, entry.discontinuity || gap);
+    }
+    live.end();
+    Some(live)
+}
+
 /// Writes the ended live playlist, asking `guard` before every attempt; `false` when the
 /// guard refused.
 async fn end_live(
@@ -193,9 +249,9 @@ async fn end_live(
     guard: &dyn LivePlaylistGuard,
     manifest: &SessionManifest,
     keys: &Keys,
-    playlists: &Playlists,
+    live: &LivePlaylist,
 ) -> bool {
-    let body = bytes::Bytes::from(playlists.live.render());
+    let body = bytes::Bytes::from(live.render());
     let mut delay = writer.retry.initial;
     loop {
         if !guard.may_end_live(manifest).await {

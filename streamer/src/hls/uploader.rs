@@ -7,13 +7,21 @@
 //! therefore never names a segment that is not in the store, and a store outage only grows
 //! the spool: a segment is lost only when the spool's disk budget is exhausted, which stops
 //! the publish ([`SubmitError::SpoolFull`]).
+//!
+//! The live playlist continues the one an earlier session left at the same key (a process
+//! killed and replaced, a device pull restarted): just before listing its first segment the
+//! uploader reads `<prefix>/index.m3u8` back ([`ObjectSink::get`]) and goes on from it
+//! ([`LivePlaylist::continue_from`]), so its media sequence numbers never go backwards
+//! (RFC 8216 §6.2.1, §6.3.5) and the first new segment carries `EXT-X-DISCONTINUITY`
+//! (§4.3.2.3). Nothing there, or nothing readable, starts a fresh playlist; ingest never
+//! fails for it. The per-session recording playlist always starts afresh.
 
 use super::fence::LiveFence;
 use super::spool::{
     SegmentEntry, SessionManifest, SessionSpool, Spool, SpoolError, SpooledSegment,
 };
 use super::{LivePlaylist, Segment};
-use crate::sink::{ObjectMeta, ObjectSink};
+use crate::sink::{ObjectMeta, ObjectSink, MAX_PLAYLIST_BYTES};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +32,9 @@ use tokio::time::Instant;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const SEGMENT_TYPE: &str = "video/mp2t";
+/// How long reading back an earlier session's live playlist may take before the session
+/// starts a fresh one.
+const CONTINUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Live playlists change every segment: caches may keep them one second at most.
 const PLAYLIST_CACHE: &str = "max-age=1";
 /// Segments never change once written.
@@ -67,7 +78,8 @@ pub struct UploaderConfig {
     /// Target segment duration, seconds.
     pub target_secs: u32,
     /// Segments in the live playlist; 0: no live playlist at all (an archive, which writes
-    /// its recording playlist only).
+    /// its recording playlist only). A live playlist continues the one an earlier session
+    /// left at the same key (module docs; RFC 8216 §6.2.1).
     pub window: usize,
     /// Also keep a full `recording.m3u8` in the session folder.
     pub recording: bool,
@@ -386,6 +398,61 @@ impl Playlists {
     }
 }
 
+/// The media playlist at `key`, if there is one that parses ([`super::playlist::parse_previous`]):
+/// `None` when there is none, or (logged) when it cannot be read within [`CONTINUE_TIMEOUT`],
+/// is over [`MAX_PLAYLIST_BYTES`] or does not parse.
+pub(crate) async fn read_live(sink: &dyn ObjectSink, key: &str) -> Option<m3u8_rs::MediaPlaylist> {
+    let read = tokio::time::timeout(CONTINUE_TIMEOUT, sink.get(key, MAX_PLAYLIST_BYTES)).await;
+    let body = match read {
+        Ok(Ok(body)) => body?,
+        Ok(Err(e)) => {
+            tracing::warn!(key, error = %e, "earlier live playlist unreadable: starting afresh");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(
+                key,
+                timeout_s = CONTINUE_TIMEOUT.as_secs(),
+                "earlier live playlist not read in time: starting afresh"
+            );
+            return None;
+        }
+    };
+    match super::playlist::parse_previous(&body) {
+        Ok(playlist) => Some(playlist),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "starting afresh");
+            None
+        }
+    }
+}
+
+/// The sliding live playlist a session starts with: the one an earlier session left at
+/// `key` continued ([`LivePlaylist::continue_from`]: numbering goes on, RFC 8216 §6.2.1,
+/// §6.3.5; a discontinuity before the new session, §4.3.2.3), or a fresh one when there is
+/// none that can be read ([`read_live`]).
+pub(crate) async fn continued_live(
+    sink: &dyn ObjectSink,
+    key: &str,
+    target: u32,
+    window: usize,
+) -> LivePlaylist {
+    match read_live(sink, key).await {
+        Some(previous) => {
+            let live = LivePlaylist::continued(target, window, previous);
+            tracing::info!(
+                key,
+                media_sequence = live.media_sequence(),
+                discontinuity_sequence = live.discontinuity_sequence(),
+                listed = live.uris().count(),
+                "continuing an earlier session's live playlist"
+            );
+            live
+        }
+        None => LivePlaylist::sliding(target, window),
+    }
+}
+
 /// Playlist object metadata: `expiring` as in [`ObjectMeta`].
 pub(crate) fn playlist_meta(expiring: bool) -> ObjectMeta {
     ObjectMeta { content_type: PLAYLIST_TYPE, cache_control: PLAYLIST_CACHE, expiring }
@@ -531,6 +598,12 @@ async fn run(
             if let Err(e) = blocking(move || session.commit(entry, spooled.as_ref())).await {
                 tracing::warn!(error = %e, "spool log append failed: a crash now would not list this segment");
             }
+        }
+        if listed == 0 && config.window > 0 {
+            // Read once the store took a segment (it is up), just before the first listing.
+            playlists.live =
+                continued_live(writer.sink.as_ref(), &keys.live, config.target_secs, config.window)
+                    .await;
         }
         playlists.push(&keys, &entry);
         listed += 1;

@@ -19,6 +19,8 @@ struct MemSink {
     objects: Mutex<BTreeMap<String, Bytes>>,
     failing: AtomicBool,
     violations: Mutex<Vec<String>>,
+    /// Every live playlist stored, in order.
+    live_versions: Mutex<Vec<Bytes>>,
 }
 
 #[async_trait]
@@ -37,8 +39,23 @@ impl ObjectSink for MemSink {
         if self.failing.load(Ordering::SeqCst) {
             return Err(SinkError::Remote { key: key.into(), message: "injected".into() });
         }
+        if key.ends_with("/index.m3u8") {
+            self.live_versions.lock().unwrap().push(body.clone());
+        }
         self.objects.lock().unwrap().insert(key.to_owned(), body);
         Ok(())
+    }
+
+    async fn get(&self, key: &str, max_bytes: usize) -> Result<Option<Bytes>, SinkError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(SinkError::Read { key: key.into(), message: "injected".into() });
+        }
+        match self.objects.lock().unwrap().get(key) {
+            Some(body) if body.len() > max_bytes => {
+                Err(SinkError::TooLarge { key: key.into(), max_bytes })
+            }
+            found => Ok(found.cloned()),
+        }
     }
 
     fn location(&self) -> String {
@@ -61,6 +78,23 @@ impl MemSink {
     fn segments(&self) -> Vec<String> {
         let objects = self.objects.lock().unwrap();
         objects.keys().filter(|k| k.ends_with(".ts")).cloned().collect()
+    }
+
+    /// Asserts what a player following the live playlist relies on across every version
+    /// stored (RFC 8216 §6.2.1, §6.3.5): the media sequence never goes back and a number
+    /// always names the same segment.
+    fn assert_live_numbering(&self) {
+        let mut by_number = BTreeMap::new();
+        let mut last = 0;
+        for body in self.live_versions.lock().unwrap().iter() {
+            let p = m3u8_rs::parse_media_playlist_res(body).expect("parses");
+            assert!(p.media_sequence >= last, "media sequence {} after {last}", p.media_sequence);
+            last = p.media_sequence;
+            for (i, s) in p.segments.iter().enumerate() {
+                let n = p.media_sequence + i as u64;
+                assert_eq!(by_number.entry(n).or_insert_with(|| s.uri.clone()), &s.uri, "#{n}");
+            }
+        }
     }
 
     fn assert_audit_clean(&self) {
@@ -97,9 +131,13 @@ fn fast_retry() -> RetryPolicy {
 }
 
 fn config(spool: Option<Arc<Spool>>, queue: usize) -> UploaderConfig {
+    session_config("s1", spool, queue)
+}
+
+fn session_config(session: &str, spool: Option<Arc<Spool>>, queue: usize) -> UploaderConfig {
     UploaderConfig {
         prefix: "live/ch".into(),
-        session: "s1".into(),
+        session: session.into(),
         target_secs: 1,
         window: 5,
         recording: true,
@@ -276,5 +314,144 @@ async fn recovery_leaves_sessions_of_another_store() {
     let report = recover(&spool, other, &AlwaysEndLive, fast_retry()).await;
     assert_eq!((report.sessions, report.foreign), (0, 1));
     assert_eq!(spooled_files(&spool), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Session `session` stores `stored` segments (one with a discontinuity flag at `gap_at`),
+/// then the store fails and `spooled` more stay in the spool at `dir` when its finish
+/// deadline passes (a crash, as far as the store sees it).
+async fn crashed_session(sink: &Arc<MemSink>, dir: &std::path::Path, session: &str, stored: u64) {
+    let spool = Spool::open(&SpoolConfig { dir: dir.to_owned(), budget_bytes: 1 << 20 }).unwrap();
+    let uploader = Uploader::spawn(sink.clone(), session_config(session, Some(spool), 2));
+    for i in 0..stored {
+        uploader.submit(segment(i, false)).await.unwrap();
+    }
+    let own = format!("{session}/{:06}.ts", stored - 1);
+    wait_for("stored segments listed", || {
+        sink.playlist("live/ch/index.m3u8").is_some_and(|p| p.segments.iter().any(|s| s.uri == own))
+    })
+    .await;
+    sink.failing.store(true, Ordering::SeqCst);
+    for i in stored..stored + 2 {
+        uploader.submit(segment(i, false)).await.unwrap();
+    }
+    let report = uploader.finish_by(Instant::now() + Duration::from_millis(50)).await;
+    assert_eq!((report.segments, report.spooled), (stored, 2), "{report:?}");
+    sink.failing.store(false, Ordering::SeqCst);
+}
+
+#[tokio::test]
+async fn a_new_session_continues_the_live_playlist_of_the_last() {
+    let sink = MemSink::failing(false);
+    let first = Uploader::spawn(sink.clone(), session_config("s1", None, 4));
+    for i in 0..7 {
+        first.submit(segment(i, i == 1)).await.unwrap();
+    }
+    assert!(first.finish().await.ended);
+    assert_eq!(sink.playlist("live/ch/index.m3u8").unwrap().media_sequence, 2);
+
+    let second = Uploader::spawn(sink.clone(), session_config("s2", None, 4));
+    for i in 0..3 {
+        second.submit(segment(i, false)).await.unwrap();
+    }
+    assert!(second.finish().await.ended);
+    // s1 wrote 7 versions and its ended one; s2's first version:
+    let first = m3u8_rs::parse_media_playlist_res(&sink.live_versions.lock().unwrap()[8]).unwrap();
+    assert!(!first.end_list, "EXT-X-ENDLIST dropped: live again");
+    assert_eq!(first.media_sequence, 3, "the old window slides on");
+    assert_eq!(first.segments.last().unwrap().uri, "s2/000000.ts");
+    assert!(first.segments.last().unwrap().discontinuity, "EXT-X-DISCONTINUITY before s2");
+    let live = sink.playlist("live/ch/index.m3u8").unwrap();
+    assert!(live.end_list);
+    assert_eq!(live.media_sequence, 5);
+    let listed: Vec<_> = live.segments.iter().map(|s| (s.uri.as_str(), s.discontinuity)).collect();
+    assert_eq!(
+        listed,
+        [
+            ("s1/000005.ts", false),
+            ("s1/000006.ts", false),
+            ("s2/000000.ts", true),
+            ("s2/000001.ts", false),
+            ("s2/000002.ts", false)
+        ]
+    );
+    // The recording playlist is the session's own.
+    let recording = sink.playlist("live/ch/s2/recording.m3u8").unwrap();
+    assert_eq!((recording.media_sequence, recording.segments.len()), (0, 3));
+    assert!(recording.segments.iter().all(|s| !s.discontinuity));
+    sink.assert_audit_clean();
+    sink.assert_live_numbering();
+}
+
+#[tokio::test]
+async fn an_unreadable_earlier_playlist_starts_afresh() {
+    let sink = MemSink::failing(false);
+    let junk = Bytes::from_static(b"<html>503</html>");
+    sink.objects.lock().unwrap().insert("live/ch/index.m3u8".into(), junk);
+    let uploader = Uploader::spawn(sink.clone(), config(None, 2));
+    uploader.submit(segment(0, false)).await.unwrap();
+    assert!(uploader.finish().await.ended);
+    let live = sink.playlist("live/ch/index.m3u8").unwrap();
+    assert_eq!((live.media_sequence, live.segments.len()), (0, 1));
+    assert!(!live.segments[0].discontinuity);
+}
+
+/// s1 crashes and is recovered, s2 continues its playlist and crashes too: recovering s2
+/// ends the live playlist without its numbering going back (it resumes what s2 listed).
+#[tokio::test]
+async fn recovery_of_a_continued_session_keeps_the_numbering() {
+    let dir = temp_dir("chain");
+    let sink = MemSink::failing(false);
+    crashed_session(&sink, &dir, "s1", 4).await;
+    let spool = Spool::open(&SpoolConfig { dir: dir.clone(), budget_bytes: 1 << 20 }).unwrap();
+    let report = recover(&spool, sink.clone(), &AlwaysEndLive, fast_retry()).await;
+    assert_eq!((report.segments, report.live_ended), (2, 1), "{report:?}");
+    drop(spool);
+    let ended = sink.playlist("live/ch/index.m3u8").unwrap();
+    assert!(ended.end_list);
+    assert_eq!(ended.media_sequence, 1, "s1/0..=5 through a window of 5");
+
+    crashed_session(&sink, &dir, "s2", 6).await;
+    let live = sink.playlist("live/ch/index.m3u8").unwrap();
+    assert!(!live.end_list);
+    assert_eq!(live.media_sequence, 7, "12 segments listed through a window of 5");
+    let spool = Spool::open(&SpoolConfig { dir: dir.clone(), budget_bytes: 1 << 20 }).unwrap();
+    let report = recover(&spool, sink.clone(), &AlwaysEndLive, fast_retry()).await;
+    assert_eq!((report.segments, report.live_ended), (2, 1), "{report:?}");
+    let ended = sink.playlist("live/ch/index.m3u8").unwrap();
+    assert!(ended.end_list);
+    assert_eq!(ended.media_sequence, 9);
+    let uris: Vec<_> = ended.segments.iter().map(|s| s.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        ["s2/000003.ts", "s2/000004.ts", "s2/000005.ts", "s2/000006.ts", "s2/000007.ts"]
+    );
+    sink.assert_audit_clean();
+    sink.assert_live_numbering();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A crashed session recovered after a newer one took the live playlist over (no lease
+/// says so, as for devices): the newer session's live playlist is left alone.
+#[tokio::test]
+async fn recovery_leaves_another_live_sessions_playlist_alone() {
+    let dir = temp_dir("newer");
+    let sink = MemSink::failing(false);
+    crashed_session(&sink, &dir, "s1", 3).await;
+    let newer = Uploader::spawn(sink.clone(), session_config("s2", None, 2));
+    newer.submit(segment(0, false)).await.unwrap();
+    wait_for("the newer session listed", || {
+        sink.playlist("live/ch/index.m3u8").is_some_and(|p| p.segments.len() == 4)
+    })
+    .await;
+    let spool = Spool::open(&SpoolConfig { dir: dir.clone(), budget_bytes: 1 << 20 }).unwrap();
+    let report = recover(&spool, sink.clone(), &AlwaysEndLive, fast_retry()).await;
+    assert_eq!((report.segments, report.live_ended, report.live_skipped), (2, 0, 1));
+    let live = sink.playlist("live/ch/index.m3u8").unwrap();
+    assert!(!live.end_list);
+    assert_eq!(live.segments.last().unwrap().uri, "s2/000000.ts");
+    assert!(sink.playlist("live/ch/s1/recording.m3u8").unwrap().end_list);
+    newer.finish().await;
+    sink.assert_live_numbering();
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -12,7 +12,8 @@ use bytes::Bytes;
 use std::path::PathBuf;
 use thiserror::Error;
 
-/// A failed write. Every variant is treated as retryable by the uploader.
+/// A failed write (or read). Every variant of a write is treated as retryable by the
+/// uploader.
 #[derive(Debug, Error)]
 pub enum SinkError {
     /// Local file system error.
@@ -34,6 +35,22 @@ pub enum SinkError {
     /// A key that would escape the sink's root (`..`, absolute paths).
     #[error("refusing unsafe object key {0:?}")]
     UnsafeKey(String),
+    /// A read ([`ObjectSink::get`]) failed.
+    #[error("get {key}: {message}")]
+    Read {
+        /// Object key.
+        key: String,
+        /// What went wrong (file system, SDK error context).
+        message: String,
+    },
+    /// A read ([`ObjectSink::get`]) found an object over its size limit.
+    #[error("get {key}: object larger than {max_bytes} bytes")]
+    TooLarge {
+        /// Object key.
+        key: String,
+        /// The limit.
+        max_bytes: usize,
+    },
 }
 
 /// An object store holding HLS playlists and segments under `/`-separated keys such as
@@ -47,12 +64,31 @@ pub trait ObjectSink: Send + Sync {
     /// [`SinkError`] when the write did not happen; the caller retries.
     async fn put(&self, key: &str, body: Bytes, meta: ObjectMeta) -> Result<(), SinkError>;
 
+    /// Reads the object at `key` if there is one (`Ok(None)` when there is none), refusing
+    /// one larger than `max_bytes` ([`SinkError::TooLarge`]) without reading it whole. Used
+    /// to continue a live playlist a previous session left
+    /// ([`crate::hls::LivePlaylist::continue_from`]; [`MAX_PLAYLIST_BYTES`]).
+    ///
+    /// The default reads nothing (`Ok(None)`): a sink that cannot read back starts every
+    /// live playlist afresh.
+    ///
+    /// # Errors
+    /// [`SinkError`] when the store could not be read; the caller goes on without it.
+    async fn get(&self, key: &str, max_bytes: usize) -> Result<Option<Bytes>, SinkError> {
+        let _ = (key, max_bytes);
+        Ok(None)
+    }
+
     /// Where the objects go, as an `--output` spec (`s3://bucket`, `dir:PATH`); empty when
     /// unknown. Spool sessions record it, so a restart only recovers them into the same store.
     fn location(&self) -> String {
         String::new()
     }
 }
+
+/// Largest playlist read back from a sink ([`ObjectSink::get`]): 1 MiB, some 20,000 segment
+/// lines, far beyond any live window.
+pub const MAX_PLAYLIST_BYTES: usize = 1 << 20;
 
 /// S3 object tag (`key=value`, URL-query encoded as `x-amz-tagging` wants it) marking live
 /// output that the media bucket's lifecycle rule expires; recordings do not carry it.

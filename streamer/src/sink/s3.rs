@@ -40,6 +40,30 @@ impl ObjectSink for S3Sink {
             })
     }
 
+    /// `GetObject`; `NoSuchKey` is `None`. The body is read chunk by chunk and refused once
+    /// over `max_bytes` (as is an object whose `Content-Length` says so).
+    async fn get(&self, key: &str, max_bytes: usize) -> Result<Option<Bytes>, SinkError> {
+        let read = |message: String| SinkError::Read { key: key.to_owned(), message };
+        let too_large = || SinkError::TooLarge { key: key.to_owned(), max_bytes };
+        let object = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(object) => object,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(read(DisplayErrorContext(&e).to_string())),
+        };
+        if object.content_length().is_some_and(|n| n > max_bytes as i64) {
+            return Err(too_large());
+        }
+        let mut stream = object.body;
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.try_next().await.map_err(|e| read(e.to_string()))? {
+            if body.len() + chunk.len() > max_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(Bytes::from(body)))
+    }
+
     fn location(&self) -> String {
         format!("s3://{}", self.bucket)
     }
