@@ -330,3 +330,251 @@ async fn dry_run_changes_nothing() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(bench.alarms().await.is_empty(), "no alarm in dry-run mode");
 }
+
+#[tokio::test]
+async fn an_interrupted_recovery_waits_for_its_lock_then_resumes_without_a_second_launch() {
+    use health::gateway::model::Lock;
+    use health::gateway::store::GatewayStore;
+    let bench = GatewayBench::start().await;
+    let gw = bench.launch_gateway(&unique("gw"), None).await;
+    let checker = bench.checker(&[]);
+    let schedule = scheduled_event();
+    let now = OffsetDateTime::now_utc();
+    run(&checker, &schedule, now).await; // adopted
+
+    // Another invocation took the lock, launched a replacement and died before recording it.
+    let lock = Lock { owner: "crashed".into(), until: now + time::Duration::seconds(60) };
+    let locked = bench.store.lock_recovery(&gw.id, &gw.instance_id, &lock, "test", now).await;
+    assert!(locked.expect("lock"));
+    let tags = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("streamstack:role")
+                .value(&bench.tag_value)
+                .build(),
+        )
+        .tags(
+            aws_sdk_ec2::types::Tag::builder().key("streamstack:gateway-id").value(&gw.id).build(),
+        )
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("streamstack:replaces")
+                .value(&gw.instance_id)
+                .build(),
+        )
+        .build();
+    let launched = bench
+        .ec2
+        .run_instances()
+        .image_id(&bench.image_id)
+        .subnet_id(&bench.subnet_id)
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(tags)
+        .send()
+        .await
+        .expect("orphan replacement");
+    let orphan = launched.instances()[0].instance_id().expect("id").to_owned();
+
+    // While the lock holds, nothing is done.
+    let r = run(&checker, &schedule, now).await;
+    assert_eq!(decision(&r, &gw.id), "resume_recovery", "{r:#?}");
+    assert!(has(&r, &gw.id, |a| matches!(a, Action::Skipped { .. })), "{r:#?}");
+    assert_eq!(bench.instances_of(&gw.id).await.len(), 2);
+    assert_eq!(
+        bench.address_instance(&gw.allocation_id).await.as_deref(),
+        Some(gw.instance_id.as_str())
+    );
+
+    // Once it lapsed, the recovery resumes onto the orphan: no second launch.
+    let r = run(&checker, &schedule, now + time::Duration::seconds(120)).await;
+    assert_eq!(decision(&r, &gw.id), "resume_recovery", "{r:#?}");
+    assert!(!has(&r, &gw.id, |a| matches!(a, Action::Launch { .. })), "{r:#?}");
+    assert!(
+        has(
+            &r,
+            &gw.id,
+            |a| matches!(a, Action::Replacement { instance_id } if *instance_id == orphan)
+        ),
+        "{r:#?}"
+    );
+    let instances = bench.instances_of(&gw.id).await;
+    assert_eq!(instances.len(), 2, "{instances:#?}");
+    assert_eq!(instances[&gw.instance_id].state, "terminated");
+    assert_eq!(bench.address_instance(&gw.allocation_id).await.as_deref(), Some(orphan.as_str()));
+    let row = bench.record(&gw.id).await.expect("row");
+    assert_eq!((row.instance_id.as_str(), row.lock.is_none()), (orphan.as_str(), true));
+}
+
+/// EC2 as it is, except that instances other than `original` report `seen_as` (moto runs
+/// every instance at once: this is how a slow or dying replacement looks).
+struct SlowReplacements {
+    inner: std::sync::Arc<dyn health::gateway::ec2::Ec2>,
+    original: String,
+    seen_as: std::sync::Mutex<Option<health::gateway::model::Lifecycle>>,
+}
+
+#[async_trait::async_trait]
+impl health::gateway::ec2::Ec2 for SlowReplacements {
+    async fn gateway_instances(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<health::gateway::model::Instance>, health::gateway::ec2::Ec2Error> {
+        self.inner.gateway_instances(key, value).await
+    }
+    async fn instance(
+        &self,
+        id: &str,
+    ) -> Result<Option<health::gateway::model::Instance>, health::gateway::ec2::Ec2Error> {
+        let mut found = self.inner.instance(id).await?;
+        let seen_as = *self.seen_as.lock().expect("lock");
+        if let (Some(i), Some(l)) = (found.as_mut(), seen_as) {
+            if i.id != self.original {
+                i.lifecycle = l;
+            }
+        }
+        Ok(found)
+    }
+    async fn statuses(
+        &self,
+        ids: &[String],
+    ) -> Result<
+        std::collections::HashMap<String, health::gateway::model::Status>,
+        health::gateway::ec2::Ec2Error,
+    > {
+        self.inner.statuses(ids).await
+    }
+    async fn addresses(
+        &self,
+    ) -> Result<Vec<health::gateway::model::Address>, health::gateway::ec2::Ec2Error> {
+        self.inner.addresses().await
+    }
+    async fn reboot(&self, id: &str) -> Result<(), health::gateway::ec2::Ec2Error> {
+        self.inner.reboot(id).await
+    }
+    async fn launch(
+        &self,
+        spec: &health::gateway::ec2::LaunchSpec,
+    ) -> Result<String, health::gateway::ec2::Ec2Error> {
+        self.inner.launch(spec).await
+    }
+    async fn replacements_of(
+        &self,
+        failed: &str,
+    ) -> Result<Vec<health::gateway::model::Instance>, health::gateway::ec2::Ec2Error> {
+        // As the lifecycle `instance` reports.
+        let mut out = self.inner.replacements_of(failed).await?;
+        if let Some(l) = *self.seen_as.lock().expect("lock") {
+            out.iter_mut().for_each(|i| i.lifecycle = l);
+        }
+        Ok(out)
+    }
+    async fn associate_address(
+        &self,
+        allocation: &str,
+        instance: &str,
+    ) -> Result<(), health::gateway::ec2::Ec2Error> {
+        self.inner.associate_address(allocation, instance).await
+    }
+    async fn terminate(&self, id: &str) -> Result<(), health::gateway::ec2::Ec2Error> {
+        self.inner.terminate(id).await
+    }
+    async fn gateway_images(
+        &self,
+        gw: &str,
+    ) -> Result<Vec<health::gateway::model::Image>, health::gateway::ec2::Ec2Error> {
+        self.inner.gateway_images(gw).await
+    }
+    async fn create_image(
+        &self,
+        instance: &str,
+        name: &str,
+        gw: &str,
+    ) -> Result<Option<String>, health::gateway::ec2::Ec2Error> {
+        self.inner.create_image(instance, name, gw).await
+    }
+    async fn delete_image(
+        &self,
+        image: &health::gateway::model::Image,
+    ) -> Result<(), health::gateway::ec2::Ec2Error> {
+        self.inner.delete_image(image).await
+    }
+}
+
+#[tokio::test]
+async fn a_pending_replacement_is_awaited_next_run_and_a_dead_one_relaunched() {
+    use health::gateway::model::{Lifecycle, Phase};
+    let bench = GatewayBench::start().await;
+    let gw = bench.launch_gateway(&unique("gw"), None).await;
+    let mut checker = bench.checker(&[("GATEWAY_RUNNING_WAIT_SECS", "0")]);
+    let ec2 = std::sync::Arc::new(SlowReplacements {
+        inner: checker.ec2.clone(),
+        original: gw.instance_id.clone(),
+        seen_as: std::sync::Mutex::new(Some(Lifecycle::Pending)),
+    });
+    checker.ec2 = ec2.clone();
+    let now = OffsetDateTime::now_utc();
+    run(&checker, &scheduled_event(), now).await; // adopted
+    bench.ec2.stop_instances().instance_ids(&gw.instance_id).send().await.expect("stop");
+    let stopped = bench.state_change_event(&gw.instance_id, "stopped");
+
+    // The replacement is still pending when the (bounded) wait ends: recorded, lock released,
+    // the address and the failed instance untouched.
+    let r = run(&checker, &stopped, now).await;
+    let first_token = of(&r, &gw.id)
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Launch { client_token, .. } => Some(client_token.clone()),
+            _ => None,
+        })
+        .expect("launched");
+    assert!(
+        has(&r, &gw.id, |a| matches!(
+            a,
+            Action::AwaitRunning { lifecycle: Lifecycle::Pending, .. }
+        )),
+        "{r:#?}"
+    );
+    let row = bench.record(&gw.id).await.expect("row");
+    let pending = row.recovery().and_then(|x| x.replacement.clone()).expect("replacement recorded");
+    assert_eq!(row.lock, None, "lock released for the next run");
+    assert_eq!(
+        bench.address_instance(&gw.allocation_id).await.as_deref(),
+        Some(gw.instance_id.as_str())
+    );
+    assert_eq!(bench.instances_of(&gw.id).await[&gw.instance_id].state, "stopped");
+
+    // It died before running: forgotten, the attempt counted, the run reports the failure.
+    *ec2.seen_as.lock().expect("lock") = None;
+    bench.ec2.terminate_instances().instance_ids(&pending).send().await.expect("terminate");
+    let r = dispatch(&checker, &scheduled_event(), now).await.expect("run");
+    assert!(of(&r, &gw.id).error.as_deref().is_some_and(|e| e.contains("relaunching")), "{r:#?}");
+    let row = bench.record(&gw.id).await.expect("row");
+    let recovery = row.recovery().expect("still recovering");
+    assert_eq!((recovery.replacement.as_deref(), recovery.attempt), (None, 1));
+    let kinds = alarm_kinds(&bench.alarms().await);
+    assert_eq!(kinds, ["gateway_recovery_failed"]);
+
+    // Next run: a new launch (new client token), running this time; recovery completes.
+    let r = run(&checker, &scheduled_event(), now).await;
+    let second_token = of(&r, &gw.id)
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Launch { client_token, .. } => Some(client_token.clone()),
+            _ => None,
+        })
+        .expect("relaunched");
+    assert_ne!(first_token, second_token);
+    let row = bench.record(&gw.id).await.expect("row");
+    assert_eq!(row.phase, Phase::Healthy);
+    assert_ne!(row.instance_id, pending);
+    assert_eq!(
+        bench.address_instance(&gw.allocation_id).await.as_deref(),
+        Some(row.instance_id.as_str())
+    );
+    assert_eq!(bench.instances_of(&gw.id).await[&gw.instance_id].state, "terminated");
+}
