@@ -9,7 +9,7 @@ use health::task::policy::RestartPolicy;
 use health::task::{Outcome, TaskHealth, TaskHealthConfig};
 use std::time::Duration;
 use streamstack_core::device::DeviceSettings;
-use streamstack_core::{ChannelState, ChannelStore, HlsSettings};
+use streamstack_core::{ChannelState, HlsSettings};
 use streamstack_tests::devices::DeviceTables;
 use streamstack_tests::process::StreamerProcess;
 use streamstack_tests::*;
