@@ -93,7 +93,7 @@ bench-live-tools:
 ## (default 20) cold starts each (scripts/lambda-init-bench.py).
 LAMBDA_TARGET_DIR ?= $(CARGO_TARGET_DIR)-release
 LAMBDA_BINS = --bin channels-api --bin vod-trigger --bin vod-job-state \
-	--bin reconciler --bin task-health
+	--bin reconciler --bin task-health --bin gateway-health
 bench-lambda:
 	CARGO_TARGET_DIR=$(LAMBDA_TARGET_DIR) cargo build --quiet --release \
 	  --config 'profile.release.panic="abort"' $(LAMBDA_BINS)

@@ -102,6 +102,10 @@ FUNCTIONS = {
         "MEDIA_BUCKET": "bench-media",
         "ALARM_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-alarms",
     },
+    "gateway-health": {
+        "GATEWAYS_TABLE": "bench-gateways",
+        "ALARM_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-alarms",
+    },
 }
 
 # The go pipe arrives as stdin and moves to fd 3; a forked subshell waits for the go byte on
