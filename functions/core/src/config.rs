@@ -32,7 +32,18 @@ pub fn env_var(name: &str) -> Option<String> {
 /// # Errors
 /// [`ConfigError::Missing`] when unset or empty.
 pub fn required(name: &'static str) -> Result<String, ConfigError> {
-    env_var(name).ok_or(ConfigError::Missing(name))
+    required_from(env_var, name)
+}
+
+/// The value of required variable `name` through `get` (a variable name -> value lookup).
+///
+/// # Errors
+/// [`ConfigError::Missing`] when `get` has no value.
+pub fn required_from(
+    get: impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, ConfigError> {
+    get(name).ok_or(ConfigError::Missing(name))
 }
 
 /// Integer variable `name` in `range`, `default` when unset.
@@ -44,10 +55,27 @@ pub fn number(
     default: usize,
     range: std::ops::RangeInclusive<usize>,
 ) -> Result<usize, ConfigError> {
-    match env_var(name) {
+    number_from(env_var, name, default, range)
+}
+
+/// Integer variable `name` through `get` (a variable name -> value lookup), in `range`,
+/// `default` when `get` has no value.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for a value that is not an integer in `range`.
+pub fn number_from<T>(
+    get: impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match get(name) {
         None => Ok(default),
         Some(v) => {
-            v.parse::<usize>().ok().filter(|n| range.contains(n)).ok_or(ConfigError::Invalid {
+            v.parse::<T>().ok().filter(|n| range.contains(n)).ok_or_else(|| ConfigError::Invalid {
                 name,
                 reason: format!("{v:?} is not an integer in {}..={}", range.start(), range.end()),
             })
@@ -60,7 +88,19 @@ pub fn number(
 /// # Errors
 /// [`ConfigError::Invalid`] for any other value.
 pub fn flag(name: &'static str) -> Result<bool, ConfigError> {
-    match env_var(name).as_deref().map(str::to_ascii_lowercase).as_deref() {
+    flag_from(env_var, name)
+}
+
+/// Boolean variable `name` through `get` (a variable name -> value lookup): `true` or
+/// `false` (any case); no value is false.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for any other value.
+pub fn flag_from(
+    get: impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<bool, ConfigError> {
+    match get(name).as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
         Some(other) => {
@@ -129,7 +169,7 @@ impl Config {
             },
         };
         Ok(Self {
-            channels_table: get("CHANNELS_TABLE").ok_or(ConfigError::Missing("CHANNELS_TABLE"))?,
+            channels_table: required_from(&get, "CHANNELS_TABLE")?,
             assets_table: get("ASSETS_TABLE"),
             media_bucket: get("MEDIA_BUCKET"),
             ingest_host: get("INGEST_HOST").unwrap_or_else(|| "localhost:1935".to_owned()),
@@ -187,6 +227,24 @@ mod tests {
         assert_eq!(c.push_url_ttl_secs, 86_400);
         assert_eq!(c.ingest_host, "localhost:1935");
         assert_eq!(c.playback_url("abc"), None);
+    }
+
+    #[test]
+    fn lookup_readers() {
+        let get = |k: &str| match k {
+            "N" => Some("42".to_owned()),
+            "F" => Some("TRUE".to_owned()),
+            "X" => Some("x".to_owned()),
+            _ => None,
+        };
+        assert_eq!(number_from(get, "N", 1u64, 1..=100).unwrap(), 42);
+        assert_eq!(number_from(get, "UNSET", 7i64, 1..=100).unwrap(), 7);
+        assert!(matches!(number_from(get, "N", 1u32, 1..=10), Err(ConfigError::Invalid { .. })));
+        assert!(number_from(get, "X", 1usize, 1..=10).is_err());
+        assert!(flag_from(get, "F").unwrap() && !flag_from(get, "UNSET").unwrap());
+        assert!(flag_from(get, "X").is_err());
+        assert_eq!(required_from(get, "N").unwrap(), "42");
+        assert!(matches!(required_from(get, "UNSET"), Err(ConfigError::Missing("UNSET"))));
     }
 
     #[test]

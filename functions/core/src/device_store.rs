@@ -194,27 +194,12 @@ impl DynamoDeviceStore {
         &self,
         gateway_id: &str,
     ) -> Result<Vec<Device>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(GATEWAY_INDEX)
-                .key_condition_expression("gateway_id = :gw")
-                .expression_attribute_values(":gw", s(gateway_id))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            for item in page.items() {
-                out.push(from_item(item)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let gateway = ("gateway_id", gateway_id);
+        crate::store::query_index(&self.client, &self.table, GATEWAY_INDEX, gateway, usize::MAX)
+            .await?
+            .iter()
+            .map(from_item)
+            .collect()
     }
 
     pub(crate) fn update(&self, id: &str) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {

@@ -194,30 +194,13 @@ impl DynamoChannelStore {
     /// # Errors
     /// [`StoreError::Backend`].
     pub async fn leased_by(&self, owner: &str) -> Result<Vec<String>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(crate::lease::LEASE_OWNER_INDEX)
-                .key_condition_expression("#owner = :owner")
-                .expression_attribute_names("#owner", "lease_owner")
-                .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            ids.extend(
-                page.items()
-                    .iter()
-                    .filter_map(|item| item.get("id").and_then(|v| v.as_s().ok()).cloned()),
-            );
-            start = page.last_evaluated_key;
-            if start.is_none() || ids.len() >= 1000 {
-                return Ok(ids);
-            }
-        }
+        let lease = crate::lease::LEASE_OWNER_INDEX;
+        let items =
+            query_index(&self.client, &self.table, lease, ("lease_owner", owner), 1000).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| item.get("id").and_then(|v| v.as_s().ok()).cloned())
+            .collect())
     }
 
     /// The raw item of `id` (strongly consistent read).
@@ -434,6 +417,39 @@ pub(crate) async fn scan_all_items(
     }
 }
 
+/// The items of `table`'s index `index` whose partition key `key` is `value` (`Query`, every
+/// page, eventually consistent), stopping after the page that brings them to `max` or more.
+///
+/// # Errors
+/// [`StoreError::Backend`].
+pub(crate) async fn query_index(
+    client: &Client,
+    table: &str,
+    index: &str,
+    (key, value): (&str, &str),
+    max: usize,
+) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .query()
+            .table_name(table)
+            .index_name(index)
+            .key_condition_expression("#key = :value")
+            .expression_attribute_names("#key", key)
+            .expression_attribute_values(":value", AttributeValue::S(value.to_owned()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        items.extend(page.items.unwrap_or_default());
+        start = page.last_evaluated_key;
+        if start.is_none() || items.len() >= max {
+            return Ok(items);
+        }
+    }
+}
+
 /// Writes `item` into `table` unless its `id` exists (`PutItem`, `attribute_not_exists(id)`).
 ///
 /// # Errors
@@ -487,7 +503,9 @@ pub(crate) async fn scan_page(
     Ok(Page { items: out.items.unwrap_or_default(), next })
 }
 
-pub(crate) fn is_conditional_failure<E, R>(e: &SdkError<E, R>) -> bool
+/// Whether DynamoDB refused a write because its condition did not hold
+/// (`ConditionalCheckFailedException`), as opposed to any other failure.
+pub fn is_conditional_failure<E, R>(e: &SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {

@@ -2,7 +2,7 @@
 
 use super::plan::{HealthSettings, ImageSettings};
 use std::time::Duration;
-use streamstack_core::config::ConfigError;
+use streamstack_core::config::{flag_from, number_from, required_from, ConfigError};
 
 /// Settings of `gateway-health`.
 ///
@@ -53,27 +53,6 @@ pub struct GatewayConfig {
     pub endpoint_url: Option<String>,
 }
 
-fn number(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    match get(name) {
-        None => Ok(default),
-        Some(v) => v.trim().parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
-            ConfigError::Invalid {
-                name,
-                reason: format!("{v:?} is not an integer in {}..={}", range.start(), range.end()),
-            }
-        }),
-    }
-}
-
-fn seconds(secs: u64) -> time::Duration {
-    time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
-}
-
 impl GatewayConfig {
     /// Reads the settings from the process environment.
     ///
@@ -100,47 +79,37 @@ impl GatewayConfig {
                 });
             }
         }
-        let dry_run = match get("GATEWAY_DRY_RUN").map(|v| v.trim().to_ascii_lowercase()) {
-            None => false,
-            Some(v) if v == "false" => false,
-            Some(v) if v == "true" => true,
-            Some(v) => {
-                return Err(ConfigError::Invalid {
-                    name: "GATEWAY_DRY_RUN",
-                    reason: format!("{v:?}: expected true or false"),
-                })
-            }
+        // Numbers and flags are read trimmed.
+        let trimmed = |k: &str| get(k).map(|v| v.trim().to_owned());
+        let number = |name, default, range| number_from(trimmed, name, default, range);
+        let seconds = |name, default, range| {
+            number_from::<i64>(trimmed, name, default, range).map(time::Duration::seconds)
         };
         const DAY: u64 = 86_400;
+        const DAY_SECS: i64 = 86_400;
         Ok(Self {
-            table: get("GATEWAYS_TABLE").ok_or(ConfigError::Missing("GATEWAYS_TABLE"))?,
+            table: required_from(get, "GATEWAYS_TABLE")?,
             alarm_topic_arn: get("ALARM_TOPIC_ARN"),
             tag_key: get("GATEWAY_TAG_KEY").unwrap_or_else(|| "streamstack:role".into()),
             tag_value: get("GATEWAY_TAG_VALUE").unwrap_or_else(|| "media-gateway".into()),
             health_url,
             health_timeout: Duration::from_millis(number(
-                &get,
                 "GATEWAY_HEALTH_TIMEOUT_MS",
                 3000,
                 50..=60_000,
             )?),
             health: HealthSettings {
-                failure_threshold: number(&get, "GATEWAY_HEALTH_FAILURES", 3, 1..=100)? as u32,
-                reboot_grace: seconds(number(&get, "GATEWAY_REBOOT_GRACE_SECS", 900, 0..=DAY)?),
+                failure_threshold: number_from(trimmed, "GATEWAY_HEALTH_FAILURES", 3, 1..=100)?,
+                reboot_grace: seconds("GATEWAY_REBOOT_GRACE_SECS", 900, 0..=DAY_SECS)?,
             },
             images: ImageSettings {
-                rpo: seconds(number(&get, "GATEWAY_RPO_SECS", DAY, 60..=365 * DAY)?),
-                retention: number(&get, "GATEWAY_IMAGE_RETENTION", 7, 1..=1000)? as usize,
+                rpo: seconds("GATEWAY_RPO_SECS", DAY_SECS, 60..=365 * DAY_SECS)?,
+                retention: number_from(trimmed, "GATEWAY_IMAGE_RETENTION", 7, 1..=1000)?,
             },
-            running_wait: Duration::from_secs(number(
-                &get,
-                "GATEWAY_RUNNING_WAIT_SECS",
-                120,
-                0..=840,
-            )?),
-            poll: Duration::from_millis(number(&get, "GATEWAY_POLL_MS", 5000, 10..=60_000)?),
-            lock_ttl: Duration::from_secs(number(&get, "GATEWAY_LOCK_SECS", 600, 1..=DAY)?),
-            dry_run,
+            running_wait: Duration::from_secs(number("GATEWAY_RUNNING_WAIT_SECS", 120, 0..=840)?),
+            poll: Duration::from_millis(number("GATEWAY_POLL_MS", 5000, 10..=60_000)?),
+            lock_ttl: Duration::from_secs(number("GATEWAY_LOCK_SECS", 600, 1..=DAY)?),
+            dry_run: flag_from(trimmed, "GATEWAY_DRY_RUN")?,
             endpoint_url: get("AWS_ENDPOINT_URL"),
         })
     }

@@ -10,7 +10,10 @@
 //! - [`ec2`]: the EC2 trait and its SDK adapter;
 //! - [`store`]: the gateway state table (phase, failures, recovery lock);
 //! - [`probe`]: the gateway software's health URL;
-//! - [`run`]: observing, acting, the JSON [`run::Report`];
+//! - [`run`]: the entry points and observing, with the steps split by seam into
+//!   [`act`] (deciding and acting: the check / reboot path), [`recovery`] (recovery onto a
+//!   replacement under a lock), [`backup`] (image backups per RPO) and [`report`] (the JSON
+//!   [`run::Report`] and [`run::RunError`]);
 //! - [`events`]: the EventBridge events (schedule, EC2 state change);
 //! - [`config`]: environment settings.
 //!
@@ -25,12 +28,16 @@
 //! state-change event. Healthy gateways get one `CreateImage` (`NoReboot`) per RPO interval;
 //! images beyond the retention count are deleted, never the newest available one.
 
+pub mod act;
+pub mod backup;
 pub mod config;
 pub mod ec2;
 pub mod events;
 pub mod model;
 pub mod plan;
 pub mod probe;
+pub mod recovery;
+pub mod report;
 pub mod run;
 pub mod store;
 

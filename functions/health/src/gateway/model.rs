@@ -157,6 +157,25 @@ impl Instance {
     pub fn copyable_tags(&self) -> impl Iterator<Item = (&String, &String)> {
         self.tags.iter().filter(|(k, _)| !k.starts_with("aws:") && k.as_str() != REPLACES_TAG)
     }
+
+    /// A test instance of gateway `gw`: `id` in state `lifecycle`, nothing else known.
+    #[cfg(test)]
+    pub(crate) fn bare(id: &str, lifecycle: Lifecycle) -> Self {
+        Self {
+            id: id.into(),
+            gateway_id: "gw".into(),
+            lifecycle,
+            image_id: None,
+            instance_type: None,
+            subnet_id: None,
+            security_group_ids: vec![],
+            key_name: None,
+            instance_profile_arn: None,
+            private_ip: None,
+            tags: BTreeMap::new(),
+            launch_time: None,
+        }
+    }
 }
 
 /// A backup image of a gateway (`DescribeImages`).

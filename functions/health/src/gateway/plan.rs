@@ -292,7 +292,6 @@ pub fn plan_images(
 mod tests {
     use super::*;
     use crate::gateway::model::{CheckStatus, Recovery};
-    use std::collections::BTreeMap;
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-11-24 12:00 UTC);
@@ -301,18 +300,10 @@ mod tests {
 
     fn instance(id: &str, lifecycle: Lifecycle) -> Instance {
         Instance {
-            id: id.into(),
-            gateway_id: "gw".into(),
-            lifecycle,
             image_id: Some("ami-1".into()),
             instance_type: Some("c6i.large".into()),
-            subnet_id: None,
-            security_group_ids: vec![],
-            key_name: None,
-            instance_profile_arn: None,
             private_ip: Some("10.0.0.5".into()),
-            tags: BTreeMap::new(),
-            launch_time: None,
+            ..Instance::bare(id, lifecycle)
         }
     }
 
@@ -338,6 +329,11 @@ mod tests {
             probe,
             &Trigger::Schedule,
         )
+    }
+
+    /// A scheduled run on a healthy row, `current` in a state where nothing was checked.
+    fn scheduled_unchecked(current: Option<&Instance>) -> Decision {
+        decide(&record(Phase::Healthy, 0), current, None, Probe::NotChecked, &Trigger::Schedule)
     }
 
     const SYSTEM_IMPAIRED: Status =
@@ -437,18 +433,10 @@ mod tests {
     #[test]
     fn stopped_terminated_or_missing_instance_recovers() {
         for l in [Lifecycle::Stopped, Lifecycle::Terminated] {
-            let i = instance("i-1", l);
-            let d = decide(
-                &record(Phase::Healthy, 0),
-                Some(&i),
-                None,
-                Probe::NotChecked,
-                &Trigger::Schedule,
-            );
+            let d = scheduled_unchecked(Some(&instance("i-1", l)));
             assert!(matches!(d, Decision::Recover { .. }), "{l:?}: {d:?}");
         }
-        let d =
-            decide(&record(Phase::Healthy, 0), None, None, Probe::NotChecked, &Trigger::Schedule);
+        let d = scheduled_unchecked(None);
         assert!(
             matches!(d, Decision::Recover { ref reason } if reason.contains("no longer exists"))
         );
@@ -457,14 +445,7 @@ mod tests {
     #[test]
     fn transitional_states_wait() {
         for l in [Lifecycle::Pending, Lifecycle::Stopping, Lifecycle::ShuttingDown] {
-            let i = instance("i-1", l);
-            let d = decide(
-                &record(Phase::Healthy, 0),
-                Some(&i),
-                None,
-                Probe::NotChecked,
-                &Trigger::Schedule,
-            );
+            let d = scheduled_unchecked(Some(&instance("i-1", l)));
             assert!(matches!(d, Decision::Wait { .. }), "{l:?}: {d:?}");
         }
     }

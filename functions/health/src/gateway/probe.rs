@@ -60,25 +60,12 @@ impl HttpProbe {
 mod tests {
     use super::*;
     use crate::gateway::model::Lifecycle;
-    use std::collections::BTreeMap;
 
     fn instance(tags: &[(&str, &str)], ip: Option<&str>) -> Instance {
         Instance {
-            id: "i-1".into(),
-            gateway_id: "gw".into(),
-            lifecycle: Lifecycle::Running,
-            image_id: None,
-            instance_type: None,
-            subnet_id: None,
-            security_group_ids: vec![],
-            key_name: None,
-            instance_profile_arn: None,
             private_ip: ip.map(str::to_owned),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            launch_time: None,
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Instance::bare("i-1", Lifecycle::Running)
         }
     }
 

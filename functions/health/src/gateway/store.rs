@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
-use streamstack_core::store::StoreError;
+use streamstack_core::store::{is_conditional_failure, StoreError};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -134,13 +134,6 @@ fn from_millis(ms: i128) -> Option<OffsetDateTime> {
 
 fn now_text() -> AttributeValue {
     s(&OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default())
-}
-
-/// Whether DynamoDB refused a write because its condition did not hold.
-fn is_conditional_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
 /// `Ok(true)` written, `Ok(false)` condition failed.
