@@ -6,7 +6,8 @@
 
 use crate::asset::{Asset, AssetError, AssetOutputs, AssetStatus, EncodeSettings};
 use crate::paging::Page;
-use crate::store::{is_conditional_failure, rfc3339, scan_page, StoreError};
+use crate::store::StoreError;
+use crate::table::{is_conditional_failure, rfc3339, scan_page};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
@@ -138,7 +139,7 @@ impl DynamoAssetStore {
     /// # Errors
     /// [`StoreError::Backend`] when DynamoDB refuses.
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
-        crate::store::create_table_if_missing(&self.client, &self.table).await
+        crate::table::create_table_if_missing(&self.client, &self.table).await
     }
 
     fn update(
@@ -361,7 +362,7 @@ impl AssetStore for DynamoAssetStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Asset>, StoreError> {
-        crate::store::get_consistent(&self.client, &self.table, id)
+        crate::table::get_consistent(&self.client, &self.table, id)
             .await?
             .map(from_item)
             .transpose()

@@ -2,7 +2,8 @@
 
 use crate::domain::{Channel, ChannelState, HlsSettings, Secret};
 use crate::lease::{from_unix_millis, millis_value, unix_millis, PublishLease};
-use crate::store::{rfc3339, StoreError};
+use crate::store::StoreError;
+use crate::table::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 use time::format_description::well_known::Rfc3339;

@@ -204,7 +204,7 @@ impl DynamoDeviceStore {
             vals.insert(":one".into(), AttributeValue::N("1".into()));
             vals.insert(
                 ":now".into(),
-                crate::store::rfc3339(now.replace_nanosecond(0).unwrap_or(now)),
+                crate::table::rfc3339(now.replace_nanosecond(0).unwrap_or(now)),
             );
             match &report.media_url.credentials {
                 Some(sealed) => {

@@ -20,7 +20,8 @@ use crate::device_item::{config_attributes, from_item, to_item};
 use crate::lease::millis_value;
 use crate::media_url::MediaUrl;
 use crate::paging::{decode_cursor, encode_cursor, Page};
-use crate::store::{is_conditional_failure, StoreError};
+use crate::store::StoreError;
+use crate::table::is_conditional_failure;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, Update};
 use aws_sdk_dynamodb::Client;
@@ -184,8 +185,8 @@ impl DynamoDeviceStore {
     /// [`StoreError::Backend`] when DynamoDB refuses.
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
         let index =
-            crate::store::IndexSpec { name: GATEWAY_INDEX, key: "gateway_id", keys_only: false };
-        crate::store::create_table_with(&self.client, &self.table, Some(index), true).await
+            crate::table::IndexSpec { name: GATEWAY_INDEX, key: "gateway_id", keys_only: false };
+        crate::table::create_table_with(&self.client, &self.table, Some(index), true).await
     }
 
     /// All devices of `gateway_id` (`Query` on [`GATEWAY_INDEX`], every page; eventually
@@ -195,7 +196,7 @@ impl DynamoDeviceStore {
         gateway_id: &str,
     ) -> Result<Vec<Device>, StoreError> {
         let gateway = ("gateway_id", gateway_id);
-        crate::store::query_index(&self.client, &self.table, GATEWAY_INDEX, gateway, usize::MAX)
+        crate::table::query_index(&self.client, &self.table, GATEWAY_INDEX, gateway, usize::MAX)
             .await?
             .iter()
             .map(from_item)
@@ -219,7 +220,7 @@ pub(crate) fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError 
 #[async_trait]
 impl DeviceStore for DynamoDeviceStore {
     async fn create(&self, device: &Device) -> Result<(), StoreError> {
-        crate::store::put_new(&self.client, &self.table, to_item(device)).await
+        crate::table::put_new(&self.client, &self.table, to_item(device)).await
     }
 
     async fn update_config(
@@ -267,7 +268,7 @@ impl DeviceStore for DynamoDeviceStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Device>, StoreError> {
-        let item = crate::store::get_consistent(&self.client, &self.table, id).await?;
+        let item = crate::table::get_consistent(&self.client, &self.table, id).await?;
         item.as_ref().map(from_item).transpose()
     }
 
@@ -358,7 +359,7 @@ impl DeviceStore for DynamoDeviceStore {
     }
 
     async fn scan_all(&self) -> Result<Vec<Device>, StoreError> {
-        let items = crate::store::scan_all_items(&self.client, &self.table).await?;
+        let items = crate::table::scan_all_items(&self.client, &self.table).await?;
         items.iter().map(from_item).collect()
     }
 

@@ -8,6 +8,7 @@
 //!   it uses. The DynamoDB-backed modules (stores, stream state) need `dynamodb`.
 //! - [`domain`]: channels, their HLS settings and validation rules.
 //! - [`store`]: the [`store::ChannelStore`] trait and its DynamoDB implementation.
+//! - [`table`]: table-generic DynamoDB helpers the stores share (create, read, scan, query).
 //! - [`lease`]: the publish lease on a channel item (one live publisher across processes).
 //! - [`asset`], [`asset_store`]: VOD assets (one per uploaded source version) and their
 //!   DynamoDB store with conditional state transitions.
@@ -48,6 +49,8 @@ pub mod slot;
 pub mod store;
 #[cfg(feature = "dynamodb")]
 pub mod stream_state;
+#[cfg(feature = "dynamodb")]
+pub mod table;
 pub mod telemetry;
 
 pub use asset::{Asset, AssetStatus};

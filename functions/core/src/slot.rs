@@ -16,7 +16,8 @@
 
 use crate::channel_item::{s, Item};
 use crate::lease::{from_unix_millis, millis_value, unix_millis};
-use crate::store::{is_conditional_failure, rfc3339, StoreError};
+use crate::store::StoreError;
+use crate::table::{is_conditional_failure, rfc3339};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -170,7 +171,7 @@ impl DynamoSlotStore {
     /// # Errors
     /// [`StoreError::Backend`].
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
-        crate::store::create_table_if_missing(&self.client, &self.table).await
+        crate::table::create_table_if_missing(&self.client, &self.table).await
     }
 
     fn update(
@@ -231,12 +232,12 @@ fn names(list: &[(&str, &str)]) -> HashMap<String, String> {
 #[async_trait]
 impl SlotStore for DynamoSlotStore {
     async fn get(&self, id: &str) -> Result<Option<Slot>, StoreError> {
-        let item = crate::store::get_consistent(&self.client, &self.table, id).await?;
+        let item = crate::table::get_consistent(&self.client, &self.table, id).await?;
         item.as_ref().map(from_item).transpose()
     }
 
     async fn scan_all(&self) -> Result<Vec<Slot>, StoreError> {
-        let items = crate::store::scan_all_items(&self.client, &self.table).await?;
+        let items = crate::table::scan_all_items(&self.client, &self.table).await?;
         items.iter().map(from_item).collect()
     }
 
