@@ -203,7 +203,7 @@ pub async fn discover_instance_id() {
         #[serde(rename = "TaskARN")]
         task_arn: String,
     }
-    let fetch = async {
+    let fetch = || async {
         let client = reqwest::Client::builder().timeout(METADATA_TIMEOUT).build()?;
         client
             .get(format!("{base}/task"))
@@ -213,15 +213,27 @@ pub async fn discover_instance_id() {
             .json::<TaskMetadata>()
             .await
     };
-    match fetch.await {
-        Ok(meta) if !meta.task_arn.is_empty() => {
-            tracing::info!(task = %meta.task_arn, "lease owner: ECS task");
-            let _ = INSTANCE_ID.set(meta.task_arn);
+    for attempt in 1..=METADATA_ATTEMPTS {
+        match fetch().await {
+            Ok(meta) if !meta.task_arn.is_empty() => {
+                tracing::info!(task = %meta.task_arn, "lease owner: ECS task");
+                let _ = INSTANCE_ID.set(meta.task_arn);
+                return;
+            }
+            Ok(_) => tracing::warn!(attempt, "ECS task metadata without a TaskARN"),
+            Err(error) => tracing::warn!(attempt, %error, "ECS task metadata unavailable"),
         }
-        Ok(_) => tracing::warn!("ECS task metadata without a TaskARN"),
-        Err(error) => tracing::warn!(%error, "ECS task metadata unavailable"),
+        tokio::time::sleep(Duration::from_millis(500) * attempt).await;
     }
+    tracing::error!(
+        owner = %instance_id(),
+        "no ECS task ARN after {METADATA_ATTEMPTS} attempts: this task's leases are not \
+         released when it stops (they lapse after the lease duration)"
+    );
 }
+
+/// Attempts of [`discover_instance_id`] (500 ms, 1 s, … apart).
+pub const METADATA_ATTEMPTS: u32 = 3;
 
 impl Ingest {
     /// Ingest state over a channel store and an object sink; leases are recorded as owned by

@@ -503,6 +503,7 @@ async fn a_failed_device_shows_it_and_a_patch_retries_it() {
         window_start: Some(now),
         not_before: None,
         failed_at: Some(now),
+        alarm_pending: false,
         exit,
     };
     assert_eq!(store.record_exit("cam1", &record, 0, None).await.unwrap(), RecordOutcome::Recorded);

@@ -3,10 +3,13 @@
 //! restart with backoff and the reconciler bringing the device back, crash-loop alarm,
 //! duplicate and stale events, the reconciler's own stops, an ingest task's leases.
 
+use health::alarm::{AlarmError, Alarms};
 use health::task::event::Envelope;
 use health::task::policy::RestartPolicy;
 use health::task::{Outcome, TaskHealth, TaskHealthConfig};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use streamstack_core::device::DeviceSettings;
 use streamstack_core::device_store::DeviceStore;
@@ -318,4 +321,77 @@ async fn a_stopped_ingest_task_releases_its_channels_and_ends_their_playlists() 
         panic!()
     };
     assert!(channels.is_empty());
+}
+
+/// Alarms that fail while `failing` is set, else go to `inner`.
+struct FlakyAlarms {
+    inner: Arc<dyn Alarms>,
+    failing: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Alarms for FlakyAlarms {
+    async fn publish(&self, subject: &str, message: &Value) -> Result<(), AlarmError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(AlarmError("SNS unreachable (test)".into()));
+        }
+        self.inner.publish(subject, message).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_loop_alarm_survives_a_failed_publish_and_is_sent_once() {
+    let mut s = setup().await;
+    let flaky =
+        Arc::new(FlakyAlarms { inner: s.health.alarms.clone(), failing: AtomicBool::new(false) });
+    s.health.alarms = flaky.clone();
+    s.tables.heartbeat("gw1", &["cam-4".into()], |_| 5000).await;
+    let by = started_by("dev-cam-4");
+    let t0 = OffsetDateTime::now_utc();
+    let event = |n: i64| {
+        let at = t0 + time::Duration::seconds(n * 5);
+        stopped(&format!("arn:aws:ecs:us-east-1:1:task/c/loop-{n}"), &by, 5, at, json!({}))
+    };
+    for n in 0..2 {
+        s.health.handle(&event(n), t0).await.expect("handle");
+    }
+    // The third failure: recorded (failed, alarm pending), but SNS is down: the invocation
+    // fails and EventBridge redelivers.
+    flaky.failing.store(true, Ordering::SeqCst);
+    assert!(s.health.handle(&event(2), t0).await.is_err());
+    let device = s.tables.devices.get("cam-4").await.unwrap().unwrap();
+    assert!(device.failed_at.is_some() && device.alarm_pending, "{device:?}");
+    assert!(s.topic.drain().await.is_empty());
+    flaky.failing.store(false, Ordering::SeqCst);
+    for _ in 0..2 {
+        assert_eq!(actions(&s.health.handle(&event(2), t0).await.unwrap()), ["duplicate"]);
+    }
+    let alarms = s.topic.drain().await;
+    assert_eq!(alarms.len(), 1, "one alarm after the redeliveries: {alarms:?}");
+    assert_eq!(alarms[0]["device"], "cam-4");
+    assert!(!s.tables.devices.get("cam-4").await.unwrap().unwrap().alarm_pending);
+}
+
+#[tokio::test]
+async fn a_lapsed_lease_is_released_without_ending_the_playlist() {
+    let s = setup().await;
+    let task = "arn:aws:ecs:us-east-1:1:task/c/ingest-late";
+    let then = OffsetDateTime::now_utc() - time::Duration::minutes(2);
+    let channel =
+        NewChannel::named("late", HlsSettings::default()).into_channel(then).expect("channel");
+    s.channels.create(&channel).await.expect("create");
+    let claim = LeaseClaim::new(task, "session-late", channel.secret.clone(), then);
+    s.channels.claim_publish(&channel.id, &claim).await.expect("claim");
+    put_playlist(&s, &channel.id).await;
+    // The event arrives after the lease lapsed: a new publish may be claiming the channel.
+    let event = stopped(task, "ecs-svc/1", 6, then, json!({"group": INGEST_GROUP}));
+    let Outcome::IngestTask { channels } =
+        s.health.handle(&event, OffsetDateTime::now_utc()).await.expect("handle")
+    else {
+        panic!("not an ingest outcome")
+    };
+    assert_eq!(channels.len(), 1);
+    assert!(!channels[0].playlist_ended);
+    assert!(!playlist(&s, &channel.id).await.end_list, "a lapsed lease's playlist is left alone");
+    assert!(s.channels.stored_lease(&channel.id).await.unwrap().is_none(), "released");
 }

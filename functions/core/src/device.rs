@@ -138,6 +138,9 @@ pub struct Device {
     pub failed_at: Option<OffsetDateTime>,
     /// How its latest task ended without the reconciler stopping it.
     pub last_exit: Option<crate::device_health::TaskExit>,
+    /// The crash-loop alarm of `failed_at` is not published yet (internal).
+    #[serde(skip)]
+    pub alarm_pending: bool,
     /// Configuration version: +1 on every PUT/PATCH and every URL change a heartbeat brings.
     /// Sent as the `ETag`.
     pub version: u64,
@@ -355,6 +358,7 @@ impl Device {
             restart_window_start: None,
             failed_at: None,
             last_exit: None,
+            alarm_pending: false,
             version: 1,
             created_at: now,
             updated_at: now,

@@ -10,6 +10,7 @@
 //! | `restart_window_start` | N | unix ms: the first counted restart of that window |
 //! | `not_before` | N | unix ms: no task is started before (the restart backoff) |
 //! | `failed_at` | N | unix ms: a crash loop marked the device failed (no more restarts) |
+//! | `alarm_pending` | BOOL | the crash-loop alarm of `failed_at` is not published yet |
 //! | `last_exit_task` | S | ARN of the task whose stop was recorded last (de-duplication) |
 //! | `last_exit_version` | N | that event's `detail.version` |
 //! | `last_exit_at` | N | unix ms: that task's `stoppedAt` |
@@ -58,6 +59,11 @@ pub struct HealthRecord {
     pub not_before: Option<OffsetDateTime>,
     /// Set when this stop completes a crash loop: the device is not restarted any more.
     pub failed_at: Option<OffsetDateTime>,
+    /// The crash-loop alarm is still to be published (stored as `alarm_pending`, cleared by
+    /// [`DeviceHealthStore::alarm_published`]): written before publishing, so a handler that
+    /// dies in between leaves the alarm to the redelivery, and a retried write never
+    /// publishes twice.
+    pub alarm_pending: bool,
     /// The stop itself.
     pub exit: TaskExit,
 }
@@ -92,6 +98,13 @@ pub trait DeviceHealthStore: Send + Sync {
         expected_restarts: u32,
         expected_last: Option<(&str, u64)>,
     ) -> Result<RecordOutcome, StoreError>;
+
+    /// Clears `alarm_pending` on device `id` if its last recorded exit is still `task_arn`'s
+    /// (idempotent).
+    ///
+    /// # Errors
+    /// [`StoreError`] when DynamoDB failed.
+    async fn alarm_published(&self, id: &str, task_arn: &str) -> Result<(), StoreError>;
 }
 
 /// `last_exit` as stored.
@@ -170,6 +183,12 @@ impl DeviceHealthStore for DynamoDeviceStore {
                 None => remove.push(format!("#{attr}")),
             }
         }
+        if record.alarm_pending {
+            set.push("#alarm_pending = :alarm_pending".to_owned());
+            vals.insert(":alarm_pending".into(), AttributeValue::Bool(true));
+        } else {
+            remove.push("#alarm_pending".to_owned());
+        }
         let mut update = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
             update.push_str(&format!(" REMOVE {}", remove.join(", ")));
@@ -202,6 +221,7 @@ impl DeviceHealthStore for DynamoDeviceStore {
                 "restart_window_start",
                 "not_before",
                 "failed_at",
+                "alarm_pending",
             ])))
             .set_expression_attribute_values(Some(vals))
             .send()
@@ -214,6 +234,26 @@ impl DeviceHealthStore for DynamoDeviceStore {
                     Some(_) => Ok(RecordOutcome::Conflict),
                 }
             }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn alarm_published(&self, id: &str, task_arn: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .condition_expression("#last_exit_task = :task")
+            .update_expression("REMOVE #alarm_pending")
+            .set_expression_attribute_names(Some(names(&["last_exit_task", "alarm_pending"])))
+            .expression_attribute_values(":task", s(task_arn))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A later exit (or a deletion) replaced it: nothing pending of this one.
+            Err(e) if is_conditional_failure(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

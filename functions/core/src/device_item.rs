@@ -77,6 +77,11 @@ pub(crate) fn from_item(item: &Item) -> Result<Device, StoreError> {
         restart_window_start: millis("restart_window_start"),
         failed_at: millis("failed_at"),
         last_exit: crate::device_health::exit_from_item(item),
+        alarm_pending: item
+            .get("alarm_pending")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
         version: number("version")
             .and_then(|n| u64::try_from(n).ok())
             .ok_or_else(|| corrupt("version"))?,

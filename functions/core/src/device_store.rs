@@ -236,8 +236,14 @@ impl DeviceStore for DynamoDeviceStore {
         set.push("#restarts = :zero_restarts".into());
         let mut update = format!("SET {}", set.join(", "));
         let mut name_list: Vec<&str> = attrs.iter().map(|(k, _)| *k).collect();
-        name_list.extend(["restarts", "failed_at", "not_before", "restart_window_start"]);
-        update.push_str(" REMOVE #failed_at, #not_before, #restart_window_start");
+        name_list.extend([
+            "restarts",
+            "failed_at",
+            "not_before",
+            "restart_window_start",
+            "alarm_pending",
+        ]);
+        update.push_str(" REMOVE #failed_at, #not_before, #restart_window_start, #alarm_pending");
         if device.media_url.credentials.is_none() {
             update.push_str(", #media_credentials");
             name_list.push("media_credentials");

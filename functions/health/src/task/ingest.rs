@@ -9,7 +9,10 @@
 //! lease is still the stopped task's: first its `live/<id>/index.m3u8` gets `EXT-X-ENDLIST`
 //! (RFC 8216 §4.3.3.4) — while the dead session still holds the lease no other publish can
 //! write that playlist — then the lease is released, conditional on the session (a publish
-//! that took over meanwhile is never touched). A redelivered event finds nothing left to do.
+//! that took over meanwhile is never touched). A lease that has lapsed already (an event
+//! delivered more than [`streamstack_core::LEASE_DURATION`] late) is only released: a new
+//! publish may claim the channel at any moment, and its playlist must not be ended. A
+//! redelivered event finds nothing left to do.
 
 use aws_sdk_s3::primitives::ByteStream;
 use serde::Serialize;
@@ -46,7 +49,8 @@ pub enum IngestError {
 pub struct ReleasedChannel {
     /// Channel id.
     pub channel: String,
-    /// Whether the live playlist was ended now (false: absent, already ended, or no bucket).
+    /// Whether the live playlist was ended now (false: absent, already ended, the lease had
+    /// lapsed already, or no bucket).
     pub playlist_ended: bool,
 }
 
@@ -73,9 +77,15 @@ impl IngestCleanup {
             if lease.owner != task_arn {
                 continue;
             }
+            // Only while the lease is unexpired can nobody else be writing the playlist: a
+            // lapsed lease (an event delivered late) may be claimed any moment by a new
+            // publish, whose playlist must not be ended. Then the lease is only released.
+            let unexpired = lease.expires_at > time::OffsetDateTime::now_utc();
             let playlist_ended = match &self.bucket {
-                Some(bucket) => self.end_playlist(bucket, &format!("live/{id}/index.m3u8")).await?,
-                None => false,
+                Some(bucket) if unexpired => {
+                    self.end_playlist(bucket, &format!("live/{id}/index.m3u8")).await?
+                }
+                _ => false,
             };
             match self.channels.release_publish(&id, &lease.session).await {
                 Ok(()) | Err(StoreError::NotFound) => {}

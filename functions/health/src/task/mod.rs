@@ -114,6 +114,9 @@ pub enum TaskHealthError {
     /// The alarm could not be published.
     #[error(transparent)]
     Alarm(#[from] crate::alarm::AlarmError),
+    /// The device kept changing under concurrent writers; retry.
+    #[error("device {0} changed under {RECORD_ATTEMPTS} attempts to record its task's stop")]
+    Contended(String),
 }
 
 /// What happened to one device of a stopped task.
@@ -238,10 +241,15 @@ impl TaskHealth {
         now: OffsetDateTime,
     ) -> Result<Vec<DeviceOutcome>, TaskHealthError> {
         let slot = self.slots.get(slot_id).await?;
+        // A one-device slot names its device. A shared slot's members are charged only while
+        // the slot still runs this task (or none): after a newer task took over, its
+        // members may have changed and the event is stale for them.
         let ids: Vec<String> = match (&slot, slot_id.strip_prefix("dev-")) {
-            (Some(slot), _) => slot.devices.keys().cloned().collect(),
-            (None, Some(device)) => vec![device.to_owned()],
-            (None, None) => Vec::new(),
+            (_, Some(device)) => vec![device.to_owned()],
+            (Some(slot), None) if slot.task_arn.as_deref().is_none_or(|t| t == task.task_arn) => {
+                slot.devices.keys().cloned().collect()
+            }
+            _ => Vec::new(),
         };
         let exit = TaskExit {
             task_arn: task.task_arn.clone(),
@@ -280,6 +288,10 @@ impl TaskHealth {
             };
             if let Some(last) = &device.last_exit {
                 if last.task_arn == exit.task_arn {
+                    if device.alarm_pending {
+                        // Recorded by an attempt that did not get to publish.
+                        self.crash_loop_alarm(&device, last).await?;
+                    }
                     return Ok(outcome("duplicate", device.restarts, device.not_before));
                 }
                 if last.stopped_at > exit.stopped_at {
@@ -295,24 +307,12 @@ impl TaskHealth {
             let kind = task.stop_kind();
             let record =
                 next_record(&self.policy, &device, kind, task.started_at, exit.clone(), now);
-            if record.failed_at.is_some() {
-                self.alarms
-                    .publish(
-                        &format!("streamstack: device {id} failed (crash loop)"),
-                        &json!({
-                            "kind": "device_crash_loop",
-                            "device": id,
-                            "gateway": device.gateway_id,
-                            "restarts": record.restarts,
-                            "window_start": record.window_start.map(|t| t.unix_timestamp()),
-                            "last_exit": &record.exit,
-                        }),
-                    )
-                    .await?;
-            }
             let expected = device.last_exit.as_ref().map(|l| (l.task_arn.as_str(), l.version));
             match self.health.record_exit(id, &record, device.restarts, expected).await? {
                 RecordOutcome::Recorded => {
+                    if record.alarm_pending {
+                        self.crash_loop_alarm(&device, &record.exit).await?;
+                    }
                     let action = match (record.failed_at, record.not_before) {
                         (Some(_), _) => "failed",
                         (None, Some(_)) => "backoff",
@@ -325,8 +325,32 @@ impl TaskHealth {
                 RecordOutcome::Conflict => continue,
             }
         }
-        // Still changing under us: another handler is recording; its write stands.
-        Ok(outcome("duplicate", 0, None))
+        // Still changing under us: fail the invocation so the event is retried.
+        Err(TaskHealthError::Contended(id.to_owned()))
+    }
+
+    /// Publishes the crash-loop alarm of `device` (failed by `exit`), then clears its
+    /// `alarm_pending`.
+    async fn crash_loop_alarm(
+        &self,
+        device: &streamstack_core::device::Device,
+        exit: &TaskExit,
+    ) -> Result<(), TaskHealthError> {
+        self.alarms
+            .publish(
+                &format!("streamstack: device {} failed (crash loop)", device.id),
+                &json!({
+                    "kind": "device_crash_loop",
+                    "device": device.id,
+                    "gateway": device.gateway_id,
+                    "restarts": self.policy.crash_loop_restarts,
+                    "crash_window_secs": self.policy.crash_window.as_secs(),
+                    "last_exit": exit,
+                }),
+            )
+            .await?;
+        self.health.alarm_published(&device.id, &exit.task_arn).await?;
+        Ok(())
     }
 }
 

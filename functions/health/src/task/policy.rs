@@ -51,11 +51,15 @@ impl RestartPolicy {
 /// What the device should record after `exit` (a stop of kind `kind` of a task that started
 /// running at `started_at`, if it did), at `now`.
 ///
-/// - [`StopKind::Failure`]: counted. The count starts over when the task ran for at least
-///   [`RestartPolicy::healthy_run`] or the window's first failure is older than
+/// A task that ran at least [`RestartPolicy::healthy_run`] was healthy: the count starts
+/// over. Then:
+/// - [`StopKind::Failure`], and a clean exit (code 0) of a task that was not healthy (a
+///   streamer that exits at once would otherwise restart forever): counted. The count also
+///   starts over when the window's first failure is older than
 ///   [`RestartPolicy::crash_window`]; the restart waits [`RestartPolicy::backoff`]; the
-///   [`RestartPolicy::crash_loop_restarts`]-th failure in a window sets `failed_at`.
-/// - [`StopKind::Interrupted`]: not counted, no backoff (the count is kept).
+///   [`RestartPolicy::crash_loop_restarts`]-th failure in a window sets `failed_at` (and
+///   `alarm_pending`).
+/// - [`StopKind::Interrupted`] otherwise: not counted, no backoff.
 /// - [`StopKind::Intended`] never reaches here.
 pub fn next_record(
     policy: &RestartPolicy,
@@ -65,16 +69,20 @@ pub fn next_record(
     exit: TaskExit,
     now: OffsetDateTime,
 ) -> HealthRecord {
-    if kind != StopKind::Failure {
+    let healthy = started_at.is_some_and(|s| exit.stopped_at - s >= policy.healthy_run);
+    let counted = kind == StopKind::Failure || (exit.exit_code == Some(0) && !healthy);
+    if !counted {
+        let (restarts, window_start) =
+            if healthy { (0, None) } else { (device.restarts, device.restart_window_start) };
         return HealthRecord {
-            restarts: device.restarts,
-            window_start: device.restart_window_start,
+            restarts,
+            window_start,
             not_before: None,
             failed_at: device.failed_at,
+            alarm_pending: false,
             exit,
         };
     }
-    let healthy = started_at.is_some_and(|s| exit.stopped_at - s >= policy.healthy_run);
     let window_over =
         device.restart_window_start.is_none_or(|w| exit.stopped_at - w > policy.crash_window);
     let (restarts, window_start) = if healthy || window_over || device.restarts == 0 {
@@ -88,6 +96,7 @@ pub fn next_record(
         window_start,
         not_before: (!failed).then(|| now + policy.backoff(restarts)),
         failed_at: if failed { Some(device.failed_at.unwrap_or(now)) } else { None },
+        alarm_pending: failed && device.failed_at.is_none(),
         exit,
     }
 }
@@ -152,6 +161,23 @@ mod tests {
         let at = t0 + Span::hours(1);
         let r = next_record(&p, &d, StopKind::Failure, Some(at - Span::minutes(20)), exit(at), at);
         assert_eq!((r.restarts, r.failed_at), (1, None));
+        // A clean exit right after starting counts (no endless restarts); after a healthy run
+        // it is an interruption that also starts the count over.
+        let at = t0 + Span::seconds(140);
+        let mut clean = exit(at);
+        clean.exit_code = Some(0);
+        let r = next_record(
+            &p,
+            &d,
+            StopKind::Interrupted,
+            Some(at - Span::seconds(3)),
+            clean.clone(),
+            at,
+        );
+        assert_eq!(r.restarts, 5);
+        assert!(r.alarm_pending && r.failed_at.is_some());
+        let r = next_record(&p, &d, StopKind::Interrupted, Some(at - Span::hours(1)), clean, at);
+        assert_eq!((r.restarts, r.not_before, r.failed_at), (0, None, None));
         // So does a failure after the window.
         let at = t0 + Span::minutes(31);
         let r = next_record(&p, &d, StopKind::Failure, Some(at - Span::seconds(5)), exit(at), at);
