@@ -2,6 +2,8 @@
 //! EC2, a gateway state table, an alarm topic with a queue, a local health endpoint whose
 //! answer the test sets, and the gateway checker on all of them.
 
+pub mod faults;
+
 use crate::topic::TopicQueue;
 use crate::{endpoint, unique};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};

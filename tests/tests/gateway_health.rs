@@ -1,6 +1,8 @@
 //! The media-gateway health function against moto (EC2, DynamoDB, SNS): reboot then recovery
 //! with the Elastic IP moved, one replacement under concurrent recoveries, state-change
-//! events, backup images with pruning, dry-run.
+//! events, backup images with pruning, dry-run; through fault wrappers: a gateway EC2 no
+//! longer lists (recovered from its row), sick gateways at once within the time budget, a
+//! failed reboot sent again, one alarm after a failed last write, other event kinds ignored.
 //!
 //! moto 5.2.5 always reports status checks `ok` (`Instance.instance_status` /
 //! `system_status` are hard-coded), so sickness here comes from the gateway's health URL (a
@@ -10,7 +12,9 @@
 use health::gateway::dispatch;
 use health::gateway::run::{Action, Gateways, Report};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
+use streamstack_tests::gateways::faults::{FaultyEc2, FaultyStore};
 use streamstack_tests::gateways::{scheduled_event, Gateway, GatewayBench, HealthEndpoint};
 use streamstack_tests::unique;
 use time::OffsetDateTime;
@@ -346,23 +350,12 @@ async fn an_interrupted_recovery_waits_for_its_lock_then_resumes_without_a_secon
     let lock = Lock { owner: "crashed".into(), until: now + time::Duration::seconds(60) };
     let locked = bench.store.lock_recovery(&gw.id, &gw.instance_id, &lock, "test", now).await;
     assert!(locked.expect("lock"));
+    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
     let tags = aws_sdk_ec2::types::TagSpecification::builder()
         .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
-        .tags(
-            aws_sdk_ec2::types::Tag::builder()
-                .key("streamstack:role")
-                .value(&bench.tag_value)
-                .build(),
-        )
-        .tags(
-            aws_sdk_ec2::types::Tag::builder().key("streamstack:gateway-id").value(&gw.id).build(),
-        )
-        .tags(
-            aws_sdk_ec2::types::Tag::builder()
-                .key("streamstack:replaces")
-                .value(&gw.instance_id)
-                .build(),
-        )
+        .tags(tag("streamstack:role", &bench.tag_value))
+        .tags(tag("streamstack:gateway-id", &gw.id))
+        .tags(tag("streamstack:replaces", &gw.instance_id))
         .build();
     let launched = bench
         .ec2
@@ -407,113 +400,14 @@ async fn an_interrupted_recovery_waits_for_its_lock_then_resumes_without_a_secon
     assert_eq!((row.instance_id.as_str(), row.lock.is_none()), (orphan.as_str(), true));
 }
 
-/// EC2 as it is, except that instances other than `original` report `seen_as` (moto runs
-/// every instance at once: this is how a slow or dying replacement looks).
-struct SlowReplacements {
-    inner: std::sync::Arc<dyn health::gateway::ec2::Ec2>,
-    original: String,
-    seen_as: std::sync::Mutex<Option<health::gateway::model::Lifecycle>>,
-}
-
-#[async_trait::async_trait]
-impl health::gateway::ec2::Ec2 for SlowReplacements {
-    async fn gateway_instances(
-        &self,
-        key: &str,
-        value: &str,
-    ) -> Result<Vec<health::gateway::model::Instance>, health::gateway::ec2::Ec2Error> {
-        self.inner.gateway_instances(key, value).await
-    }
-    async fn instance(
-        &self,
-        id: &str,
-    ) -> Result<Option<health::gateway::model::Instance>, health::gateway::ec2::Ec2Error> {
-        let mut found = self.inner.instance(id).await?;
-        let seen_as = *self.seen_as.lock().expect("lock");
-        if let (Some(i), Some(l)) = (found.as_mut(), seen_as) {
-            if i.id != self.original {
-                i.lifecycle = l;
-            }
-        }
-        Ok(found)
-    }
-    async fn statuses(
-        &self,
-        ids: &[String],
-    ) -> Result<
-        std::collections::HashMap<String, health::gateway::model::Status>,
-        health::gateway::ec2::Ec2Error,
-    > {
-        self.inner.statuses(ids).await
-    }
-    async fn addresses(
-        &self,
-    ) -> Result<Vec<health::gateway::model::Address>, health::gateway::ec2::Ec2Error> {
-        self.inner.addresses().await
-    }
-    async fn reboot(&self, id: &str) -> Result<(), health::gateway::ec2::Ec2Error> {
-        self.inner.reboot(id).await
-    }
-    async fn launch(
-        &self,
-        spec: &health::gateway::ec2::LaunchSpec,
-    ) -> Result<String, health::gateway::ec2::Ec2Error> {
-        self.inner.launch(spec).await
-    }
-    async fn replacements_of(
-        &self,
-        failed: &str,
-    ) -> Result<Vec<health::gateway::model::Instance>, health::gateway::ec2::Ec2Error> {
-        // As the lifecycle `instance` reports.
-        let mut out = self.inner.replacements_of(failed).await?;
-        if let Some(l) = *self.seen_as.lock().expect("lock") {
-            out.iter_mut().for_each(|i| i.lifecycle = l);
-        }
-        Ok(out)
-    }
-    async fn associate_address(
-        &self,
-        allocation: &str,
-        instance: &str,
-    ) -> Result<(), health::gateway::ec2::Ec2Error> {
-        self.inner.associate_address(allocation, instance).await
-    }
-    async fn terminate(&self, id: &str) -> Result<(), health::gateway::ec2::Ec2Error> {
-        self.inner.terminate(id).await
-    }
-    async fn gateway_images(
-        &self,
-        gw: &str,
-    ) -> Result<Vec<health::gateway::model::Image>, health::gateway::ec2::Ec2Error> {
-        self.inner.gateway_images(gw).await
-    }
-    async fn create_image(
-        &self,
-        instance: &str,
-        name: &str,
-        gw: &str,
-    ) -> Result<Option<String>, health::gateway::ec2::Ec2Error> {
-        self.inner.create_image(instance, name, gw).await
-    }
-    async fn delete_image(
-        &self,
-        image: &health::gateway::model::Image,
-    ) -> Result<(), health::gateway::ec2::Ec2Error> {
-        self.inner.delete_image(image).await
-    }
-}
-
 #[tokio::test]
 async fn a_pending_replacement_is_awaited_next_run_and_a_dead_one_relaunched() {
     use health::gateway::model::{Lifecycle, Phase};
     let bench = GatewayBench::start().await;
     let gw = bench.launch_gateway(&unique("gw"), None).await;
     let mut checker = bench.checker(&[("GATEWAY_RUNNING_WAIT_SECS", "0")]);
-    let ec2 = std::sync::Arc::new(SlowReplacements {
-        inner: checker.ec2.clone(),
-        original: gw.instance_id.clone(),
-        seen_as: std::sync::Mutex::new(Some(Lifecycle::Pending)),
-    });
+    let ec2 = std::sync::Arc::new(FaultyEc2::new(checker.ec2.clone()));
+    *ec2.seen_as.lock().expect("lock") = Some(Lifecycle::Pending);
     checker.ec2 = ec2.clone();
     let now = OffsetDateTime::now_utc();
     run(&checker, &scheduled_event(), now).await; // adopted
@@ -577,4 +471,125 @@ async fn a_pending_replacement_is_awaited_next_run_and_a_dead_one_relaunched() {
         Some(row.instance_id.as_str())
     );
     assert_eq!(bench.instances_of(&gw.id).await[&gw.instance_id].state, "terminated");
+}
+
+#[tokio::test]
+async fn a_gateway_ec2_no_longer_lists_is_recovered_from_its_row() {
+    let bench = GatewayBench::start().await;
+    let gw = bench.launch_gateway(&unique("gw"), None).await;
+    let (checker, ec2) = FaultyEc2::checker(&bench, &[]);
+    let now = OffsetDateTime::now_utc();
+    run(&checker, &scheduled_event(), now).await; // adopted: launch settings kept
+    for image in bench.images_of(&gw.id).await.into_keys() {
+        bench.ec2.deregister_image().image_id(image).send().await.expect("deregister");
+    }
+    // Terminated, the event missed, and EC2 describes it no more.
+    bench.ec2.terminate_instances().instance_ids(&gw.instance_id).send().await.expect("end");
+    ec2.hidden.lock().expect("lock").insert(gw.instance_id.clone());
+    let r = run(&checker, &scheduled_event(), now).await;
+    assert_eq!(decision(&r, &gw.id), "recover", "{r:#?}");
+    assert_eq!(of(&r, &gw.id).error, None, "{r:#?}");
+    let new = replacement_of(&bench, &gw).await;
+    let replacement = &bench.instances_of(&gw.id).await[&new];
+    assert_eq!(replacement.image_id, bench.image_id, "the row's image: no backup left");
+    assert_eq!(replacement.instance_type.as_deref(), Some("t3.small"));
+    assert_eq!(replacement.subnet_id.as_deref(), Some(bench.subnet_id.as_str()));
+    assert_eq!(replacement.security_groups, vec![bench.security_group_id.clone()]);
+    assert_eq!(replacement.key_name.as_deref(), Some(bench.key_name.as_str()));
+    assert_eq!(replacement.tags.get("Name"), Some(&format!("gateway {}", gw.id)));
+    assert_eq!(bench.address_instance(&gw.allocation_id).await.as_deref(), Some(new.as_str()));
+    assert_eq!(alarm_kinds(&bench.alarms().await), ["gateway_recovered"]);
+}
+
+#[tokio::test]
+async fn sick_gateways_are_recovered_at_once_within_the_time_budget() {
+    use health::gateway::model::Lifecycle;
+    let bench = GatewayBench::start().await;
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        gws.push(bench.launch_gateway(&unique("gw"), None).await);
+    }
+    let (checker, ec2) = FaultyEc2::checker(&bench, &[("GATEWAY_RUNNING_WAIT_SECS", "3")]);
+    *ec2.seen_as.lock().expect("lock") = Some(Lifecycle::Pending);
+    let now = OffsetDateTime::now_utc();
+    run(&checker, &scheduled_event(), now).await; // adopted
+    for gw in &gws {
+        bench.ec2.stop_instances().instance_ids(&gw.instance_id).send().await.expect("stop");
+    }
+    // Three waits of 3 s at once: well under the 9 s one after another.
+    let started = std::time::Instant::now();
+    let r = run(&checker, &scheduled_event(), now).await;
+    assert!(started.elapsed() < Duration::from_secs(7), "{:?}", started.elapsed());
+    let pending =
+        |a: &Action| matches!(a, Action::AwaitRunning { lifecycle: Lifecycle::Pending, .. });
+    for gw in &gws {
+        assert!(has(&r, &gw.id, pending), "{r:#?}");
+    }
+    // A budget of 22 s (20 s kept for finishing): the 60 s waits end at once.
+    let (mut short, _) = FaultyEc2::checker(
+        &bench,
+        &[("GATEWAY_RUNNING_WAIT_SECS", "60"), ("GATEWAY_BUDGET_SECS", "22")],
+    );
+    short.ec2 = ec2.clone();
+    let started = std::time::Instant::now();
+    let r = run(&short, &scheduled_event(), now).await;
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    for gw in &gws {
+        assert_eq!(of(&r, &gw.id).error, None, "{r:#?}");
+        let row = bench.record(&gw.id).await.expect("row");
+        assert!(row.recovery().is_some_and(|x| x.replacement.is_some()), "{row:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_reboot_is_sent_again_before_the_gateway_is_recovered() {
+    use health::gateway::model::Phase;
+    let bench = GatewayBench::start().await;
+    let endpoint = HealthEndpoint::start(500).await;
+    let gw = bench.launch_gateway(&unique("gw"), Some(&endpoint.url)).await;
+    let (checker, ec2) = FaultyEc2::checker(&bench, &[]);
+    ec2.failing_reboots.store(1, std::sync::atomic::Ordering::SeqCst);
+    let t0 = OffsetDateTime::now_utc();
+    let r = run(&checker, &scheduled_event(), t0).await;
+    assert_eq!(decision(&r, &gw.id), "reboot", "{r:#?}");
+    assert!(of(&r, &gw.id).error.is_some(), "{r:#?}");
+    let phase = bench.record(&gw.id).await.expect("row").phase;
+    assert!(matches!(phase, Phase::Rebooted { sent: false, .. }), "{phase:?}");
+    // Past the (zero) grace period: the reboot is sent, no recovery yet.
+    let r = run(&checker, &scheduled_event(), t0 + time::Duration::seconds(1)).await;
+    assert_eq!(decision(&r, &gw.id), "reboot", "{r:#?}");
+    assert_eq!(of(&r, &gw.id).error, None, "{r:#?}");
+    let phase = bench.record(&gw.id).await.expect("row").phase;
+    assert!(matches!(phase, Phase::Rebooted { sent: true, .. }), "{phase:?}");
+    assert_eq!(bench.instances_of(&gw.id).await.len(), 1);
+    assert_eq!(alarm_kinds(&bench.alarms().await), ["gateway_rebooted"]);
+    let r = run(&checker, &scheduled_event(), t0 + time::Duration::seconds(2)).await;
+    assert_eq!(decision(&r, &gw.id), "recover", "{r:#?}");
+}
+
+#[tokio::test]
+async fn a_recovery_retried_after_its_last_write_failed_alarms_once() {
+    let bench = GatewayBench::start().await;
+    let gw = bench.launch_gateway(&unique("gw"), None).await;
+    let mut checker = bench.checker(&[]);
+    let store = FaultyStore { inner: checker.store.clone(), failing_finishes: 1.into() };
+    checker.store = Arc::new(store);
+    let now = OffsetDateTime::now_utc();
+    run(&checker, &scheduled_event(), now).await; // adopted
+    bench.ec2.stop_instances().instance_ids(&gw.instance_id).send().await.expect("stop");
+    let r = run(&checker, &scheduled_event(), now).await;
+    assert!(of(&r, &gw.id).error.as_deref().is_some_and(|e| e.contains("throttled")), "{r:#?}");
+    let r = run(&checker, &scheduled_event(), now).await;
+    assert_eq!(decision(&r, &gw.id), "resume_recovery", "{r:#?}");
+    run(&checker, &scheduled_event(), now).await;
+    let kinds = alarm_kinds(&bench.alarms().await);
+    assert_eq!(kinds.iter().filter(|k| *k == "gateway_recovered").count(), 1, "{kinds:?}");
+    let row = bench.record(&gw.id).await.expect("row");
+    assert_eq!((row.phase, row.alarm_pending), (health::gateway::model::Phase::Healthy, None));
+
+    // An event of another kind: reported ignored, not failed.
+    let other = serde_json::json!({"version": "0", "id": "x", "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.ec2", "detail": {}});
+    let r = run(&checker, &other, now).await;
+    assert!(r.ignored.is_some() && r.gateways.is_empty(), "{r:#?}");
 }

@@ -1,9 +1,11 @@
 //! Deciding and acting for one gateway: [`plan`] on what was observed, then the check /
 //! reboot path (record the Elastic IP allocation, mark healthy and back up, count a
-//! failure, reboot after a won `healthy -> rebooted` write) or a hand-over to
+//! failure, reboot after a won `healthy -> rebooted` write, recorded sent once the call
+//! succeeded; keep the launch settings of a healthy instance; publish an alarm a finished
+//! recovery left pending) or a hand-over to
 //! [`recovery`](super::recovery).
 
-use super::model::Address;
+use super::model::{Address, Phase};
 use super::plan::{plan, Decision, Observation, Trigger};
 use super::report::{Action, GatewayReport, RunError};
 use super::run::{address_of, Gateways, Observed};
@@ -59,6 +61,10 @@ impl Gateways {
     ) -> Result<(), RunError> {
         let record = &o.record;
         let gw = record.gateway_id.as_str();
+        if let (Some(alarm), false) = (&record.alarm_pending, self.dry()) {
+            // A finished recovery whose alarm was not confirmed published.
+            self.publish_pending(gw, alarm, actions).await;
+        }
         if record.recovery().is_none() && !matches!(decision, Decision::Ignore { .. }) {
             if let Some(a) = address_of(addresses, gw, &record.instance_id) {
                 if record.allocation_id.as_deref() != Some(a.allocation_id.as_str()) {
@@ -80,7 +86,17 @@ impl Gateways {
                         self.store.mark_healthy(gw, &record.instance_id).await?;
                     }
                 }
-                if let (Trigger::Schedule, Some(current)) = (trigger, &o.current) {
+                let current = o.current.as_ref().filter(|c| c.id == record.instance_id);
+                if let Some(launch) = current.map(|c| c.launch_template()) {
+                    if record.launch.as_ref() != Some(&launch) {
+                        // Kept for a replacement once EC2 no longer describes the instance.
+                        actions.push(Action::SaveLaunch);
+                        if !self.dry() {
+                            self.store.save_launch(gw, &record.instance_id, &launch).await?;
+                        }
+                    }
+                }
+                if let (Trigger::Schedule, Some(current)) = (trigger, current) {
                     self.back_up(gw, current, now, actions).await?;
                 }
             }
@@ -95,7 +111,12 @@ impl Gateways {
                 if self.dry() {
                     return Ok(());
                 }
-                if !self.store.mark_rebooted(gw, &record.instance_id, now).await? {
+                // A reboot whose call failed is marked again (and sent again) by one check.
+                let unsent = match record.phase {
+                    Phase::Rebooted { at, sent: false } => Some(at),
+                    _ => None,
+                };
+                if !self.store.mark_rebooted(gw, &record.instance_id, now, unsent).await? {
                     actions.pop();
                     actions.push(Action::Skipped {
                         reason: "another invocation already acted".into(),
@@ -103,6 +124,7 @@ impl Gateways {
                     return Ok(());
                 }
                 self.ec2.reboot(&record.instance_id).await?;
+                self.store.reboot_sent(gw, &record.instance_id, now).await?;
                 let subject = format!("Gateway {gw} rebooted");
                 self.alarm(
                     &subject,

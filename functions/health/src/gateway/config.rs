@@ -4,6 +4,11 @@ use super::plan::{HealthSettings, ImageSettings};
 use std::time::Duration;
 use streamstack_core::config::{flag_from, number_from, required_from, ConfigError};
 
+/// Time a recovery keeps for its last steps (move the address, terminate, record, alarm):
+/// with less of the invocation's budget left, no recovery starts and no wait begins (a
+/// pending replacement is resumed by the next run).
+pub const FINISH_RESERVE: Duration = Duration::from_secs(20);
+
 /// Settings of `gateway-health`.
 ///
 /// | variable | meaning | default |
@@ -17,7 +22,8 @@ use streamstack_core::config::{flag_from, number_from, required_from, ConfigErro
 /// | `GATEWAY_REBOOT_GRACE_SECS` | sick after a reboot for this long: recover | 900 |
 /// | `GATEWAY_RUNNING_WAIT_SECS` | wait for a replacement to run within one invocation | 120 |
 /// | `GATEWAY_POLL_MS` | between `DescribeInstances` polls while waiting | 5000 |
-/// | `GATEWAY_LOCK_SECS` | recovery lock lifetime | 600 |
+/// | `GATEWAY_LOCK_SECS` | recovery lock lifetime: keep it above the function timeout, so a lock outlives the invocation holding it | 600 |
+/// | `GATEWAY_BUDGET_SECS` | time budget of an invocation when the Lambda context gives no deadline: no new recovery or wait starts with less than [`FINISH_RESERVE`] of it left | 240 |
 /// | `GATEWAY_RPO_SECS` | one backup image per gateway per interval | 86400 |
 /// | `GATEWAY_IMAGE_RETENTION` | backup images kept per gateway | 7 |
 /// | `GATEWAY_DRY_RUN` | `true`: report the plan, change nothing | `false` |
@@ -47,6 +53,8 @@ pub struct GatewayConfig {
     pub poll: Duration,
     /// Recovery lock lifetime (longer than the Lambda timeout).
     pub lock_ttl: Duration,
+    /// Time budget of one invocation without a Lambda deadline (below the Lambda timeout).
+    pub budget: Duration,
     /// Report the plan, change nothing.
     pub dry_run: bool,
     /// Endpoint override (moto).
@@ -109,6 +117,7 @@ impl GatewayConfig {
             running_wait: Duration::from_secs(number("GATEWAY_RUNNING_WAIT_SECS", 120, 0..=840)?),
             poll: Duration::from_millis(number("GATEWAY_POLL_MS", 5000, 10..=60_000)?),
             lock_ttl: Duration::from_secs(number("GATEWAY_LOCK_SECS", 600, 1..=DAY)?),
+            budget: Duration::from_secs(number("GATEWAY_BUDGET_SECS", 240, 1..=900)?),
             dry_run: flag_from(trimmed, "GATEWAY_DRY_RUN")?,
             endpoint_url: get("AWS_ENDPOINT_URL"),
         })
@@ -137,6 +146,7 @@ mod tests {
         assert_eq!(c.images.rpo, time::Duration::days(1));
         assert_eq!(c.images.retention, 7);
         assert!(!c.dry_run && c.health_url.is_none());
+        assert_eq!((c.budget, c.lock_ttl), (Duration::from_secs(240), Duration::from_secs(600)));
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub enum Event {
     Schedule,
     /// An instance changed state.
     StateChange(StateChangeDetail),
+    /// An EventBridge event of another kind (a rule matching more than it should): ignored,
+    /// not failed (a failed asynchronous invocation would be retried for nothing).
+    Other {
+        /// Its `detail-type`.
+        detail_type: String,
+    },
 }
 
 /// The event is none this function handles.
@@ -61,21 +67,19 @@ pub enum EventError {
     /// Not an EventBridge event, or a state change without its instance id and state.
     #[error("malformed event: {0}")]
     Malformed(#[from] serde_json::Error),
-    /// An EventBridge event of another kind.
-    #[error("unexpected event detail-type {0:?}")]
-    Unexpected(String),
 }
 
 /// Classifies an invocation payload.
 ///
 /// # Errors
-/// [`EventError`] for anything but the two event kinds above.
+/// [`EventError`] for a payload that is no EventBridge event, or a malformed state change
+/// (another `detail-type` is [`Event::Other`]).
 pub fn parse(payload: &Value) -> Result<Event, EventError> {
     let envelope = Envelope::deserialize(payload)?;
     match envelope.detail_type.as_str() {
         SCHEDULED => Ok(Event::Schedule),
         STATE_CHANGE => Ok(Event::StateChange(StateChangeDetail::deserialize(&envelope.detail)?)),
-        other => Err(EventError::Unexpected(other.to_owned())),
+        other => Ok(Event::Other { detail_type: other.to_owned() }),
     }
 }
 
@@ -102,8 +106,9 @@ mod tests {
     }
 
     #[test]
-    fn refuses_others() {
-        assert!(matches!(parse(&json!({"detail-type": "Other"})), Err(EventError::Unexpected(_))));
+    fn other_kinds_are_classified_and_malformed_ones_refused() {
+        let other = parse(&json!({"detail-type": "AWS API Call via CloudTrail"})).expect("other");
+        assert_eq!(other, Event::Other { detail_type: "AWS API Call via CloudTrail".into() });
         assert!(matches!(parse(&json!({"foo": 1})), Err(EventError::Malformed(_))));
         let no_id = json!({"detail-type": STATE_CHANGE, "detail": {"state": "stopped"}});
         assert!(matches!(parse(&no_id), Err(EventError::Malformed(_))));

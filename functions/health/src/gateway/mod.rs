@@ -8,7 +8,8 @@
 //!
 //! - [`plan`]: the pure decisions (health rules, backup schedule), unit-tested rule by rule;
 //! - [`ec2`]: the EC2 trait and its SDK adapter;
-//! - [`store`]: the gateway state table (phase, failures, recovery lock);
+//! - [`store`]: the gateway state table (phase, failures, recovery lock), its items in
+//!   [`row`];
 //! - [`probe`]: the gateway software's health URL;
 //! - [`run`]: the entry points and observing, with the steps split by seam into
 //!   [`act`] (deciding and acting: the check / reboot path), [`recovery`] (recovery onto a
@@ -17,8 +18,10 @@
 //! - [`events`]: the EventBridge events (schedule, EC2 state change);
 //! - [`config`]: environment settings.
 //!
-//! Each scheduled run (default every 5 minutes): `DescribeInstanceStatus` of every gateway
-//! and its health URL; a sick gateway (status check impaired, or the health URL failing
+//! Each scheduled run (default every 5 minutes) walks every gateway EC2 lists and every row
+//! of the state table (so a gateway whose instance EC2 no longer describes is still
+//! recovered, from the launch settings its row keeps), at most four at a time within the
+//! invocation's time budget: `DescribeInstanceStatus` and the health URL; a sick gateway (status check impaired, or the health URL failing
 //! `GATEWAY_HEALTH_FAILURES` times in a row) is rebooted once; still sick
 //! `GATEWAY_REBOOT_GRACE_SECS` later, it is recovered: a replacement launched from its newest
 //! available backup image (else its own image) with the same type, subnet, security groups,
@@ -38,6 +41,7 @@ pub mod plan;
 pub mod probe;
 pub mod recovery;
 pub mod report;
+pub mod row;
 pub mod run;
 pub mod store;
 
@@ -106,7 +110,7 @@ pub fn gateways(
 /// The handler error.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// Not an event this function handles (not retried usefully).
+    /// A malformed event (not retried usefully).
     #[error(transparent)]
     Event(#[from] EventError),
     /// Observing or acting failed (retryable: every step is idempotent).
@@ -124,32 +128,72 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
-/// Runs the invocation `payload` at `now`: a scheduled event checks every gateway, an EC2
-/// state change the one gateway it concerns.
+/// Runs the invocation `payload` at `now` within the configured budget
+/// (`GATEWAY_BUDGET_SECS`): see [`dispatch_until`].
 ///
 /// # Errors
-/// [`HandlerError`]: an unexpected event, or a run that could not observe (a state-change run
-/// also fails when one of its steps did).
+/// As [`dispatch_until`].
 pub async fn dispatch(
     gateways: &Gateways,
     payload: &Value,
     now: OffsetDateTime,
 ) -> Result<Report, HandlerError> {
+    dispatch_until(gateways, payload, now, None).await
+}
+
+/// Runs the invocation `payload` at `now`: a scheduled event checks every gateway, an EC2
+/// state change the one gateway it concerns, another EventBridge event is reported ignored.
+/// No recovery or wait starts past `deadline` minus [`config::FINISH_RESERVE`] (default:
+/// now plus the configured budget).
+///
+/// # Errors
+/// [`HandlerError`]: a malformed event, or a run that could not observe (a state-change run
+/// also fails when one of its steps did).
+pub async fn dispatch_until(
+    gateways: &Gateways,
+    payload: &Value,
+    now: OffsetDateTime,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Report, HandlerError> {
+    let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + gateways.config.budget);
     let report = match events::parse(payload)? {
-        Event::Schedule => gateways.on_schedule(now).await?,
-        Event::StateChange(d) => gateways.on_state_change(&d.instance_id, &d.state, now).await?,
+        Event::Schedule => gateways.on_schedule(now, deadline).await?,
+        Event::StateChange(d) => {
+            gateways.on_state_change(&d.instance_id, &d.state, now, deadline).await?
+        }
+        Event::Other { detail_type } => {
+            tracing::warn!(detail_type, "ignoring an event of another kind");
+            Report {
+                trigger: plan::Trigger::Other { detail_type: detail_type.clone() },
+                dry_run: gateways.config.dry_run,
+                gateways: vec![],
+                ignored: Some(format!("not a handled event kind: {detail_type:?}")),
+            }
+        }
     };
     Ok(report)
 }
 
-/// The Lambda handler: [`dispatch`] at the current time; answers with the [`Report`] as
-/// JSON (also logged).
+/// The invocation's deadline from the Lambda context (`deadline`, ms since the epoch), as a
+/// monotonic instant; `None` when the context has none (0) or it passed.
+pub fn context_deadline(deadline_ms: u64) -> Option<tokio::time::Instant> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let left = deadline_ms.checked_sub(now_ms).filter(|ms| *ms > 0)?;
+    Some(tokio::time::Instant::now() + std::time::Duration::from_millis(left))
+}
+
+/// The Lambda handler: [`dispatch_until`] at the current time and the context's deadline;
+/// answers with the [`Report`] as JSON (also logged).
 ///
 /// # Errors
-/// As [`dispatch`].
+/// As [`dispatch_until`].
 pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
     let started = std::time::Instant::now();
-    let report = dispatch(&deps.gateways, &event.payload, OffsetDateTime::now_utc()).await?;
+    let deadline = context_deadline(event.context.deadline);
+    let report =
+        dispatch_until(&deps.gateways, &event.payload, OffsetDateTime::now_utc(), deadline).await?;
     let value = serde_json::to_value(&report).unwrap_or(Value::Null);
     tracing::info!(report = %value, elapsed_ms = started.elapsed().as_millis() as u64, "gateways checked");
     Ok(value)

@@ -1,7 +1,7 @@
 //! What the gateway function observes and records: instances, status checks, images,
 //! Elastic IPs and the per-gateway state row, plus the tag names it reads and writes.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
@@ -152,6 +152,20 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// What a replacement of this instance is launched with (kept in the gateway's row, so a
+    /// replacement can be launched once EC2 no longer describes the instance).
+    pub fn launch_template(&self) -> SavedLaunch {
+        SavedLaunch {
+            image_id: self.image_id.clone(),
+            instance_type: self.instance_type.clone(),
+            subnet_id: self.subnet_id.clone(),
+            security_group_ids: self.security_group_ids.clone(),
+            key_name: self.key_name.clone(),
+            instance_profile_arn: self.instance_profile_arn.clone(),
+            tags: self.copyable_tags().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    }
+
     /// The tags a replacement gets: every tag but the `aws:` reserved ones and
     /// [`REPLACES_TAG`] (set anew).
     pub fn copyable_tags(&self) -> impl Iterator<Item = (&String, &String)> {
@@ -176,6 +190,29 @@ impl Instance {
             launch_time: None,
         }
     }
+}
+
+/// The launch settings of a gateway's instance as last observed (adopted or healthy),
+/// stored in its row (`launch` attribute, JSON): what a replacement is launched with when
+/// EC2 no longer describes the failed instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedLaunch {
+    /// The image the instance was launched from (used without a backup image).
+    pub image_id: Option<String>,
+    /// Instance type.
+    pub instance_type: Option<String>,
+    /// Subnet.
+    pub subnet_id: Option<String>,
+    /// Security group ids.
+    #[serde(default)]
+    pub security_group_ids: Vec<String>,
+    /// Key pair name.
+    pub key_name: Option<String>,
+    /// Instance profile ARN.
+    pub instance_profile_arn: Option<String>,
+    /// Copyable tags (no `aws:` ones, no [`REPLACES_TAG`]).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A backup image of a gateway (`DescribeImages`).
@@ -230,6 +267,9 @@ pub enum Phase {
         /// When the reboot was decided.
         #[serde(with = "time::serde::rfc3339")]
         at: OffsetDateTime,
+        /// `RebootInstances` succeeded (recorded after the call; `false`: the next run sends
+        /// it again).
+        sent: bool,
     },
     /// Being replaced.
     Recovering(Recovery),
@@ -277,6 +317,20 @@ pub struct GatewayRecord {
     pub health_failures: u32,
     /// Recovery lock, if one was taken and not released.
     pub lock: Option<Lock>,
+    /// The current instance's launch settings as last observed (adopted or healthy).
+    pub launch: Option<SavedLaunch>,
+    /// An alarm recorded with the end of a recovery and not yet confirmed published:
+    /// published (again) by the next run, then cleared.
+    pub alarm_pending: Option<PendingAlarm>,
+}
+
+/// An alarm to publish, kept in the row until published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAlarm {
+    /// Subject.
+    pub subject: String,
+    /// Message (JSON).
+    pub message: serde_json::Value,
 }
 
 impl GatewayRecord {
@@ -289,6 +343,8 @@ impl GatewayRecord {
             phase: Phase::Healthy,
             health_failures: 0,
             lock: None,
+            launch: None,
+            alarm_pending: None,
         }
     }
 

@@ -40,6 +40,11 @@ pub enum Trigger {
         /// The new state named in the event.
         state: String,
     },
+    /// An EventBridge event of a kind this function does not handle (ignored).
+    Other {
+        /// Its `detail-type`.
+        detail_type: String,
+    },
 }
 
 /// Everything [`plan`] looks at for one gateway.
@@ -118,7 +123,8 @@ pub enum Decision {
 ///    threshold: [`Decision::CountFailure`]; else [`Decision::Healthy`];
 /// 6. running, rebooted phase: still sick (impaired, or the health URL failing once) after
 ///    `reboot_grace`: [`Decision::Recover`]; within it: [`Decision::AwaitReboot`]; well
-///    again: [`Decision::Healthy`] (back to the healthy phase).
+///    again: [`Decision::Healthy`] (back to the healthy phase); still sick and the reboot
+///    never went out (`RebootInstances` failed): [`Decision::Reboot`] again.
 pub fn plan(o: &Observation<'_>, settings: &HealthSettings) -> Decision {
     let record = o.record;
     let recovery = record.recovery();
@@ -178,11 +184,14 @@ pub fn plan(o: &Observation<'_>, settings: &HealthSettings) -> Decision {
                 Decision::CountFailure { failures }
             }
         }
-        Phase::Rebooted { at } => {
+        Phase::Rebooted { at, sent } => {
             let sick =
                 impaired.or_else(|| probe_failure.map(|w| format!("health URL failed: {w}")));
             match sick {
                 None => Decision::Healthy { reset: true },
+                Some(reason) if !sent => {
+                    Decision::Reboot { reason: format!("reboot not sent yet: {reason}") }
+                }
                 Some(reason) => {
                     let until = *at + settings.reboot_grace;
                     if o.now >= until {
@@ -408,25 +417,46 @@ mod tests {
     #[test]
     fn rebooted_and_still_sick_waits_out_the_grace_period() {
         let at = NOW - Duration::minutes(5);
-        let d = scheduled(&record(Phase::Rebooted { at }, 0), SYSTEM_IMPAIRED, Probe::NotChecked);
+        let d = scheduled(
+            &record(Phase::Rebooted { at, sent: true }, 0),
+            SYSTEM_IMPAIRED,
+            Probe::NotChecked,
+        );
         assert_eq!(d, Decision::AwaitReboot { until: at + Duration::minutes(10) });
     }
 
     #[test]
     fn rebooted_and_still_sick_after_grace_recovers() {
         let at = NOW - Duration::minutes(10);
-        let d = scheduled(&record(Phase::Rebooted { at }, 0), INSTANCE_IMPAIRED, Probe::NotChecked);
+        let d = scheduled(
+            &record(Phase::Rebooted { at, sent: true }, 0),
+            INSTANCE_IMPAIRED,
+            Probe::NotChecked,
+        );
         assert!(matches!(d, Decision::Recover { .. }), "{d:?}");
         // One health URL failure after the reboot is enough.
-        let d =
-            scheduled(&record(Phase::Rebooted { at }, 0), Status::OK, Probe::Failed("x".into()));
+        let d = scheduled(
+            &record(Phase::Rebooted { at, sent: true }, 0),
+            Status::OK,
+            Probe::Failed("x".into()),
+        );
         assert!(matches!(d, Decision::Recover { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn an_unsent_reboot_is_sent_again_while_sick() {
+        let at = NOW - Duration::minutes(30);
+        let r = record(Phase::Rebooted { at, sent: false }, 0);
+        let d = scheduled(&r, INSTANCE_IMPAIRED, Probe::NotChecked);
+        assert!(matches!(d, Decision::Reboot { .. }), "{d:?}");
+        assert_eq!(scheduled(&r, Status::OK, Probe::Passed), Decision::Healthy { reset: true });
     }
 
     #[test]
     fn rebooted_and_well_again_is_healthy() {
         let at = NOW - Duration::minutes(1);
-        let d = scheduled(&record(Phase::Rebooted { at }, 0), Status::OK, Probe::Passed);
+        let d =
+            scheduled(&record(Phase::Rebooted { at, sent: true }, 0), Status::OK, Probe::Passed);
         assert_eq!(d, Decision::Healthy { reset: true });
     }
 

@@ -54,6 +54,9 @@ pub enum Action {
     },
     /// Row back to healthy, failures cleared.
     MarkHealthy,
+    /// The current instance's launch settings kept in the row (for a replacement launched
+    /// once EC2 no longer describes it).
+    SaveLaunch,
     /// `RebootInstances`.
     Reboot {
         /// The instance.

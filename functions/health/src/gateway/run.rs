@@ -75,12 +75,22 @@ pub(super) fn address_of<'a>(
         .or_else(|| addresses.iter().find(|a| a.instance_id.as_deref() == Some(instance_id)))
 }
 
+/// Gateways checked at once by a scheduled run.
+pub const CONCURRENCY: usize = 4;
+
+/// At most this many state table rows are walked by a scheduled run (beyond the gateways EC2
+/// lists).
+pub const MAX_ROWS: usize = 1000;
+
 /// Everything observed about one gateway before deciding.
 pub(super) struct Observed {
     pub(super) record: GatewayRecord,
     pub(super) current: Option<Instance>,
     pub(super) status: Option<Status>,
     pub(super) probe: Probe,
+    /// The invocation's deadline: no recovery or wait starts past it minus
+    /// [`FINISH_RESERVE`](super::config::FINISH_RESERVE).
+    pub(super) deadline: tokio::time::Instant,
 }
 
 impl Gateways {
@@ -92,17 +102,32 @@ impl Gateways {
         instance.tags.get(&self.config.tag_key) == Some(&self.config.tag_value)
     }
 
-    /// The scheduled run: checks every gateway (status checks, health URLs), reboots,
-    /// recovers or resumes recoveries as [`plan`](super::plan::plan) decides, then backs up the healthy ones
-    /// per RPO. One gateway's failure is reported and does not stop the others.
+    /// The scheduled run: checks every gateway EC2 lists and every gateway the state table
+    /// has a row of (at most [`MAX_ROWS`]; one whose instance EC2 no longer describes is
+    /// recovered from the row), [`CONCURRENCY`] at a time: status checks, health URLs,
+    /// reboots, recoveries or resumed recoveries as [`plan`](super::plan::plan) decides, then
+    /// backups of the healthy ones per RPO. One gateway's failure is reported and does not
+    /// stop the others.
     ///
     /// # Errors
-    /// [`RunError`] when the gateways or addresses cannot be listed.
-    pub async fn on_schedule(&self, now: OffsetDateTime) -> Result<Report, RunError> {
+    /// [`RunError`] when the gateways, rows or addresses cannot be listed.
+    pub async fn on_schedule(
+        &self,
+        now: OffsetDateTime,
+        deadline: tokio::time::Instant,
+    ) -> Result<Report, RunError> {
+        use futures::StreamExt;
         let trigger = Trigger::Schedule;
         let mut groups: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
         for i in self.ec2.gateway_instances(&self.config.tag_key, &self.config.tag_value).await? {
             groups.entry(i.gateway_id.clone()).or_default().push(i);
+        }
+        let rows = self.store.gateway_ids(MAX_ROWS).await?;
+        if rows.len() >= MAX_ROWS {
+            tracing::warn!(max = MAX_ROWS, "more gateway rows than a run walks");
+        }
+        for gateway_id in rows {
+            groups.entry(gateway_id).or_default();
         }
         let addresses = self.ec2.addresses().await?;
         let mut reports = Vec::new();
@@ -123,15 +148,19 @@ impl Gateways {
         let statuses =
             if running.is_empty() { HashMap::new() } else { self.ec2.statuses(&running).await? };
         let probes = self.probe_all(observed.iter().filter_map(|(_, c, _)| c.as_ref())).await;
-        for (record, current, actions) in observed {
+        let checks = observed.into_iter().map(|(record, current, actions)| {
             let status = current.as_ref().and_then(|c| statuses.get(&c.id).copied());
             let probe = current
                 .as_ref()
                 .and_then(|c| probes.get(&c.id).cloned())
                 .unwrap_or(Probe::NotChecked);
-            let o = Observed { record, current, status, probe };
-            reports.push(self.check(o, &addresses, &trigger, now, actions).await);
-        }
+            let o = Observed { record, current, status, probe, deadline };
+            self.check(o, &addresses, &trigger, now, actions)
+        });
+        let checked: Vec<GatewayReport> =
+            futures::stream::iter(checks).buffer_unordered(CONCURRENCY).collect().await;
+        reports.extend(checked);
+        reports.sort_by(|a, b| a.gateway_id.cmp(&b.gateway_id));
         Ok(Report { trigger, dry_run: self.dry(), gateways: reports, ignored: None })
     }
 
@@ -147,6 +176,7 @@ impl Gateways {
         instance_id: &str,
         state: &str,
         now: OffsetDateTime,
+        deadline: tokio::time::Instant,
     ) -> Result<Report, RunError> {
         let trigger = Trigger::StateChange { instance_id: instance_id.into(), state: state.into() };
         let ignored = |why: String| Report {
@@ -175,7 +205,7 @@ impl Gateways {
             }
             _ => (None, Probe::NotChecked),
         };
-        let o = Observed { record, current, status, probe };
+        let o = Observed { record, current, status, probe, deadline };
         let report = self.check(o, &addresses, &trigger, now, actions).await;
         if let Some(e) = &report.error {
             return Err(RunError::Recovery { gateway_id, reason: e.clone() });
@@ -203,7 +233,10 @@ impl Gateways {
                 };
                 let allocation =
                     address_of(addresses, gateway_id, &current.id).map(|a| a.allocation_id.clone());
-                let record = GatewayRecord::new(gateway_id, &current.id, allocation.clone());
+                let record = GatewayRecord {
+                    launch: Some(current.launch_template()),
+                    ..GatewayRecord::new(gateway_id, &current.id, allocation.clone())
+                };
                 actions.push(Action::Adopt {
                     instance_id: current.id.clone(),
                     allocation_id: allocation,
