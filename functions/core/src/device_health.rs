@@ -239,22 +239,15 @@ impl DeviceHealthStore for DynamoDeviceStore {
     }
 
     async fn alarm_published(&self, id: &str, task_arn: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .condition_expression("#last_exit_task = :task")
-            .update_expression("REMOVE #alarm_pending")
-            .set_expression_attribute_names(Some(names(&["last_exit_task", "alarm_pending"])))
-            .expression_attribute_values(":task", s(task_arn))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A later exit (or a deletion) replaced it: nothing pending of this one.
-            Err(e) if is_conditional_failure(&e) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        // Refused: a later exit (or a deletion) replaced it, nothing pending of this one.
+        self.update_if(
+            id,
+            "REMOVE #alarm_pending",
+            "#last_exit_task = :task",
+            &["last_exit_task", "alarm_pending"],
+            (":task", s(task_arn)),
+        )
+        .await
+        .map(|_| ())
     }
 }

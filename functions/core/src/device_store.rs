@@ -178,6 +178,34 @@ impl DynamoDeviceStore {
         Self { client, table: table.into() }
     }
 
+    /// `UpdateItem` of device `id` with `update` if `condition` holds (`#name` placeholders
+    /// from `attrs`, one value `placeholder`); `Ok(false)` when the condition failed.
+    pub(crate) async fn update_if(
+        &self,
+        id: &str,
+        update: &str,
+        condition: &str,
+        attrs: &[&str],
+        (placeholder, value): (&str, AttributeValue),
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names(attrs)))
+            .expression_attribute_values(placeholder, value)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Creates the table with its `gateway-index` (on-demand) if it does not exist; for local
     /// stacks and tests. In AWS the table comes from `template.yaml`.
     ///
@@ -419,43 +447,27 @@ impl DeviceStore for DynamoDeviceStore {
     }
 
     async fn claim_slot(&self, id: &str, slot: &str) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .update_expression("SET #slot = :slot")
-            .condition_expression(
-                "attribute_exists(id) AND (attribute_not_exists(#slot) OR #slot = :slot)",
-            )
-            .expression_attribute_names("#slot", "slot")
-            .expression_attribute_values(":slot", s(slot))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        self.update_if(
+            id,
+            "SET #slot = :slot",
+            "attribute_exists(id) AND (attribute_not_exists(#slot) OR #slot = :slot)",
+            &["slot"],
+            (":slot", s(slot)),
+        )
+        .await
     }
 
     async fn release_slot(&self, id: &str, slot: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .update_expression("REMOVE #slot, #task_arn")
-            .condition_expression("#slot = :slot")
-            .set_expression_attribute_names(Some(names(&["slot", "task_arn"])))
-            .expression_attribute_values(":slot", s(slot))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        let condition = "#slot = :slot";
+        self.update_if(
+            id,
+            "REMOVE #slot, #task_arn",
+            condition,
+            &["slot", "task_arn"],
+            (":slot", s(slot)),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn set_task(
