@@ -5,6 +5,7 @@
 //! continues the one an earlier session (a killed process) left at the same key, its media
 //! sequence never going back (RFC 8216 §6.2.1; [`LivePlaylist::continue_from`]).
 
+mod continuity;
 mod fence;
 mod playlist;
 mod recover;

@@ -10,8 +10,9 @@
 //! (RFC 8216 §6.2.1), so a session that had continued an earlier one's is ended without its
 //! media sequence going back to 0.
 
+use super::continuity::read_live;
 use super::spool::{SegmentEntry, SessionManifest, SessionSpool, Spool, SpoolError};
-use super::uploader::{playlist_meta, read_live, Keys, Playlists, RetryPolicy, Writer};
+use super::uploader::{playlist_meta, Keys, Playlists, RetryPolicy, Writer};
 use super::LivePlaylist;
 use crate::sink::ObjectSink;
 use async_trait::async_trait;

@@ -16,12 +16,13 @@
 //! (§4.3.2.3). Nothing there, or nothing readable, starts a fresh playlist; ingest never
 //! fails for it. The per-session recording playlist always starts afresh.
 
+use super::continuity::continued_live;
 use super::fence::LiveFence;
 use super::spool::{
     SegmentEntry, SessionManifest, SessionSpool, Spool, SpoolError, SpooledSegment,
 };
 use super::{LivePlaylist, Segment};
-use crate::sink::{ObjectMeta, ObjectSink, MAX_PLAYLIST_BYTES};
+use crate::sink::{ObjectMeta, ObjectSink};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,9 +33,6 @@ use tokio::time::Instant;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const SEGMENT_TYPE: &str = "video/mp2t";
-/// How long reading back an earlier session's live playlist may take before the session
-/// starts a fresh one.
-const CONTINUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Live playlists change every segment: caches may keep them one second at most.
 const PLAYLIST_CACHE: &str = "max-age=1";
 /// Segments never change once written.
@@ -395,61 +393,6 @@ impl Playlists {
         if let Some(rec) = self.recording.as_mut() {
             rec.end();
         }
-    }
-}
-
-/// The media playlist at `key`, if there is one that parses ([`super::playlist::parse_previous`]):
-/// `None` when there is none, or (logged) when it cannot be read within [`CONTINUE_TIMEOUT`],
-/// is over [`MAX_PLAYLIST_BYTES`] or does not parse.
-pub(crate) async fn read_live(sink: &dyn ObjectSink, key: &str) -> Option<m3u8_rs::MediaPlaylist> {
-    let read = tokio::time::timeout(CONTINUE_TIMEOUT, sink.get(key, MAX_PLAYLIST_BYTES)).await;
-    let body = match read {
-        Ok(Ok(body)) => body?,
-        Ok(Err(e)) => {
-            tracing::warn!(key, error = %e, "earlier live playlist unreadable: starting afresh");
-            return None;
-        }
-        Err(_) => {
-            tracing::warn!(
-                key,
-                timeout_s = CONTINUE_TIMEOUT.as_secs(),
-                "earlier live playlist not read in time: starting afresh"
-            );
-            return None;
-        }
-    };
-    match super::playlist::parse_previous(&body) {
-        Ok(playlist) => Some(playlist),
-        Err(e) => {
-            tracing::warn!(key, error = %e, "starting afresh");
-            None
-        }
-    }
-}
-
-/// The sliding live playlist a session starts with: the one an earlier session left at
-/// `key` continued ([`LivePlaylist::continue_from`]: numbering goes on, RFC 8216 §6.2.1,
-/// §6.3.5; a discontinuity before the new session, §4.3.2.3), or a fresh one when there is
-/// none that can be read ([`read_live`]).
-pub(crate) async fn continued_live(
-    sink: &dyn ObjectSink,
-    key: &str,
-    target: u32,
-    window: usize,
-) -> LivePlaylist {
-    match read_live(sink, key).await {
-        Some(previous) => {
-            let live = LivePlaylist::continued(target, window, previous);
-            tracing::info!(
-                key,
-                media_sequence = live.media_sequence(),
-                discontinuity_sequence = live.discontinuity_sequence(),
-                listed = live.uris().count(),
-                "continuing an earlier session's live playlist"
-            );
-            live
-        }
-        None => LivePlaylist::sliding(target, window),
     }
 }
 
