@@ -198,3 +198,24 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Han
     tracing::info!(report = %value, elapsed_ms = started.elapsed().as_millis() as u64, "gateways checked");
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lambda_deadline_bounds_the_run() {
+        assert!(context_deadline(0).is_none(), "no deadline in the context");
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        assert!(context_deadline(now_ms.saturating_sub(1000)).is_none(), "passed");
+        let left = context_deadline(now_ms + 10_000)
+            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+            .expect("a deadline");
+        assert!(
+            left > std::time::Duration::from_secs(8) && left <= std::time::Duration::from_secs(10)
+        );
+    }
+}
