@@ -126,6 +126,7 @@ async fn killed_pulls_restart_after_backoff_and_a_crash_loop_fails_the_device() 
                 killed_at.elapsed() >= Duration::from_millis(900),
                 "restarted inside the 1 s backoff"
             );
+            eprintln!("kill -9 -> restarted pull: {:?} (backoff 1 s)", killed_at.elapsed());
             break new;
         }
         assert!(
@@ -144,6 +145,7 @@ async fn killed_pulls_restart_after_backoff_and_a_crash_loop_fails_the_device() 
         if let Some(at) = continued {
             if p.segments.len() - at >= 2 && !p.end_list {
                 assert!(p.media_sequence + at as u64 >= last_first - 1, "{p:?}");
+                eprintln!("kill -9 -> live playlist continued: {:?}", killed_at.elapsed());
                 break;
             }
         }

@@ -68,6 +68,7 @@ async fn a_killed_ingest_task_releases_its_channel_at_once() {
     }
 
     streamer.kill9().await;
+    let killed_at = std::time::Instant::now();
     let _ = publisher.await;
     assert_eq!(
         channel_state(store.as_ref(), &ch).await,
@@ -108,6 +109,7 @@ async fn a_killed_ingest_task_releases_its_channel_at_once() {
     assert!(channels[0].playlist_ended);
 
     assert_eq!(channel_state(store.as_ref(), &ch).await, ChannelState::Idle, "released at once");
+    eprintln!("kill -9 -> channel idle: {:?} (lease 30 s)", killed_at.elapsed());
     let ended = playlist(&aws, &bucket, &ch).await.expect("playlist");
     assert!(ended.end_list, "{ended:?}");
     assert_eq!(ended.segments.len(), live.segments.len(), "the same segments, ended");
