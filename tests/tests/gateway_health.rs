@@ -516,10 +516,13 @@ async fn sick_gateways_are_recovered_at_once_within_the_time_budget() {
     for gw in &gws {
         bench.ec2.stop_instances().instance_ids(&gw.instance_id).send().await.expect("stop");
     }
-    // Three waits of 3 s at once: well under the 9 s one after another.
-    let started = std::time::Instant::now();
+    // The three 3 s waits run at once: every wait was still polling when the last began.
     let r = run(&checker, &scheduled_event(), now).await;
-    assert!(started.elapsed() < Duration::from_secs(7), "{:?}", started.elapsed());
+    let polls: Vec<_> = ec2.replacement_polls.lock().expect("lock").values().copied().collect();
+    assert_eq!(polls.len(), 3, "{polls:?}");
+    let last_start = polls.iter().map(|p| p.0).max().expect("polls");
+    let first_end = polls.iter().map(|p| p.1).min().expect("polls");
+    assert!(last_start < first_end, "the waits ran one after another: {polls:?}");
     let pending =
         |a: &Action| matches!(a, Action::AwaitRunning { lifecycle: Lifecycle::Pending, .. });
     for gw in &gws {
@@ -533,7 +536,8 @@ async fn sick_gateways_are_recovered_at_once_within_the_time_budget() {
     short.ec2 = ec2.clone();
     let started = std::time::Instant::now();
     let r = run(&short, &scheduled_event(), now).await;
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    // Far less than the 60 s waits (the bound is loose: no timing is asserted closely).
+    assert!(started.elapsed() < Duration::from_secs(45), "{:?}", started.elapsed());
     for gw in &gws {
         assert_eq!(of(&r, &gw.id).error, None, "{r:#?}");
         let row = bench.record(&gw.id).await.expect("row");

@@ -30,6 +30,8 @@ pub struct FaultyEc2 {
     pub hidden: Mutex<HashSet<String>>,
     /// Reboots still to fail.
     pub failing_reboots: AtomicUsize,
+    /// Per replacement instance: when it was first and last described (the waits for it).
+    pub replacement_polls: Mutex<HashMap<String, (std::time::Instant, std::time::Instant)>>,
 }
 
 impl FaultyEc2 {
@@ -40,6 +42,7 @@ impl FaultyEc2 {
             seen_as: Mutex::new(None),
             hidden: Mutex::new(HashSet::new()),
             failing_reboots: AtomicUsize::new(0),
+            replacement_polls: Mutex::new(HashMap::new()),
         }
     }
 
@@ -78,6 +81,11 @@ impl Ec2 for FaultyEc2 {
     }
     async fn instance(&self, id: &str) -> Result<Option<Instance>, Ec2Error> {
         let found = self.inner.instance(id).await?;
+        if found.as_ref().is_some_and(|i| i.tags.contains_key(REPLACES_TAG)) {
+            let now = std::time::Instant::now();
+            let mut polls = self.replacement_polls.lock().expect("lock");
+            polls.entry(id.to_owned()).and_modify(|p| p.1 = now).or_insert((now, now));
+        }
         Ok(found.filter(|i| self.visible(i)).map(|i| self.seen(i)))
     }
     async fn statuses(&self, ids: &[String]) -> Result<HashMap<String, Status>, Ec2Error> {
