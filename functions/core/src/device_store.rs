@@ -179,31 +179,27 @@ impl DynamoDeviceStore {
     }
 
     /// `UpdateItem` of device `id` with `update` if `condition` holds (`#name` placeholders
-    /// from `attrs`, one value `placeholder`); `Ok(false)` when the condition failed.
+    /// from `attrs`, one value `placeholder`); `Ok(false)` when the condition failed
+    /// ([`crate::table::update_if`]).
     pub(crate) async fn update_if(
         &self,
         id: &str,
         update: &str,
         condition: &str,
         attrs: &[&str],
-        (placeholder, value): (&str, AttributeValue),
+        value: (&str, AttributeValue),
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names(attrs)))
-            .expression_attribute_values(placeholder, value)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        let key = ("id", id);
+        crate::table::update_if(
+            &self.client,
+            &self.table,
+            key,
+            update,
+            condition,
+            attrs,
+            vec![value],
+        )
+        .await
     }
 
     /// Creates the table with its `gateway-index` (on-demand) if it does not exist; for local

@@ -230,6 +230,43 @@ pub(crate) async fn scan_page(
     Ok(Page { items: out.items.unwrap_or_default(), next })
 }
 
+/// One conditional `UpdateItem` of the item whose key attribute `key.0` is `key.1` in
+/// `table`: `update` if `condition` holds, `#name` placeholders from `names` (each `#n`
+/// standing for attribute `n`), `:value` placeholders from `values`. `Ok(false)` when the
+/// condition failed (the item absent included).
+///
+/// # Errors
+/// [`StoreError::Backend`] for any other failure (after the SDK's bounded retries).
+pub async fn update_if(
+    client: &Client,
+    table: &str,
+    key: (&str, &str),
+    update: &str,
+    condition: &str,
+    names: &[&str],
+    values: Vec<(&str, AttributeValue)>,
+) -> Result<bool, StoreError> {
+    let result = client
+        .update_item()
+        .table_name(table)
+        .key(key.0, AttributeValue::S(key.1.to_owned()))
+        .update_expression(update)
+        .condition_expression(condition)
+        .set_expression_attribute_names(Some(
+            names.iter().map(|n| (format!("#{n}"), (*n).to_owned())).collect(),
+        ))
+        .set_expression_attribute_values(Some(
+            values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        ))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional_failure(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether DynamoDB refused a write because its condition did not hold
 /// (`ConditionalCheckFailedException`), as opposed to any other failure.
 pub fn is_conditional_failure<E, R>(e: &SdkError<E, R>) -> bool

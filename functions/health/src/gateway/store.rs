@@ -26,6 +26,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use streamstack_core::store::{is_conditional_failure, StoreError};
+use streamstack_core::table::update_if;
 use time::OffsetDateTime;
 
 /// Gateway state persistence.
@@ -177,22 +178,8 @@ impl DynamoGatewayStore {
         names: &[&str],
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("gateway_id", s(gateway_id))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(
-                names.iter().map(|k| (format!("#{k}"), (*k).to_owned())).collect(),
-            ))
-            .set_expression_attribute_values(Some(
-                values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-            ))
-            .send()
-            .await;
-        conditional(result)
+        let key = ("gateway_id", gateway_id);
+        update_if(&self.client, &self.table, key, update, condition, names, values).await
     }
 }
 
