@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod -p devices && cargo build --quiet -p streamstack-tests --bin mediaconvert-stub
 
-.PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools bench-lambda clean
+.PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools bench-lambda cdk-synth clean
 
 $(VENV)/.installed:
 	python3 -m venv $(VENV)
@@ -98,6 +98,20 @@ bench-lambda:
 	CARGO_TARGET_DIR=$(LAMBDA_TARGET_DIR) cargo build --quiet --release \
 	  --config 'profile.release.panic="abort"' $(LAMBDA_BINS)
 	python3 scripts/lambda-init-bench.py --dir $(LAMBDA_TARGET_DIR)/release
+
+## cdk-synth: the CDK app (infra/, see infra/README.md) synthesized offline into infra/cdk.out:
+## Lambda bundling skipped (no cargo lambda run), env-agnostic (no AWS credentials, no lookups),
+## CDK's built-in template validation off (CDK_VALIDATION=true turns it on: +10 s).
+## `npm ci` in infra/ only when node_modules is missing or older than the lock.
+CDK_VALIDATION ?= false
+infra/node_modules/.package-lock.json: infra/package-lock.json
+	cd infra && npm ci --no-audit --no-fund
+	touch $@
+
+cdk-synth: infra/node_modules/.package-lock.json
+	rm -rf infra/cdk.out
+	cd infra && CI=true CDK_VALIDATION=$(CDK_VALIDATION) AWS_EC2_METADATA_DISABLED=true \
+	  CDK_DISABLE_CLI_TELEMETRY=true node_modules/.bin/cdk synth --quiet -c skipBundling=true </dev/null
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) .local

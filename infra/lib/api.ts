@@ -1,0 +1,126 @@
+// The channel, asset, device and gateway API: ChannelsApiFunction behind an IAM-authorized
+// HTTP API. As under SAM, the routes are the API's OpenAPI body (no separate Route or
+// Integration resources) and the stage is `$default` with auto-deploy.
+import { Fn } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { Construct } from 'constructs';
+import { Params } from './params';
+import { FunctionGlobals, SamFunction, named } from './sam';
+import { Storage } from './storage';
+
+/** SAM event name -> route (path, method), as in template.yaml. */
+const ROUTES: Record<string, [string, string]> = {
+  Channels: ['/channels', 'ANY'],
+  Channel: ['/channels/{proxy+}', 'ANY'],
+  Assets: ['/assets', 'GET'],
+  Asset: ['/assets/{id}', 'GET'],
+  Devices: ['/devices', 'ANY'],
+  Device: ['/devices/{proxy+}', 'ANY'],
+  Gateway: ['/gateways/{proxy+}', 'ANY'],
+};
+
+export class Api extends Construct {
+  readonly httpApi: apigwv2.CfnApi;
+  readonly function: SamFunction;
+
+  constructor(scope: Construct, id: string, params: Params, globals: FunctionGlobals, storage: Storage) {
+    super(scope, id);
+
+    this.function = new SamFunction(this, 'ChannelsApiFunction', globals, {
+      binary: 'channels-api',
+      description: 'Channel, asset, device and gateway heartbeat API (functions/channels-api)',
+      environment: {
+        CHANNELS_TABLE: storage.channelsTable.ref,
+        MEDIA_BUCKET: storage.mediaBucket.ref,
+        INGEST_HOST: params.ref('IngestHost'),
+        PLAYBACK_BASE_URL: storage.playbackBaseUrl,
+        PUSH_URL_TTL_SECS: params.ref('PushUrlTtlSeconds'),
+        ASSETS_TABLE: storage.assetsTable.ref,
+        DEVICES_TABLE: storage.devicesTable.ref,
+        DEVICE_ONLINE_WINDOW_SECS: params.ref('DeviceOnlineWindowSeconds'),
+        // Resolved by CloudFormation at deploy time into the (KMS-encrypted) environment: a
+        // cold start needs no Secrets Manager call and no secretsmanager permission.
+        MEDIA_URL_KEY: Fn.sub('{{resolve:secretsmanager:${MediaUrlKey}:SecretString}}'),
+      },
+      policies: [
+        {
+          statements: [
+            {
+              Effect: 'Allow',
+              Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:Scan'],
+              Resource: storage.channelsTable.attrArn,
+            },
+            { Effect: 'Allow', Action: ['dynamodb:GetItem', 'dynamodb:Scan'], Resource: storage.assetsTable.attrArn },
+          ],
+        },
+        // SAM's DynamoDBCrudPolicy on the devices table and its indexes.
+        { statements: [dynamoDbCrudStatement(storage.devicesTable.ref)], unversioned: true },
+      ],
+    });
+
+    const uri = Fn.sub(
+      'arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Fn}/invocations',
+      { Fn: this.function.arn },
+    );
+    const paths: Record<string, Record<string, unknown>> = {};
+    for (const [routePath, method] of Object.values(ROUTES)) {
+      const parameters = [...routePath.matchAll(/\{([^}]+)\}/g)].map((m) => ({ in: 'path', name: m[1], required: true }));
+      const operation: Record<string, unknown> = {
+        ...(parameters.length > 0 ? { parameters } : {}),
+        responses: {},
+        security: [{ AWS_IAM: [] }],
+        'x-amazon-apigateway-integration': { httpMethod: 'POST', payloadFormatVersion: '2.0', type: 'aws_proxy', uri },
+      };
+      const key = method === 'ANY' ? 'x-amazon-apigateway-any-method' : method.toLowerCase();
+      paths[routePath] = { ...(paths[routePath] ?? {}), [key]: operation };
+    }
+    this.httpApi = named(new apigwv2.CfnApi(this, 'HttpApi', {
+      body: {
+        openapi: '3.0.1',
+        info: { title: Fn.ref('AWS::StackName'), version: '1.0' },
+        paths,
+        components: {
+          securitySchemes: {
+            AWS_IAM: {
+              type: 'apiKey',
+              name: 'Authorization',
+              in: 'header',
+              'x-amazon-apigateway-authtype': 'awsSigv4',
+            },
+          },
+        },
+      },
+    }), 'HttpApi');
+    named(new apigwv2.CfnStage(this, 'DefaultStage', {
+      apiId: this.httpApi.ref,
+      stageName: '$default',
+      autoDeploy: true,
+    }), 'HttpApiApiGatewayDefaultStage');
+
+    for (const [event, [routePath, method]] of Object.entries(ROUTES)) {
+      this.function.addHttpApiEvent(event, this.httpApi.ref, routePath, method);
+    }
+  }
+
+  /** The API's base URL. */
+  get url(): string {
+    return Fn.sub('https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}');
+  }
+}
+
+/** SAM's `DynamoDBCrudPolicy: {TableName}` policy template, expanded. */
+export function dynamoDbCrudStatement(tableName: string): Record<string, unknown> {
+  const arn = (suffix: string) => Fn.sub(
+    `arn:\${AWS::Partition}:dynamodb:\${AWS::Region}:\${AWS::AccountId}:table/\${tableName}${suffix}`,
+    { tableName },
+  );
+  return {
+    Effect: 'Allow',
+    Action: [
+      'dynamodb:GetItem', 'dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:Scan', 'dynamodb:Query',
+      'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem', 'dynamodb:BatchGetItem', 'dynamodb:DescribeTable',
+      'dynamodb:ConditionCheckItem',
+    ],
+    Resource: [arn(''), arn('/index/*')],
+  };
+}

@@ -1,0 +1,215 @@
+// The stack's CloudFormation Parameters and Conditions: the same names, types, defaults,
+// constraints and allowed values as ../template.yaml, so one set of parameter overrides works
+// for `sam deploy` and `cdk deploy`.
+import { CfnCondition, CfnParameter, CfnParameterProps, Fn, Stack } from 'aws-cdk-lib';
+
+const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+  2192, 2557, 2922, 3288, 3653].map(String);
+
+/** Parameter name -> definition, in template.yaml's order. */
+const DEFINITIONS = {
+  IngestHost: {
+    type: 'String', default: 'ingest.example.com:1935',
+    description: 'host[:port] of the RTMP ingest (streamer) that push URLs point at.',
+  },
+  LiveOutputRetentionDays: {
+    type: 'Number', default: 1, minValue: 1,
+    description: 'Days live-only HLS output (not recordings) is kept before S3 expires it.',
+  },
+  Architecture: {
+    type: 'String', default: 'x86_64', allowedValues: ['x86_64', 'arm64'],
+    description: 'Lambda architecture, and the CPU of the streamer pull tasks (StreamerImage must be built for it). '
+      + 'In the CDK app it must equal the `architecture` context value the Lambda code was built for '
+      + '(a template Rule checks it).',
+  },
+  PushUrlTtlSeconds: {
+    type: 'Number', default: 86400, minValue: 60,
+    description: 'Lifetime of signed RTMP push URLs, in seconds.',
+  },
+  VodPresets: {
+    type: 'String', default: '',
+    description: 'JSON document replacing the built-in encoding presets (functions/vod/presets.json: named ABR '
+      + 'ladders, MP4 rendition, thumbnail size, audio). Empty = built-in.',
+  },
+  VodSegmentLength: {
+    type: 'Number', default: 6, minValue: 1, maxValue: 30,
+    description: 'Default HLS segment length of VOD outputs, in seconds.',
+  },
+  VodThumbnailInterval: {
+    type: 'Number', default: 10, minValue: 1, maxValue: 3600,
+    description: 'Default interval between VOD thumbnails, in seconds.',
+  },
+  VpcId: {
+    type: 'AWS::EC2::VPC::Id',
+    description: 'VPC of the streamer pull tasks (their security group is created in it).',
+  },
+  TaskSubnetIds: {
+    type: 'List<AWS::EC2::Subnet::Id>',
+    description: 'Subnets of the streamer pull tasks (in VpcId). They need a route to the cameras and to ECR, S3, '
+      + 'DynamoDB, Secrets Manager and CloudWatch Logs: a NAT gateway or VPC endpoints for private subnets, or '
+      + 'TaskAssignPublicIp=ENABLED in public ones.',
+  },
+  TaskAssignPublicIp: {
+    type: 'String', default: 'DISABLED', allowedValues: ['DISABLED', 'ENABLED'],
+    description: 'Whether pull tasks get a public IP (only useful in public subnets).',
+  },
+  PullUdpIngressCidr: {
+    type: 'String', default: '', allowedPattern: '^$|^(\\d{1,3}\\.){3}\\d{1,3}/\\d{1,2}$',
+    description: 'Empty (default) = pull tasks accept no inbound traffic. An IPv4 CIDR opens UDP 1024-65535 from '
+      + 'it, for `udp://` unicast sources (MPEG-TS sent to the task) and RTSP with RTSP_TRANSPORT=udp; RTSP over '
+      + 'TCP (the default) needs none.',
+  },
+  StreamerImage: {
+    type: 'String', minLength: 1,
+    description: 'Image URI of the streamer (streamer/Dockerfile), e.g. '
+      + '<account>.dkr.ecr.<region>.amazonaws.com/streamstack-streamer:<tag>, built for the Architecture '
+      + "parameter's CPU. ECS resolves it when a task starts, not at deploy.",
+  },
+  PullTaskCpu: {
+    type: 'Number', default: 512, allowedValues: ['256', '512', '1024', '2048', '4096', '8192', '16384'],
+    description: 'Fargate CPU units of one pull task (1024 = 1 vCPU).',
+  },
+  PullTaskMemory: {
+    type: 'Number', default: 1024, minValue: 512, maxValue: 122880,
+    description: 'Memory of one pull task, MiB; must be a Fargate combination with PullTaskCpu (256: 512-2048, '
+      + '512: 1024-4096, 1024: 2048-8192, ...).',
+  },
+  DevicesPerTask: {
+    type: 'Number', default: 1, minValue: 1, maxValue: 100,
+    description: 'Devices one pull task records (1 = one task per camera). With K > 1 tasks follow their slot in '
+      + 'the slots table and cost per camera falls by about K; size PullTaskCpu/PullTaskMemory for K streams.',
+  },
+  ReconcileSchedule: {
+    type: 'String', default: 'rate(1 minute)',
+    description: 'EventBridge schedule expression of the periodic (full) reconcile.',
+  },
+  DeviceOnlineWindowSeconds: {
+    type: 'Number', default: 1200, minValue: 60,
+    description: 'A device is online while its last heartbeat is this recent (default 20 min: a 15-minute gateway '
+      + 'period plus 5 minutes of slack).',
+  },
+  DeviceAgeOutSeconds: {
+    type: 'Number', default: 604800, minValue: 3600,
+    description: 'Devices not heard from for this long are deleted by the reconciler (7 days).',
+  },
+  MaxTaskStartsPerRun: {
+    type: 'Number', default: 500, minValue: 1,
+    description: 'RunTask calls one reconcile may make; the rest wait for the next run.',
+  },
+  ReconcilerDryRun: {
+    type: 'String', default: 'false', allowedValues: ['false', 'true'],
+    description: 'true = the reconciler logs its plan and changes nothing.',
+  },
+  RestartBackoffBaseSeconds: {
+    type: 'Number', default: 10, minValue: 1,
+    description: "Restart backoff after a device task's first failure; doubles with each further failure in the "
+      + 'crash window, up to RestartBackoffMaxSeconds. Restarts happen on the next reconcile after the backoff '
+      + '(ReconcileSchedule).',
+  },
+  RestartBackoffMaxSeconds: {
+    type: 'Number', default: 600, minValue: 1,
+    description: 'Cap of the restart backoff.',
+  },
+  CrashLoopRestarts: {
+    type: 'Number', default: 5, minValue: 1,
+    description: "Failures of a device's task within CrashLoopWindowSeconds that mark the device failed (no more "
+      + 'restarts until its configuration changes) and publish an alarm.',
+  },
+  CrashLoopWindowSeconds: {
+    type: 'Number', default: 1800, minValue: 60,
+    description: 'The crash-loop window.',
+  },
+  HealthyRunSeconds: {
+    type: 'Number', default: 600, minValue: 1,
+    description: 'A task that ran this long before failing was healthy; the failure count restarts.',
+  },
+  GatewayTagValue: {
+    type: 'String', default: 'media-gateway',
+    description: 'Value of the `streamstack:role` tag that marks media-gateway EC2 instances (the IAM policy of '
+      + 'GatewayHealthFunction is scoped to instances carrying it).',
+  },
+  GatewayCheckSchedule: {
+    type: 'String', default: 'rate(5 minutes)',
+    description: 'EventBridge schedule of the gateway check and image backups.',
+  },
+  GatewayHealthUrl: {
+    type: 'String', default: '',
+    description: "The gateway software's health URL, `{private_ip}` substituted (plain http inside the VPC, e.g. "
+      + 'http://{private_ip}:8080/health); empty = EC2 status checks only. When set, the function runs in '
+      + 'TaskSubnetIds, which then need a route to EC2, DynamoDB and SNS (NAT gateway or VPC endpoints).',
+  },
+  GatewayHealthFailures: {
+    type: 'Number', default: 3, minValue: 1,
+    description: 'Consecutive failed health-URL checks that make a gateway sick.',
+  },
+  GatewayRebootGraceSeconds: {
+    type: 'Number', default: 900, minValue: 0,
+    description: 'A rebooted gateway still sick after this long is replaced.',
+  },
+  GatewayRpoSeconds: {
+    type: 'Number', default: 86400, minValue: 60,
+    description: 'Recovery point objective - one backup image per gateway per interval.',
+  },
+  GatewayImageRetention: {
+    type: 'Number', default: 7, minValue: 1,
+    description: 'Backup images kept per gateway (the newest available one is never deleted).',
+  },
+  GatewayInstanceRoleArn: {
+    type: 'String', default: '',
+    description: "Role of the gateways' instance profile (replacements get the same profile; the function may pass "
+      + 'only this role). Required when the gateways have an instance profile (else every recovery fails '
+      + 'RunInstances and alarms); empty when they have none.',
+  },
+  GatewayDryRun: {
+    type: 'String', default: 'false', allowedValues: ['false', 'true'],
+    description: 'true = the gateway function reports its plan and changes nothing.',
+  },
+  ContainerInsights: {
+    type: 'String', default: 'disabled', allowedValues: ['disabled', 'enabled', 'enhanced'],
+    description: 'CloudWatch Container Insights on the streamer cluster (billed per metric).',
+  },
+  StreamerLogRetentionDays: {
+    type: 'Number', default: 30, allowedValues: LOG_RETENTION_DAYS,
+    description: "Days the pull tasks' CloudWatch logs are kept.",
+  },
+} satisfies Record<string, CfnParameterProps>;
+
+export type ParamName = keyof typeof DEFINITIONS;
+
+/** The parameters (as CfnParameter) and the template's conditions. */
+export class Params {
+  private readonly params: Record<string, CfnParameter> = {};
+  readonly isArm64: CfnCondition;
+  readonly hasPullUdpIngress: CfnCondition;
+  readonly hasGatewayHealthUrl: CfnCondition;
+  readonly hasGatewayInstanceRole: CfnCondition;
+
+  constructor(stack: Stack, architectureDefault: string) {
+    for (const [name, props] of Object.entries(DEFINITIONS)) {
+      const p: CfnParameterProps = name === 'Architecture' ? { ...props, default: architectureDefault } : props;
+      this.params[name] = new CfnParameter(stack, name, p);
+    }
+    const notEmpty = (name: ParamName) => Fn.conditionNot(Fn.conditionEquals(this.ref(name), ''));
+    this.isArm64 = new CfnCondition(stack, 'IsArm64', { expression: Fn.conditionEquals(this.ref('Architecture'), 'arm64') });
+    this.hasPullUdpIngress = new CfnCondition(stack, 'HasPullUdpIngress', { expression: notEmpty('PullUdpIngressCidr') });
+    this.hasGatewayHealthUrl = new CfnCondition(stack, 'HasGatewayHealthUrl', { expression: notEmpty('GatewayHealthUrl') });
+    this.hasGatewayInstanceRole = new CfnCondition(stack, 'HasGatewayInstanceRole', {
+      expression: notEmpty('GatewayInstanceRoleArn'),
+    });
+  }
+
+  /** `{ Ref: name }` as a string token. */
+  ref(name: ParamName): string {
+    return this.params[name].valueAsString;
+  }
+
+  /** `{ Ref: name }` of a List<> parameter. */
+  list(name: ParamName): string[] {
+    return this.params[name].valueAsList;
+  }
+
+  /** `{ Ref: name }` as a number token. */
+  num(name: ParamName): number {
+    return this.params[name].valueAsNumber;
+  }
+}

@@ -1,0 +1,198 @@
+// Storage: the DynamoDB tables, the media bucket and its CloudFront distribution, the
+// MEDIA_URL_KEY secret. Tables, bucket and secret are retained on stack deletion and
+// replacement (DeletionPolicy / UpdateReplacePolicy Retain), as in template.yaml.
+import { Aws, CfnDeletionPolicy, CfnResource, Fn } from 'aws-cdk-lib';
+import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { Params } from './params';
+import { named, policyDocument, stackIdSuffix } from './sam';
+
+function retain(resource: CfnResource): void {
+  resource.cfnOptions.deletionPolicy = CfnDeletionPolicy.RETAIN;
+  resource.cfnOptions.updateReplacePolicy = CfnDeletionPolicy.RETAIN;
+}
+
+interface TableSpec {
+  /** Hash key attribute (type S). */
+  readonly key: string;
+  /** Global secondary indexes: name -> hash key (type S) and projection. */
+  readonly indexes?: Record<string, { key: string; projection: 'KEYS_ONLY' | 'ALL' }>;
+  readonly stream?: 'NEW_AND_OLD_IMAGES';
+}
+
+function table(scope: Construct, logicalId: string, spec: TableSpec): dynamodb.CfnTable {
+  const indexes = Object.entries(spec.indexes ?? {});
+  const attributes = [spec.key, ...indexes.map(([, ix]) => ix.key)];
+  const t = named(new dynamodb.CfnTable(scope, logicalId, {
+    billingMode: 'PAY_PER_REQUEST',
+    attributeDefinitions: attributes.map((attributeName) => ({ attributeName, attributeType: 'S' })),
+    keySchema: [{ attributeName: spec.key, keyType: 'HASH' }],
+    globalSecondaryIndexes: indexes.length === 0 ? undefined : indexes.map(([indexName, ix]) => ({
+      indexName,
+      keySchema: [{ attributeName: ix.key, keyType: 'HASH' }],
+      projection: { projectionType: ix.projection },
+    })),
+    streamSpecification: spec.stream ? { streamViewType: spec.stream } : undefined,
+    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+    sseSpecification: { sseEnabled: true },
+  }), logicalId);
+  retain(t);
+  return t;
+}
+
+export class Storage extends Construct {
+  readonly channelsTable: dynamodb.CfnTable;
+  readonly assetsTable: dynamodb.CfnTable;
+  readonly devicesTable: dynamodb.CfnTable;
+  readonly slotsTable: dynamodb.CfnTable;
+  readonly gatewaysTable: dynamodb.CfnTable;
+  readonly mediaBucket: s3.CfnBucket;
+  readonly distribution: cloudfront.CfnDistribution;
+  readonly mediaUrlKey: secretsmanager.CfnSecret;
+
+  constructor(scope: Construct, id: string, params: Params) {
+    super(scope, id);
+
+    // Sparse lease-owner-index (only leased channels carry lease_owner, the streamer's ECS
+    // task ARN): task health finds a stopped ingest task's channels without a scan.
+    this.channelsTable = table(this, 'ChannelsTable', {
+      key: 'id', indexes: { 'lease-owner-index': { key: 'lease_owner', projection: 'KEYS_ONLY' } },
+    });
+    this.assetsTable = table(this, 'AssetsTable', { key: 'id' });
+    // The stream feeds ReconcilerFunction (desired-state changes start or stop tasks at once).
+    this.devicesTable = table(this, 'DevicesTable', {
+      key: 'id', indexes: { 'gateway-index': { key: 'gateway_id', projection: 'ALL' } }, stream: 'NEW_AND_OLD_IMAGES',
+    });
+    this.slotsTable = table(this, 'SlotsTable', { key: 'id' });
+    this.gatewaysTable = table(this, 'GatewaysTable', { key: 'gateway_id' });
+
+    // 32 random bytes as 64 lowercase hex characters (MEDIA_URL_KEY); never rotated by
+    // CloudFormation (a new value would make every stored camera credential unreadable).
+    this.mediaUrlKey = named(new secretsmanager.CfnSecret(this, 'MediaUrlKey', {
+      description: Fn.sub('${AWS::StackName} MEDIA_URL_KEY (64 hex chars): seals camera credentials in the devices table'),
+      generateSecretString: {
+        passwordLength: 64,
+        excludeUppercase: true,
+        excludePunctuation: true,
+        includeSpace: false,
+        excludeCharacters: 'ghijklmnopqrstuvwxyz',
+        requireEachIncludedType: false,
+      },
+    }), 'MediaUrlKey');
+    retain(this.mediaUrlKey);
+
+    // The name comes from the stack id so the VOD roles can name the bucket without a
+    // reference (the bucket's notification references the trigger: a reference back would
+    // be a cycle). The notification is attached by connectVodTrigger.
+    const liveExpiry = (id: string, prefix: string): s3.CfnBucket.RuleProperty => ({
+      id,
+      status: 'Enabled',
+      prefix,
+      tagFilters: [{ key: 'streamstack-retention', value: 'live' }],
+      expirationInDays: params.num('LiveOutputRetentionDays'),
+    });
+    this.mediaBucket = named(new s3.CfnBucket(this, 'MediaBucket', {
+      bucketName: Fn.sub('streamstack-media-${Id}', { Id: stackIdSuffix() }),
+      bucketEncryption: {
+        serverSideEncryptionConfiguration: [{ serverSideEncryptionByDefault: { sseAlgorithm: 'AES256' } }],
+      },
+      publicAccessBlockConfiguration: {
+        blockPublicAcls: true,
+        blockPublicPolicy: true,
+        ignorePublicAcls: true,
+        restrictPublicBuckets: true,
+      },
+      ownershipControls: { rules: [{ objectOwnership: 'BucketOwnerEnforced' }] },
+      lifecycleConfiguration: {
+        rules: [
+          { id: 'abort-incomplete-uploads', status: 'Enabled', abortIncompleteMultipartUpload: { daysAfterInitiation: 1 } },
+          // Live-only segments and playlists carry streamstack-retention=live; recordings and
+          // device archives do not and are kept.
+          liveExpiry('expire-live-output', 'live/'),
+          liveExpiry('expire-device-live-output', 'devices/'),
+        ],
+      },
+    }), 'MediaBucket');
+    retain(this.mediaBucket);
+
+    const oac = named(new cloudfront.CfnOriginAccessControl(this, 'MediaOriginAccessControl', {
+      originAccessControlConfig: {
+        name: Fn.sub('${AWS::StackName}-media'),
+        originAccessControlOriginType: 's3',
+        signingBehavior: 'always',
+        signingProtocol: 'sigv4',
+      },
+    }), 'MediaOriginAccessControl');
+
+    this.distribution = named(new cloudfront.CfnDistribution(this, 'PlaybackDistribution', {
+      distributionConfig: {
+        enabled: true,
+        comment: Fn.sub('${AWS::StackName} HLS playback'),
+        httpVersion: 'http2and3',
+        origins: [{
+          id: 'media',
+          domainName: this.mediaBucket.attrRegionalDomainName,
+          originAccessControlId: oac.attrId,
+          s3OriginConfig: { originAccessIdentity: '' },
+        }],
+        defaultCacheBehavior: {
+          targetOriginId: 'media',
+          viewerProtocolPolicy: 'redirect-to-https',
+          allowedMethods: ['GET', 'HEAD', 'OPTIONS'],
+          compress: true,
+          // Managed policies: CachingOptimized, CORS-S3Origin, SimpleCORS.
+          cachePolicyId: '658327ea-f89d-4fab-a63d-7e88639e58f6',
+          originRequestPolicyId: '88a5eaf4-2fd4-4709-b370-b4c650ea3fcf',
+          responseHeadersPolicyId: '60669652-455b-4ae9-85a4-c4c02393f86c',
+        },
+      },
+    }), 'PlaybackDistribution');
+
+    const bucketArn = this.mediaBucket.attrArn;
+    named(new s3.CfnBucketPolicy(this, 'MediaBucketPolicy', {
+      bucket: this.mediaBucket.ref,
+      policyDocument: policyDocument([
+        {
+          Sid: 'CloudFrontReadsLiveAndVodOutput',
+          Effect: 'Allow',
+          Principal: { Service: 'cloudfront.amazonaws.com' },
+          Action: 's3:GetObject',
+          Resource: [`${bucketArn}/live/*`, `${bucketArn}/outputs/*`, `${bucketArn}/devices/*`],
+          Condition: {
+            StringEquals: {
+              'AWS:SourceArn': `arn:${Aws.PARTITION}:cloudfront::${Aws.ACCOUNT_ID}:distribution/${this.distribution.ref}`,
+            },
+          },
+        },
+        {
+          Sid: 'DenyInsecureTransport',
+          Effect: 'Deny',
+          Principal: '*',
+          Action: 's3:*',
+          Resource: [bucketArn, `${bucketArn}/*`],
+          Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+        },
+      ]),
+    }), 'MediaBucketPolicy');
+  }
+
+  /** `https://<distribution domain>`. */
+  get playbackBaseUrl(): string {
+    return `https://${this.distribution.attrDomainName}`;
+  }
+
+  /** S3 ObjectCreated under inputs/ invokes the VOD trigger (after its permission exists). */
+  connectVodTrigger(functionArn: string, permission: CfnResource): void {
+    this.mediaBucket.notificationConfiguration = {
+      lambdaConfigurations: [{
+        event: 's3:ObjectCreated:*',
+        filter: { s3Key: { rules: [{ name: 'prefix', value: 'inputs/' }] } },
+        function: functionArn,
+      }],
+    };
+    this.mediaBucket.addResourceDependency(permission);
+  }
+}
