@@ -30,6 +30,16 @@ enum Command {
     /// Pull RTSP cameras and UDP MPEG-TS feeds into HLS (channels or devices); standalone
     /// with a `dir:` output and no table.
     Pull(crate::pull::args::PullArgs),
+    /// Exit 0 when a running streamer's health endpoint answers 200 (the container health
+    /// check; `serve`/`pull` with `--health-listen`), 1 otherwise.
+    Healthcheck {
+        /// The health endpoint.
+        #[arg(long, env = "HEALTHCHECK_URL", default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+        /// Seconds allowed for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// Remux a recorded FLV file to HLS (same pipeline as live ingest).
     Remux {
         /// FLV input file.
@@ -55,8 +65,8 @@ struct ServeArgs {
     listen: SocketAddr,
     /// SRT listen address (UDP): MPEG-TS pushed by SRT callers with the channel's signed
     /// stream key as `streamid`, under the same limits as RTMP. Empty disables SRT.
-    #[arg(long, env = "SRT_LISTEN", default_value = "0.0.0.0:9000", value_parser = parse_srt_listen)]
-    srt_listen: SrtListen,
+    #[arg(long, env = "SRT_LISTEN", default_value = "0.0.0.0:9000", value_parser = parse_optional_addr)]
+    srt_listen: OptionalAddr,
     /// Do not listen for SRT (as an empty `--srt-listen`).
     #[arg(long)]
     no_srt: bool,
@@ -91,9 +101,27 @@ pub(crate) struct RunArgs {
     /// and accepts a new publish at most this long after its last renewal (every third).
     #[arg(long, env = "STREAMER_LEASE_SECS", default_value_t = streamstack_core::LEASE_DURATION.as_secs())]
     pub(crate) lease_secs: u64,
+    /// Health endpoint address (HTTP `GET /healthz`: 200 serving, 503 draining), for a
+    /// load balancer's target health check and `streamer healthcheck`. Empty (default):
+    /// none. The image sets `0.0.0.0:8080`.
+    #[arg(long, env = "HEALTH_LISTEN", default_value = "", value_parser = parse_optional_addr)]
+    pub(crate) health_listen: OptionalAddr,
 }
 
 impl RunArgs {
+    /// Starts the health listener (when configured), answering 503 from SIGTERM/SIGINT on.
+    ///
+    /// # Errors
+    /// The listener's bind error.
+    pub(crate) async fn start_health(&self) -> anyhow::Result<()> {
+        let health = crate::health::start(self.health_listen.0).await?;
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            health.set_draining();
+        });
+        Ok(())
+    }
+
     /// The output spec, defaulting to `s3` with a media bucket, else `dir:hls`.
     pub(crate) fn output(&self, media_bucket: Option<&str>) -> OutputSpec {
         self.output.clone().unwrap_or_else(|| match media_bucket {
@@ -239,6 +267,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::publish::discover_instance_id().await;
             crate::pull::args::run(args).await
         }
+        Command::Healthcheck { url, timeout_secs } => {
+            crate::health::check(&url, Duration::from_secs(timeout_secs)).await
+        }
         Command::Remux { input, output, prefix, segment_duration } => {
             let file =
                 std::fs::File::open(&input).with_context(|| format!("open {}", input.display()))?;
@@ -297,6 +328,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("bind {listen}"))?;
     tracing::info!(addr = %server.local_addr()?, "RTMP ingest listening");
+    run.start_health().await?;
     let drain = Duration::from_secs(run.drain_secs);
     let srt = async move {
         if let Some(srt) = srt {
@@ -307,14 +339,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--srt-listen`: an address, or none (SRT off).
+/// An address flag that may be empty (`--srt-listen`, `--health-listen`): `None` = off.
 #[derive(Debug, Clone)]
-struct SrtListen(Option<SocketAddr>);
+pub(crate) struct OptionalAddr(pub(crate) Option<SocketAddr>);
 
-fn parse_srt_listen(value: &str) -> Result<SrtListen, std::net::AddrParseError> {
+fn parse_optional_addr(value: &str) -> Result<OptionalAddr, std::net::AddrParseError> {
     match value.trim() {
-        "" => Ok(SrtListen(None)),
-        addr => addr.parse().map(|a| SrtListen(Some(a))),
+        "" => Ok(OptionalAddr(None)),
+        addr => addr.parse().map(|a| OptionalAddr(Some(a))),
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod flv;
+pub mod health;
 pub mod hls;
 pub mod ingest;
 pub mod media;

@@ -267,6 +267,7 @@ pub async fn run(args: PullArgs) -> anyhow::Result<()> {
         max_backoff: Duration::from_secs(args.max_backoff_secs.max(1)),
     });
     let drain = Duration::from_secs(args.run.drain_secs);
+    args.run.start_health().await?;
     match mode {
         Mode::Fixed(sources) => super::run(context, sources, shutdown_signal(), drain).await,
         Mode::Assignment(slot) => {
