@@ -4,7 +4,13 @@
 import { CfnCondition, CfnParameter, CfnParameterProps, Fn, Stack } from 'aws-cdk-lib';
 
 const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
-  2192, 2557, 2922, 3288, 3653].map(String);
+  2192, 2557, 2922, 3288, 3653];
+
+/** Numeric AllowedValues as numbers, as template.yaml writes them (CfnParameterProps types them
+ * string[]; cfn-lint wants a Number parameter's Default and AllowedValues of one type). */
+function numbers(values: number[]): string[] {
+  return values as unknown as string[];
+}
 
 /** Parameter name -> definition, in template.yaml's order. */
 const DEFINITIONS = {
@@ -66,7 +72,7 @@ const DEFINITIONS = {
       + "parameter's CPU. ECS resolves it when a task starts, not at deploy.",
   },
   PullTaskCpu: {
-    type: 'Number', default: 512, allowedValues: ['256', '512', '1024', '2048', '4096', '8192', '16384'],
+    type: 'Number', default: 512, allowedValues: numbers([256, 512, 1024, 2048, 4096, 8192, 16384]),
     description: 'Fargate CPU units of one pull task (1024 = 1 vCPU).',
   },
   PullTaskMemory: {
@@ -169,7 +175,7 @@ const DEFINITIONS = {
     description: 'CloudWatch Container Insights on the streamer cluster (billed per metric).',
   },
   StreamerLogRetentionDays: {
-    type: 'Number', default: 30, allowedValues: LOG_RETENTION_DAYS,
+    type: 'Number', default: 30, allowedValues: numbers(LOG_RETENTION_DAYS),
     description: "Days the pull tasks' CloudWatch logs are kept.",
   },
 } satisfies Record<string, CfnParameterProps>;
