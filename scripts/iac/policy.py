@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Least-privilege and data-protection rules on a CloudFormation template.
+
+- IAM (identity policies of roles, AWS::IAM::Policy/ManagedPolicy, and resource policies of
+  buckets, queues, topics, secrets, repositories): no Allow statement with Action `*`,
+  `service:*` or any other wildcard action, nor NotAction/NotResource; no Allow identity
+  statement with Resource `*` unless every action in it is in
+  allowlist.WILDCARD_RESOURCE_ACTIONS (with the condition key that entry requires); every AWS
+  managed policy a role attaches is in allowlist.ACCEPTED_MANAGED_POLICIES.
+- S3 buckets: all four PublicAccessBlockConfiguration flags true, default encryption, and a
+  bucket policy denying s3:* to everyone when aws:SecureTransport is false, on the bucket
+  and its objects.
+- DynamoDB tables: SSE enabled and point-in-time recovery enabled.
+- SQS queues and SNS topics: encrypted (SSE-SQS or KMS; KMS for SNS), set explicitly.
+
+    python3 scripts/iac/policy.py [--sam template.yaml] [--cdk infra/cdk.out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import allowlist
+from iam import _as_list, all_identity_documents, all_resource_documents, iter_statements, managed_policy_name
+from templates import canon, load_cdk, load_sam, referenced_ids, render
+
+_WILDCARD_OK = {a: (cond, reason) for a, cond, reason in allowlist.WILDCARD_RESOURCE_ACTIONS}
+
+
+def _actions(st: dict[str, Any]) -> list[str]:
+    return [a.lower() if isinstance(a, str) else canon(a) for a in _as_list(render(st.get("Action")))]
+
+
+def check_statements(doc_id: str, doc: Any, identity: bool) -> list[str]:
+    out = []
+    for when, st in iter_statements(doc):
+        if st.get("Effect", "Allow") != "Allow":
+            continue
+        where = f"{doc_id}{' [when ' + when + ']' if when else ''}"
+        if "NotAction" in st:
+            out.append(f"{where}: Allow with NotAction")
+        if "NotResource" in st:
+            out.append(f"{where}: Allow with NotResource")
+        actions = _actions(st)
+        for a in actions:
+            if a == "*" or a.endswith(":*"):
+                out.append(f"{where}: wildcard action {a}")
+            elif "*" in a or "?" in a:
+                out.append(f"{where}: wildcard action {a} (name the actions)")
+        if not identity:
+            continue
+        resources = _as_list(render(st.get("Resource")))
+        if "*" not in resources:
+            continue
+        cond_keys = {k.lower() for kv in (st.get("Condition") or {}).values() if isinstance(kv, dict) for k in kv}
+        for a in actions:
+            if a not in _WILDCARD_OK:
+                out.append(f"{where}: {a} on Resource * (not in allowlist.WILDCARD_RESOURCE_ACTIONS)")
+            else:
+                need = _WILDCARD_OK[a][0]
+                if need and need.lower() not in cond_keys:
+                    out.append(f"{where}: {a} on Resource * without the {need} condition the allow-list requires")
+    return out
+
+
+def check_managed_policies(t: dict[str, Any]) -> list[str]:
+    out = []
+    res = t.get("Resources", {})
+    for rid, r in res.items():
+        if r.get("Type") not in ("AWS::IAM::Role", "AWS::IAM::User", "AWS::IAM::Group"):
+            continue
+        for arn in _as_list((r.get("Properties") or {}).get("ManagedPolicyArns")):
+            if referenced_ids(arn) & set(res):
+                continue  # a customer managed policy of this template: its document is checked
+            name = managed_policy_name(arn)
+            if name not in allowlist.ACCEPTED_MANAGED_POLICIES:
+                out.append(f"{rid}: managed policy {name} not in allowlist.ACCEPTED_MANAGED_POLICIES")
+    return out
+
+
+def managed_policies_in_use(t: dict[str, Any]) -> dict[str, list[str]]:
+    used: dict[str, list[str]] = {}
+    for rid, r in t.get("Resources", {}).items():
+        for arn in _as_list((r.get("Properties") or {}).get("ManagedPolicyArns")):
+            if not (referenced_ids(arn) & set(t["Resources"])):
+                used.setdefault(managed_policy_name(arn), []).append(rid)
+    return used
+
+
+def _true(v: Any) -> bool:
+    return canon(v) == "true"
+
+
+def check_buckets(t: dict[str, Any]) -> list[str]:
+    out = []
+    res = t.get("Resources", {})
+    policies = [(r.get("Properties") or {}) for r in res.values() if r.get("Type") == "AWS::S3::BucketPolicy"]
+    for bid, b in res.items():
+        if b.get("Type") != "AWS::S3::Bucket":
+            continue
+        p = b.get("Properties") or {}
+        pab = p.get("PublicAccessBlockConfiguration") or {}
+        for flag in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+            if not _true(pab.get(flag)):
+                out.append(f"{bid}: PublicAccessBlockConfiguration.{flag} is not true")
+        rules = ((p.get("BucketEncryption") or {}).get("ServerSideEncryptionConfiguration")) or []
+        if not any((r.get("ServerSideEncryptionByDefault") or {}).get("SSEAlgorithm") for r in rules):
+            out.append(f"{bid}: no default encryption (BucketEncryption)")
+        if not any(bid in referenced_ids(pp.get("Bucket")) and _denies_insecure(bid, pp.get("PolicyDocument"))
+                   for pp in policies):
+            out.append(f"{bid}: no bucket policy denying s3:* on the bucket and its objects when aws:SecureTransport is false")
+    return out
+
+
+def _denies_insecure(bid: str, doc: Any) -> bool:
+    for _, st in iter_statements(doc):
+        if st.get("Effect") != "Deny" or st.get("Condition") is None:
+            continue
+        principal = render(st.get("Principal"))
+        if principal not in ("*", {"AWS": "*"}, {"AWS": ["*"]}):
+            continue
+        if not {"s3:*", "*"} & {a.lower() for a in _actions(st)}:
+            continue
+        cond = st["Condition"].get("Bool") or {}
+        if canon(cond.get("aws:SecureTransport")) not in ("false", '["false"]'):
+            continue
+        rs = [(r, referenced_ids(r)) for r in _as_list(st.get("Resource"))]
+        objects = any(bid in ids and canon(r).endswith("/*") for r, ids in rs)
+        bucket = any(bid in ids and not canon(r).endswith("/*") for r, ids in rs)
+        if objects and bucket:
+            return True
+    return False
+
+
+def check_tables(t: dict[str, Any]) -> list[str]:
+    out = []
+    for tid, r in t.get("Resources", {}).items():
+        p = r.get("Properties") or {}
+        if r.get("Type") == "AWS::DynamoDB::Table":
+            if not _true((p.get("SSESpecification") or {}).get("SSEEnabled")):
+                out.append(f"{tid}: SSESpecification.SSEEnabled is not true")
+            if not _true((p.get("PointInTimeRecoverySpecification") or {}).get("PointInTimeRecoveryEnabled")):
+                out.append(f"{tid}: point-in-time recovery is not enabled")
+        elif r.get("Type") == "AWS::DynamoDB::GlobalTable":
+            if not _true((p.get("SSESpecification") or {}).get("SSEEnabled")):
+                out.append(f"{tid}: SSESpecification.SSEEnabled is not true")
+            for rep in p.get("Replicas") or []:
+                if not _true((rep.get("PointInTimeRecoverySpecification") or {}).get("PointInTimeRecoveryEnabled")):
+                    out.append(f"{tid}: replica {canon(rep.get('Region'))} without point-in-time recovery")
+    return out
+
+
+def check_queues_topics(t: dict[str, Any]) -> list[str]:
+    out = []
+    for rid, r in t.get("Resources", {}).items():
+        p = r.get("Properties") or {}
+        if r.get("Type") == "AWS::SQS::Queue":
+            if not (p.get("KmsMasterKeyId") or _true(p.get("SqsManagedSseEnabled"))):
+                out.append(f"{rid}: queue without explicit encryption (SqsManagedSseEnabled: true or KmsMasterKeyId)")
+        elif r.get("Type") == "AWS::SNS::Topic":
+            if not p.get("KmsMasterKeyId"):
+                out.append(f"{rid}: topic without KmsMasterKeyId")
+    return out
+
+
+def check(t: dict[str, Any]) -> list[str]:
+    out = []
+    for doc_id, doc in all_identity_documents(t):
+        out += check_statements(doc_id, doc, identity=True)
+    for doc_id, doc in all_resource_documents(t):
+        out += check_statements(doc_id, doc, identity=False)
+    out += check_managed_policies(t)
+    out += check_buckets(t)
+    out += check_tables(t)
+    out += check_queues_topics(t)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sam", default="template.yaml", help="SAM template ('' to skip)")
+    ap.add_argument("--cdk", default="infra/cdk.out", help="CDK synth output directory ('' to skip)")
+    args = ap.parse_args(argv)
+    templates = []
+    if args.sam:
+        templates.append((args.sam, load_sam(args.sam)))
+    if args.cdk:
+        templates.append((args.cdk, load_cdk(args.cdk)))
+    failing = 0
+    for label, t in templates:
+        findings = check(t)
+        used = managed_policies_in_use(t)
+        print(f"policy: {label}: {len(t['Resources'])} resources, managed policies "
+              + (", ".join(f"{k} ({len(v)})" for k, v in sorted(used.items())) or "none"))
+        for f in findings:
+            print(f"  POLICY   {label}: {f}")
+        failing += len(findings)
+    if failing:
+        print(f"policy: {failing} finding(s)")
+        return 1
+    print("policy: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Tests of the IaC checks: mutated copies of the transformed template.yaml must be caught.
+
+    cd scripts/iac && python3 -m unittest -v test_iac
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import tempfile
+import unittest
+from unittest import mock
+
+import drift
+import policy
+from templates import canon, load_cdk, load_sam, load_sam_source, render
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TEMPLATE = os.path.join(ROOT, "template.yaml")
+
+
+class Base(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.source = load_sam_source(TEMPLATE)
+        cls.sam = load_sam(TEMPLATE)
+        cls.findings = set(policy.check(cls.sam))
+
+    def copy(self) -> dict:
+        return copy.deepcopy(self.sam)
+
+    def res(self, t: dict, typ: str) -> list[str]:
+        return sorted(k for k, v in t["Resources"].items() if v["Type"] == typ)
+
+    def function_policy(self, t: dict, fn: str) -> dict:
+        role = t["Resources"][fn]["Properties"]["Role"]["Fn::GetAtt"][0]
+        return t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]
+
+
+class Render(unittest.TestCase):
+    def test_sub_and_join_render_alike(self) -> None:
+        sub = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${B}/x/*"}
+        join = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", {"Ref": "B"}, "/x/*"]]}
+        self.assertEqual(render(sub), render(join))
+        self.assertEqual(render({"Fn::GetAtt": ["T", "Arn"]}), render({"Fn::GetAtt": "T.Arn"}))
+        self.assertEqual(canon(300), canon("300"))
+
+    def test_sub_with_variables(self) -> None:
+        v = {"Fn::Sub": ["a-${Id}", {"Id": {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}}]}
+        self.assertEqual(render(v), "a-${Select(2,Split(/,${AWS::StackId}))}")
+
+
+class Drift(Base):
+    def diffs(self, cdk: dict) -> list[tuple[str, str, str]]:
+        return [d for d in drift.compare(self.sam, cdk, self.source) if not drift.allowed(*d)]
+
+    def assertCaught(self, cdk: dict, section: str, key: str) -> None:
+        found = self.diffs(cdk)
+        self.assertTrue(any(s == section and k == key for s, k, _ in found), f"{section}/{key} not in {found}")
+
+    def test_identical_templates_have_no_drift(self) -> None:
+        self.assertEqual(self.diffs(self.copy()), [])
+
+    def test_added_resource(self) -> None:
+        t = self.copy()
+        t["Resources"]["Extra"] = {"Type": "AWS::SQS::Queue", "Properties": {"SqsManagedSseEnabled": True}}
+        self.assertCaught(t, "resource types", "AWS::SQS::Queue")
+
+    def test_missing_top_level_logical_id(self) -> None:
+        t = self.copy()
+        t["Resources"]["ChannelsTableRenamed"] = t["Resources"].pop("ChannelsTable")
+        self.assertCaught(t, "logical ids", "ChannelsTable")
+
+    def test_changed_key_schema(self) -> None:
+        t = self.copy()
+        t["Resources"]["SlotsTable"]["Properties"]["KeySchema"][0]["AttributeName"] = "slot"
+        self.assertCaught(t, "tables", "SlotsTable")
+
+    def test_changed_gsi(self) -> None:
+        t = self.copy()
+        t["Resources"]["DevicesTable"]["Properties"]["GlobalSecondaryIndexes"][0]["Projection"] = {"ProjectionType": "KEYS_ONLY"}
+        self.assertCaught(t, "tables", "DevicesTable")
+
+    def test_removed_event_rule(self) -> None:
+        t = self.copy()
+        rule = next(k for k in self.res(t, "AWS::Events::Rule") if k.startswith("TaskHealthFunction"))
+        del t["Resources"][rule]
+        self.assertCaught(t, "functions", "TaskHealthFunction")
+        self.assertCaught(t, "rules", drift._rule_desc(self.sam["Resources"][rule], None))
+
+    def test_changed_event_pattern(self) -> None:
+        t = self.copy()
+        rule = next(k for k in self.res(t, "AWS::Events::Rule") if k.startswith("GatewayHealthFunctionStateChange"))
+        t["Resources"][rule]["Properties"]["EventPattern"]["detail"]["state"] = ["stopped"]
+        self.assertCaught(t, "functions", "GatewayHealthFunction")
+
+    def test_filter_false_is_not_the_string_false(self) -> None:
+        t = self.copy()
+        esm = self.res(t, "AWS::Lambda::EventSourceMapping")[0]
+        f = t["Resources"][esm]["Properties"]["FilterCriteria"]["Filters"]
+        f[-1]["Pattern"] = f[-1]["Pattern"].replace("[false]", '["false"]')
+        self.assertCaught(t, "functions", "ReconcilerFunction")
+
+    def test_added_iam_action(self) -> None:
+        t = self.copy()
+        self.function_policy(t, "VodJobStateFunction")["Statement"][0]["Action"].append("dynamodb:DeleteItem")
+        self.assertCaught(t, "functions", "VodJobStateFunction")
+
+    def test_changed_iam_resource(self) -> None:
+        t = self.copy()
+        self.function_policy(t, "TaskHealthFunction")["Statement"][2]["Resource"] = {"Fn::Sub": "${MediaBucket.Arn}/*"}
+        self.assertCaught(t, "functions", "TaskHealthFunction")
+
+    def test_removed_env_var_timeout_memory(self) -> None:
+        for mutate in (lambda p: p["Environment"]["Variables"].pop("ASSETS_TABLE"),
+                       lambda p: p.update(Timeout=61),
+                       lambda p: p.update(MemorySize=512)):
+            t = self.copy()
+            mutate(t["Resources"]["VodTriggerFunction"]["Properties"])
+            self.assertCaught(t, "functions", "VodTriggerFunction")
+
+    def test_removed_route_and_s3_notification(self) -> None:
+        t = self.copy()
+        del t["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]["/assets/{id}"]
+        t["Resources"]["MediaBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"][0]["Filter"]["S3Key"]["Rules"][0]["Value"] = "in/"
+        self.assertCaught(t, "functions", "ChannelsApiFunction")
+        self.assertCaught(t, "functions", "VodTriggerFunction")
+
+    def test_parameters_and_outputs(self) -> None:
+        t = self.copy()
+        t["Parameters"]["Architecture"]["AllowedValues"] = ["x86_64"]
+        t["Parameters"]["PullTaskCpu"]["Default"] = 1024
+        del t["Outputs"]["ApiUrl"]
+        self.assertCaught(t, "parameters", "Architecture")
+        self.assertCaught(t, "parameters", "PullTaskCpu")
+        self.assertCaught(t, "outputs", "ApiUrl")
+
+    def test_equal_permissions_in_another_shape(self) -> None:
+        """A function's grants as an AWS::IAM::Policy resource attached to its role, in other
+        statements, with Fn::Join for Fn::Sub and numbers as numbers: the permissions of the
+        function and the role compare equal; only the new resource type is reported."""
+        t = self.copy()
+        fn = "VodJobStateFunction"
+        role = t["Resources"][fn]["Properties"]["Role"]["Fn::GetAtt"][0]
+        doc = t["Resources"][role]["Properties"].pop("Policies")[0]["PolicyDocument"]
+        split = [{"Effect": "Allow", "Action": a, "Resource": st["Resource"], **({"Condition": st["Condition"]} if "Condition" in st else {})}
+                 for st in doc["Statement"] for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
+        t["Resources"][role + "DefaultPolicy"] = {"Type": "AWS::IAM::Policy", "Properties": {
+            "PolicyName": "x", "PolicyDocument": {"Statement": list(reversed(split))}, "Roles": [{"Ref": role}]}}
+        st = t["Resources"]["TaskHealthFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][2]
+        st["Resource"] = {"Fn::Join": ["", [{"Fn::GetAtt": ["MediaBucket", "Arn"]}, "/live/*"]]}
+        t["Resources"][fn]["Properties"]["Timeout"] = "30"
+        t["Resources"][fn]["Properties"]["Tags"] = []
+        self.assertEqual([(s, k) for s, k, _ in self.diffs(t)], [("resource types", "AWS::IAM::Policy")])
+
+    def test_allow_list_entry(self) -> None:
+        t = self.copy()
+        t["Resources"]["CDKMetadata"] = {"Type": "AWS::CDK::Metadata", "Properties": {}}
+        self.assertCaught(t, "resource types", "AWS::CDK::Metadata")
+        entry = ("resource types", "AWS::CDK::Metadata", "only in CDK", "test")
+        with mock.patch.object(drift.allowlist, "ALLOWED_DRIFT", [entry]):
+            self.assertEqual(self.diffs(t), [])
+            out = io.StringIO()
+            self.assertEqual(drift.report(drift.compare(self.sam, t, self.source), out), 0)
+            self.assertIn("allowed", out.getvalue())
+
+    def test_changed_resource_property(self) -> None:
+        t = self.copy()
+        t["Resources"]["MediaBucket"]["Properties"]["LifecycleConfiguration"]["Rules"][1]["Prefix"] = "x/"
+        t["Resources"]["PullTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["StopTimeout"] = 30
+        t["Resources"]["PullTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Action"].append("s3:ListBucket")
+        self.assertCaught(t, "properties", "MediaBucket")
+        self.assertCaught(t, "properties", "PullTaskDefinition")
+        self.assertCaught(t, "properties", "PullTaskRole")
+
+    def test_cdk_loader_merges_stacks(self) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            for name, res in (("A", {"X": {"Type": "AWS::SNS::Topic"}}), ("B", {"Y": {"Type": "AWS::SNS::Topic"}})):
+                with open(os.path.join(d, f"{name}.template.json"), "w") as f:
+                    json.dump({"Resources": res}, f)
+            with open(os.path.join(d, "A.assets.json"), "w") as f:
+                f.write("{}")
+            self.assertEqual(sorted(load_cdk(d)["Resources"]), ["X", "Y"])
+
+
+class Policy(Base):
+    def assertCaught(self, t: dict, text: str) -> None:
+        new = set(policy.check(t)) - self.findings
+        self.assertTrue(any(text in f for f in new), f"{text!r} not in {sorted(new)}")
+
+    def test_star_action(self) -> None:
+        for action in ("*", "s3:*", "s3:Get*"):
+            t = self.copy()
+            self.function_policy(t, "VodJobStateFunction")["Statement"][0]["Action"].append(action)
+            self.assertCaught(t, f"wildcard action {action.lower()}")
+
+    def test_star_resource(self) -> None:
+        t = self.copy()
+        self.function_policy(t, "VodJobStateFunction")["Statement"][0]["Resource"] = "*"
+        self.assertCaught(t, "dynamodb:getitem on Resource *")
+
+    def test_allowlisted_star_resource_needs_its_condition(self) -> None:
+        t = self.copy()
+        for st in self.function_policy(t, "ReconcilerFunction")["Statement"]:
+            if st["Action"] == "ecs:ListTasks":
+                del st["Condition"]
+        self.assertCaught(t, "ecs:listtasks on Resource * without the ecs:cluster condition")
+
+    def test_star_action_in_resource_policy(self) -> None:
+        t = self.copy()
+        t["Resources"]["MediaBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Action"] = "s3:*"
+        self.assertCaught(t, "MediaBucketPolicy: wildcard action s3:*")
+
+    def test_unaccepted_managed_policy(self) -> None:
+        t = self.copy()
+        t["Resources"]["PullTaskRole"]["Properties"]["ManagedPolicyArns"] = ["arn:aws:iam::aws:policy/AmazonS3FullAccess"]
+        self.assertCaught(t, "managed policy aws:AmazonS3FullAccess")
+
+    def test_table_without_pitr_or_sse(self) -> None:
+        t = self.copy()
+        del t["Resources"]["SlotsTable"]["Properties"]["PointInTimeRecoverySpecification"]
+        t["Resources"]["GatewaysTable"]["Properties"]["SSESpecification"]["SSEEnabled"] = False
+        self.assertCaught(t, "SlotsTable: point-in-time recovery")
+        self.assertCaught(t, "GatewaysTable: SSESpecification")
+
+    def test_bucket_public_access_encryption_tls(self) -> None:
+        t = self.copy()
+        p = t["Resources"]["MediaBucket"]["Properties"]
+        p["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] = False
+        del p["BucketEncryption"]
+        self.assertCaught(t, "MediaBucket: PublicAccessBlockConfiguration.RestrictPublicBuckets")
+        self.assertCaught(t, "MediaBucket: no default encryption")
+        t = self.copy()
+        t["Resources"]["MediaBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"].pop()
+        self.assertCaught(t, "MediaBucket: no bucket policy denying")
+        t = self.copy()
+        deny = t["Resources"]["MediaBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][-1]
+        deny["Resource"] = deny["Resource"][1:]  # objects only, not the bucket
+        self.assertCaught(t, "MediaBucket: no bucket policy denying")
+
+    def test_unencrypted_queue_and_topic(self) -> None:
+        t = self.copy()
+        del t["Resources"]["ReconcilerDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"]
+        del t["Resources"]["AlarmTopic"]["Properties"]["KmsMasterKeyId"]
+        self.assertCaught(t, "ReconcilerDeadLetterQueue: queue without explicit encryption")
+        self.assertCaught(t, "AlarmTopic: topic without KmsMasterKeyId")
+
+
+if __name__ == "__main__":
+    unittest.main()
