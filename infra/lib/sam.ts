@@ -125,7 +125,8 @@ export class SamFunction extends Construct {
       manifestPath: WORKSPACE_MANIFEST,
       binaryName: props.binary,
       architecture: globals.buildArchitecture,
-      bundling: { architecture: globals.buildArchitecture },
+      // --locked: the deployed code is built from Cargo.lock, as CI tests it.
+      bundling: { architecture: globals.buildArchitecture, cargoLambdaFlags: ['--locked'] },
       role: iam.Role.fromRoleArn(this, 'ImportedRole', this.role.attrArn, { mutable: false }),
       description: props.description,
       environment: props.environment,
