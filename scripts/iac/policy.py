@@ -31,7 +31,9 @@ _WILDCARD_OK = {a: (cond, reason) for a, cond, reason in allowlist.WILDCARD_RESO
 
 
 def _actions(st: dict[str, Any]) -> list[str]:
-    return [a.lower() if isinstance(a, str) else canon(a) for a in _as_list(render(st.get("Action")))]
+    if "Action" not in st:
+        return []
+    return [a.lower() if isinstance(a, str) else canon(a) for a in _as_list(render(st["Action"]))]
 
 
 def check_statements(doc_id: str, doc: Any, identity: bool) -> list[str]:
