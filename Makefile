@@ -60,9 +60,9 @@ iac-check: $(IAC_VENV)/.installed cdk-synth
 	$(IAC_VENV)/bin/cfn-lint infra/cdk.out/*.template.json
 	$(IAC_VENV)/bin/python scripts/iac/check.py --sam template.yaml --cdk infra/cdk.out
 
-## deploy-check: every offline check to run before `sam deploy` or `cdk deploy` (the
-## Dockerfile lint too, where the Makefile has an image-lint target).
-deploy-check: template-lint cdk-synth iac-check $(shell grep -qs '^image-lint:' $(firstword $(MAKEFILE_LIST)) && echo image-lint)
+## deploy-check: every offline check to run before `sam deploy` or `cdk deploy`: both
+## templates (lint, synth, policy, drift) and the streamer image's Dockerfile.
+deploy-check: template-lint cdk-synth iac-check image-lint
 
 ## image: the streamer image (streamer/Dockerfile) with buildah, daemonless (vfs storage, chroot
 ## isolation; as root): the workspace's release binary on the Dockerfile's runtime stage (its
