@@ -3,6 +3,7 @@
 // Integration resources) and the stage is `$default` with auto-deploy.
 import { Fn } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { Params } from './params';
 import { FunctionGlobals, SamFunction, named } from './sam';
@@ -19,20 +20,42 @@ const ROUTES: Record<string, [string, string]> = {
   Gateway: ['/gateways/{proxy+}', 'ANY'],
 };
 
+const ACCESS_LOG_FORMAT = {
+  requestId: '$context.requestId',
+  ip: '$context.identity.sourceIp',
+  caller: '$context.identity.userArn',
+  requestTime: '$context.requestTime',
+  method: '$context.httpMethod',
+  route: '$context.routeKey',
+  status: '$context.status',
+  bytes: '$context.responseLength',
+  latencyMs: '$context.responseLatency',
+  error: '$context.integrationErrorMessage',
+};
+
 export class Api extends Construct {
   readonly httpApi: apigwv2.CfnApi;
   readonly function: SamFunction;
 
-  constructor(scope: Construct, id: string, params: Params, globals: FunctionGlobals, storage: Storage) {
+  readonly accessLogGroup: logs.CfnLogGroup;
+
+  /** ingestHost: host:port push URLs point at (IngestHost or the load balancer's name). */
+  constructor(scope: Construct, id: string, params: Params, globals: FunctionGlobals, storage: Storage,
+    ingestHost: string) {
     super(scope, id);
+
+    this.accessLogGroup = named(new logs.CfnLogGroup(this, 'ApiAccessLogGroup', {
+      retentionInDays: params.num('LogRetentionDays'),
+    }), 'ApiAccessLogGroup');
 
     this.function = new SamFunction(this, 'ChannelsApiFunction', globals, {
       binary: 'channels-api',
+      logGroup: 'ChannelsApiLogGroup',
       description: 'Channel, asset, device and gateway heartbeat API (functions/channels-api)',
       environment: {
         CHANNELS_TABLE: storage.channelsTable.ref,
         MEDIA_BUCKET: storage.mediaBucket.ref,
-        INGEST_HOST: params.ref('IngestHost'),
+        INGEST_HOST: ingestHost,
         PLAYBACK_BASE_URL: storage.playbackBaseUrl,
         PUSH_URL_TTL_SECS: params.ref('PushUrlTtlSeconds'),
         ASSETS_TABLE: storage.assetsTable.ref,
@@ -95,6 +118,11 @@ export class Api extends Construct {
       apiId: this.httpApi.ref,
       stageName: '$default',
       autoDeploy: true,
+      // One JSON line per request; the caller is the SigV4 identity (no secrets in it).
+      accessLogSettings: {
+        destinationArn: this.accessLogGroup.attrArn,
+        format: JSON.stringify(ACCESS_LOG_FORMAT),
+      },
     }), 'HttpApiApiGatewayDefaultStage');
 
     for (const [event, [routePath, method]] of Object.entries(ROUTES)) {

@@ -8,7 +8,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { Params } from './params';
-import { FunctionGlobals, SamFunction, awsManagedPolicy, named, policyDocument } from './sam';
+import { Network } from './network';
+import { FunctionGlobals, SamFunction, awsManagedPolicy, deadLetterQueue, named, policyDocument } from './sam';
 import { Storage } from './storage';
 
 /** Only records that can change the desired set invoke the reconciler (template.yaml explains). */
@@ -36,7 +37,9 @@ export class Devices extends Construct {
   readonly deadLetterQueue: sqs.CfnQueue;
   readonly reconciler: SamFunction;
 
-  constructor(scope: Construct, id: string, params: Params, globals: FunctionGlobals, storage: Storage) {
+  /** streamerImage: the image URI (StreamerImage, else the repository's :latest). */
+  constructor(scope: Construct, id: string, params: Params, globals: FunctionGlobals, storage: Storage,
+    network: Network, streamerImage: string) {
     super(scope, id);
 
     this.cluster = named(new ecs.CfnCluster(this, 'StreamerCluster', {
@@ -99,7 +102,7 @@ export class Devices extends Construct {
       taskRoleArn: taskRole.attrArn,
       containerDefinitions: [{
         name: 'streamer',
-        image: params.ref('StreamerImage'),
+        image: streamerImage,
         essential: true,
         command: ['pull'],
         // SIGTERM drains within STREAMER_DRAIN_SECS, below the SIGKILL StopTimeout (120 max on Fargate).
@@ -126,7 +129,7 @@ export class Devices extends Construct {
     // Outbound only; unicast udp:// sources and RTSP over UDP need PullUdpIngressCidr.
     this.pullTaskSecurityGroup = named(new ec2.CfnSecurityGroup(this, 'PullTaskSecurityGroup', {
       groupDescription: 'streamstack streamer pull tasks (outbound only)',
-      vpcId: params.ref('VpcId'),
+      vpcId: network.vpcId,
       securityGroupEgress: [{
         ipProtocol: '-1',
         cidrIp: '0.0.0.0/0',
@@ -143,14 +146,12 @@ export class Devices extends Construct {
     }), 'PullTaskUdpIngress');
     udpIngress.cfnOptions.condition = params.hasPullUdpIngress;
 
-    this.deadLetterQueue = named(new sqs.CfnQueue(this, 'ReconcilerDeadLetterQueue', {
-      messageRetentionPeriod: 1209600,
-      sqsManagedSseEnabled: true,
-    }), 'ReconcilerDeadLetterQueue');
+    this.deadLetterQueue = deadLetterQueue(this, 'ReconcilerDeadLetterQueue');
 
     const inCluster = { ArnEquals: { 'ecs:cluster': this.cluster.attrArn } };
     this.reconciler = new SamFunction(this, 'ReconcilerFunction', globals, {
       binary: 'reconciler',
+      logGroup: 'ReconcilerLogGroup',
       description: 'Keeps streamer pull tasks matched to online devices (functions/devices)',
       timeout: 300,
       memorySize: 256,
@@ -165,9 +166,9 @@ export class Devices extends Construct {
         ECS_CLUSTER: this.cluster.ref,
         STREAMER_TASK_DEFINITION: this.pullTaskDefinition.ref,
         STREAMER_CONTAINER: 'streamer',
-        TASK_SUBNETS: Fn.join(',', params.list('TaskSubnetIds')),
+        TASK_SUBNETS: network.taskSubnetsCsv,
         TASK_SECURITY_GROUPS: this.pullTaskSecurityGroup.attrGroupId,
-        TASK_ASSIGN_PUBLIC_IP: params.ref('TaskAssignPublicIp'),
+        TASK_ASSIGN_PUBLIC_IP: network.assignPublicIp,
         RECONCILER_DRY_RUN: params.ref('ReconcilerDryRun'),
         MAX_TASK_STARTS_PER_RUN: params.ref('MaxTaskStartsPerRun'),
       },

@@ -1,7 +1,7 @@
 // The stack's CloudFormation Parameters and Conditions: the same names, types, defaults,
 // constraints and allowed values as ../template.yaml, so one set of parameter overrides works
 // for `sam deploy` and `cdk deploy`.
-import { CfnCondition, CfnParameter, CfnParameterProps, Fn, Stack } from 'aws-cdk-lib';
+import { CfnCondition, CfnParameter, CfnParameterProps, CfnRule, Fn, ICfnConditionExpression, Stack } from 'aws-cdk-lib';
 
 const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
   2192, 2557, 2922, 3288, 3653];
@@ -15,8 +15,10 @@ function numbers(values: number[]): string[] {
 /** Parameter name -> definition, in template.yaml's order. */
 const DEFINITIONS = {
   IngestHost: {
-    type: 'String', default: 'ingest.example.com:1935',
-    description: 'host[:port] of the RTMP ingest (streamer) that push URLs point at.',
+    type: 'String', default: '',
+    description: "host[:port] that RTMP push URLs point at. Empty (default) = the ingest load balancer's DNS name, "
+      + 'port 1935. Set it to your own name (a CNAME of the IngestHost output) when you use RTMPS: the certificate '
+      + 'must match it.',
   },
   LiveOutputRetentionDays: {
     type: 'Number', default: 1, minValue: 1,
@@ -46,18 +48,31 @@ const DEFINITIONS = {
     description: 'Default interval between VOD thumbnails, in seconds.',
   },
   VpcId: {
-    type: 'AWS::EC2::VPC::Id',
-    description: 'VPC of the streamer pull tasks (their security group is created in it).',
+    type: 'String', default: '', allowedPattern: '^$|^vpc-[0-9a-f]+$',
+    description: 'Existing VPC of the streamer tasks (ingest service and pull tasks) and the ingest load balancer. '
+      + 'Empty (default) = the stack creates a minimal VPC: two public subnets in two zones with an internet '
+      + 'gateway, S3 and DynamoDB gateway endpoints, tasks with public IPs (no NAT gateway to pay for).',
+  },
+  VpcCidr: {
+    type: 'String', default: '10.80.0.0/16', allowedPattern: '^(\\d{1,3}\\.){3}\\d{1,3}/(1[6-9]|2[0-2])$',
+    description: "CIDR (/16 to /22) of the new VPC when VpcId is empty (its subnets are the first two /24 in it), else "
+      + "VpcId's own CIDR: the load balancer's health checks come from it.",
   },
   TaskSubnetIds: {
-    type: 'List<AWS::EC2::Subnet::Id>',
-    description: 'Subnets of the streamer pull tasks (in VpcId). They need a route to the cameras and to ECR, S3, '
-      + 'DynamoDB, Secrets Manager and CloudWatch Logs: a NAT gateway or VPC endpoints for private subnets, or '
-      + 'TaskAssignPublicIp=ENABLED in public ones.',
+    type: 'CommaDelimitedList', default: '',
+    description: 'Subnets of the streamer tasks (in VpcId; ignored when the stack creates the VPC). They need a '
+      + 'route to the cameras and to ECR, S3, DynamoDB, Secrets Manager and CloudWatch Logs: a NAT gateway or VPC '
+      + 'endpoints for private subnets, or TaskAssignPublicIp=ENABLED in public ones.',
+  },
+  IngestSubnetIds: {
+    type: 'CommaDelimitedList', default: '',
+    description: 'Public subnets of the internet-facing ingest load balancer (in VpcId, one per zone the tasks run '
+      + 'in). Empty = TaskSubnetIds. Ignored when the stack creates the VPC.',
   },
   TaskAssignPublicIp: {
     type: 'String', default: 'DISABLED', allowedValues: ['DISABLED', 'ENABLED'],
-    description: 'Whether pull tasks get a public IP (only useful in public subnets).',
+    description: 'Whether streamer tasks in TaskSubnetIds get a public IP (only useful in public subnets). Always '
+      + 'ENABLED in a VPC the stack creates.',
   },
   PullUdpIngressCidr: {
     type: 'String', default: '', allowedPattern: '^$|^(\\d{1,3}\\.){3}\\d{1,3}/\\d{1,2}$',
@@ -66,10 +81,11 @@ const DEFINITIONS = {
       + 'TCP (the default) needs none.',
   },
   StreamerImage: {
-    type: 'String', minLength: 1,
-    description: 'Image URI of the streamer (streamer/Dockerfile), e.g. '
-      + '<account>.dkr.ecr.<region>.amazonaws.com/streamstack-streamer:<tag>, built for the Architecture '
-      + "parameter's CPU. ECS resolves it when a task starts, not at deploy.",
+    type: 'String', default: '',
+    description: "Image URI of the streamer (streamer/Dockerfile), e.g. the StreamerRepositoryUri output plus "
+      + "`:<tag>`, built for the Architecture parameter's CPU. Empty (first deploy) = `<StreamerRepositoryUri>:latest`, "
+      + 'and the ingest service runs no task until this is set: push the image, then deploy again with it. ECS '
+      + 'resolves it when a task starts, not at deploy.',
   },
   PullTaskCpu: {
     type: 'Number', default: 512, allowedValues: numbers([256, 512, 1024, 2048, 4096, 8192, 16384]),
@@ -142,7 +158,8 @@ const DEFINITIONS = {
     type: 'String', default: '',
     description: "The gateway software's health URL, `{private_ip}` substituted (plain http inside the VPC, e.g. "
       + 'http://{private_ip}:8080/health); empty = EC2 status checks only. When set, the function runs in '
-      + 'TaskSubnetIds, which then need a route to EC2, DynamoDB and SNS (NAT gateway or VPC endpoints).',
+      + 'TaskSubnetIds, which then need a route to EC2, DynamoDB and SNS (NAT gateway or VPC endpoints): use it with '
+      + 'an existing VpcId, not the created VPC.',
   },
   GatewayHealthFailures: {
     type: 'Number', default: 3, minValue: 1,
@@ -178,6 +195,84 @@ const DEFINITIONS = {
     type: 'Number', default: 30, allowedValues: numbers(LOG_RETENTION_DAYS),
     description: "Days the pull tasks' CloudWatch logs are kept.",
   },
+
+  // Live ingest: the streamer ECS service behind a Network Load Balancer.
+  IngestCertificateArn: {
+    type: 'String', default: '', allowedPattern: '^$|^arn:aws[a-z-]*:acm:.+$',
+    description: 'ACM certificate (this region) for RTMPS: the load balancer terminates TLS on RtmpsPort and '
+      + 'forwards plain RTMP to the tasks. Empty = no RTMPS listener.',
+  },
+  RtmpsPort: {
+    type: 'Number', default: 443, minValue: 1, maxValue: 65535,
+    description: 'Port of the RTMPS (TLS) listener; 443 passes most firewalls (OBS, ffmpeg rtmps://).',
+  },
+  EnableSrt: {
+    type: 'String', default: 'true', allowedValues: ['true', 'false'],
+    description: 'SRT push on UDP 9000 (a UDP listener on the load balancer and the tasks).',
+  },
+  IngestAllowedCidr: {
+    type: 'String', default: '0.0.0.0/0', allowedPattern: '^(\\d{1,3}\\.){3}\\d{1,3}/\\d{1,2}$',
+    description: 'Who may connect to RTMP/RTMPS/SRT (client addresses are preserved to the tasks).',
+  },
+  IngestTaskCpu: {
+    type: 'Number', default: 1024, allowedValues: numbers([256, 512, 1024, 2048, 4096, 8192, 16384]),
+    description: 'Fargate CPU units of one ingest task (1024 = 1 vCPU).',
+  },
+  IngestTaskMemory: {
+    type: 'Number', default: 2048, minValue: 512, maxValue: 122880,
+    description: 'Memory of one ingest task, MiB (a Fargate combination with IngestTaskCpu).',
+  },
+  IngestDesiredCount: {
+    type: 'Number', default: 2, minValue: 0,
+    description: 'Ingest tasks at deploy time (autoscaling moves it between IngestMinCount and IngestMaxCount). '
+      + 'Publish leases make any number safe: a channel publishes to one task.',
+  },
+  IngestMinCount: {
+    type: 'Number', default: 1, minValue: 0,
+    description: 'Fewest ingest tasks autoscaling keeps.',
+  },
+  IngestMaxCount: {
+    type: 'Number', default: 10, minValue: 1,
+    description: 'Most ingest tasks autoscaling starts.',
+  },
+  IngestCpuTarget: {
+    type: 'Number', default: 60, minValue: 10, maxValue: 90,
+    description: 'Average CPU (percent) of the ingest service that autoscaling keeps.',
+  },
+  IngestDeregistrationDelaySeconds: {
+    type: 'Number', default: 300, minValue: 0, maxValue: 3600,
+    description: 'When a task leaves (scale-in, deployment), seconds its publishers may go on before ECS sends '
+      + 'SIGTERM; then the streamer drains (STREAMER_DRAIN_SECS = 90, below the container\'s stopTimeout of 120) '
+      + 'and publishers reconnect to another task.',
+  },
+
+  // Storage, playback, logs.
+  ArchiveTransitionDays: {
+    type: 'Number', default: 7, minValue: 0,
+    description: 'Days after which recordings (live/ and devices/ objects without the live-only tag) move to '
+      + 'ArchiveStorageClass. Playlists and objects under 128 KiB stay in Standard.',
+  },
+  ArchiveStorageClass: {
+    type: 'String', default: 'GLACIER_IR', allowedValues: ['GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE'],
+    description: 'Storage class of aged recordings. GLACIER_IR stays playable through CloudFront; GLACIER and '
+      + 'DEEP_ARCHIVE need a restore before playback.',
+  },
+  InputsExpirationDays: {
+    type: 'Number', default: 0, minValue: 0,
+    description: 'Days after which uploads under inputs/ are deleted (0 = kept).',
+  },
+  LogRetentionDays: {
+    type: 'Number', default: 30, allowedValues: numbers(LOG_RETENTION_DAYS),
+    description: "Days the Lambda functions' and the API's access logs are kept.",
+  },
+  EnableTracing: {
+    type: 'String', default: 'false', allowedValues: ['false', 'true'],
+    description: 'AWS X-Ray active tracing of the Lambda functions.',
+  },
+  AlarmEmail: {
+    type: 'String', default: '',
+    description: 'An address subscribed to the alarm topic (confirm the mail AWS sends). Empty = none.',
+  },
 } satisfies Record<string, CfnParameterProps>;
 
 export type ParamName = keyof typeof DEFINITIONS;
@@ -186,6 +281,15 @@ export type ParamName = keyof typeof DEFINITIONS;
 export class Params {
   private readonly params: Record<string, CfnParameter> = {};
   readonly isArm64: CfnCondition;
+  readonly createVpc: CfnCondition;
+  readonly hasIngestSubnets: CfnCondition;
+  readonly hasIngestHost: CfnCondition;
+  readonly hasRtmps: CfnCondition;
+  readonly hasSrt: CfnCondition;
+  readonly hasStreamerImage: CfnCondition;
+  readonly hasInputsExpiration: CfnCondition;
+  readonly hasTracing: CfnCondition;
+  readonly hasAlarmEmail: CfnCondition;
   readonly hasPullUdpIngress: CfnCondition;
   readonly hasGatewayHealthUrl: CfnCondition;
   readonly hasGatewayInstanceRole: CfnCondition;
@@ -197,10 +301,30 @@ export class Params {
     }
     const notEmpty = (name: ParamName) => Fn.conditionNot(Fn.conditionEquals(this.ref(name), ''));
     this.isArm64 = new CfnCondition(stack, 'IsArm64', { expression: Fn.conditionEquals(this.ref('Architecture'), 'arm64') });
+    const cond = (id: string, expression: ICfnConditionExpression) => new CfnCondition(stack, id, { expression });
+    this.createVpc = cond('CreateVpc', Fn.conditionEquals(this.ref('VpcId'), ''));
+    this.hasIngestSubnets = cond('HasIngestSubnets',
+      Fn.conditionNot(Fn.conditionEquals(Fn.join('', this.list('IngestSubnetIds')), '')));
+    this.hasIngestHost = cond('HasIngestHost', notEmpty('IngestHost'));
+    this.hasRtmps = cond('HasRtmps', notEmpty('IngestCertificateArn'));
+    this.hasSrt = cond('HasSrt', Fn.conditionEquals(this.ref('EnableSrt'), 'true'));
+    this.hasStreamerImage = cond('HasStreamerImage', notEmpty('StreamerImage'));
+    this.hasInputsExpiration = cond('HasInputsExpiration',
+      Fn.conditionNot(Fn.conditionEquals(this.ref('InputsExpirationDays'), 0)));
+    this.hasTracing = cond('HasTracing', Fn.conditionEquals(this.ref('EnableTracing'), 'true'));
+    this.hasAlarmEmail = cond('HasAlarmEmail', notEmpty('AlarmEmail'));
     this.hasPullUdpIngress = new CfnCondition(stack, 'HasPullUdpIngress', { expression: notEmpty('PullUdpIngressCidr') });
     this.hasGatewayHealthUrl = new CfnCondition(stack, 'HasGatewayHealthUrl', { expression: notEmpty('GatewayHealthUrl') });
     this.hasGatewayInstanceRole = new CfnCondition(stack, 'HasGatewayInstanceRole', {
       expression: notEmpty('GatewayInstanceRoleArn'),
+    });
+
+    new CfnRule(stack, 'ExistingVpcNeedsSubnets', {
+      ruleCondition: Fn.conditionNot(Fn.conditionEquals(this.ref('VpcId'), '')),
+      assertions: [{
+        assert: Fn.conditionNot(Fn.conditionEquals(Fn.join('', this.list('TaskSubnetIds')), '')),
+        assertDescription: 'TaskSubnetIds must name the subnets of VpcId.',
+      }],
     });
   }
 

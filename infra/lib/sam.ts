@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { Aws, CfnResource, Fn, IResolvable } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { RustFunction } from 'cargo-lambda-cdk';
@@ -46,6 +47,14 @@ export function stackIdSuffix(): string {
   return Fn.select(2, Fn.split('/', Aws.STACK_ID));
 }
 
+/** An SQS dead-letter queue: 14 days' retention, SQS-managed encryption. */
+export function deadLetterQueue(scope: Construct, logicalId: string): sqs.CfnQueue {
+  return named(new sqs.CfnQueue(scope, logicalId, {
+    messageRetentionPeriod: 1209600,
+    sqsManagedSseEnabled: true,
+  }), logicalId);
+}
+
 /** An IAM policy document (statements as CloudFormation JSON). */
 export function policyDocument(statements: unknown[]): Record<string, unknown> {
   return { Version: '2012-10-17', Statement: statements };
@@ -70,6 +79,8 @@ export interface SamFunctionProps {
   readonly policies: SamPolicy[];
   /** `DeadLetterQueue: {Type: SQS, TargetArn}`. */
   readonly deadLetterQueueArn?: string;
+  /** Logical ID of the function's log group (LoggingConfig.LogGroup; created here). */
+  readonly logGroup: string;
   readonly eventInvokeConfig?: { maximumRetryAttempts?: number; maximumEventAgeInSeconds?: number };
   /** `VpcConfig` as CloudFormation JSON (may be an Fn::If). */
   readonly vpcConfig?: IResolvable | Record<string, unknown>;
@@ -81,12 +92,17 @@ export interface FunctionGlobals {
   readonly architectureRef: string;
   /** The architecture the Lambda code is built for (CDK context `architecture`). */
   readonly buildArchitecture: lambda.Architecture;
+  /** `Tracing: !If [HasTracing, Active, PassThrough]`. */
+  readonly tracingMode: string;
+  /** Retention of the functions' log groups (`!Ref LogRetentionDays`). */
+  readonly logRetentionDays: number;
 }
 
 export class SamFunction extends Construct {
   readonly fn: RustFunction;
   readonly cfnFunction: lambda.CfnFunction;
   readonly role: iam.CfnRole;
+  readonly logGroup: logs.CfnLogGroup;
   private readonly managedPolicyArns: string[];
   private readonly inlinePolicies: iam.CfnRole.PolicyProperty[];
 
@@ -135,7 +151,10 @@ export class SamFunction extends Construct {
     const cfn = this.cfnFunction;
     cfn.timeout = props.timeout ?? 10;
     cfn.memorySize = props.memorySize ?? 256;
-    cfn.tracingConfig = { mode: 'Active' };
+    cfn.tracingConfig = { mode: globals.tracingMode };
+    this.logGroup = named(new logs.CfnLogGroup(this, 'LogGroup', { retentionInDays: globals.logRetentionDays }),
+      props.logGroup);
+    cfn.loggingConfig = { logGroup: this.logGroup.ref };
     // The code is built for buildArchitecture; a Rule (stack.ts) makes the parameter agree.
     cfn.architectures = [globals.architectureRef];
     if (props.deadLetterQueueArn) {
@@ -193,9 +212,9 @@ export class SamFunction extends Construct {
     return rule;
   }
 
-  /** `Type: EventBridgeRule` event with a RetryPolicy and `DeadLetterConfig: {Type: SQS}`. */
+  /** `Type: EventBridgeRule` event with a RetryPolicy and `DeadLetterConfig: {Type: SQS}`; returns the queue. */
   addEventBridgeRule(event: string, eventPattern: Record<string, unknown>,
-    retry: { maximumRetryAttempts: number; maximumEventAgeInSeconds: number }): events.CfnRule {
+    retry: { maximumRetryAttempts: number; maximumEventAgeInSeconds: number }): sqs.CfnQueue {
     const queueId = `${this.logicalId}${event}Queue`;
     const queue = named(new sqs.CfnQueue(this, `${event}Queue`, {}), queueId);
     const rule = named(new events.CfnRule(this, event, {
@@ -218,7 +237,7 @@ export class SamFunction extends Construct {
       }]),
     }), `${queueId}Policy`);
     this.permission(event, 'events.amazonaws.com', rule.attrArn);
-    return rule;
+    return queue;
   }
 
   /** `Type: DynamoDB` event: the mapping, the stream read policy, sqs:SendMessage on the on-failure queue. */

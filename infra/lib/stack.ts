@@ -1,12 +1,15 @@
-// The streamstack stack: the same resources, parameters, conditions and outputs as
+// The streamstack stack: the same resources, parameters, conditions, rules and outputs as
 // ../template.yaml after the SAM transform (see README.md for the few differences).
-import { CfnOutput, CfnRule, DefaultStackSynthesizer, Fn, Stack, StackProps } from 'aws-cdk-lib';
+import { CfnCondition, CfnOutput, CfnRule, DefaultStackSynthesizer, Fn, Stack, StackProps } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
-import { Alarms } from './alarms';
+import { AlarmTopic, Alarms } from './alarms';
 import { Api } from './api';
 import { Devices } from './devices';
 import { Health } from './health';
+import { StreamerImage } from './image';
+import { Ingest } from './ingest';
+import { Network } from './network';
 import { Params } from './params';
 import { FunctionGlobals } from './sam';
 import { Storage } from './storage';
@@ -22,15 +25,17 @@ export class StreamstackStack extends Stack {
     super(scope, id, {
       // No BootstrapVersion parameter or rule: the Parameters stay exactly template.yaml's.
       synthesizer: new DefaultStackSynthesizer({ generateBootstrapVersionRule: false }),
-      description: 'streamstack - serverless live + VOD video platform: channel and asset API (Lambda behind '
-        + 'an IAM-authorized HTTP API), channel and asset tables (DynamoDB), media bucket (S3) served through '
-        + 'CloudFront, VOD pipeline (S3 inputs/ -> MediaConvert -> EventBridge -> SNS).',
+      description: 'streamstack - serverless live + VOD video platform: channel, asset and device API (Lambda '
+        + 'behind an IAM-authorized HTTP API), tables (DynamoDB), media bucket (S3) served through CloudFront, '
+        + 'live ingest (streamer ECS service behind a Network Load Balancer: RTMP, RTMPS, SRT), camera pulls '
+        + '(Fargate tasks kept by the reconciler), VOD pipeline (S3 inputs/ -> MediaConvert -> EventBridge -> SNS), '
+        + 'health handlers and CloudWatch alarms.',
       ...props,
     });
 
     const params = new Params(this, props.architecture);
     // The Lambda code is compiled at synth for one CPU, so the Architecture parameter may
-    // only take that value (its default); the pull tasks follow the same parameter.
+    // only take that value (its default); the streamer tasks follow the same parameter.
     new CfnRule(this, 'ArchitectureMatchesLambdaBuild', {
       assertions: [{
         assert: Fn.conditionEquals(params.ref('Architecture'), props.architecture),
@@ -41,17 +46,48 @@ export class StreamstackStack extends Stack {
     const globals: FunctionGlobals = {
       architectureRef: params.ref('Architecture'),
       buildArchitecture: props.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64,
+      tracingMode: Fn.conditionIf(params.hasTracing.logicalId, 'Active', 'PassThrough').toString(),
+      logRetentionDays: params.num('LogRetentionDays'),
     };
 
+    const network = new Network(this, 'Network', params);
     const storage = new Storage(this, 'Storage', params);
-    const alarms = new Alarms(this, 'Alarms');
-    const api = new Api(this, 'Api', params, globals, storage);
+    const image = new StreamerImage(this, 'Image', params);
+    const alarmTopic = new AlarmTopic(this, 'AlarmTopic', params);
+    const devices = new Devices(this, 'Devices', params, globals, storage, network, image.uri);
+    const ingest = new Ingest(this, 'Ingest', params, storage, network, devices.cluster, image.uri);
+    const api = new Api(this, 'Api', params, globals, storage, ingest.ingestHost(params));
     const vod = new Vod(this, 'Vod', params, globals, storage);
-    const devices = new Devices(this, 'Devices', params, globals, storage);
-    new Health(this, 'Health', params, globals, storage, devices, alarms.topic);
+    const health = new Health(this, 'Health', params, globals, storage, devices, network, alarmTopic.topic);
+    new Alarms(this, 'Alarms', {
+      topic: alarmTopic.topic,
+      functions: {
+        ChannelsApi: api.function,
+        VodTrigger: vod.trigger,
+        VodJobState: vod.jobState,
+        Reconciler: devices.reconciler,
+        TaskHealth: health.taskHealth,
+        GatewayHealth: health.gatewayHealth,
+      },
+      deadLetterQueues: {
+        VodTriggerDeadLettersDepthAlarm: [vod.deadLetterQueue, 'S3 events vod-trigger failed'],
+        VodJobStateDeadLettersDepthAlarm: [vod.jobStateDeadLetterQueue, 'MediaConvert job events VodJobStateFunction failed'],
+        TaskHealthDeadLettersDepthAlarm: [health.taskHealthDeadLetterQueue, 'ECS task events TaskHealthFunction failed'],
+        GatewayHealthDeadLettersDepthAlarm: [health.gatewayHealthDeadLetterQueue,
+          'gateway checks and EC2 instance events GatewayHealthFunction failed'],
+        ReconcilerDeadLettersDepthAlarm: [devices.deadLetterQueue, 'device stream batches the reconciler failed'],
+        VodJobStateJobStateQueueDepthAlarm: [vod.jobStateRuleQueue, 'MediaConvert job events vod-job-state failed'],
+        TaskHealthTaskStoppedQueueDepthAlarm: [health.taskStoppedRuleQueue, 'ECS task events task-health failed'],
+        GatewayHealthStateChangeQueueDepthAlarm: [health.stateChangeRuleQueue, 'EC2 instance events gateway-health failed'],
+      },
+      cluster: devices.cluster,
+      ingestService: ingest.service,
+      taskHealthLogGroup: health.taskHealth.logGroup.ref,
+    });
 
-    const output = (name: string, description: string, value: string) =>
-      new CfnOutput(this, name, { description, value });
+    // Construct ids get a prefix (IngestHost and RtmpsPort are parameters too); logical IDs do not.
+    const output = (name: string, description: string, value: string, condition?: CfnCondition) =>
+      new CfnOutput(this, `Output${name}`, { description, value, condition }).overrideLogicalId(name);
     output('ApiUrl', 'Base URL of the channel and asset API (requests must be SigV4-signed, service execute-api).', api.url);
     output('ChannelsTableName', 'DynamoDB table of channels (CHANNELS_TABLE for the streamer).', storage.channelsTable.ref);
     output('MediaBucketName', 'S3 bucket receiving HLS output (MEDIA_BUCKET for the streamer).', storage.mediaBucket.ref);
@@ -68,7 +104,20 @@ export class StreamstackStack extends Stack {
     output('MediaUrlKeyArn', 'Secrets Manager secret holding MEDIA_URL_KEY (retained with the tables).', storage.mediaUrlKey.ref);
     output('ReconcilerDeadLetterQueueUrl', 'Device-stream batches the reconciler failed after bisecting and retries.',
       devices.deadLetterQueue.ref);
-    output('AlarmTopicArn', 'SNS topic of operational alarms (device crash loops, gateway recoveries).', alarms.topic.ref);
+    output('AlarmTopicArn', 'SNS topic of operational alarms (device crash loops, gateway recoveries).', alarmTopic.topic.ref);
     output('GatewaysTableName', 'Gateway health state (phase, recovery lock) per gateway.', storage.gatewaysTable.ref);
+    output('IngestHost', 'host:port of RTMP ingest (rtmp://<this>/live/<channel>?...; POST /channels/{id}/endpoints '
+      + 'gives the signed URL).', ingest.ingestHost(params));
+    output('IngestLoadBalancerDnsName', "DNS name of the ingest load balancer (point your ingest hostname's CNAME here).",
+      ingest.loadBalancer.attrDnsName);
+    output('RtmpsPort', 'RTMPS port on the load balancer (TLS with IngestCertificateArn).', params.ref('RtmpsPort'),
+      params.hasRtmps);
+    output('SrtIngestAddress', 'SRT caller target (srt://<this>?streamid=<signed stream key>).',
+      Fn.sub('${IngestLoadBalancer.DNSName}:9000'), params.hasSrt);
+    output('PlaybackDomain', 'CloudFront domain of HLS playback (live/, outputs/, devices/).', storage.distribution.attrDomainName);
+    output('StreamerRepositoryUri', "ECR repository of the streamer image (push streamer/Dockerfile's image here).",
+      image.repository.attrRepositoryUri);
+    output('IngestServiceName', 'ECS service running `streamer serve`.', ingest.service.attrName);
+    output('VpcIdUsed', 'VPC of the streamer tasks (created or given).', network.vpcId);
   }
 }

@@ -94,6 +94,15 @@ export class Storage extends Construct {
       tagFilters: [{ key: 'streamstack-retention', value: 'live' }],
       expirationInDays: params.num('LiveOutputRetentionDays'),
     });
+    const archive = (id: string, prefix: string): s3.CfnBucket.RuleProperty => ({
+      id,
+      status: 'Enabled',
+      prefix,
+      transitions: [{
+        storageClass: params.ref('ArchiveStorageClass'),
+        transitionInDays: params.num('ArchiveTransitionDays'),
+      }],
+    });
     this.mediaBucket = named(new s3.CfnBucket(this, 'MediaBucket', {
       bucketName: Fn.sub('streamstack-media-${Id}', { Id: stackIdSuffix() }),
       bucketEncryption: {
@@ -113,6 +122,16 @@ export class Storage extends Construct {
           // device archives do not and are kept.
           liveExpiry('expire-live-output', 'live/'),
           liveExpiry('expire-device-live-output', 'devices/'),
+          // Recordings (channel recordings under live/, camera archives under devices/) age
+          // into ArchiveStorageClass; S3 leaves objects under 128 KiB (playlists) in Standard.
+          archive('archive-channel-recordings', 'live/'),
+          archive('archive-device-recordings', 'devices/'),
+          Fn.conditionIf(params.hasInputsExpiration.logicalId, {
+            Id: 'expire-inputs',
+            Status: 'Enabled',
+            Prefix: 'inputs/',
+            ExpirationInDays: params.ref('InputsExpirationDays'),
+          }, Aws.NO_VALUE),
         ],
       },
     }), 'MediaBucket');

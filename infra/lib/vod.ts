@@ -7,7 +7,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { Params } from './params';
-import { FunctionGlobals, SamFunction, mediaBucketArn, named, policyDocument } from './sam';
+import { FunctionGlobals, SamFunction, deadLetterQueue, mediaBucketArn, named, policyDocument } from './sam';
 import { Storage } from './storage';
 
 const EVENT_RETRY = { maximumRetryAttempts: 185, maximumEventAgeInSeconds: 86400 };
@@ -17,6 +17,9 @@ export class Vod extends Construct {
   readonly deadLetterQueue: sqs.CfnQueue;
   readonly trigger: SamFunction;
   readonly jobState: SamFunction;
+  readonly jobStateDeadLetterQueue: sqs.CfnQueue;
+  /** The JobStateChange rule's dead-letter queue (events EventBridge could not deliver). */
+  readonly jobStateRuleQueue: sqs.CfnQueue;
 
   constructor(scope: Construct, id: string, params: Params, globals: FunctionGlobals, storage: Storage) {
     super(scope, id);
@@ -43,13 +46,11 @@ export class Vod extends Construct {
       }],
     }), 'MediaConvertRole');
 
-    this.deadLetterQueue = named(new sqs.CfnQueue(this, 'VodTriggerDeadLetterQueue', {
-      messageRetentionPeriod: 1209600,
-      sqsManagedSseEnabled: true,
-    }), 'VodTriggerDeadLetterQueue');
+    this.deadLetterQueue = deadLetterQueue(this, 'VodTriggerDeadLetterQueue');
 
     this.trigger = new SamFunction(this, 'VodTriggerFunction', globals, {
       binary: 'vod-trigger',
+      logGroup: 'VodTriggerLogGroup',
       description: 'S3 inputs/ upload -> MediaConvert job (functions/vod)',
       // Shorter than the asset claim lease (5 min), so a timed-out claim expires before a retry.
       timeout: 60,
@@ -104,10 +105,15 @@ export class Vod extends Construct {
     }), 'VodTriggerInvokePermission');
     storage.connectVodTrigger(this.trigger.arn, invokePermission);
 
+    // Invocations that still failed after Lambda's two async retries (MediaConvert job events);
+    // the rule's own dead-letter queue only holds events EventBridge could not deliver.
+    this.jobStateDeadLetterQueue = deadLetterQueue(this, 'VodJobStateDeadLetterQueue');
     this.jobState = new SamFunction(this, 'VodJobStateFunction', globals, {
       binary: 'vod-job-state',
+      logGroup: 'VodJobStateLogGroup',
       description: 'MediaConvert job state changes -> asset status + SNS (functions/vod)',
       timeout: 30,
+      deadLetterQueueArn: this.jobStateDeadLetterQueue.attrArn,
       environment: {
         ASSETS_TABLE: storage.assetsTable.ref,
         STACK_NAME: Aws.STACK_NAME,
@@ -126,7 +132,7 @@ export class Vod extends Construct {
         ],
       }],
     });
-    this.jobState.addEventBridgeRule('JobStateChange', {
+    this.jobStateRuleQueue = this.jobState.addEventBridgeRule('JobStateChange', {
       source: ['aws.mediaconvert'],
       'detail-type': ['MediaConvert Job State Change'],
       detail: { userMetadata: { 'streamstack-stack': [Aws.STACK_NAME] } },
