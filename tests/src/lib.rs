@@ -81,13 +81,15 @@ pub async fn wait_for_state(
     started.elapsed()
 }
 
-/// Settings of an API under test: ingest `ingest.example:1935`, playback from
-/// `https://cdn.example`, push URLs valid 600 s.
+/// Settings of an API under test: ingest `ingest.example:1935` (RTMPS on 443, SRT on 9000),
+/// playback from `https://cdn.example`, push URLs valid 600 s.
 pub fn api_config() -> streamstack_core::Config {
     streamstack_core::Config::from_lookup(|k| match k {
         "CHANNELS_TABLE" => Some("unused".into()),
         "MEDIA_BUCKET" => Some("media".into()),
         "INGEST_HOST" => Some("ingest.example:1935".into()),
+        "INGEST_RTMPS_HOST" => Some("ingest.example:443".into()),
+        "INGEST_SRT_HOST" => Some("ingest.example:9000".into()),
         "PLAYBACK_BASE_URL" => Some("https://cdn.example".into()),
         "PUSH_URL_TTL_SECS" => Some("600".into()),
         _ => None,

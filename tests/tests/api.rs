@@ -354,6 +354,15 @@ async fn endpoints_issue_a_verifiable_push_url() {
     assert!(url.starts_with(&prefix), "{url}");
     assert_eq!(r.body["hls"]["playback_url"], format!("https://cdn.example/live/{id}/index.m3u8"));
     assert_eq!(r.body["rtmp"]["server"], "rtmp://ingest.example:1935/live");
+    // The same stream key over RTMPS and SRT (percent-encoded in the streamid).
+    let key = r.body["rtmp"]["stream_key"].as_str().unwrap();
+    assert_eq!(r.body["rtmps"]["push_url"], format!("rtmps://ingest.example:443/live/{key}"));
+    assert_eq!(r.body["rtmps"]["server"], "rtmps://ingest.example:443/live");
+    let srt = r.body["srt"]["url"].as_str().unwrap();
+    let streamid = srt.strip_prefix("srt://ingest.example:9000?streamid=").expect(srt);
+    assert!(!streamid.contains(['?', '&', '=']), "{streamid}");
+    let decoded = percent_encoding::percent_decode_str(streamid).decode_utf8().unwrap();
+    assert_eq!(decoded, key);
 
     let credential = PushCredential::parse(url.rsplit('/').next().unwrap()).unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;

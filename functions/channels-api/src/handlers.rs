@@ -158,12 +158,13 @@ pub(crate) async fn rotate_key(
 }
 
 /// Body of the endpoints routes: a push URL signed with the channel's current secret, valid
-/// for `PUSH_URL_TTL_SECS`, and the HLS playback URL.
+/// for `PUSH_URL_TTL_SECS`, the same over RTMPS and SRT where the stack has them
+/// (`INGEST_RTMPS_HOST`, `INGEST_SRT_HOST`), and the HLS playback URL.
 fn endpoints_body(deps: &Deps, channel: &Channel) -> serde_json::Value {
     let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
     let exp = now + deps.config.push_url_ttl_secs;
     let host = &deps.config.ingest_host;
-    json!({
+    let mut body = json!({
         "channel_id": channel.id,
         "rtmp": {
             "push_url": signing::push_url(host, &channel.secret, &channel.id, exp),
@@ -174,7 +175,17 @@ fn endpoints_body(deps: &Deps, channel: &Channel) -> serde_json::Value {
                 .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         },
         "hls": { "playback_url": deps.config.playback_url(&channel.id) },
-    })
+    });
+    if let Some(rtmps) = &deps.config.ingest_rtmps_host {
+        body["rtmps"] = json!({
+            "push_url": signing::rtmps_push_url(rtmps, &channel.secret, &channel.id, exp),
+            "server": format!("rtmps://{rtmps}/{}", signing::RTMP_APP),
+        });
+    }
+    if let Some(srt) = &deps.config.ingest_srt_host {
+        body["srt"] = json!({ "url": signing::srt_url(srt, &channel.secret, &channel.id, exp) });
+    }
+    body
 }
 
 pub(crate) async fn not_found() -> ApiError {

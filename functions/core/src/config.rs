@@ -117,6 +117,8 @@ pub fn flag_from(
 /// | `ASSETS_TABLE` | [`Config::assets_table`] | none; the API refuses to start without it |
 /// | `MEDIA_BUCKET` | [`Config::media_bucket`] | none |
 /// | `INGEST_HOST` | [`Config::ingest_host`] | `localhost:1935` |
+/// | `INGEST_RTMPS_HOST` | [`Config::ingest_rtmps_host`] | none (no RTMPS URLs) |
+/// | `INGEST_SRT_HOST` | [`Config::ingest_srt_host`] | none (no SRT URLs) |
 /// | `PLAYBACK_BASE_URL` | [`Config::playback_base_url`] | derived from bucket/endpoint |
 /// | `PUSH_URL_TTL_SECS` | [`Config::push_url_ttl_secs`] | 86400 |
 /// | `AWS_ENDPOINT_URL` | [`Config::endpoint_url`] | none (real AWS) |
@@ -131,6 +133,11 @@ pub struct Config {
     pub media_bucket: Option<String>,
     /// `host[:port]` that publishers reach the RTMP ingest on; goes into push URLs.
     pub ingest_host: String,
+    /// `host:port` of the RTMPS (TLS) ingest, when there is one (in AWS the load balancer's
+    /// TLS listener); goes into `rtmps://` push URLs.
+    pub ingest_rtmps_host: Option<String>,
+    /// `host:port` of the SRT ingest (UDP), when there is one; goes into `srt://` URLs.
+    pub ingest_srt_host: Option<String>,
     /// Base URL that players fetch HLS objects from (no trailing slash), e.g. a CloudFront
     /// domain. When unset: `<endpoint>/<bucket>` with an endpoint override, else the bucket's
     /// virtual-hosted S3 URL.
@@ -173,6 +180,8 @@ impl Config {
             assets_table: get("ASSETS_TABLE"),
             media_bucket: get("MEDIA_BUCKET"),
             ingest_host: get("INGEST_HOST").unwrap_or_else(|| "localhost:1935".to_owned()),
+            ingest_rtmps_host: get("INGEST_RTMPS_HOST").filter(|h| !h.is_empty()),
+            ingest_srt_host: get("INGEST_SRT_HOST").filter(|h| !h.is_empty()),
             playback_base_url: get("PLAYBACK_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
             push_url_ttl_secs,
             endpoint_url: get("AWS_ENDPOINT_URL"),

@@ -105,6 +105,21 @@ pub fn push_url(ingest_host: &str, secret: &Secret, channel_id: &str, exp: u64) 
     format!("rtmp://{ingest_host}/{RTMP_APP}/{}", stream_key(secret, channel_id, exp))
 }
 
+/// The same push URL over TLS: `rtmps://<rtmps_host>/live/<id>?exp=..&sig=..` (RTMP inside
+/// TLS; in AWS the load balancer's TLS listener decrypts it).
+pub fn rtmps_push_url(rtmps_host: &str, secret: &Secret, channel_id: &str, exp: u64) -> String {
+    format!("rtmps://{rtmps_host}/{RTMP_APP}/{}", stream_key(secret, channel_id, exp))
+}
+
+/// An SRT caller URL: `srt://<srt_host>?streamid=<stream key, percent-encoded>` (RFC 3986
+/// §2.1; ffmpeg passes `streamid` on as written and splits its own options on `&`, so the
+/// key's `?`, `=` and `&` must be encoded). The streamer's SRT ingest decodes it.
+pub fn srt_url(srt_host: &str, secret: &Secret, channel_id: &str, exp: u64) -> String {
+    let key = stream_key(secret, channel_id, exp);
+    let encoded = percent_encoding::utf8_percent_encode(&key, percent_encoding::NON_ALPHANUMERIC);
+    format!("srt://{srt_host}?streamid={encoded}")
+}
+
 /// The stream key part of a push URL, `<id>?exp=..&sig=..` (what OBS calls "Stream Key").
 pub fn stream_key(secret: &Secret, channel_id: &str, exp: u64) -> String {
     format!("{channel_id}?exp={exp}&sig={}", sign(secret, channel_id, exp))
