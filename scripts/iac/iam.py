@@ -30,9 +30,12 @@ class Perm:
     action: str
     resource: str
     condition: str
+    principal: str = ""
 
     def line(self) -> str:
         s = f"{self.effect} {self.action} on {self.resource}"
+        if self.principal:
+            s += f" to {self.principal}"
         if self.condition:
             s += f" if {self.condition}"
         if self.when:
@@ -83,6 +86,19 @@ def condition_canon(cond: Any) -> str:
     return json.dumps(r, sort_keys=True)
 
 
+def principal_canon(st: dict[str, Any]) -> str:
+    """A resource-policy statement's Principal (or NotPrincipal); {"Service": "x"} and
+    {"Service": ["x"]} alike."""
+    key = "Principal" if "Principal" in st else "NotPrincipal" if "NotPrincipal" in st else None
+    if key is None:
+        return ""
+    r = render(st[key])
+    if isinstance(r, dict):
+        r = {k: sorted(_as_list(v)) for k, v in r.items()}
+    s = r if isinstance(r, str) else json.dumps(r, sort_keys=True)
+    return ("NOT " if key == "NotPrincipal" else "") + s
+
+
 def perms_of(doc: Any, when: str = "") -> list[Perm]:
     out = []
     for w, st in iter_statements(doc, when):
@@ -90,6 +106,7 @@ def perms_of(doc: Any, when: str = "") -> list[Perm]:
         akey = "Action" if "Action" in st else "NotAction"
         rkey = "Resource" if "Resource" in st else "NotResource"
         cond = condition_canon(st.get("Condition"))
+        principal = principal_canon(st)
         for a in _as_list(render(st.get(akey))):
             a = a.lower() if isinstance(a, str) else json.dumps(a)
             if akey == "NotAction":
@@ -98,7 +115,7 @@ def perms_of(doc: Any, when: str = "") -> list[Perm]:
                 r = r if isinstance(r, str) else json.dumps(r, sort_keys=True)
                 if rkey == "NotResource":
                     r = "NOT " + r
-                out.append(Perm(w, effect, a, r, cond))
+                out.append(Perm(w, effect, a, r, cond, principal))
     return out
 
 

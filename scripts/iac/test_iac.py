@@ -35,8 +35,7 @@ class Base(unittest.TestCase):
         return sorted(k for k, v in t["Resources"].items() if v["Type"] == typ)
 
     def function_policy(self, t: dict, fn: str) -> dict:
-        role = t["Resources"][fn]["Properties"]["Role"]["Fn::GetAtt"][0]
-        return t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]
+        return self.role_policy(t, t["Resources"][fn]["Properties"]["Role"]["Fn::GetAtt"][0])
 
     def statement(self, doc: dict, action: str) -> dict:
         """The first statement of a policy document naming `action` (found by content, not
@@ -48,7 +47,10 @@ class Base(unittest.TestCase):
         raise AssertionError(f"no statement with {action}")
 
     def role_policy(self, t: dict, role: str) -> dict:
-        return t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]
+        """The statements of all the role's inline policies, as one document whose statements
+        are the template's own (mutating one mutates the template)."""
+        policies = t["Resources"][role]["Properties"]["Policies"]
+        return {"Statement": [st for p in policies for st in p["PolicyDocument"]["Statement"]]}
 
 
 class Render(unittest.TestCase):
@@ -157,7 +159,8 @@ class Drift(Base):
         t = self.copy()
         fn = "VodJobStateFunction"
         role = t["Resources"][fn]["Properties"]["Role"]["Fn::GetAtt"][0]
-        doc = t["Resources"][role]["Properties"].pop("Policies")[0]["PolicyDocument"]
+        doc = self.role_policy(t, role)
+        del t["Resources"][role]["Properties"]["Policies"]
         split = [{"Effect": "Allow", "Action": a, "Resource": st["Resource"], **({"Condition": st["Condition"]} if "Condition" in st else {})}
                  for st in doc["Statement"] for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
         t["Resources"][role + "DefaultPolicy"] = {"Type": "AWS::IAM::Policy", "Properties": {
@@ -188,6 +191,12 @@ class Drift(Base):
         self.assertCaught(t, "properties", "MediaBucket")
         self.assertCaught(t, "properties", "PullTaskDefinition")
         self.assertCaught(t, "properties", "PullTaskRole")
+
+    def test_changed_bucket_policy_principal(self) -> None:
+        t = self.copy()
+        doc = t["Resources"]["MediaBucketPolicy"]["Properties"]["PolicyDocument"]
+        self.statement(doc, "s3:GetObject")["Principal"] = {"Service": ["mediaconvert.amazonaws.com"]}
+        self.assertCaught(t, "properties", "MediaBucketPolicy")
 
     def test_cdk_loader_merges_stacks(self) -> None:
         with tempfile.TemporaryDirectory() as d:
