@@ -5,6 +5,7 @@ import { Fn } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { IngestEndpoints } from './ingest';
 import { Params } from './params';
 import { FunctionGlobals, SamFunction, named } from './sam';
 import { Storage } from './storage';
@@ -39,9 +40,9 @@ export class Api extends Construct {
 
   readonly accessLogGroup: logs.CfnLogGroup;
 
-  /** ingestHost: host:port push URLs point at (IngestHost or the load balancer's name). */
+  /** ingest: the push endpoints (host:port) the API's URLs point at. */
   constructor(scope: Construct, id: string, params: Params, globals: FunctionGlobals, storage: Storage,
-    ingestHost: string) {
+    ingest: IngestEndpoints) {
     super(scope, id);
 
     this.accessLogGroup = named(new logs.CfnLogGroup(this, 'ApiAccessLogGroup', {
@@ -55,7 +56,9 @@ export class Api extends Construct {
       environment: {
         CHANNELS_TABLE: storage.channelsTable.ref,
         MEDIA_BUCKET: storage.mediaBucket.ref,
-        INGEST_HOST: ingestHost,
+        INGEST_HOST: ingest.rtmp,
+        INGEST_RTMPS_HOST: ingest.rtmps,
+        INGEST_SRT_HOST: ingest.srt,
         PLAYBACK_BASE_URL: storage.playbackBaseUrl,
         PUSH_URL_TTL_SECS: params.ref('PushUrlTtlSeconds'),
         ASSETS_TABLE: storage.assetsTable.ref,

@@ -3,6 +3,7 @@
 // SRT 9000/udp (condition HasSrt), health checks on 8080 /healthz, client IPs preserved, CPU
 // target-tracking autoscaling.
 import { Aws, Fn } from 'aws-cdk-lib';
+import * as cloudformation from 'aws-cdk-lib/aws-cloudformation';
 import * as applicationautoscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -14,6 +15,12 @@ import { Network } from './network';
 import { Params } from './params';
 import { awsManagedPolicy, named, policyDocument } from './sam';
 import { Storage } from './storage';
+
+export interface IngestEndpoints {
+  readonly rtmp: string;
+  readonly rtmps: string;
+  readonly srt: string;
+}
 
 export class Ingest extends Construct {
   readonly loadBalancer: elbv2.CfnLoadBalancer;
@@ -229,7 +236,16 @@ export class Ingest extends Construct {
     this.service.addPropertyOverride('LoadBalancers', Fn.conditionIf(params.hasSrt.logicalId,
       [pascal(rtmpTarget), { ContainerName: 'streamer', ContainerPort: 9000, TargetGroupArn: srtTargets.ref }],
       [pascal(rtmpTarget)]));
-    this.service.addResourceDependency(rtmpListener);
+    // A service may register only with target groups a listener already uses; DependsOn
+    // cannot name the conditional listeners, so this handle references them.
+    const listenersReady = named(new cloudformation.CfnWaitConditionHandle(this, 'IngestListenersReady'),
+      'IngestListenersReady');
+    listenersReady.cfnOptions.metadata = {
+      Rtmp: rtmpListener.ref,
+      Rtmps: ifCond(params.hasRtmps, rtmpsListener.ref, ''),
+      Srt: ifCond(params.hasSrt, srtListener.ref, ''),
+    };
+    this.service.addResourceDependency(listenersReady);
     // TaskSubnetIds defaults to empty (used only with an existing VpcId; a Rule requires it
     // there), which cfn-lint's W1030 resolves against the subnet id pattern.
     this.service.cfnOptions.metadata = { 'cfn-lint': { config: { ignore_checks: ['W1030'] } } };
@@ -255,11 +271,20 @@ export class Ingest extends Construct {
     }), 'IngestCpuScaling');
   }
 
-  /** host:port push URLs point at: IngestHost, else the load balancer's DNS name on 1935. */
-  ingestHost(params: Params): string {
-    return Fn.conditionIf(params.hasIngestHost.logicalId,
-      params.ref('IngestHost'),
-      Fn.sub('${IngestLoadBalancer.DNSName}:1935')).toString();
+  /** The host name push URLs point at: IngestDomainName, else the load balancer's DNS name. */
+  hostName(params: Params): string {
+    return Fn.conditionIf(params.hasIngestDomain.logicalId,
+      params.ref('IngestDomainName'),
+      this.loadBalancer.attrDnsName).toString();
+  }
+
+  /** The push endpoints ChannelsApiFunction hands out (INGEST_HOST, INGEST_RTMPS_HOST, INGEST_SRT_HOST). */
+  endpoints(params: Params): IngestEndpoints {
+    return {
+      rtmp: Fn.sub('${Host}:1935', { Host: this.hostName(params) }),
+      rtmps: Fn.conditionIf(params.hasRtmps.logicalId, Fn.sub('${IngestDomainName}:${RtmpsPort}'), '').toString(),
+      srt: Fn.conditionIf(params.hasSrt.logicalId, Fn.sub('${Host}:9000', { Host: this.hostName(params) }), '').toString(),
+    };
   }
 }
 

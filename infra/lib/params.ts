@@ -14,11 +14,11 @@ function numbers(values: number[]): string[] {
 
 /** Parameter name -> definition, in template.yaml's order. */
 const DEFINITIONS = {
-  IngestHost: {
-    type: 'String', default: '',
-    description: "host[:port] that RTMP push URLs point at. Empty (default) = the ingest load balancer's DNS name, "
-      + 'port 1935. Set it to your own name (a CNAME of the IngestHost output) when you use RTMPS: the certificate '
-      + 'must match it.',
+  IngestDomainName: {
+    type: 'String', default: '', allowedPattern: '^$|^[A-Za-z0-9.-]+$',
+    description: 'Host name that push URLs (rtmp://<name>:1935, rtmps://<name>:<RtmpsPort>, srt://<name>:9000) '
+      + "point at: your own name, a CNAME of the IngestLoadBalancerDnsName output. Empty (default) = the load "
+      + "balancer's DNS name. Required with RTMPS (the certificate must match it).",
   },
   LiveOutputRetentionDays: {
     type: 'Number', default: 1, minValue: 1,
@@ -199,8 +199,8 @@ const DEFINITIONS = {
   // Live ingest: the streamer ECS service behind a Network Load Balancer.
   IngestCertificateArn: {
     type: 'String', default: '', allowedPattern: '^$|^arn:aws[a-z-]*:acm:.+$',
-    description: 'ACM certificate (this region) for RTMPS: the load balancer terminates TLS on RtmpsPort and '
-      + 'forwards plain RTMP to the tasks. Empty = no RTMPS listener.',
+    description: 'ACM certificate (this region) for IngestDomainName, for RTMPS: the load balancer terminates TLS '
+      + 'on RtmpsPort and forwards plain RTMP to the tasks. Empty = no RTMPS.',
   },
   RtmpsPort: {
     type: 'Number', default: 443, minValue: 1, maxValue: 65535,
@@ -283,7 +283,7 @@ export class Params {
   readonly isArm64: CfnCondition;
   readonly createVpc: CfnCondition;
   readonly hasIngestSubnets: CfnCondition;
-  readonly hasIngestHost: CfnCondition;
+  readonly hasIngestDomain: CfnCondition;
   readonly hasRtmps: CfnCondition;
   readonly hasSrt: CfnCondition;
   readonly hasStreamerImage: CfnCondition;
@@ -305,7 +305,7 @@ export class Params {
     this.createVpc = cond('CreateVpc', Fn.conditionEquals(this.ref('VpcId'), ''));
     this.hasIngestSubnets = cond('HasIngestSubnets',
       Fn.conditionNot(Fn.conditionEquals(Fn.join('', this.list('IngestSubnetIds')), '')));
-    this.hasIngestHost = cond('HasIngestHost', notEmpty('IngestHost'));
+    this.hasIngestDomain = cond('HasIngestDomain', notEmpty('IngestDomainName'));
     this.hasRtmps = cond('HasRtmps', notEmpty('IngestCertificateArn'));
     this.hasSrt = cond('HasSrt', Fn.conditionEquals(this.ref('EnableSrt'), 'true'));
     this.hasStreamerImage = cond('HasStreamerImage', notEmpty('StreamerImage'));
@@ -319,6 +319,13 @@ export class Params {
       expression: notEmpty('GatewayInstanceRoleArn'),
     });
 
+    new CfnRule(stack, 'RtmpsNeedsDomainName', {
+      ruleCondition: Fn.conditionNot(Fn.conditionEquals(this.ref('IngestCertificateArn'), '')),
+      assertions: [{
+        assert: Fn.conditionNot(Fn.conditionEquals(this.ref('IngestDomainName'), '')),
+        assertDescription: 'RTMPS (IngestCertificateArn) needs IngestDomainName, the name its certificate is for.',
+      }],
+    });
     new CfnRule(stack, 'ExistingVpcNeedsSubnets', {
       ruleCondition: Fn.conditionNot(Fn.conditionEquals(this.ref('VpcId'), '')),
       assertions: [{

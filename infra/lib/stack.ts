@@ -56,7 +56,7 @@ export class StreamstackStack extends Stack {
     const alarmTopic = new AlarmTopic(this, 'AlarmTopic', params);
     const devices = new Devices(this, 'Devices', params, globals, storage, network, image.uri);
     const ingest = new Ingest(this, 'Ingest', params, storage, network, devices.cluster, image.uri);
-    const api = new Api(this, 'Api', params, globals, storage, ingest.ingestHost(params));
+    const api = new Api(this, 'Api', params, globals, storage, ingest.endpoints(params));
     const vod = new Vod(this, 'Vod', params, globals, storage);
     const health = new Health(this, 'Health', params, globals, storage, devices, network, alarmTopic.topic);
     new Alarms(this, 'Alarms', {
@@ -106,8 +106,8 @@ export class StreamstackStack extends Stack {
       devices.deadLetterQueue.ref);
     output('AlarmTopicArn', 'SNS topic of operational alarms (device crash loops, gateway recoveries).', alarmTopic.topic.ref);
     output('GatewaysTableName', 'Gateway health state (phase, recovery lock) per gateway.', storage.gatewaysTable.ref);
-    output('IngestHost', 'host:port of RTMP ingest (rtmp://<this>/live/<channel>?...; POST /channels/{id}/endpoints '
-      + 'gives the signed URL).', ingest.ingestHost(params));
+    output('IngestHost', 'Host name of the ingest (rtmp://<this>:1935/live; GET /channels/{id}/endpoints gives signed '
+      + 'URLs).', ingest.hostName(params));
     output('IngestLoadBalancerDnsName', "DNS name of the ingest load balancer (point your ingest hostname's CNAME here).",
       ingest.loadBalancer.attrDnsName);
     output('RtmpsPort', 'RTMPS port on the load balancer (TLS with IngestCertificateArn).', params.ref('RtmpsPort'),
