@@ -21,6 +21,7 @@ state=$root/.local
 moto_port=${MOTO_PORT:-5000}
 api_port=${API_PORT:-3000}
 rtmp_port=${RTMP_PORT:-1935}
+srt_port=${SRT_PORT:-9000}
 mc_port=${MEDIACONVERT_PORT:-5001}
 mkdir -p "$state"
 
@@ -36,7 +37,7 @@ export ALARM_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:streamstack-alarms
 export MEDIA_URL_KEY=${MEDIA_URL_KEY:-00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff}
 export MEDIACONVERT_ENDPOINT=http://127.0.0.1:$mc_port
 export MEDIACONVERT_ROLE_ARN=arn:aws:iam::123456789012:role/streamstack-local-mediaconvert
-export INGEST_HOST=127.0.0.1:$rtmp_port
+export INGEST_HOST=127.0.0.1:$rtmp_port INGEST_SRT_HOST=127.0.0.1:$srt_port
 export RUST_LOG=${RUST_LOG:-info}
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -105,8 +106,8 @@ rm -rf "$state/tasks"
 "$bin/devices-local" --streamer "$bin/streamer" --interval 1 --log-dir "$state/tasks" -- \
   --output s3 --segment-duration 2 --recording-segment-duration 6 >"$state/reconciler.log" 2>&1 &
 pids+=($!)
-say "starting the RTMP streamer on rtmp://127.0.0.1:$rtmp_port/live"
-"$bin/streamer" serve --listen "127.0.0.1:$rtmp_port" --spool-dir "$state/spool" >"$state/streamer.log" 2>&1 &
+say "starting the streamer: rtmp://127.0.0.1:$rtmp_port/live, srt://127.0.0.1:$srt_port"
+"$bin/streamer" serve --listen "127.0.0.1:$rtmp_port" --srt-listen "127.0.0.1:$srt_port" --spool-dir "$state/spool" >"$state/streamer.log" 2>&1 &
 pids+=($!)
 say "starting the MediaConvert CreateJob stand-in on $MEDIACONVERT_ENDPOINT"
 "$bin/mediaconvert-stub" --listen "127.0.0.1:$mc_port" --record "$state/mediaconvert" >"$state/mediaconvert.log" 2>&1 &
@@ -133,6 +134,7 @@ if [ "$mode" = keep ]; then
   cat <<EOT
   channel API   $api            (curl $api/channels)
   RTMP ingest   rtmp://127.0.0.1:$rtmp_port/live
+  SRT ingest    srt://127.0.0.1:$srt_port (streamid: the stream key; see the endpoints' srt.url)
   channel       $id
   push URL      $push_url
   playback URL  $playback_url

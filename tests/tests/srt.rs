@@ -68,8 +68,12 @@ async fn srt_publish_becomes_hls_and_the_channel_goes_live_then_idle() {
     let dir = tempdir();
     let (streamer, port) = start(&table, &dir).await;
 
-    let key = stream_key(&ch, &ch, now() + 3600);
-    let url = srt_url(port, &key);
+    // The URL the API's endpoints hand out (`srt.url`), as ffmpeg takes it.
+    let host = format!("127.0.0.1:{port}");
+    let exp = now() + 3600;
+    let url = streamstack_core::signing::srt_url(&host, &ch.secret, &ch.id, exp);
+    let key = stream_key(&ch, &ch, exp);
+    assert!(url.ends_with(&percent_encode(&key)), "{url}");
     let clip = Clip { seconds: 8, realtime: true, ..Clip::default() };
     let publish = tokio::spawn(async move { ffmpeg_send_ts(&url, clip).await });
     wait_for_state(store.as_ref(), &ch, ChannelState::Live, Duration::from_secs(10)).await;
