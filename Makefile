@@ -40,8 +40,8 @@ local: tools
 	$(LOCAL_BUILD)
 	scripts/local-stack.sh keep
 
-## test: template lint, then unit, moto-backed and end-to-end (real ffmpeg/GStreamer
-## publishers) tests.
+## test: template lint and the IaC checks (CDK synth, policy, drift: iac-check), then unit,
+## moto-backed and end-to-end (real ffmpeg/GStreamer publishers) tests.
 test: tools template-lint iac-check
 	cargo build --quiet -p streamer --bin streamer
 	scripts/with-moto.sh cargo test --workspace --no-fail-fast
