@@ -44,16 +44,17 @@ else
     log "base $full: no registry; making it from Debian's archive with mmdebstrap ($tarball)"
     mkdir -p "$cache"
     mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-    timeout 600 mmdebstrap --quiet --variant=minbase \
+    rm -rf "$tarball.part.tar"
+    timeout 600 mmdebstrap --quiet --variant=minbase --format=tar \
       --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
       --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
       --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
       --dpkgopt='path-exclude=/usr/share/locale/*' --aptopt='Acquire::Languages "none"' \
       --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/*.log' \
-      "$suite" "$tarball.part" \
+      "$suite" "$tarball.part.tar" \
       "deb $mirror $suite main" "deb $mirror $suite-updates main" \
       "deb ${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security} $suite-security main"
-    mv "$tarball.part" "$tarball"
+    mv "$tarball.part.tar" "$tarball"
   else
     log "base $full: no registry; from the cached rootfs $tarball"
   fi
