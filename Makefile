@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod -p devices && cargo build --quiet -p streamstack-tests --bin mediaconvert-stub
 
-.PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools bench-lambda cdk-synth clean
+.PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools bench-lambda cdk-synth cdk-test clean
 
 $(VENV)/.installed:
 	python3 -m venv $(VENV)
@@ -154,6 +154,11 @@ cdk-synth: infra/node_modules/.package-lock.json
 	rm -rf infra/cdk.out
 	cd infra && CI=true CDK_VALIDATION=$(CDK_VALIDATION) AWS_EC2_METADATA_DISABLED=true \
 	  CDK_DISABLE_CLI_TELEMETRY=true node_modules/.bin/cdk synth --quiet -c skipBundling=true </dev/null
+
+## cdk-test: the CDK app's own checks (infra/test: no CDK-only resources, the architecture
+## context, function shape, retained data), offline, about 2 s.
+cdk-test: infra/node_modules/.package-lock.json
+	cd infra && npm test --silent
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) .local

@@ -1,0 +1,63 @@
+// CDK-side checks the drift test (scripts/iac) does not make: nothing CDK-only in the
+// template, the architecture context, the functions' shape. Offline, bundling skipped.
+//   cd infra && npm test
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { StreamstackStack } from '../lib/stack';
+
+function synth(architecture: 'x86_64' | 'arm64'): Record<string, any> {
+  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] }, builtinCloudFormationValidation: false });
+  const stack = new StreamstackStack(app, 'Test', { architecture });
+  return Template.fromStack(stack).toJSON();
+}
+
+const FUNCTIONS = ['ChannelsApiFunction', 'VodTriggerFunction', 'VodJobStateFunction', 'ReconcilerFunction',
+  'TaskHealthFunction', 'GatewayHealthFunction'];
+
+test('no CDK-only resources, sections or parameters', () => {
+  const t = synth('x86_64');
+  const types = new Set(Object.values<any>(t.Resources).map((r) => r.Type));
+  for (const type of types) {
+    assert.ok(!type.startsWith('Custom::') && type !== 'AWS::CDK::Metadata' && type !== 'AWS::IAM::Policy'
+      && type !== 'AWS::Lambda::LayerVersion', `unexpected ${type}`);
+  }
+  assert.equal(t.Parameters.BootstrapVersion, undefined);
+  assert.equal(t.Rules.CheckBootstrapVersion, undefined);
+  assert.equal(t.Transform, undefined);
+});
+
+test('every function: its logical ID, role, architecture parameter, log group, tracing switch', () => {
+  const t = synth('x86_64');
+  for (const id of FUNCTIONS) {
+    const fn = t.Resources[id];
+    assert.equal(fn?.Type, 'AWS::Lambda::Function', id);
+    assert.deepEqual(fn.Properties.Architectures, [{ Ref: 'Architecture' }]);
+    assert.equal(fn.Properties.Runtime, 'provided.al2023');
+    assert.equal(fn.Properties.Handler, 'bootstrap');
+    assert.deepEqual(fn.Properties.Role, { 'Fn::GetAtt': [`${id}Role`, 'Arn'] });
+    assert.deepEqual(fn.Properties.TracingConfig, { Mode: { 'Fn::If': ['HasTracing', 'Active', 'PassThrough'] } });
+    assert.equal(t.Resources[fn.Properties.LoggingConfig.LogGroup.Ref].Type, 'AWS::Logs::LogGroup');
+  }
+});
+
+for (const arch of ['x86_64', 'arm64'] as const) {
+  test(`architecture context ${arch}: parameter default and the rule that pins it`, () => {
+    const t = synth(arch);
+    assert.equal(t.Parameters.Architecture.Default, arch);
+    assert.deepEqual(t.Parameters.Architecture.AllowedValues, ['x86_64', 'arm64']);
+    assert.deepEqual(t.Rules.ArchitectureMatchesLambdaBuild.Assertions[0].Assert,
+      { 'Fn::Equals': [{ Ref: 'Architecture' }, arch] });
+  });
+}
+
+test('retained data: tables, bucket, secret, repository', () => {
+  const t = synth('x86_64');
+  for (const [id, r] of Object.entries<any>(t.Resources)) {
+    if (['AWS::DynamoDB::Table', 'AWS::S3::Bucket', 'AWS::SecretsManager::Secret', 'AWS::ECR::Repository'].includes(r.Type)) {
+      assert.equal(r.DeletionPolicy, 'Retain', id);
+      assert.equal(r.UpdateReplacePolicy, 'Retain', id);
+    }
+  }
+});
