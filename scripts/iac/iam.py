@@ -8,8 +8,6 @@ from typing import Any, Iterator
 
 from templates import canon, referenced_ids, render
 
-# Resource types whose properties hold identity policies, and where.
-IDENTITY_POLICY_TYPES = ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
 # Resource policies: (type, property holding the document).
 RESOURCE_POLICY_TYPES = {
     "AWS::S3::BucketPolicy": "PolicyDocument",
