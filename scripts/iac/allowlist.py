@@ -19,6 +19,10 @@ WILDCARD_RESOURCE_ACTIONS = [
     ("ecs:tagresource", "ecs:CreateAction",
      "RunTask with tags is also authorized as ecs:TagResource on the task being created; the "
      "ecs:CreateAction condition forbids tagging existing resources"),
+    ("dynamodb:liststreams", None,
+     "ListStreams has no resource-level permissions (returns stream ARNs, reads no records); a "
+     "stream event source mapping needs it beside DescribeStream/GetRecords/GetShardIterator on "
+     "the one stream, which replaces SAM's AWSLambdaDynamoDBExecutionRole (reads on every stream)"),
     ("ecs:listtasks", "ecs:cluster",
      "ListTasks is authorized on container instances, not tasks; narrowed to the streamer cluster "
      "by the ecs:cluster condition (AWS ECS identity-based policy examples)"),
