@@ -11,7 +11,8 @@
 # storage, else pulled; when no registry answers it is made here from Debian's archive with
 # mmdebstrap (minbase, merged /usr, no docs or locales: what the official slim image holds)
 # and cached as a tarball in IMAGE_CACHE for IMAGE_CACHE_DAYS (7).
-# BUILDAH_ROOT / BUILDAH_RUNROOT: a private storage (default: buildah's /var/lib/containers).
+# BUILDAH_ROOT / BUILDAH_RUNROOT: a private storage (default: buildah's /var/lib/containers);
+# STORAGE_DRIVER (vfs: no overlay mounts, works nested), BUILDAH_ISOLATION (chroot).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tag=${1:-localhost/streamstack-streamer:dev}
@@ -19,7 +20,8 @@ stages=${IMAGE_STAGES:-prebuilt}
 cache=${IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamstack-image}
 dockerfile=$root/streamer/Dockerfile
 export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs} BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
-storage=()
+# (buildah reads BUILDAH_ISOLATION but not STORAGE_DRIVER: the flag.)
+storage=(--storage-driver "$STORAGE_DRIVER")
 [ -n "${BUILDAH_ROOT:-}" ] && storage+=(--root "$BUILDAH_ROOT")
 [ -n "${BUILDAH_RUNROOT:-}" ] && storage+=(--runroot "$BUILDAH_RUNROOT")
 bah() { buildah "${storage[@]}" "$@"; }

@@ -26,7 +26,8 @@ fail() { echo "image-test: FAIL: $*" >&2; exit 1; }
 work=$(mktemp -d /var/tmp/streamstack-image-test.XXXXXX)
 export BUILDAH_ROOT=$work/storage BUILDAH_RUNROOT=$work/run
 export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
-bah() { buildah --root "$BUILDAH_ROOT" --runroot "$BUILDAH_RUNROOT" "$@"; }
+buildah=(buildah --root "$BUILDAH_ROOT" --runroot "$BUILDAH_RUNROOT" --storage-driver vfs)
+bah() { "${buildah[@]}" "$@"; }
 tag=localhost/streamstack-streamer:image-test
 serve_pid=
 cleanup() {
@@ -73,7 +74,7 @@ PY
 
 ctr=$(bah from --quiet --pull-never "$tag")
 mnt=$(bah mount "$ctr")
-run() { timeout 30 buildah --root "$BUILDAH_ROOT" --runroot "$BUILDAH_RUNROOT" run "$@"; }
+run() { timeout 30 "${buildah[@]}" run "$@"; }
 
 log "the binary is the workspace's"
 want=$(sha256sum <"$bin" | cut -d' ' -f1)
@@ -124,7 +125,7 @@ PY
 )
 # Not through run(): $! must be timeout's pid, which passes SIGTERM on to buildah and on to
 # the streamer.
-timeout 120 buildah --root "$BUILDAH_ROOT" --runroot "$BUILDAH_RUNROOT" run \
+timeout 120 "${buildah[@]}" run \
   --env "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" --env AWS_ACCESS_KEY_ID=testing \
   --env AWS_SECRET_ACCESS_KEY=testing --env AWS_REGION=us-east-1 --env AWS_EC2_METADATA_DISABLED=true \
   --env "CHANNELS_TABLE=$table" --env STREAMSTACK_LOG_JSON=0 \
