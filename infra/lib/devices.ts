@@ -4,6 +4,7 @@ import { Aws, Fn } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
@@ -182,6 +183,16 @@ export class Devices extends Construct {
             ],
             Resource: [storage.devicesTable.attrArn, Fn.sub('${DevicesTable.Arn}/index/*'), storage.slotsTable.attrArn],
           },
+          // The devices table's stream (ReconcilerFunctionDeviceChanges); ListStreams supports
+          // no resource-level permission.
+          {
+            Effect: 'Allow',
+            Action: ['dynamodb:DescribeStream', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator'],
+            Resource: storage.devicesTable.attrStreamArn,
+          },
+          { Effect: 'Allow', Action: 'dynamodb:ListStreams', Resource: '*' },
+          // Failed stream batches (the mapping's on-failure destination).
+          { Effect: 'Allow', Action: 'sqs:SendMessage', Resource: this.deadLetterQueue.attrArn },
           {
             Effect: 'Allow',
             Action: 'ecs:RunTask',
@@ -212,15 +223,20 @@ export class Devices extends Construct {
     });
     this.reconciler.addSchedule('Schedule', params.ref('ReconcileSchedule'),
       'Periodic full reconcile of devices and streamer pull tasks');
-    this.reconciler.addDynamoDbStream('DeviceChanges', {
+    // Device changes invoke the reconciler at once: a plain mapping, not a SAM `DynamoDB`
+    // event (which attaches AWSLambdaDynamoDBExecutionRole, every stream in the account); the
+    // policy above reads this one stream. A batch still failing after bisecting and 3
+    // retries goes to the queue; the next scheduled run repairs what it missed.
+    named(new lambda.CfnEventSourceMapping(this, 'ReconcilerFunctionDeviceChanges', {
+      functionName: this.reconciler.ref,
       eventSourceArn: storage.devicesTable.attrStreamArn,
       startingPosition: 'LATEST',
       batchSize: 100,
       maximumBatchingWindowInSeconds: 10,
       bisectBatchOnFunctionError: true,
       maximumRetryAttempts: 3,
-      onFailureQueueArn: this.deadLetterQueue.attrArn,
+      destinationConfig: { onFailure: { destination: this.deadLetterQueue.attrArn } },
       filterCriteria: { filters: DEVICE_CHANGE_FILTERS.map((pattern) => ({ pattern })) },
-    });
+    }), 'ReconcilerFunctionDeviceChanges');
   }
 }

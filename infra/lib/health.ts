@@ -8,7 +8,7 @@ import { Construct } from 'constructs';
 import { Devices } from './devices';
 import { Params } from './params';
 import { Network } from './network';
-import { FunctionGlobals, SamFunction, awsManagedPolicy, deadLetterQueue, named } from './sam';
+import { FunctionGlobals, SamFunction, deadLetterQueue, named } from './sam';
 import { Storage } from './storage';
 import { EVENT_RETRY } from './vod';
 
@@ -112,8 +112,6 @@ export class Health extends Construct {
         GATEWAY_DRY_RUN: params.ref('GatewayDryRun'),
       },
       policies: [
-        // Network interfaces in the VPC (used only with GatewayHealthUrl).
-        { managed: awsManagedPolicy('service-role/AWSLambdaVPCAccessExecutionRole') },
         {
           statements: [
             {
@@ -157,7 +155,13 @@ export class Health extends Construct {
               Resource: ec2Arn('image/*', false),
               Condition: { StringEquals: { 'ec2:ResourceTag/streamstack:created-by': 'gateway-health' } },
             },
-            { Effect: 'Allow', Action: 'ec2:DeleteSnapshot', Resource: ec2Arn('snapshot/*', false) },
+            // Pruning: only images this function created, and their snapshots (CreateImage tags both).
+            {
+              Effect: 'Allow',
+              Action: 'ec2:DeleteSnapshot',
+              Resource: ec2Arn('snapshot/*', false),
+              Condition: { StringEquals: { 'ec2:ResourceTag/streamstack:created-by': 'gateway-health' } },
+            },
             Fn.conditionIf(params.hasGatewayInstanceRole.logicalId, {
               Effect: 'Allow',
               Action: 'iam:PassRole',

@@ -4,10 +4,10 @@
 //
 //   <Fn>                        AWS::Lambda::Function (cargo-lambda-cdk RustFunction)
 //   <Fn>Role                    AWS::IAM::Role: AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess
-//                               (Tracing: Active), the function's policies inline as
-//                               <Fn>RolePolicy<N>, DeadLetterQueuePolicy, <Fn><Event>SQSPolicy
+//                               (tracing), AWSLambdaVPCAccessExecutionRole (VpcConfig), the
+//                               function's policies inline as <Fn>RolePolicy<N>, DeadLetterQueuePolicy
 //   <Fn>EventInvokeConfig       AWS::Lambda::EventInvokeConfig
-//   <Fn><Event>                 AWS::Events::Rule / AWS::Lambda::EventSourceMapping
+//   <Fn><Event>                 AWS::Events::Rule
 //   <Fn><Event>Permission       AWS::Lambda::Permission (schedules, rules, HTTP API routes)
 //   <Fn><Event>Queue[Policy]    the SQS dead-letter queue of an EventBridge rule target
 //
@@ -162,6 +162,8 @@ export class SamFunction extends Construct {
     }
     if (props.vpcConfig) {
       cfn.addPropertyOverride('VpcConfig', props.vpcConfig);
+      // SAM attaches it to a function with VpcConfig (even a conditional one).
+      this.managedPolicyArns.push(awsManagedPolicy('service-role/AWSLambdaVPCAccessExecutionRole'));
     }
     if (props.eventInvokeConfig) {
       named(new lambda.CfnEventInvokeConfig(this, 'EventInvokeConfig', {
@@ -216,7 +218,8 @@ export class SamFunction extends Construct {
   addEventBridgeRule(event: string, eventPattern: Record<string, unknown>,
     retry: { maximumRetryAttempts: number; maximumEventAgeInSeconds: number }): sqs.CfnQueue {
     const queueId = `${this.logicalId}${event}Queue`;
-    const queue = named(new sqs.CfnQueue(this, `${event}Queue`, {}), queueId);
+    // Declared in template.yaml (encrypted, 14 days) and named as SAM would name it.
+    const queue = deadLetterQueue(this, queueId);
     const rule = named(new events.CfnRule(this, event, {
       eventPattern,
       targets: [{
@@ -240,20 +243,4 @@ export class SamFunction extends Construct {
     return queue;
   }
 
-  /** `Type: DynamoDB` event: the mapping, the stream read policy, sqs:SendMessage on the on-failure queue. */
-  addDynamoDbStream(event: string, props: Omit<lambda.CfnEventSourceMappingProps, 'functionName'> & {
-    onFailureQueueArn: string;
-  }): lambda.CfnEventSourceMapping {
-    const { onFailureQueueArn, ...mapping } = props;
-    this.managedPolicyArns.push(awsManagedPolicy('service-role/AWSLambdaDynamoDBExecutionRole'));
-    this.inlinePolicies.push({
-      policyName: `${this.logicalId}${event}SQSPolicy`,
-      policyDocument: { Statement: [{ Action: 'sqs:SendMessage', Effect: 'Allow', Resource: onFailureQueueArn }] },
-    });
-    return named(new lambda.CfnEventSourceMapping(this, event, {
-      ...mapping,
-      functionName: this.cfnFunction.ref,
-      destinationConfig: { onFailure: { destination: onFailureQueueArn } },
-    }), `${this.logicalId}${event}`);
-  }
 }
