@@ -12,6 +12,9 @@ item of the transaction, for its rollback: a 100-item transaction on a table of 
 thousand items takes seconds, past the SDK timeouts of the stores. `copy_tables_once` makes
 it copy each table once per transaction (same rollback, same answers).
 
+moto's EC2 CreateImage refuses tags for the image's snapshots (NotImplementedError);
+`tag_image_snapshots` puts them on the snapshot, as EC2 does.
+
 Usage: moto_server.py [-H HOST] [-p PORT]
 """
 import argparse
@@ -60,6 +63,29 @@ def copy_tables_once():
     models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def tag_image_snapshots():
+    """Patches moto's EC2 CreateImage to accept `TagSpecifications` for `snapshot` (it raises
+    NotImplementedError, a 500): the tags go on the image's snapshot, as EC2 does."""
+    from moto.ec2.models.amis import AmiBackend
+
+    original = AmiBackend.create_image
+
+    def create_image(self, instance_id, name, description, tag_specifications):
+        snapshot_tags = {}
+        image_specs = []
+        for spec in tag_specifications:
+            if spec.get("ResourceType") == "snapshot":
+                snapshot_tags.update({t["Key"]: t["Value"] for t in spec.get("Tags", [])})
+            else:
+                image_specs.append(spec)
+        ami = original(self, instance_id, name, description, image_specs)
+        if snapshot_tags:
+            self.create_tags([ami.ebs_snapshot.id], snapshot_tags)
+        return ami
+
+    AmiBackend.create_image = create_image
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -67,6 +93,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))
     copy_tables_once()
+    tag_image_snapshots()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()

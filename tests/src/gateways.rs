@@ -278,6 +278,20 @@ impl GatewayBench {
             .is_ok_and(|o| !o.snapshots().is_empty())
     }
 
+    /// The tags of snapshot `id` (key -> value); empty when it is gone.
+    pub async fn snapshot_tags(&self, id: &str) -> std::collections::BTreeMap<String, String> {
+        let out = self.ec2.describe_snapshots().snapshot_ids(id).send().await;
+        out.ok()
+            .and_then(|o| o.snapshots().first().cloned())
+            .map(|s| {
+                s.tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The state row of gateway `id`.
     pub async fn record(&self, id: &str) -> Option<health::gateway::model::GatewayRecord> {
         self.store.get(id).await.expect("get gateway row")

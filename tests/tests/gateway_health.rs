@@ -238,6 +238,12 @@ async fn backup_images_follow_the_rpo_and_retention() {
     assert_eq!(first.len(), 1);
     let (i1, (_, _, i1_snapshots)) =
         first.iter().next().map(|(k, v)| (k.clone(), v.clone())).expect("image");
+    // Its snapshots carry the tags too: the IAM policy lets pruning delete only those.
+    for s in &i1_snapshots {
+        let tags = bench.snapshot_tags(s).await;
+        assert_eq!(tags.get("streamstack:created-by").map(String::as_str), Some("gateway-health"));
+        assert_eq!(tags.get("streamstack:gateway-id"), Some(&gw.id), "{tags:?}");
+    }
 
     // A second run within the interval (a retry) creates nothing.
     let r = run(&checker, &schedule, t0 + time::Duration::seconds(60)).await;

@@ -393,12 +393,16 @@ impl Ec2 for SdkEc2 {
         name: &str,
         gateway_id: &str,
     ) -> Result<Option<String>, Ec2Error> {
-        let tags = TagSpecification::builder()
-            .resource_type(ResourceType::Image)
-            .tags(tag(GATEWAY_ID_TAG, gateway_id))
-            .tags(tag(CREATED_BY_TAG, CREATED_BY))
-            .tags(tag(SOURCE_INSTANCE_TAG, instance_id))
-            .build();
+        // The image and its snapshots carry the same tags: pruning may delete only what this
+        // function created (the IAM policy conditions DeleteSnapshot on the tag).
+        let tags = |kind| {
+            TagSpecification::builder()
+                .resource_type(kind)
+                .tags(tag(GATEWAY_ID_TAG, gateway_id))
+                .tags(tag(CREATED_BY_TAG, CREATED_BY))
+                .tags(tag(SOURCE_INSTANCE_TAG, instance_id))
+                .build()
+        };
         let out = self
             .client
             .create_image()
@@ -406,7 +410,8 @@ impl Ec2 for SdkEc2 {
             .name(name)
             .description(format!("streamstack gateway {gateway_id} backup of {instance_id}"))
             .no_reboot(true)
-            .tag_specifications(tags)
+            .tag_specifications(tags(ResourceType::Image))
+            .tag_specifications(tags(ResourceType::Snapshot))
             .send()
             .await;
         match out {
