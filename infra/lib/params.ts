@@ -329,7 +329,8 @@ export class Params {
     new CfnRule(stack, 'ExistingVpcNeedsSubnets', {
       ruleCondition: Fn.conditionNot(Fn.conditionEquals(this.ref('VpcId'), '')),
       assertions: [{
-        assert: Fn.conditionNot(Fn.conditionEquals(Fn.join('', this.list('TaskSubnetIds')), '')),
+        // Rules allow no Fn::Join: the empty default is the list [""].
+        assert: Fn.conditionNot(Fn.conditionContains(this.list('TaskSubnetIds'), '')),
         assertDescription: 'TaskSubnetIds must name the subnets of VpcId.',
       }],
     });

@@ -6,7 +6,8 @@ and their types; table key schemas, attributes, indexes, streams; per Lambda fun
 logical id) the IAM permissions of its role (action x resource x condition, and managed
 policies), environment variable names, runtime settings, EventBridge rules, event source
 mappings, S3 notifications and HttpApi routes targeting it, async invoke config; all
-EventBridge rules; Parameters (type, default, allowed values and bounds); Output names.
+EventBridge rules; Parameters (type, default, allowed values and bounds); Conditions and
+the template's Rules (rendered); Output names.
 
 Exit 1 on any difference not in allowlist.ALLOWED_DRIFT.
 
@@ -306,6 +307,10 @@ def model(t: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "functions": {k: function_model(t, k) for k in _res(t, "AWS::Lambda::Function")},
         "rules": dict(Counter(_rule_desc(r, None) for r in _res(t, "AWS::Events::Rule").values())),
         "parameters": {k: parameter_model(v) for k, v in (t.get("Parameters") or {}).items()},
+        "conditions": {k: _sorted_json(_render_intrinsics(v))
+                       for k, v in (t.get("Conditions") or {}).items()},
+        "template rules": {k: _sorted_json(_render_intrinsics(v))
+                           for k, v in (t.get("Rules") or {}).items()},
         "outputs": {k: "present" for k in (t.get("Outputs") or {})},
     }
 

@@ -87,7 +87,7 @@ def load_cdk(out_dir: str) -> dict[str, Any]:
     paths = sorted(glob.glob(os.path.join(out_dir, "*.template.json")))
     if not paths:
         raise FileNotFoundError(f"no *.template.json in {out_dir} (run `make cdk-synth`)")
-    merged: dict[str, Any] = {"Parameters": {}, "Resources": {}, "Outputs": {}, "Conditions": {}}
+    merged: dict[str, Any] = {"Parameters": {}, "Resources": {}, "Outputs": {}, "Conditions": {}, "Rules": {}}
     for p in paths:
         with open(p, encoding="utf-8") as f:
             t = json.load(f)

@@ -152,6 +152,13 @@ class Drift(Base):
         self.assertCaught(t, "parameters", "PullTaskCpu")
         self.assertCaught(t, "outputs", "ApiUrl")
 
+    def test_conditions_and_template_rules(self) -> None:
+        t = self.copy()
+        t["Conditions"]["HasSrt"] = {"Fn::Equals": [{"Ref": "EnableSrt"}, "false"]}
+        del t["Rules"]["RtmpsNeedsDomainName"]
+        self.assertCaught(t, "conditions", "HasSrt")
+        self.assertCaught(t, "template rules", "RtmpsNeedsDomainName")
+
     def test_equal_permissions_in_another_shape(self) -> None:
         """A function's grants as an AWS::IAM::Policy resource attached to its role, in other
         statements, with Fn::Join for Fn::Sub and numbers as numbers: the permissions of the
