@@ -10,7 +10,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { Params } from './params';
 import { Network } from './network';
-import { FunctionGlobals, SamFunction, awsManagedPolicy, deadLetterQueue, named, policyDocument } from './sam';
+import { FunctionGlobals, SamFunction, awsManagedPolicy, deadLetterQueue, ecsTasksTrust, named, policyDocument } from './sam';
 import { Storage } from './storage';
 
 /** Only records that can change the desired set invoke the reconciler (template.yaml explains). */
@@ -21,15 +21,6 @@ const DEVICE_CHANGE_FILTERS = [
   '{"dynamodb": {"NewImage": {"status": {"S": [{"anything-but": ["online"]}]}}}}',
   '{"dynamodb": {"NewImage": {"enabled": {"BOOL": [false]}}}}',
 ];
-
-function ecsTasksTrust(condition?: Record<string, unknown>): Record<string, unknown> {
-  return policyDocument([{
-    Effect: 'Allow',
-    Principal: { Service: 'ecs-tasks.amazonaws.com' },
-    Action: 'sts:AssumeRole',
-    ...(condition ? { Condition: condition } : {}),
-  }]);
-}
 
 export class Devices extends Construct {
   readonly cluster: ecs.CfnCluster;

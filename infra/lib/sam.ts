@@ -60,6 +60,16 @@ export function policyDocument(statements: unknown[]): Record<string, unknown> {
   return { Version: '2012-10-17', Statement: statements };
 }
 
+/** Trust policy of an ECS task role or task execution role, optionally with a condition. */
+export function ecsTasksTrust(condition?: Record<string, unknown>): Record<string, unknown> {
+  return policyDocument([{
+    Effect: 'Allow',
+    Principal: { Service: 'ecs-tasks.amazonaws.com' },
+    Action: 'sts:AssumeRole',
+    ...(condition ? { Condition: condition } : {}),
+  }]);
+}
+
 /** One entry of a SAM function's `Policies`: a managed policy ARN or an inline document. */
 export type SamPolicy = { managed: string } | {
   statements: unknown[];
