@@ -42,7 +42,7 @@ local: tools
 
 ## test: template lint and the IaC checks (CDK synth, policy, drift: iac-check), then unit,
 ## moto-backed and end-to-end (real ffmpeg/GStreamer publishers) tests.
-test: tools template-lint iac-check
+test: tools template-lint iac-check cdk-test
 	cargo build --quiet -p streamer --bin streamer
 	scripts/with-moto.sh cargo test --workspace --no-fail-fast
 
@@ -62,7 +62,7 @@ iac-check: $(IAC_VENV)/.installed cdk-synth
 
 ## deploy-check: every offline check to run before `sam deploy` or `cdk deploy`: both
 ## templates (lint, synth, policy, drift) and the streamer image's Dockerfile.
-deploy-check: template-lint cdk-synth iac-check image-lint
+deploy-check: template-lint cdk-synth cdk-test iac-check image-lint
 
 ## image: the streamer image (streamer/Dockerfile) with buildah, daemonless (vfs storage, chroot
 ## isolation; as root): the workspace's release binary on the Dockerfile's runtime stage (its
@@ -155,10 +155,11 @@ cdk-synth: infra/node_modules/.package-lock.json
 	cd infra && CI=true CDK_VALIDATION=$(CDK_VALIDATION) AWS_EC2_METADATA_DISABLED=true \
 	  CDK_DISABLE_CLI_TELEMETRY=true node_modules/.bin/cdk synth --quiet -c skipBundling=true </dev/null
 
-## cdk-test: the CDK app's own checks (infra/test: no CDK-only resources, the architecture
-## context, function shape, retained data), offline, about 2 s.
+## cdk-test: the CDK app type-checked (tsc --noEmit; synth runs it through tsx, which does
+## not check types) and its own checks (infra/test: no CDK-only resources, the architecture
+## context, function shape, retained data), offline, about 9 s.
 cdk-test: infra/node_modules/.package-lock.json
-	cd infra && npm test --silent
+	cd infra && node_modules/.bin/tsc --noEmit -p . && npm test --silent
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) .local
