@@ -57,6 +57,13 @@ export class Devices extends Construct {
             Action: ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:DeleteObject'],
             Resource: Fn.sub('${MediaBucket.Arn}/devices/*'),
           },
+          // A missing playlist (a new device) reads as 404, not 403.
+          {
+            Effect: 'Allow',
+            Action: 's3:ListBucket',
+            Resource: storage.mediaBucket.attrArn,
+            Condition: { StringLike: { 's3:prefix': 'devices/*' } },
+          },
           {
             Effect: 'Allow',
             Action: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem'],

@@ -2,6 +2,7 @@
 // gateways (GatewayHealthFunction, GatewaysTable lives in storage.ts).
 import { Aws, Fn } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
@@ -26,8 +27,14 @@ export class Health extends Construct {
   readonly stateChangeRuleQueue: sqs.CfnQueue;
 
   constructor(scope: Construct, id: string, params: Params, globals: FunctionGlobals, storage: Storage,
-    devices: Devices, network: Network, alarmTopic: sns.CfnTopic) {
+    devices: Devices, network: Network, alarmTopic: sns.CfnTopic, alarmTopicKey: kms.CfnKey) {
     super(scope, id);
+    // The topic's key (SNS encrypts the message with it on the publisher's behalf).
+    const alarmTopicKeyUse = {
+      Effect: 'Allow',
+      Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      Resource: alarmTopicKey.attrArn,
+    };
 
     // A device task stopped without the reconciler: restart backoff or, in a crash loop,
     // FAILED + alarm. A stopped ingest task: its channels' leases released, playlists ended.
@@ -70,6 +77,7 @@ export class Health extends Construct {
             Resource: Fn.sub('${MediaBucket.Arn}/live/*'),
           },
           { Effect: 'Allow', Action: 'sns:Publish', Resource: alarmTopic.ref },
+          alarmTopicKeyUse,
         ],
       }],
     });
@@ -174,6 +182,7 @@ export class Health extends Construct {
               Resource: storage.gatewaysTable.attrArn,
             },
             { Effect: 'Allow', Action: 'sns:Publish', Resource: alarmTopic.ref },
+            alarmTopicKeyUse,
           ],
         },
       ],

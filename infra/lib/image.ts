@@ -6,8 +6,10 @@ import { Construct } from 'constructs';
 import { Params } from './params';
 import { named } from './sam';
 
-const LIFECYCLE_POLICY = `{"rules": [{"rulePriority": 1, "description": "keep the 20 newest images",
-  "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 20},
+// Untagged images only: a tag a task definition names is never expired.
+const LIFECYCLE_POLICY = `{"rules": [{"rulePriority": 1, "description": "untagged images after 7 days",
+  "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
+    "countUnit": "days", "countNumber": 7},
   "action": {"type": "expire"}}]}
 `;
 

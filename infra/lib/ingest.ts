@@ -25,6 +25,8 @@ export interface IngestEndpoints {
 export class Ingest extends Construct {
   readonly loadBalancer: elbv2.CfnLoadBalancer;
   readonly service: ecs.CfnService;
+  /** The RTMP target group (logical ID RtmpTargetGroup). */
+  readonly rtmpTargetGroup: elbv2.CfnTargetGroup;
 
   constructor(scope: Construct, id: string, params: Params, storage: Storage, network: Network,
     cluster: ecs.CfnCluster, streamerImage: string) {
@@ -49,6 +51,13 @@ export class Ingest extends Construct {
             Effect: 'Allow',
             Action: ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject'],
             Resource: Fn.sub('${MediaBucket.Arn}/live/*'),
+          },
+          // A missing playlist (first publish) reads as 404, not 403.
+          {
+            Effect: 'Allow',
+            Action: 's3:ListBucket',
+            Resource: storage.mediaBucket.attrArn,
+            Condition: { StringLike: { 's3:prefix': 'live/*' } },
           },
           { Effect: 'Allow', Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Resource: storage.channelsTable.attrArn },
         ]),
@@ -75,7 +84,8 @@ export class Ingest extends Construct {
         name: 'streamer',
         image: streamerImage,
         essential: true,
-        command: ['serve'],
+        // SRT is on unless `--no-srt` (EnableSrt=false).
+        command: ifCond(params.hasSrt, ['serve'], ['serve', '--no-srt']) as unknown as string[],
         portMappings: [
           { containerPort: 1935, protocol: 'tcp' },
           { containerPort: 9000, protocol: 'udp' },
@@ -95,7 +105,6 @@ export class Ingest extends Construct {
           { name: 'MEDIA_BUCKET', value: storage.mediaBucket.ref },
           { name: 'STREAMER_DRAIN_SECS', value: '90' },
           { name: 'HEALTH_LISTEN', value: '0.0.0.0:8080' },
-          { name: 'SRT_LISTEN', value: ifCond(params.hasSrt, '0.0.0.0:9000', '').toString() },
           { name: 'RUST_LOG', value: 'info' },
         ],
         logConfiguration: {
@@ -108,6 +117,42 @@ export class Ingest extends Construct {
         },
       }],
     }), 'IngestTaskDefinition');
+
+    // Publishers reach the load balancer on its listener ports; its health checks reach the
+    // tasks' 8080 (the tasks' group admits this group there). Entries in an Fn::If are written
+    // verbatim (PascalCase keys).
+    const lbSecurityGroup = named(new ec2.CfnSecurityGroup(this, 'IngestLoadBalancerSecurityGroup', {
+      groupDescription: 'streamstack ingest load balancer (RTMP, RTMPS, SRT)',
+      vpcId: network.vpcId,
+      securityGroupIngress: [
+        {
+          ipProtocol: 'tcp',
+          fromPort: 1935,
+          toPort: 1935,
+          cidrIp: params.ref('IngestAllowedCidr'),
+          description: 'RTMP publishers',
+        },
+        Fn.conditionIf(params.hasRtmps.logicalId, {
+          IpProtocol: 'tcp',
+          FromPort: params.ref('RtmpsPort'),
+          ToPort: params.ref('RtmpsPort'),
+          CidrIp: params.ref('IngestAllowedCidr'),
+          Description: 'RTMPS publishers',
+        }, Aws.NO_VALUE),
+        Fn.conditionIf(params.hasSrt.logicalId, {
+          IpProtocol: 'udp',
+          FromPort: 9000,
+          ToPort: 9000,
+          CidrIp: params.ref('IngestAllowedCidr'),
+          Description: 'SRT callers',
+        }, Aws.NO_VALUE),
+      ],
+      securityGroupEgress: [{
+        ipProtocol: '-1',
+        cidrIp: '0.0.0.0/0',
+        description: 'Forwarded publishes and health checks to the tasks (in the VPC)',
+      }],
+    }), 'IngestLoadBalancerSecurityGroup');
 
     // Client addresses are preserved through the load balancer, so ingress names the clients.
     const securityGroup = named(new ec2.CfnSecurityGroup(this, 'IngestSecurityGroup', {
@@ -125,7 +170,7 @@ export class Ingest extends Construct {
           ipProtocol: 'tcp',
           fromPort: 8080,
           toPort: 8080,
-          cidrIp: ifCond(params.createVpc, network.vpc.attrCidrBlock, params.ref('VpcCidr')).toString(),
+          sourceSecurityGroupId: lbSecurityGroup.attrGroupId,
           description: 'Load balancer health checks (GET /healthz)',
         },
       ],
@@ -151,8 +196,10 @@ export class Ingest extends Construct {
       ipAddressType: 'ipv4',
       subnets: ifCond(params.createVpc, network.createdSubnets,
         ifCond(params.hasIngestSubnets, params.list('IngestSubnetIds'), params.list('TaskSubnetIds'))) as unknown as string[],
+      securityGroups: [lbSecurityGroup.attrGroupId],
       loadBalancerAttributes: [{ key: 'load_balancing.cross_zone.enabled', value: 'true' }],
     }), 'IngestLoadBalancer');
+    this.loadBalancer.addResourceDependency(network.networkReady);
 
     // Targets are tasks (awsvpc: ip); health is the streamer's /healthz (503 while draining).
     const targetGroup = (logicalId: string, protocol: string, port: number, preserveClientIp: boolean) =>
@@ -173,6 +220,7 @@ export class Ingest extends Construct {
         ],
       }), logicalId);
     const rtmpTargets = targetGroup('RtmpTargetGroup', 'TCP', 1935, true);
+    this.rtmpTargetGroup = rtmpTargets;
     const srtTargets = targetGroup('SrtTargetGroup', 'UDP', 9000, false);
     srtTargets.cfnOptions.condition = params.hasSrt;
 
@@ -237,6 +285,7 @@ export class Ingest extends Construct {
       Srt: ifCond(params.hasSrt, srtListener.ref, ''),
     };
     this.service.addResourceDependency(listenersReady);
+    this.service.addResourceDependency(network.networkReady);
     // TaskSubnetIds defaults to empty (used only with an existing VpcId; a Rule requires it
     // there), which cfn-lint's W1030 resolves against the subnet id pattern.
     this.service.cfnOptions.metadata = { 'cfn-lint': { config: { ignore_checks: ['W1030'] } } };

@@ -2,6 +2,7 @@
 // zones, an internet gateway, S3 and DynamoDB gateway endpoints, no NAT gateway. Otherwise
 // the given VpcId / TaskSubnetIds / IngestSubnetIds. The getters give the chosen ones.
 import { CfnResource, Fn } from 'aws-cdk-lib';
+import * as cloudformation from 'aws-cdk-lib/aws-cloudformation';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
 import { Params } from './params';
@@ -11,6 +12,8 @@ export class Network extends Construct {
   readonly vpc: ec2.CfnVPC;
   readonly subnetA: ec2.CfnSubnet;
   readonly subnetB: ec2.CfnSubnet;
+  /** The created VPC's default route and subnet associations, or nothing (logical ID NetworkReady). */
+  readonly networkReady: cloudformation.CfnWaitConditionHandle;
 
   constructor(scope: Construct, id: string, private readonly params: Params) {
     super(scope, id);
@@ -51,6 +54,17 @@ export class Network extends Construct {
         subnetId: s.ref,
         routeTableId: routeTable.ref,
       }), `PublicSubnet${'AB'[i]}RouteTable`));
+
+    // Internet-facing load balancers and public tasks need the gateway attached and routed
+    // before they are created (and gone before it is detached on delete); DependsOn cannot
+    // name conditional resources, so this handle references them.
+    this.networkReady = named(new cloudformation.CfnWaitConditionHandle(this, 'NetworkReady'), 'NetworkReady');
+    const ifCreated = (r: CfnResource) => Fn.conditionIf(params.createVpc.logicalId, r.ref, '');
+    this.networkReady.cfnOptions.metadata = {
+      Route: ifCreated(defaultRoute),
+      SubnetA: ifCreated(associations[0]),
+      SubnetB: ifCreated(associations[1]),
+    };
 
     // Segments to S3 and leases to DynamoDB stay on the AWS network (gateway endpoints are free).
     const endpoint = (logicalId: string, service: string) => named(new ec2.CfnVPCEndpoint(this, logicalId, {

@@ -55,8 +55,8 @@ const DEFINITIONS = {
   },
   VpcCidr: {
     type: 'String', default: '10.80.0.0/16', allowedPattern: '^(\\d{1,3}\\.){3}\\d{1,3}/(1[6-9]|2[0-2])$',
-    description: "CIDR (/16 to /22) of the new VPC when VpcId is empty (its subnets are the first two /24 in it), else "
-      + "VpcId's own CIDR: the load balancer's health checks come from it.",
+    description: 'CIDR (/16 to /22) of the VPC the stack creates when VpcId is empty (its subnets are the first two '
+      + '/24 in it). Unused with an existing VpcId.',
   },
   TaskSubnetIds: {
     type: 'CommaDelimitedList', default: '',
@@ -203,7 +203,7 @@ const DEFINITIONS = {
       + 'on RtmpsPort and forwards plain RTMP to the tasks. Empty = no RTMPS.',
   },
   RtmpsPort: {
-    type: 'Number', default: 443, minValue: 1, maxValue: 65535,
+    type: 'Number', default: 443, allowedValues: numbers([443, 1936, 8443]),
     description: 'Port of the RTMPS (TLS) listener; 443 passes most firewalls (OBS, ffmpeg rtmps://).',
   },
   EnableSrt: {
@@ -310,7 +310,7 @@ export class Params {
     this.hasSrt = cond('HasSrt', Fn.conditionEquals(this.ref('EnableSrt'), 'true'));
     this.hasStreamerImage = cond('HasStreamerImage', notEmpty('StreamerImage'));
     this.hasInputsExpiration = cond('HasInputsExpiration',
-      Fn.conditionNot(Fn.conditionEquals(this.ref('InputsExpirationDays'), 0)));
+      Fn.conditionNot(Fn.conditionEquals(this.ref('InputsExpirationDays'), '0')));
     this.hasTracing = cond('HasTracing', Fn.conditionEquals(this.ref('EnableTracing'), 'true'));
     this.hasAlarmEmail = cond('HasAlarmEmail', notEmpty('AlarmEmail'));
     this.hasPullUdpIngress = new CfnCondition(stack, 'HasPullUdpIngress', { expression: notEmpty('PullUdpIngressCidr') });

@@ -58,7 +58,8 @@ export class StreamstackStack extends Stack {
     const ingest = new Ingest(this, 'Ingest', params, storage, network, devices.cluster, image.uri);
     const api = new Api(this, 'Api', params, globals, storage, ingest.endpoints(params));
     const vod = new Vod(this, 'Vod', params, globals, storage);
-    const health = new Health(this, 'Health', params, globals, storage, devices, network, alarmTopic.topic);
+    const health = new Health(this, 'Health', params, globals, storage, devices, network, alarmTopic.topic,
+      alarmTopic.key);
     new Alarms(this, 'Alarms', {
       topic: alarmTopic.topic,
       functions: {
@@ -82,6 +83,9 @@ export class StreamstackStack extends Stack {
       },
       cluster: devices.cluster,
       ingestService: ingest.service,
+      ingestLoadBalancer: ingest.loadBalancer,
+      rtmpTargetGroup: ingest.rtmpTargetGroup,
+      hasStreamerImage: params.hasStreamerImage,
       taskHealthLogGroup: health.taskHealth.logGroup.ref,
     });
 
@@ -113,7 +117,7 @@ export class StreamstackStack extends Stack {
     output('RtmpsPort', 'RTMPS port on the load balancer (TLS with IngestCertificateArn).', params.ref('RtmpsPort'),
       params.hasRtmps);
     output('SrtIngestAddress', 'SRT caller target (srt://<this>?streamid=<signed stream key>).',
-      Fn.sub('${IngestLoadBalancer.DNSName}:9000'), params.hasSrt);
+      Fn.sub('${Host}:9000', { Host: ingest.hostName(params) }), params.hasSrt);
     output('PlaybackDomain', 'CloudFront domain of HLS playback (live/, outputs/, devices/).', storage.distribution.attrDomainName);
     output('StreamerRepositoryUri', "ECR repository of the streamer image (push streamer/Dockerfile's image here).",
       image.repository.attrRepositoryUri);

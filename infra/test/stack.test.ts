@@ -1,5 +1,5 @@
 // CDK-side checks the drift test (scripts/iac) does not make: nothing CDK-only in the
-// template, the architecture context, the functions' shape. Offline, bundling skipped.
+// template, the architecture context, the functions' shape, DependsOn. Offline, bundling skipped.
 //   cd infra && npm test
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
@@ -60,4 +60,12 @@ test('retained data: tables, bucket, secret, repository', () => {
       assert.equal(r.UpdateReplacePolicy, 'Retain', id);
     }
   }
+});
+
+test('DependsOn (not compared by the drift test): the NLB and the ingest service wait for the network', () => {
+  const t = synth('x86_64');
+  assert.deepEqual(t.Resources.IngestLoadBalancer.DependsOn, ['NetworkReady']);
+  assert.deepEqual(t.Resources.IngestService.DependsOn, ['IngestListenersReady', 'NetworkReady']);
+  assert.equal(t.Resources.NetworkReady.Type, 'AWS::CloudFormation::WaitConditionHandle');
+  assert.equal(t.Resources.NetworkReady.Condition, undefined);
 });
