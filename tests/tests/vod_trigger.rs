@@ -132,6 +132,28 @@ async fn fifty_concurrent_deliveries_of_one_event_make_one_asset_and_one_job() {
     assert_eq!(bench.mediaconvert.requests().len(), 1);
 }
 
+/// S3 may notify the same object version again with a new sequencer (a replayed or
+/// duplicated notification): the asset is the version's, so no second job starts. In an
+/// unversioned bucket each sequencer is an upload of its own.
+#[tokio::test]
+async fn a_renotified_version_is_the_same_asset_and_one_job() {
+    let bench = Bench::start(&[]).await;
+    let version = bench.upload("inputs/again.mov", b"movie", &[]).await;
+    let first = handle_event(&bench.deps, bench.s3_event("inputs/again.mov", 5, &version, "0A"))
+        .await
+        .unwrap();
+    let (asset_id, _) = submitted(&first[0]);
+    let again = handle_event(&bench.deps, bench.s3_event("inputs/again.mov", 5, &version, "0B"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again[0], Outcome::AlreadyHandled { asset_id: id, .. } if *id == asset_id),
+        "{again:?}"
+    );
+    assert_eq!(bench.mediaconvert.jobs(), 1);
+    assert_eq!(bench.asset_count().await, 1);
+}
+
 fn futures_flatten(results: Vec<Result<Vec<Outcome>, vod::trigger::TriggerError>>) -> Vec<Outcome> {
     results.into_iter().flat_map(|r| r.expect("no delivery fails")).collect()
 }

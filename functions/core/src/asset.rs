@@ -96,17 +96,18 @@ pub struct SourceObject {
 
 impl SourceObject {
     /// The asset id of this object version: 32 lowercase hex characters, the first 128 bits of
-    /// SHA-256 over bucket, key and version id (or, in an unversioned bucket, the event's
-    /// sequencer). Every redelivery of the same S3 event yields the same id; a new upload of the
-    /// same key yields a new one.
+    /// SHA-256 over bucket, key and the upload's identity: the version id in a versioned
+    /// bucket, else the event's sequencer (S3 event notification structure,
+    /// `s3.object.versionId` / `s3.object.sequencer`). Every redelivery of the same S3 event
+    /// yields the same id, and so does another event of the same version (its sequencer is
+    /// ignored); a new upload of the same key yields a new one.
     pub fn asset_id(&self) -> String {
+        let identity = match &self.version_id {
+            Some(version) => ["version", version.as_str()],
+            None => ["sequencer", self.sequencer.as_deref().unwrap_or("")],
+        };
         let mut h = Sha256::new();
-        for part in [
-            self.bucket.as_str(),
-            self.key.as_str(),
-            self.version_id.as_deref().unwrap_or(""),
-            self.sequencer.as_deref().unwrap_or(""),
-        ] {
+        for part in [self.bucket.as_str(), self.key.as_str(), identity[0], identity[1]] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part.as_bytes());
         }
@@ -260,7 +261,13 @@ mod tests {
         assert_eq!(a, src(Some("v1"), Some("s1")).asset_id());
         assert!(is_valid_asset_id(&a), "{a}");
         assert_ne!(a, src(Some("v2"), Some("s1")).asset_id());
+        // Another event of the same version (a new sequencer) is the same asset ...
+        assert_eq!(a, src(Some("v1"), Some("s2")).asset_id());
+        assert_eq!(a, src(Some("v1"), None).asset_id());
+        // ... while without versions each upload (sequencer) is its own.
         assert_ne!(src(None, Some("s1")).asset_id(), src(None, Some("s2")).asset_id());
+        // A version id never collides with a sequencer of the same text.
+        assert_ne!(src(Some("s1"), None).asset_id(), src(None, Some("s1")).asset_id());
         // Field boundaries are length-prefixed: ("ab","c") and ("a","bc") differ.
         let mut x = src(None, None);
         x.bucket = "ab".into();
