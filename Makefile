@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod -p devices && cargo build --quiet -p streamstack-tests --bin mediaconvert-stub
 
-.PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools bench-lambda cdk-synth cdk-test clean
+.PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools bench-lambda cdk-synth cdk-test browser-deps clean
 
 $(VENV)/.installed:
 	python3 -m venv $(VENV)
@@ -42,7 +42,7 @@ local: tools
 
 ## test: template lint and the IaC checks (CDK synth, policy, drift: iac-check), then unit,
 ## moto-backed and end-to-end (real ffmpeg/GStreamer publishers) tests.
-test: tools template-lint iac-check cdk-test
+test: tools template-lint iac-check cdk-test browser-deps
 	cargo build --quiet -p streamer --bin streamer
 	scripts/with-moto.sh cargo test --workspace --no-fail-fast
 
@@ -160,6 +160,16 @@ cdk-synth: infra/node_modules/.package-lock.json
 ## context, function shape, retained data), offline, about 9 s.
 cdk-test: infra/node_modules/.package-lock.json
 	cd infra && node_modules/.bin/tsc --noEmit -p . && npm test --silent
+
+## browser-deps: the browser test harness's Node packages (tests/browser: puppeteer-core and
+## hls.js, pinned in its package-lock.json; tests/src/browser.rs runs its play.mjs in Debian's
+## chromium). `npm ci` only when node_modules is missing or older than the lock.
+tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund
+	touch $@
+
+browser-deps: tests/browser/node_modules/.package-lock.json
+	@test -x "$${CHROMIUM:-/usr/bin/chromium}" || { echo "$${CHROMIUM:-/usr/bin/chromium} not found: install Chromium (Debian: sudo apt-get install -y chromium) or set CHROMIUM to its path" >&2; exit 1; }
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) .local

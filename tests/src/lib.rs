@@ -555,6 +555,7 @@ pub fn make_ts(
     path
 }
 
+pub mod browser;
 pub mod devices;
 pub mod gateways;
 pub mod mediaconvert;
