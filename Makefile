@@ -10,7 +10,7 @@ CFN_LINT_VERSION ?= 1.58.0
 SAM_CLI_VERSION ?= 1.170.0
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod -p devices && cargo build --quiet -p streamstack-tests --bin mediaconvert-stub
+LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod -p devices -p mediaconvert-local
 
 .PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools bench-lambda cdk-synth cdk-test browser-deps clean
 
@@ -30,7 +30,8 @@ tools: $(VENV)/.installed
 	@command -v ffprobe >/dev/null || { echo "ffprobe not found on PATH (it ships with ffmpeg)" >&2; exit 1; }
 
 ## demo: local stack, create a channel over HTTP, publish a clip over RTMP, check the HLS;
-## upload the clip to inputs/, run the VOD trigger, show the asset and the MediaConvert job.
+## upload the clip to inputs/, run the VOD trigger, transcode it with mediaconvert-local (ffmpeg)
+## until the asset is COMPLETE, ffprobe its renditions.
 demo: tools
 	$(LOCAL_BUILD)
 	scripts/local-stack.sh demo

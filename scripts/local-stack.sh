@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Local streamstack: moto (DynamoDB + S3 + SNS) + API + RTMP streamer + the device reconciler
-# (devices-local: streamer pull processes in place of ECS tasks) + a MediaConvert CreateJob
-# stand-in (moto has no MediaConvert), all on 127.0.0.1.
+# (devices-local: streamer pull processes in place of ECS tasks) + mediaconvert-local (a local
+# MediaConvert rendering jobs with ffmpeg; moto has no MediaConvert), all on 127.0.0.1.
 #   scripts/local-stack.sh demo   create a channel over HTTP, publish a clip with ffmpeg,
 #                                 check the HLS output; register a device and heartbeat it
 #                                 online, the reconciler starts its task, 8 s of the clip sent
 #                                 as UDP MPEG-TS land in the device's live playlist and archive,
 #                                 a heartbeat without it stops the task; upload the clip to inputs/, deliver
-#                                 its S3 event to the VOD trigger, show the asset and the
-#                                 MediaConvert job request; stop everything
+#                                 its S3 event to the VOD trigger, wait for mediaconvert-local
+#                                 to transcode it (job events delivered to the job-state
+#                                 function) until the asset is COMPLETE, ffprobe its HLS
+#                                 renditions; stop everything
 #   scripts/local-stack.sh keep   start the stack and keep it running until Ctrl-C
 # Environment: INPUT=path (your own video for the demo), MOTO_PORT (5000), API_PORT (3000),
 # RTMP_PORT (1935), MEDIACONVERT_PORT (5001), PULL_UDP_PORT (5004), CARGO_TARGET_DIR (where the binaries were built).
@@ -37,6 +39,7 @@ export ALARM_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:streamstack-alarms
 export MEDIA_URL_KEY=${MEDIA_URL_KEY:-00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff}
 export MEDIACONVERT_ENDPOINT=http://127.0.0.1:$mc_port
 export MEDIACONVERT_ROLE_ARN=arn:aws:iam::123456789012:role/streamstack-local-mediaconvert
+export ASSETS_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:streamstack-assets
 export INGEST_HOST=127.0.0.1:$rtmp_port INGEST_SRT_HOST=127.0.0.1:$srt_port
 export RUST_LOG=${RUST_LOG:-info}
 
@@ -76,6 +79,8 @@ ddb.create_table(TableName=os.environ["CHANNELS_TABLE"], BillingMode="PAY_PER_RE
                                           "Projection": {"ProjectionType": "KEYS_ONLY"}}])
 # Crash-loop alarms of the task health handler (devices-local delivers process stops to it).
 boto3.client("sns").create_topic(Name="streamstack-alarms")
+# VOD asset announcements (COMPLETE/ERROR) of the job-state function.
+boto3.client("sns").create_topic(Name="streamstack-assets")
 for table in (os.environ["ASSETS_TABLE"], os.environ["SLOTS_TABLE"]):
     ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                      AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
@@ -109,11 +114,15 @@ pids+=($!)
 say "starting the streamer: rtmp://127.0.0.1:$rtmp_port/live, srt://127.0.0.1:$srt_port"
 "$bin/streamer" serve --listen "127.0.0.1:$rtmp_port" --srt-listen "127.0.0.1:$srt_port" --spool-dir "$state/spool" >"$state/streamer.log" 2>&1 &
 pids+=($!)
-say "starting the MediaConvert CreateJob stand-in on $MEDIACONVERT_ENDPOINT"
-"$bin/mediaconvert-stub" --listen "127.0.0.1:$mc_port" --record "$state/mediaconvert" >"$state/mediaconvert.log" 2>&1 &
+say "starting mediaconvert-local (jobs rendered with ffmpeg, their events delivered to the job-state function) on $MEDIACONVERT_ENDPOINT"
+rm -rf "$state/mediaconvert-events"
+"$bin/mediaconvert-local" --listen "127.0.0.1:$mc_port" --work-dir "$state/mediaconvert-work" \
+  --events-dir "$state/mediaconvert-events" \
+  --model-check "$venv/bin/python" "$root/tests/mediaconvert_model_check.py" ';' \
+  --on-event "$bin/vod-local" job-event --file >"$state/mediaconvert.log" 2>&1 &
 pids+=($!)
 wait_port 127.0.0.1 "$api_port" "channel API"
-wait_port 127.0.0.1 "$mc_port" "MediaConvert stand-in"
+wait_port 127.0.0.1 "$mc_port" mediaconvert-local
 wait_port 127.0.0.1 "$rtmp_port" streamer
 api=http://127.0.0.1:$api_port
 
@@ -147,7 +156,8 @@ if [ "$mode" = keep ]; then
   e.g.  ffmpeg -re -i input.mp4 -c:v libx264 -g 50 -c:a aac -f flv '$push_url'
   VOD:  upload to s3://$MEDIA_BUCKET/inputs/ (endpoint $AWS_ENDPOINT_URL), then
         $bin/vod-local upload-event --bucket $MEDIA_BUCKET --key 'inputs/<name>'
-        (job requests land in $state/mediaconvert/)
+        (mediaconvert-local transcodes it: progress in $state/mediaconvert.log, events in
+        $state/mediaconvert-events/, jobs at $MEDIACONVERT_ENDPOINT/2017-08-29/jobs)
 EOT
   wait
   exit 0
@@ -233,32 +243,74 @@ curl -fsS "$api/devices/demo-cam"; echo
 curl -fsS "$api/devices/demo-cam/endpoints"; echo
 
 say "VOD: uploading the clip to s3://$MEDIA_BUCKET/inputs/demo clip.mp4"
-rm -rf "$state/mediaconvert"/*.json
 INPUT_FILE=$input "$venv/bin/python" - <<'PY'
 import os, boto3
 boto3.client("s3").upload_file(os.environ["INPUT_FILE"], os.environ["MEDIA_BUCKET"], "inputs/demo clip.mp4")
 PY
 say "VOD: delivering the S3 ObjectCreated event to the trigger function"
 "$bin/vod-local" upload-event --bucket "$MEDIA_BUCKET" --key "inputs/demo clip.mp4" 2>"$state/vod.log"
-say "GET $api/assets"
-assets=$(curl -fsS "$api/assets")
-printf '%s' "$assets" | "$venv/bin/python" -m json.tool
-say "the CreateJob request MediaConvert received"
-ASSETS=$assets "$venv/bin/python" - "$state"/mediaconvert/*.json <<'PY'
-import json, os, sys
-asset = json.loads(os.environ["ASSETS"])["items"][0]
-req = json.load(open(sys.argv[1]))
-assert req["clientRequestToken"] == asset["id"], "token is the asset id"
-print(f'job {asset["job_id"]} for asset {asset["id"]} ({asset["status"]}), input {req["settings"]["inputs"][0]["fileInput"]}')
-for g in req["settings"]["outputGroups"]:
-    s = g["outputGroupSettings"]
-    dest = (s.get("hlsGroupSettings") or s.get("fileGroupSettings"))["destination"]
+asset_json() { curl -fsS "$api/assets" | "$venv/bin/python" -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["items"][0]))'; }
+asset=$(asset_json)
+job_id=$(printf '%s' "$asset" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
+say "the job mediaconvert-local received (GetJob $job_id)"
+JOB=$(curl -fsS "$MEDIACONVERT_ENDPOINT/2017-08-29/jobs/$job_id") "$venv/bin/python" - <<'PY'
+import json, os
+job = json.loads(os.environ["JOB"])["job"]
+s = job["settings"]
+print(f'job {job["id"]} ({job["status"]}), input {s["inputs"][0]["fileInput"]}')
+for g in s["outputGroups"]:
+    gs = g["outputGroupSettings"]
+    dest = (gs.get("hlsGroupSettings") or gs.get("fileGroupSettings"))["destination"]
     for o in g["outputs"]:
         v = o["videoDescription"]
         codec = v["codecSettings"]
         rate = codec.get("h264Settings", {}).get("maxBitrate", "")
         print(f'  {g["name"]:<10} {v["width"]:>4}x{v["height"]:<4} {codec["codec"]:<13} {str(rate):>8}  {dest}<name>{o.get("nameModifier", "")}')
-assert asset["status"] == "SUBMITTED", asset
+PY
+say "VOD: mediaconvert-local transcodes the clip with ffmpeg (progress: $state/mediaconvert.log)"
+vod_start=$SECONDS
+status=
+for _ in $(seq 1 180); do
+  asset=$(asset_json)
+  status=$(printf '%s' "$asset" | "$venv/bin/python" -c 'import json,sys; a=json.load(sys.stdin); print(a["status"], a.get("progress_percent") or "")')
+  grep -o 'job [^ ]* [A-Z]* [0-9]*%' "$state/mediaconvert.log" | tail -1 | sed 's/^/  mediaconvert-local: /' || true
+  case $status in COMPLETE*|ERROR*) break ;; esac
+  sleep 1
+done
+echo "asset status: $status (after $((SECONDS - vod_start)) s)"
+case $status in COMPLETE*) ;; *) echo "the asset did not reach COMPLETE in 180 s; see $state/mediaconvert.log" >&2; printf '%s\n' "$asset" >&2; exit 1 ;; esac
+say "VOD outputs (GET $api/assets)"
+ASSET=$asset "$venv/bin/python" - <<'PY'
+import json, os
+a = json.loads(os.environ["ASSET"])
+o = a["outputs"]
+print("status       ", a["status"])
+print("HLS master   ", o["hls_url"])
+print("MP4          ", o["mp4_url"])
+print("thumbnails   ", len(o["thumbnail_urls"]))
+for u in o["thumbnail_urls"]:
+    print("             ", u)
+PY
+say "ffprobe of each HLS rendition (resolution, bitrate under the ladder maximum)"
+ASSET=$asset ROOT=$root "$venv/bin/python" - <<'PY'
+import json, os, subprocess, sys, urllib.request
+a = json.loads(os.environ["ASSET"])
+ladder = json.load(open(os.path.join(os.environ.get("ROOT", "."), "functions/vod/presets.json")))["ladders"]["default"]
+maxima = {r["height"]: r["max_bitrate"] for r in ladder}
+ok = True
+for r in a["outputs"]["renditions"]:
+    url = r["playlist_url"]
+    base = url.rsplit("/", 1)[0]
+    lines = urllib.request.urlopen(url).read().decode().splitlines()
+    segs = [(float(lines[i - 1].split(":")[1].rstrip(",")), l) for i, l in enumerate(lines) if l and not l.startswith("#")]
+    peak = max(len(urllib.request.urlopen(f"{base}/{s}").read()) * 8 / d for d, s in segs)
+    probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+        "stream=width,height,codec_name", "-of", "json", f"{base}/{segs[0][1]}"], capture_output=True, text=True, check=True).stdout)["streams"][0]
+    cap = maxima.get(r["height"], 0)
+    good = (probe["width"], probe["height"]) == (r["width"], r["height"]) and peak <= (cap + 96000) * 1.25
+    ok &= good
+    print(f'  {probe["width"]:>4}x{probe["height"]:<4} {probe["codec_name"]}  average {r.get("average_bitrate") or 0:>8} b/s  peak segment {peak:>9.0f} b/s  ladder max {cap:>8} (+audio)  {"ok" if good else "OVER"}')
+sys.exit(0 if ok else 1)
 PY
 
 say "done: playback URL $playback_url"
