@@ -139,7 +139,9 @@ fn clip() -> Vec<u8> {
         .unwrap()
         .success();
     assert!(ok, "ffmpeg made the clip");
-    std::fs::read(&path).unwrap()
+    let bytes = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    bytes
 }
 
 /// ffprobe: (width, height, duration s) of the first video stream of `path`.
