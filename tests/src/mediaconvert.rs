@@ -1,4 +1,5 @@
-//! A local stand-in for the MediaConvert `CreateJob` HTTP endpoint (moto has no MediaConvert).
+//! A failure-injecting stand-in for the MediaConvert `CreateJob` endpoint, for the trigger's retry
+//! and error tests (the local stack runs `mediaconvert-local`, which really transcodes).
 //!
 //! It records every request body exactly as the SDK put it on the wire, answers like
 //! MediaConvert (`201 {"job":{..}}`, one job per `clientRequestToken`, as the real service's
@@ -30,7 +31,6 @@ struct Inner {
     requests: Vec<Recorded>,
     jobs: HashMap<String, String>,
     failures: VecDeque<(u16, String)>,
-    record_dir: Option<std::path::PathBuf>,
 }
 
 /// A running stand-in; cheap to clone.
@@ -59,11 +59,6 @@ impl MediaConvertStub {
         Self { endpoint, inner }
     }
 
-    /// Also writes each request body to `dir/<n>.json` (pretty JSON), for the local stack.
-    pub fn record_to(&self, dir: std::path::PathBuf) {
-        self.inner.lock().expect("lock").record_dir = Some(dir);
-    }
-
     /// Fails the next `n` requests with HTTP `status` and error type `error_type` (e.g. 429
     /// `TooManyRequestsException`, 400 `BadRequestException`).
     pub fn fail_next(&self, n: usize, status: u16, error_type: &str) {
@@ -89,13 +84,6 @@ async fn create_job(
 ) -> Response {
     let mut inner = inner.lock().expect("lock");
     inner.requests.push(Recorded { body: body.clone(), headers });
-    if let Some(dir) = &inner.record_dir {
-        let path = dir.join(format!("{}.json", inner.requests.len()));
-        if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&body).unwrap_or_default())
-        {
-            eprintln!("cannot record {}: {e}", path.display());
-        }
-    }
     if let Some((status, error_type)) = inner.failures.pop_front() {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (
