@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use streamstack_core::asset::AssetStatus;
+use streamstack_tests::browser;
 use streamstack_tests::vod::Bench;
 use tokio::sync::mpsc;
 use vod::trigger::Outcome;
@@ -330,6 +331,46 @@ async fn an_uploaded_clip_becomes_a_complete_asset_with_the_ladder_mp4_and_thumb
     assert_eq!(complete.len(), 1, "{notes:?}");
     assert_eq!(complete[0]["asset_id"], asset_id.as_str());
     assert_eq!(local.service.transcodes(), 1);
+
+    // The same asset in a real browser: hls.js in headless Chromium plays the master playlist
+    // from the S3 endpoint to the end; capped at 700 kb/s from an estimate above it, it starts
+    // on a higher rendition and switches down, so at least two renditions are requested.
+    // Anonymous reads of outputs/ (in AWS CloudFront reads them through origin access).
+    let bucket = &local.bench.bucket;
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                        "Resource": format!("arn:aws:s3:::{bucket}/outputs/*") }]
+    });
+    let put = local.bench.aws.s3.put_bucket_policy().bucket(bucket).policy(policy.to_string());
+    put.send().await.expect("bucket policy");
+    let master = outputs.hls_master_key.clone().unwrap();
+    // Path segments percent-encoded, RFC 3986 unreserved characters kept (§2.3).
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    let path: Vec<String> = master
+        .split('/')
+        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+        .collect();
+    let url =
+        format!("{}/{}/{}", streamstack_tests::endpoint(), local.bench.bucket, path.join("/"));
+    let options = browser::PlayOptions {
+        max_bandwidth: Some(700_000),
+        rate: 2.0,
+        timeout: std::time::Duration::from_secs(60),
+        ..browser::PlayOptions::default()
+    };
+    let played =
+        tokio::task::spawn_blocking(move || browser::play(&url, &options)).await.expect("play");
+    let summary = format!("{played:#?}");
+    assert!(played.fatal_errors.is_empty(), "fatal error: {summary}");
+    assert!(played.ended && !played.timed_out, "did not play to the end: {summary}");
+    assert_eq!(played.levels.len(), 4, "{summary}");
+    assert!(played.levels_requested.len() >= 2, "one rendition requested: {summary}");
+    eprintln!(
+        "browser playback of the asset: {} s wall, renditions requested {:?}",
+        played.wall_seconds, played.levels_requested
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
