@@ -113,6 +113,7 @@ function playInPage({ url, timeoutMs, rate, hlsConfig }) {
         url: Array.isArray(l.url) ? l.url[0] : l.url,
       }));
       video.play().catch((err) => {
+        if (done) return; // hls.destroy() after a fatal error interrupts play(): not a second error
         result.fatalErrors.push({ type: 'play', details: String(err) });
         finish();
       });
