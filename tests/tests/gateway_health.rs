@@ -227,7 +227,10 @@ async fn backup_images_follow_the_rpo_and_retention() {
     let checker = bench.checker(&[("GATEWAY_RPO_SECS", "3600"), ("GATEWAY_IMAGE_RETENTION", "2")]);
     let schedule = scheduled_event();
     let hour = time::Duration::hours(1);
-    let t0 = OffsetDateTime::now_utc();
+    // Mid-interval: images are named by their RPO interval, so a run 60 s later must stay in
+    // the same one (from the wall clock, a run at hh:59:30 would cross into the next).
+    let t0 = health::gateway::plan::interval_start(OffsetDateTime::now_utc(), hour)
+        + time::Duration::minutes(30);
     let creates = |r: &Report| {
         of(r, &gw.id).actions.iter().filter(|a| matches!(a, Action::CreateImage { .. })).count()
     };
