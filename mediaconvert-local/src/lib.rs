@@ -1,12 +1,13 @@
 //! A local AWS Elemental MediaConvert for the local stack and the tests: the job API that the
 //! SDK and the VOD functions call ([`api`]), jobs rendered with ffmpeg from and to the S3
-//! endpoint ([`plan`], [`runner`]), and EventBridge job state change events ([`events`]).
+//! endpoint ([`plan`], [`runner`], [`media`]), and EventBridge job state change events ([`events`]).
 //!
 //! Source of the shapes: the MediaConvert API reference (`/2017-08-29/jobs`, `Job`,
 //! `JobSettings`) and the EventBridge events of real jobs (`tests/fixtures/`).
 
 pub mod api;
 pub mod events;
+pub mod media;
 pub mod model;
 pub mod plan;
 pub mod runner;

@@ -97,6 +97,21 @@ pub fn api_config() -> streamstack_core::Config {
     .expect("valid test config")
 }
 
+/// Lets anyone read `<bucket>/<prefix>*` (a bucket policy), as the local stack does, so
+/// players (ffprobe, a browser) fetch objects by plain URL; in AWS CloudFront reads them.
+///
+/// # Panics
+/// When the policy cannot be put.
+pub async fn allow_public_read(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) {
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                        "Resource": format!("arn:aws:s3:::{bucket}/{prefix}*") }]
+    });
+    let put = s3.put_bucket_policy().bucket(bucket).policy(policy.to_string());
+    put.send().await.expect("bucket policy");
+}
+
 /// A fresh empty directory under the system temporary directory.
 pub fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(unique("streamstack-test"));

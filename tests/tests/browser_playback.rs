@@ -63,18 +63,7 @@ async fn upload(dir: &Path, prefix: &str, segments: bool) -> String {
     let aws = streamstack_tests::aws().await;
     let bucket = streamstack_tests::unique("media");
     aws.s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{ "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                        "Resource": format!("arn:aws:s3:::{bucket}/outputs/*") }]
-    });
-    aws.s3
-        .put_bucket_policy()
-        .bucket(&bucket)
-        .policy(policy.to_string())
-        .send()
-        .await
-        .expect("bucket policy");
+    streamstack_tests::allow_public_read(&aws.s3, &bucket, "outputs/").await;
     let mut files = vec![];
     for entry in std::fs::read_dir(dir).expect("read dir") {
         let path = entry.expect("dir entry").path();

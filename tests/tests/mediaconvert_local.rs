@@ -336,14 +336,8 @@ async fn an_uploaded_clip_becomes_a_complete_asset_with_the_ladder_mp4_and_thumb
     // from the S3 endpoint to the end; capped at 700 kb/s from an estimate above it, it starts
     // on a higher rendition and switches down, so at least two renditions are requested.
     // Anonymous reads of outputs/ (in AWS CloudFront reads them through origin access).
-    let bucket = &local.bench.bucket;
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{ "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                        "Resource": format!("arn:aws:s3:::{bucket}/outputs/*") }]
-    });
-    let put = local.bench.aws.s3.put_bucket_policy().bucket(bucket).policy(policy.to_string());
-    put.send().await.expect("bucket policy");
+    streamstack_tests::allow_public_read(&local.bench.aws.s3, &local.bench.bucket, "outputs/")
+        .await;
     let master = outputs.hls_master_key.clone().unwrap();
     // Path segments percent-encoded, RFC 3986 unreserved characters kept (§2.3).
     const SEGMENT: &percent_encoding::AsciiSet =
