@@ -10,7 +10,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { Params } from './params';
 import { Network } from './network';
-import { FunctionGlobals, SamFunction, awsManagedPolicy, deadLetterQueue, ecsTasksTrust, named, policyDocument } from './sam';
+import { FunctionGlobals, SamFunction, awsManagedPolicy, deadLetterQueue, ecsTaskRoleTrust, ecsTasksTrust, named, policyDocument } from './sam';
 import { Storage } from './storage';
 
 /** Only records that can change the desired set invoke the reconciler (template.yaml explains). */
@@ -45,10 +45,7 @@ export class Devices extends Construct {
     // The streamer in a pull task: objects under devices/ only, its slot and devices, their
     // stream state (UpdateItem; no Put/Delete on the devices table).
     const taskRole = named(new iam.CfnRole(this, 'PullTaskRole', {
-      assumeRolePolicyDocument: ecsTasksTrust({
-        ArnLike: { 'aws:SourceArn': Fn.sub('arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*') },
-        StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
-      }),
+      assumeRolePolicyDocument: ecsTaskRoleTrust(),
       policies: [{
         policyName: 'devices',
         policyDocument: policyDocument([

@@ -13,7 +13,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { Network } from './network';
 import { Params } from './params';
-import { awsManagedPolicy, ecsTasksTrust, named, policyDocument } from './sam';
+import { awsManagedPolicy, ecsTaskRoleTrust, ecsTasksTrust, named, policyDocument } from './sam';
 import { Storage } from './storage';
 
 export interface IngestEndpoints {
@@ -40,10 +40,7 @@ export class Ingest extends Construct {
     // What `streamer serve` may do: objects under live/ (GetObject to continue a playlist
     // after a restart), read channels and write their lease and stream state.
     const taskRole = named(new iam.CfnRole(this, 'IngestTaskRole', {
-      assumeRolePolicyDocument: ecsTasksTrust({
-        ArnLike: { 'aws:SourceArn': Fn.sub('arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*') },
-        StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
-      }),
+      assumeRolePolicyDocument: ecsTaskRoleTrust(),
       policies: [{
         policyName: 'ingest',
         policyDocument: policyDocument([

@@ -70,6 +70,15 @@ export function ecsTasksTrust(condition?: Record<string, unknown>): Record<strin
   }]);
 }
 
+/** Trust policy of a task role: assumed by ECS for tasks of this account only (confused
+ * deputy: `aws:SourceArn` and `aws:SourceAccount`). */
+export function ecsTaskRoleTrust(): Record<string, unknown> {
+  return ecsTasksTrust({
+    ArnLike: { 'aws:SourceArn': Fn.sub('arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*') },
+    StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+  });
+}
+
 /** One entry of a SAM function's `Policies`: a managed policy ARN or an inline document. */
 export type SamPolicy = { managed: string } | {
   statements: unknown[];
