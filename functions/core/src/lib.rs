@@ -14,6 +14,8 @@
 //!   DynamoDB store with conditional state transitions.
 //! - [`paging`]: listing pages and opaque cursors.
 //! - [`signing`]: signed RTMP push URLs (HMAC-SHA256).
+//! - [`playback`], [`cloudfront`]: public or signed playback per resource, where each kind is
+//!   stored, and CloudFront signed cookies/URLs (custom policies, RSA-SHA1) to issue and verify.
 //! - [`stream_state`]: what a pulling streamer observes of its source, on the target's item.
 //! - [`device`], [`device_store`], [`media_url`], [`slot`]: cameras behind media gateways,
 //!   their sealed media URLs, and the task slots the reconciler records them in.
@@ -25,6 +27,7 @@ pub mod asset;
 #[cfg(feature = "dynamodb")]
 pub mod asset_store;
 pub mod aws;
+pub mod cloudfront;
 #[cfg(feature = "dynamodb")]
 mod channel_item;
 pub mod config;
@@ -42,6 +45,7 @@ pub mod domain;
 pub mod lease;
 pub mod media_url;
 pub mod paging;
+pub mod playback;
 pub mod signing;
 #[cfg(feature = "dynamodb")]
 pub mod slot;
@@ -60,5 +64,6 @@ pub use config::Config;
 pub use domain::{Channel, ChannelPatch, ChannelState, HlsSettings, NewChannel, ValidationError};
 pub use lease::{LeaseClaim, PublishLease, LEASE_DURATION, LEASE_RENEW_INTERVAL};
 pub use paging::Page;
+pub use playback::Playback;
 #[cfg(feature = "dynamodb")]
 pub use store::{ChannelStore, DynamoChannelStore, StoreError};
