@@ -1,7 +1,7 @@
 // The channel, asset, device and gateway API: ChannelsApiFunction behind an IAM-authorized
 // HTTP API. As under SAM, the routes are the API's OpenAPI body (no separate Route or
 // Integration resources) and the stage is `$default` with auto-deploy.
-import { Fn } from 'aws-cdk-lib';
+import { Aws, Fn } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
@@ -67,6 +67,13 @@ export class Api extends Construct {
         // Resolved by CloudFormation at deploy time into the (KMS-encrypted) environment: a
         // cold start needs no Secrets Manager call and no secretsmanager permission.
         MEDIA_URL_KEY: Fn.sub('{{resolve:secretsmanager:${MediaUrlKey}:SecretString}}'),
+        // Playback authorization: the default for new resources, the lifetime of issued
+        // signed URLs and cookies, the key they are signed with (CloudFront's key id; the
+        // private key is read from the secret at run time).
+        PLAYBACK_DEFAULT: params.ref('PlaybackDefault'),
+        PLAYBACK_TTL_SECS: params.ref('PlaybackCredentialsTtlSecs'),
+        PLAYBACK_KEY_PAIR_ID: storage.playback.keyPairId,
+        PLAYBACK_PRIVATE_KEY_SECRET_ARN: params.ref('PlaybackPrivateKeySecretArn'),
       },
       policies: [
         {
@@ -77,6 +84,12 @@ export class Api extends Construct {
               Resource: storage.channelsTable.attrArn,
             },
             { Effect: 'Allow', Action: ['dynamodb:GetItem', 'dynamodb:Scan'], Resource: storage.assetsTable.attrArn },
+            // The playback signing key: this one secret, and only when the stack has a key.
+            Fn.conditionIf(params.hasPlaybackKey.logicalId, {
+              Effect: 'Allow',
+              Action: 'secretsmanager:GetSecretValue',
+              Resource: params.ref('PlaybackPrivateKeySecretArn'),
+            }, Aws.NO_VALUE),
           ],
         },
         // SAM's DynamoDBCrudPolicy on the devices table and its indexes.

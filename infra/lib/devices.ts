@@ -42,8 +42,8 @@ export class Devices extends Construct {
       retentionInDays: params.num('StreamerLogRetentionDays'),
     }), 'PullTaskLogGroup');
 
-    // The streamer in a pull task: objects under devices/ only, its slot and devices, their
-    // stream state (UpdateItem; no Put/Delete on the devices table).
+    // The streamer in a pull task: objects under devices/ and signed/devices/ only, its slot
+    // and devices, their stream state (UpdateItem; no Put/Delete on the devices table).
     const taskRole = named(new iam.CfnRole(this, 'PullTaskRole', {
       assumeRolePolicyDocument: ecsTaskRoleTrust(),
       policies: [{
@@ -52,14 +52,14 @@ export class Devices extends Construct {
           {
             Effect: 'Allow',
             Action: ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:DeleteObject'],
-            Resource: Fn.sub('${MediaBucket.Arn}/devices/*'),
+            Resource: [Fn.sub('${MediaBucket.Arn}/devices/*'), Fn.sub('${MediaBucket.Arn}/signed/devices/*')],
           },
           // A missing playlist (a new device) reads as 404, not 403.
           {
             Effect: 'Allow',
             Action: 's3:ListBucket',
             Resource: storage.mediaBucket.attrArn,
-            Condition: { StringLike: { 's3:prefix': 'devices/*' } },
+            Condition: { StringLike: { 's3:prefix': ['devices/*', 'signed/devices/*'] } },
           },
           {
             Effect: 'Allow',

@@ -70,11 +70,12 @@ export class Health extends Construct {
             Resource: [storage.devicesTable.attrArn, storage.slotsTable.attrArn, storage.channelsTable.attrArn],
           },
           { Effect: 'Allow', Action: 'dynamodb:Query', Resource: Fn.sub('${ChannelsTable.Arn}/index/lease-owner-index') },
-          // Ending live playlists: read and rewrite live/<channel>/index.m3u8 with its tag.
+          // Ending live playlists: read and rewrite live/<channel>/index.m3u8 (or
+          // signed/live/<channel>/index.m3u8) with its tag.
           {
             Effect: 'Allow',
             Action: ['s3:GetObject', 's3:GetObjectTagging', 's3:PutObject', 's3:PutObjectTagging'],
-            Resource: Fn.sub('${MediaBucket.Arn}/live/*'),
+            Resource: [Fn.sub('${MediaBucket.Arn}/live/*'), Fn.sub('${MediaBucket.Arn}/signed/live/*')],
           },
           { Effect: 'Allow', Action: 'sns:Publish', Resource: alarmTopic.ref },
           alarmTopicKeyUse,

@@ -37,8 +37,8 @@ export class Ingest extends Construct {
       retentionInDays: params.num('StreamerLogRetentionDays'),
     }), 'IngestLogGroup');
 
-    // What `streamer serve` may do: objects under live/ (GetObject to continue a playlist
-    // after a restart), read channels and write their lease and stream state.
+    // What `streamer serve` may do: objects under live/ and signed/live/ (GetObject to continue
+    // a playlist after a restart), read channels and write their lease and stream state.
     const taskRole = named(new iam.CfnRole(this, 'IngestTaskRole', {
       assumeRolePolicyDocument: ecsTaskRoleTrust(),
       policies: [{
@@ -47,14 +47,14 @@ export class Ingest extends Construct {
           {
             Effect: 'Allow',
             Action: ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject'],
-            Resource: Fn.sub('${MediaBucket.Arn}/live/*'),
+            Resource: [Fn.sub('${MediaBucket.Arn}/live/*'), Fn.sub('${MediaBucket.Arn}/signed/live/*')],
           },
           // A missing playlist (first publish) reads as 404, not 403.
           {
             Effect: 'Allow',
             Action: 's3:ListBucket',
             Resource: storage.mediaBucket.attrArn,
-            Condition: { StringLike: { 's3:prefix': 'live/*' } },
+            Condition: { StringLike: { 's3:prefix': ['live/*', 'signed/live/*'] } },
           },
           { Effect: 'Allow', Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Resource: storage.channelsTable.attrArn },
         ]),

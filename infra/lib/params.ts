@@ -273,6 +273,37 @@ const DEFINITIONS = {
     type: 'String', default: '',
     description: 'An address subscribed to the alarm topic (confirm the mail AWS sends). Empty = none.',
   },
+
+  // Playback authorization: CloudFront signed URLs and signed cookies.
+  PlaybackDefault: {
+    type: 'String', default: 'signed', allowedValues: ['signed', 'public'],
+    description: 'Playback of new channels, devices and VOD assets whose create request does not say (`playback`), '
+      + 'fixed when each is created. signed = stored under signed/ and served only with a signed URL or signed '
+      + 'cookies the API issues (needs PlaybackPublicKey and PlaybackPrivateKeySecretArn); public = live/, devices/, '
+      + 'outputs/, no signature.',
+  },
+  PlaybackPublicKey: {
+    type: 'String', default: '',
+    allowedPattern: '^$|^-----BEGIN PUBLIC KEY-----[\\s\\S]+-----END PUBLIC KEY-----\\s*$',
+    description: 'PEM of the RSA 2048 public key (SPKI, -----BEGIN PUBLIC KEY-----...) CloudFront verifies signed '
+      + 'URLs and cookies with; scripts/playback-keys.sh makes the pair. Empty = no signed playback (CloudFront serves '
+      + 'nothing under signed/). CloudFront cannot change a public key in place: see README, Deploy, for rotation.',
+  },
+  PlaybackPrivateKeySecretArn: {
+    type: 'String', default: '', allowedPattern: '^$|^arn:aws[a-z-]*:secretsmanager:.+$',
+    description: 'ARN of the Secrets Manager secret whose SecretString is the PEM private key matching '
+      + 'PlaybackPublicKey (you create it; the API may read this secret only). Set with PlaybackPublicKey, or leave '
+      + 'both empty.',
+  },
+  PlaybackCredentialsTtlSecs: {
+    type: 'Number', default: 3600, minValue: 60, maxValue: 604800,
+    description: 'Lifetime of the signed URLs and signed cookies the API issues, in seconds.',
+  },
+  PlaybackAllowedOrigins: {
+    type: 'CommaDelimitedList', default: '',
+    description: 'Origins allowed to fetch playback cross-origin (CORS, with credentials, so signed cookies are '
+      + 'sent), e.g. https://player.example.com. Empty = no cross-origin access.',
+  },
 } satisfies Record<string, CfnParameterProps>;
 
 export type ParamName = keyof typeof DEFINITIONS;
@@ -293,6 +324,10 @@ export class Params {
   readonly hasPullUdpIngress: CfnCondition;
   readonly hasGatewayHealthUrl: CfnCondition;
   readonly hasGatewayInstanceRole: CfnCondition;
+  /** PlaybackPublicKey set: the signing key, its key group, the cookie function, signed/*. */
+  readonly hasPlaybackKey: CfnCondition;
+  /** PlaybackAllowedOrigins set: the CORS response headers policy. */
+  readonly hasAllowedOrigins: CfnCondition;
 
   constructor(stack: Stack, architectureDefault: string) {
     for (const [name, props] of Object.entries(DEFINITIONS)) {
@@ -318,6 +353,12 @@ export class Params {
     this.hasGatewayInstanceRole = new CfnCondition(stack, 'HasGatewayInstanceRole', {
       expression: notEmpty('GatewayInstanceRoleArn'),
     });
+    // The public key is set (the PlaybackKeyPair rule makes the secret ARN go with it; naming
+    // both here also tells cfn-lint the ARN is not empty where the policy uses it).
+    this.hasPlaybackKey = cond('HasPlaybackKey',
+      Fn.conditionAnd(notEmpty('PlaybackPublicKey'), notEmpty('PlaybackPrivateKeySecretArn')));
+    this.hasAllowedOrigins = cond('HasAllowedOrigins',
+      Fn.conditionNot(Fn.conditionEquals(Fn.join('', this.list('PlaybackAllowedOrigins')), '')));
 
     new CfnRule(stack, 'RtmpsNeedsDomainName', {
       ruleCondition: Fn.conditionNot(Fn.conditionEquals(this.ref('IngestCertificateArn'), '')),
@@ -332,6 +373,24 @@ export class Params {
         // Rules allow no Fn::Join: the empty default is the list [""].
         assert: Fn.conditionNot(Fn.conditionContains(this.list('TaskSubnetIds'), '')),
         assertDescription: 'TaskSubnetIds must name the subnets of VpcId.',
+      }],
+    });
+    const empty = (name: ParamName) => Fn.conditionEquals(this.ref(name), '');
+    new CfnRule(stack, 'PlaybackKeyPair', {
+      assertions: [{
+        assert: Fn.conditionOr(
+          Fn.conditionAnd(empty('PlaybackPublicKey'), empty('PlaybackPrivateKeySecretArn')),
+          Fn.conditionAnd(notEmpty('PlaybackPublicKey'), notEmpty('PlaybackPrivateKeySecretArn')),
+        ),
+        assertDescription: 'PlaybackPublicKey and PlaybackPrivateKeySecretArn go together (both set, or both empty).',
+      }],
+    });
+    new CfnRule(stack, 'SignedPlaybackNeedsKey', {
+      ruleCondition: Fn.conditionEquals(this.ref('PlaybackDefault'), 'signed'),
+      assertions: [{
+        assert: notEmpty('PlaybackPublicKey'),
+        assertDescription: 'PlaybackDefault=signed needs PlaybackPublicKey and PlaybackPrivateKeySecretArn '
+          + '(scripts/playback-keys.sh makes them), or deploy with PlaybackDefault=public.',
       }],
     });
   }

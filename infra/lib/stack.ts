@@ -118,7 +118,10 @@ export class StreamstackStack extends Stack {
       params.hasRtmps);
     output('SrtIngestAddress', 'SRT caller target (srt://<this>?streamid=<signed stream key>).',
       Fn.sub('${Host}:9000', { Host: ingest.hostName(params) }), params.hasSrt);
-    output('PlaybackDomain', 'CloudFront domain of HLS playback (live/, outputs/, devices/).', storage.distribution.attrDomainName);
+    output('PlaybackDomain', 'CloudFront domain of HLS playback (live/, outputs/, devices/; signed/ with a signed URL or '
+      + 'cookies).', storage.distribution.attrDomainName);
+    output('PlaybackKeyPairId', 'CloudFront public key id of signed playback (Key-Pair-Id of signed URLs and cookies, '
+      + 'PLAYBACK_KEY_PAIR_ID).', storage.playback.publicKey.attrId, params.hasPlaybackKey);
     output('StreamerRepositoryUri', "ECR repository of the streamer image (push streamer/Dockerfile's image here).",
       image.repository.attrRepositoryUri);
     output('IngestServiceName', 'ECS service running `streamer serve`.', ingest.service.attrName);

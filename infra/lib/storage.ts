@@ -8,6 +8,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { Params } from './params';
+import { CACHING_OPTIMIZED, CORS_S3_ORIGIN, PlaybackAuth } from './playback';
 import { named, policyDocument, stackIdSuffix } from './sam';
 
 function retain(resource: CfnResource): void {
@@ -52,6 +53,8 @@ export class Storage extends Construct {
   readonly mediaBucket: s3.CfnBucket;
   readonly distribution: cloudfront.CfnDistribution;
   readonly mediaUrlKey: secretsmanager.CfnSecret;
+  /** Signed playback: key, key group, cookie function, CORS policy. */
+  readonly playback: PlaybackAuth;
 
   constructor(scope: Construct, id: string, params: Params) {
     super(scope, id);
@@ -122,10 +125,15 @@ export class Storage extends Construct {
           // device archives do not and are kept.
           liveExpiry('expire-live-output', 'live/'),
           liveExpiry('expire-device-live-output', 'devices/'),
+          // The same two under signed/ (channels and devices with playback=signed).
+          liveExpiry('expire-signed-live-output', 'signed/live/'),
+          liveExpiry('expire-signed-device-live-output', 'signed/devices/'),
           // Recordings (channel recordings under live/, camera archives under devices/) age
           // into ArchiveStorageClass; S3 leaves objects under 128 KiB (playlists) in Standard.
           archive('archive-channel-recordings', 'live/'),
           archive('archive-device-recordings', 'devices/'),
+          archive('archive-signed-channel-recordings', 'signed/live/'),
+          archive('archive-signed-device-recordings', 'signed/devices/'),
           Fn.conditionIf(params.hasInputsExpiration.logicalId, {
             Id: 'expire-inputs',
             Status: 'Enabled',
@@ -146,6 +154,10 @@ export class Storage extends Construct {
       },
     }), 'MediaOriginAccessControl');
 
+    this.playback = new PlaybackAuth(this, 'Playback', params);
+
+    // The default behaviour serves public playback (live/, devices/, outputs/) unsigned;
+    // signed/* (only with a key) requires a signed URL or signed cookies of PlaybackKeyGroup.
     this.distribution = named(new cloudfront.CfnDistribution(this, 'PlaybackDistribution', {
       distributionConfig: {
         enabled: true,
@@ -162,15 +174,18 @@ export class Storage extends Construct {
           viewerProtocolPolicy: 'redirect-to-https',
           allowedMethods: ['GET', 'HEAD', 'OPTIONS'],
           compress: true,
-          // Managed policies: CachingOptimized, CORS-S3Origin, SimpleCORS.
-          cachePolicyId: '658327ea-f89d-4fab-a63d-7e88639e58f6',
-          originRequestPolicyId: '88a5eaf4-2fd4-4709-b370-b4c650ea3fcf',
-          responseHeadersPolicyId: '60669652-455b-4ae9-85a4-c4c02393f86c',
+          // Managed policies CachingOptimized and CORS-S3Origin; CORS response headers only
+          // for PlaybackAllowedOrigins.
+          cachePolicyId: CACHING_OPTIMIZED,
+          originRequestPolicyId: CORS_S3_ORIGIN,
+          responseHeadersPolicyId: this.playback.responseHeadersPolicyId,
         },
+        cacheBehaviors: this.playback.cacheBehaviors,
       },
     }), 'PlaybackDistribution');
 
     const bucketArn = this.mediaBucket.attrArn;
+    const distributionArn = `arn:${Aws.PARTITION}:cloudfront::${Aws.ACCOUNT_ID}:distribution/${this.distribution.ref}`;
     named(new s3.CfnBucketPolicy(this, 'MediaBucketPolicy', {
       bucket: this.mediaBucket.ref,
       policyDocument: policyDocument([
@@ -180,12 +195,18 @@ export class Storage extends Construct {
           Principal: { Service: 'cloudfront.amazonaws.com' },
           Action: 's3:GetObject',
           Resource: [`${bucketArn}/live/*`, `${bucketArn}/outputs/*`, `${bucketArn}/devices/*`],
-          Condition: {
-            StringEquals: {
-              'AWS:SourceArn': `arn:${Aws.PARTITION}:cloudfront::${Aws.ACCOUNT_ID}:distribution/${this.distribution.ref}`,
-            },
-          },
+          Condition: { StringEquals: { 'AWS:SourceArn': distributionArn } },
         },
+        // signed/ only when the distribution has the signed/* behaviour that requires
+        // signatures; without a key nothing under signed/ is readable (fail closed).
+        Fn.conditionIf(params.hasPlaybackKey.logicalId, {
+          Sid: 'CloudFrontReadsSignedOutput',
+          Effect: 'Allow',
+          Principal: { Service: 'cloudfront.amazonaws.com' },
+          Action: 's3:GetObject',
+          Resource: [`${bucketArn}/signed/live/*`, `${bucketArn}/signed/outputs/*`, `${bucketArn}/signed/devices/*`],
+          Condition: { StringEquals: { 'AWS:SourceArn': distributionArn } },
+        }, Aws.NO_VALUE),
         {
           Sid: 'DenyInsecureTransport',
           Effect: 'Deny',

@@ -29,7 +29,8 @@ export class Vod extends Construct {
       kmsMasterKeyId: 'alias/aws/sns',
     }), 'AssetsTopic');
 
-    // Assumed by MediaConvert for each job: reads inputs/, writes outputs/, nothing else.
+    // Assumed by MediaConvert for each job: reads inputs/, writes outputs/ (signed/outputs/ for
+    // assets with playback=signed), nothing else.
     const mediaConvertRole = named(new iam.CfnRole(this, 'MediaConvertRole', {
       assumeRolePolicyDocument: policyDocument([{
         Effect: 'Allow',
@@ -41,7 +42,11 @@ export class Vod extends Construct {
         policyName: 'media-bucket',
         policyDocument: policyDocument([
           { Effect: 'Allow', Action: ['s3:GetObject', 's3:GetObjectVersion'], Resource: mediaBucketArn('/inputs/*') },
-          { Effect: 'Allow', Action: 's3:PutObject', Resource: mediaBucketArn('/outputs/*') },
+          {
+            Effect: 'Allow',
+            Action: 's3:PutObject',
+            Resource: [mediaBucketArn('/outputs/*'), mediaBucketArn('/signed/outputs/*')],
+          },
         ]),
       }],
     }), 'MediaConvertRole');
@@ -64,6 +69,8 @@ export class Vod extends Construct {
         VOD_PRESETS: params.ref('VodPresets'),
         VOD_SEGMENT_LENGTH: params.ref('VodSegmentLength'),
         VOD_THUMBNAIL_INTERVAL: params.ref('VodThumbnailInterval'),
+        // playback of new assets (outputs/ or signed/outputs/) unless the sidecar says.
+        PLAYBACK_DEFAULT: params.ref('PlaybackDefault'),
       },
       policies: [{
         statements: [
@@ -126,7 +133,7 @@ export class Vod extends Construct {
             Effect: 'Allow',
             Action: 's3:ListBucket',
             Resource: storage.mediaBucket.attrArn,
-            Condition: { StringLike: { 's3:prefix': 'outputs/*' } },
+            Condition: { StringLike: { 's3:prefix': ['outputs/*', 'signed/outputs/*'] } },
           },
           { Effect: 'Allow', Action: 'sns:Publish', Resource: this.assetsTopic.ref },
         ],

@@ -1,10 +1,13 @@
 // CDK-side checks the drift test (scripts/iac) does not make: nothing CDK-only in the
-// template, the architecture context, the functions' shape, DependsOn. Offline, bundling skipped.
+// template, the architecture context, the functions' shape, DependsOn, signed playback.
+// Offline, bundling skipped.
 //   cd infra && npm test
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
 import { test } from 'node:test';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import { PLAYBACK_COOKIES_JS } from '../lib/playback';
 import { StreamstackStack } from '../lib/stack';
 
 function synth(architecture: 'x86_64' | 'arm64'): Record<string, any> {
@@ -68,4 +71,21 @@ test('DependsOn (not compared by the drift test): the NLB and the ingest service
   assert.deepEqual(t.Resources.IngestService.DependsOn, ['IngestListenersReady', 'NetworkReady']);
   assert.equal(t.Resources.NetworkReady.Type, 'AWS::CloudFormation::WaitConditionHandle');
   assert.equal(t.Resources.NetworkReady.Condition, undefined);
+});
+
+test('signed playback: conditional resources, the function code is infra/functions/playback-cookies.js', () => {
+  const t = synth('x86_64');
+  for (const id of ['PlaybackSigningPublicKey', 'PlaybackKeyGroup', 'PlaybackCookieFunction']) {
+    assert.equal(t.Resources[id].Condition, 'HasPlaybackKey', id);
+  }
+  assert.equal(t.Resources.PlaybackCorsPolicy.Condition, 'HasAllowedOrigins');
+  assert.equal(t.Resources.PlaybackCookieFunction.Properties.FunctionCode,
+    fs.readFileSync(PLAYBACK_COOKIES_JS, 'utf8'));
+  assert.equal(t.Resources.PlaybackCookieFunction.Properties.FunctionConfig.Runtime, 'cloudfront-js-2.0');
+  const [cond, [signed]] = t.Resources.PlaybackDistribution.Properties.DistributionConfig.CacheBehaviors['Fn::If'];
+  assert.equal(cond, 'HasPlaybackKey');
+  assert.equal(signed.PathPattern, 'signed/*');
+  assert.deepEqual(signed.TrustedKeyGroups, [{ Ref: 'PlaybackKeyGroup' }]);
+  assert.deepEqual(signed.FunctionAssociations,
+    [{ EventType: 'viewer-response', FunctionARN: { 'Fn::GetAtt': ['PlaybackCookieFunction', 'FunctionARN'] } }]);
 });

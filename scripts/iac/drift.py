@@ -7,7 +7,8 @@ logical id) the IAM permissions of its role (action x resource x condition, and 
 policies), environment variable names, runtime settings, EventBridge rules, event source
 mappings, S3 notifications and HttpApi routes targeting it, async invoke config; all
 EventBridge rules; Parameters (type, default, allowed values and bounds); Conditions and
-the template's Rules (rendered); Output names.
+the template's Rules (rendered); Output names. Code template.yaml carries inline whose source
+is a file of the repository (the CloudFront function, SOURCE_FILES) must equal that file.
 
 Exit 1 on any difference not in allowlist.ALLOWED_DRIFT.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from typing import Any
@@ -315,6 +317,40 @@ def model(t: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+# ---- inline code kept in files -----------------------------------------------------------
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+# (logical id, property) of template.yaml -> the repository file it must equal byte for byte.
+# The CDK app reads the file, so the synth is compared with template.yaml by the properties
+# check; this compares template.yaml with the file itself (a test runs the file).
+SOURCE_FILES = {
+    ("PlaybackCookieFunction", "FunctionCode"): "infra/functions/playback-cookies.js",
+}
+
+
+def source_file_diffs(source: dict[str, Any], root: str = ROOT) -> list[tuple[str, str, str]]:
+    """(section, key, text) for each inline copy in template.yaml that differs from its file."""
+    diffs = []
+    for (lid, prop), rel in SOURCE_FILES.items():
+        key = f"{lid}.{prop}"
+        inline = ((source.get("Resources") or {}).get(lid, {}).get("Properties") or {}).get(prop)
+        try:
+            with open(os.path.join(root, rel), encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            diffs.append(("source files", key, f"{rel} unreadable: {e}"))
+            continue
+        if inline is None:
+            diffs.append(("source files", key, f"missing in template.yaml (source {rel})"))
+        elif inline != text:
+            a, b = (inline or "").splitlines(), text.splitlines()
+            line = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            diffs.append(("source files", key, f"template.yaml differs from {rel} from line {line + 1} on "
+                                               f"(copy the file into the block scalar)"))
+    return diffs
+
+
 # ---- comparison -------------------------------------------------------------------------
 
 
@@ -342,6 +378,7 @@ def compare(sam: dict[str, Any], cdk: dict[str, Any], source: dict[str, Any] | N
                 diffs.append(("logical ids", lid, f"missing in CDK (template.yaml: {want})"))
             elif want and got != want:
                 diffs.append(("logical ids", lid, f"type {want} in template.yaml, {got} in CDK"))
+        diffs.extend(source_file_diffs(source))
     return diffs
 
 

@@ -12,6 +12,8 @@
   and its objects.
 - DynamoDB tables: SSE enabled and point-in-time recovery enabled.
 - SQS queues and SNS topics: encrypted (SSE-SQS or KMS; KMS for SNS), set explicitly.
+- CloudFront: every cache behaviour whose PathPattern starts with `signed/` requires
+  signatures (TrustedKeyGroups, non-empty, in every branch of any Fn::If).
 
     python3 scripts/iac/policy.py [--sam template.yaml] [--cdk infra/cdk.out]
 """
@@ -167,6 +169,41 @@ def check_queues_topics(t: dict[str, Any]) -> list[str]:
     return out
 
 
+def _alternatives(v: Any) -> list[Any]:
+    """The values `v` may take: Fn::If expanded into both branches, AWS::NoValue as None."""
+    if isinstance(v, dict) and len(v) == 1:
+        if "Fn::If" in v and isinstance(v["Fn::If"], list) and len(v["Fn::If"]) == 3:
+            return _alternatives(v["Fn::If"][1]) + _alternatives(v["Fn::If"][2])
+        if v.get("Ref") == "AWS::NoValue":
+            return [None]
+    return [v]
+
+
+# Cache behaviours under this prefix serve content that must not be public.
+SIGNED_PATH_PREFIX = "signed/"
+
+
+def check_distributions(t: dict[str, Any]) -> list[str]:
+    out = []
+    for rid, r in t.get("Resources", {}).items():
+        if r.get("Type") != "AWS::CloudFront::Distribution":
+            continue
+        config = (r.get("Properties") or {}).get("DistributionConfig") or {}
+        for behaviours in _alternatives(config.get("CacheBehaviors")):
+            for item in _as_list(behaviours):
+                for b in _alternatives(item):
+                    if not isinstance(b, dict):
+                        continue
+                    pattern = canon(b.get("PathPattern", ""))
+                    if not pattern.lstrip("/").startswith(SIGNED_PATH_PREFIX):
+                        continue
+                    groups = _alternatives(b.get("TrustedKeyGroups"))
+                    if any(g is None or g == [] or g == "" for g in groups):
+                        out.append(f"{rid}: cache behaviour {pattern} without TrustedKeyGroups "
+                                   "(signed/ content must require signed URLs or cookies)")
+    return out
+
+
 def check(t: dict[str, Any]) -> list[str]:
     out = []
     for doc_id, doc in all_identity_documents(t):
@@ -177,6 +214,7 @@ def check(t: dict[str, Any]) -> list[str]:
     out += check_buckets(t)
     out += check_tables(t)
     out += check_queues_topics(t)
+    out += check_distributions(t)
     return out
 
 

@@ -46,6 +46,13 @@ class Base(unittest.TestCase):
                 return st
         raise AssertionError(f"no statement with {action}")
 
+    def signed_behaviour(self, t: dict) -> dict:
+        """The distribution's signed/* cache behaviour (in its Fn::If on HasPlaybackKey)."""
+        behaviours = t["Resources"]["PlaybackDistribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"]
+        cond, yes, _ = behaviours["Fn::If"]
+        self.assertEqual(cond, "HasPlaybackKey")
+        return next(b for b in yes if b["PathPattern"] == "signed/*")
+
     def role_policy(self, t: dict, role: str) -> dict:
         """The statements of all the role's inline policies, as one document whose statements
         are the template's own (mutating one mutates the template)."""
@@ -173,8 +180,8 @@ class Drift(Base):
         t["Resources"][role + "DefaultPolicy"] = {"Type": "AWS::IAM::Policy", "Properties": {
             "PolicyName": "x", "PolicyDocument": {"Statement": list(reversed(split))}, "Roles": [{"Ref": role}]}}
         st = self.statement(self.function_policy(t, "TaskHealthFunction"), "s3:GetObject")
-        self.assertEqual(st["Resource"], {"Fn::Sub": "${MediaBucket.Arn}/live/*"})
-        st["Resource"] = {"Fn::Join": ["", [{"Fn::GetAtt": ["MediaBucket", "Arn"]}, "/live/*"]]}
+        self.assertEqual(st["Resource"][0], {"Fn::Sub": "${MediaBucket.Arn}/live/*"})
+        st["Resource"][0] = {"Fn::Join": ["", [{"Fn::GetAtt": ["MediaBucket", "Arn"]}, "/live/*"]]}
         t["Resources"][fn]["Properties"]["Timeout"] = "30"
         t["Resources"][fn]["Properties"]["Tags"] = []
         self.assertEqual([(s, k) for s, k, _ in self.diffs(t)], [("resource types", "AWS::IAM::Policy")])
@@ -204,6 +211,45 @@ class Drift(Base):
         doc = t["Resources"]["MediaBucketPolicy"]["Properties"]["PolicyDocument"]
         self.statement(doc, "s3:GetObject")["Principal"] = {"Service": ["mediaconvert.amazonaws.com"]}
         self.assertCaught(t, "properties", "MediaBucketPolicy")
+
+    def test_signed_behaviour_without_trusted_key_groups(self) -> None:
+        t = self.copy()
+        del self.signed_behaviour(t)["TrustedKeyGroups"]
+        self.assertCaught(t, "properties", "PlaybackDistribution")
+
+    def test_signed_behaviour_without_cookie_function(self) -> None:
+        t = self.copy()
+        del self.signed_behaviour(t)["FunctionAssociations"]
+        self.assertCaught(t, "properties", "PlaybackDistribution")
+
+    def test_cookie_function_code_differs_between_templates(self) -> None:
+        t = self.copy()
+        props = t["Resources"]["PlaybackCookieFunction"]["Properties"]
+        self.assertIn("response.statusCode !== 200", props["FunctionCode"])
+        props["FunctionCode"] = props["FunctionCode"].replace("response.statusCode !== 200", "response.statusCode >= 400")
+        self.assertCaught(t, "properties", "PlaybackCookieFunction")
+
+    def test_cookie_function_code_differs_from_its_file(self) -> None:
+        """template.yaml's inline FunctionCode against infra/functions/playback-cookies.js,
+        whichever of the two was edited alone."""
+        key = ("source files", "PlaybackCookieFunction.FunctionCode")
+        self.assertEqual(drift.source_file_diffs(self.source), [])
+        source = copy.deepcopy(self.source)
+        source["Resources"]["PlaybackCookieFunction"]["Properties"]["FunctionCode"] += "// edited here only\n"
+        found = [d for d in drift.compare(self.sam, self.copy(), source) if not drift.allowed(*d)]
+        self.assertEqual([(s, k) for s, k, _ in found], [key])
+        self.assertIn("infra/functions/playback-cookies.js", found[0][2])
+        with tempfile.TemporaryDirectory() as root:
+            rel = drift.SOURCE_FILES[("PlaybackCookieFunction", "FunctionCode")]
+            os.makedirs(os.path.dirname(os.path.join(root, rel)))
+            with open(os.path.join(drift.ROOT, rel), encoding="utf-8") as f:
+                text = f.read()
+            with open(os.path.join(root, rel), "w", encoding="utf-8") as f:
+                f.write(text.replace("SameSite=None", "SameSite=Lax"))
+            self.assertEqual([(s, k) for s, k, _ in drift.source_file_diffs(self.source, root)], [key])
+        source = copy.deepcopy(self.source)
+        del source["Resources"]["PlaybackCookieFunction"]
+        self.assertEqual([(s, k) for s, k, _ in drift.source_file_diffs(source)], [key])
 
     def test_cdk_loader_merges_stacks(self) -> None:
         with tempfile.TemporaryDirectory() as d:
@@ -268,6 +314,26 @@ class Policy(Base):
         deny = self.statement(t["Resources"]["MediaBucketPolicy"]["Properties"]["PolicyDocument"], "s3:*")
         deny["Resource"] = deny["Resource"][1:]  # objects only, not the bucket
         self.assertCaught(t, "MediaBucket: no bucket policy denying")
+
+    def test_signed_cache_behaviour_needs_trusted_key_groups(self) -> None:
+        text = "PlaybackDistribution: cache behaviour signed/* without TrustedKeyGroups"
+        t = self.copy()
+        del self.signed_behaviour(t)["TrustedKeyGroups"]
+        self.assertCaught(t, text)
+        t = self.copy()
+        self.signed_behaviour(t)["TrustedKeyGroups"] = []
+        self.assertCaught(t, text)
+        # Key groups in one branch of a condition only: signed/ would be public in the other.
+        t = self.copy()
+        b = self.signed_behaviour(t)
+        b["TrustedKeyGroups"] = {"Fn::If": ["HasAllowedOrigins", b["TrustedKeyGroups"], {"Ref": "AWS::NoValue"}]}
+        self.assertCaught(t, text)
+        # A public prefix needs none.
+        t = self.copy()
+        b = self.signed_behaviour(t)
+        del b["TrustedKeyGroups"]
+        b["PathPattern"] = "live/*"
+        self.assertEqual(set(policy.check(t)) - self.findings, set())
 
     def test_unencrypted_queue_and_topic(self) -> None:
         t = self.copy()
