@@ -249,8 +249,8 @@ const DEFINITIONS = {
   // Storage, playback, logs.
   ArchiveTransitionDays: {
     type: 'Number', default: 7, minValue: 0,
-    description: 'Days after which recordings (live/ and devices/ objects without the live-only tag) move to '
-      + 'ArchiveStorageClass. Playlists and objects under 128 KiB stay in Standard.',
+    description: 'Days after which recordings (live/ and devices/ objects, and the same under signed/, without the '
+      + 'live-only tag) move to ArchiveStorageClass. Playlists and objects under 128 KiB stay in Standard.',
   },
   ArchiveStorageClass: {
     type: 'String', default: 'GLACIER_IR', allowedValues: ['GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE'],
