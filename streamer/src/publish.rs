@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use streamstack_core::domain::Secret;
 use streamstack_core::lease::{LeaseClaim, LEASE_DURATION};
+use streamstack_core::playback::channel_of_prefix;
 use streamstack_core::signing::{self, PushCredential, SignatureError};
 use streamstack_core::{Channel, ChannelStore, StoreError};
 use thiserror::Error;
@@ -312,7 +313,7 @@ impl Ingest {
             Err(e) => return Err(e.into()),
         };
         let config = UploaderConfig {
-            prefix: format!("live/{}", channel.id),
+            prefix: channel.prefix(),
             session: session.clone(),
             target_secs: channel.hls.segment_duration,
             window: channel.hls.playlist_window as usize,
@@ -524,7 +525,7 @@ impl LivePublish {
 #[async_trait::async_trait]
 impl crate::hls::LivePlaylistGuard for Ingest {
     async fn may_end_live(&self, manifest: &crate::hls::SessionManifest) -> bool {
-        let Some(channel_id) = manifest.prefix.strip_prefix("live/") else {
+        let Some(channel_id) = channel_of_prefix(&manifest.prefix) else {
             return false;
         };
         for attempt in 1..=3 {
@@ -551,7 +552,7 @@ impl crate::hls::LivePlaylistGuard for Ingest {
     /// Releases the crashed session's lease if it still holds it (idempotent), so the
     /// channel reads `idle` now rather than when the lease lapses.
     async fn recovered(&self, manifest: &crate::hls::SessionManifest) {
-        if let Some(channel_id) = manifest.prefix.strip_prefix("live/") {
+        if let Some(channel_id) = channel_of_prefix(&manifest.prefix) {
             if let Err(e) = self.store.release_publish(channel_id, &manifest.session).await {
                 tracing::warn!(channel = %channel_id, error = %e, "could not release a recovered lease");
             }

@@ -149,7 +149,7 @@ pub async fn bucket(aws: &AwsClients) -> String {
 /// Creates a channel with the given HLS settings directly in the store.
 pub async fn channel(store: &dyn ChannelStore, hls: HlsSettings) -> Channel {
     let channel = NewChannel::named("test", hls)
-        .into_channel(time::OffsetDateTime::now_utc())
+        .into_channel(time::OffsetDateTime::now_utc(), streamstack_core::Playback::Public)
         .expect("valid channel");
     store.create(&channel).await.expect("store channel");
     channel

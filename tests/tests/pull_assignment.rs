@@ -59,7 +59,8 @@ async fn wait_until<T>(
 /// Registers device `id` at `url` and returns it.
 async fn register(store: &DynamoDeviceStore, key: &MediaUrlKey, id: &str, url: &str) -> Device {
     let media_url = MediaUrl::seal(url, id, Some(key)).expect("valid URL");
-    let device = Device::new(id, "gw1", media_url, time::OffsetDateTime::now_utc());
+    let public = streamstack_core::Playback::Public;
+    let device = Device::new(id, "gw1", media_url, public, time::OffsetDateTime::now_utc());
     store.create(&device).await.expect("create device");
     device
 }

@@ -241,8 +241,9 @@ async fn first_reconcile_of_many_devices() {
     let now = OffsetDateTime::now_utc();
     let seeds = cams.iter().map(|id| {
         let url = streamstack_core::media_url::MediaUrl::seal("udp://127.0.0.1:5000", id, None);
+        let public = streamstack_core::Playback::Public;
         let mut device =
-            streamstack_core::device::Device::new(id, "gw-many", url.expect("url"), now);
+            streamstack_core::device::Device::new(id, "gw-many", url.expect("url"), public, now);
         device.reported = streamstack_core::device::DeviceStatus::Online;
         device.last_heartbeat = Some(now);
         let store = Arc::clone(&counted_tables.devices);

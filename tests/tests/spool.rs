@@ -79,7 +79,7 @@ fn spooled_sequences(spool: &Path) -> BTreeSet<u64> {
 async fn recording_channel(store: &dyn ChannelStore) -> Channel {
     let hls = HlsSettings { segment_duration: 1, playlist_window: 5 };
     let channel = NewChannel { recording: true, ..NewChannel::named("spool", hls) }
-        .into_channel(time::OffsetDateTime::now_utc())
+        .into_channel(time::OffsetDateTime::now_utc(), streamstack_core::Playback::Public)
         .expect("valid channel");
     store.create(&channel).await.expect("store channel");
     channel

@@ -14,7 +14,9 @@ use std::time::Duration;
 use streamstack_core::device::DeviceSettings;
 use streamstack_core::device_store::DeviceStore;
 use streamstack_core::slot::{started_by, SlotStore, STOP_REASON_PREFIX};
-use streamstack_core::{ChannelStore, DynamoChannelStore, HlsSettings, LeaseClaim, NewChannel};
+use streamstack_core::{
+    Channel, ChannelStore, DynamoChannelStore, HlsSettings, LeaseClaim, NewChannel, Playback,
+};
 use streamstack_tests::devices::{reconciler, DeviceTables, EcsCluster};
 use streamstack_tests::topic::TopicQueue;
 use streamstack_tests::{aws, bucket, endpoint, unique};
@@ -258,11 +260,16 @@ async fn stale_and_intended_stops_change_nothing() {
     assert!(device.not_before.is_none(), "an interruption leaves no backoff");
 }
 
-async fn put_playlist(s: &Setup, channel: &str) {
+/// The live playlist key of `channel`, below `signed/` for a signed channel.
+fn playlist_key(channel: &Channel) -> String {
+    streamstack_core::domain::live_playlist_key(&channel.id, channel.playback)
+}
+
+async fn put_playlist(s: &Setup, channel: &Channel) {
     let body = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:4\n#EXTINF:2,\ns/000004.ts\n#EXTINF:2,\ns/000005.ts\n";
     s.s3.put_object()
         .bucket(&s.bucket)
-        .key(format!("live/{channel}/index.m3u8"))
+        .key(playlist_key(channel))
         .content_type("application/vnd.apple.mpegurl")
         .body(body.as_bytes().to_vec().into())
         .send()
@@ -270,14 +277,9 @@ async fn put_playlist(s: &Setup, channel: &str) {
         .expect("put playlist");
 }
 
-async fn playlist(s: &Setup, channel: &str) -> m3u8_rs::MediaPlaylist {
+async fn playlist(s: &Setup, channel: &Channel) -> m3u8_rs::MediaPlaylist {
     let object =
-        s.s3.get_object()
-            .bucket(&s.bucket)
-            .key(format!("live/{channel}/index.m3u8"))
-            .send()
-            .await
-            .expect("get");
+        s.s3.get_object().bucket(&s.bucket).key(playlist_key(channel)).send().await.expect("get");
     let body = object.body.collect().await.expect("body").into_bytes();
     m3u8_rs::parse_media_playlist_res(&body).expect("playlist")
 }
@@ -288,16 +290,20 @@ async fn a_stopped_ingest_task_releases_its_channels_and_ends_their_playlists() 
     let task = "arn:aws:ecs:us-east-1:1:task/c/ingest-1";
     let now = OffsetDateTime::now_utc();
     let mut held = Vec::new();
-    for (name, owner) in
-        [("mine-a", task), ("mine-b", task), ("theirs", "arn:aws:ecs:us-east-1:1:task/c/ingest-2")]
-    {
-        let channel =
-            NewChannel::named(name, HlsSettings::default()).into_channel(now).expect("channel");
+    // mine-b is signed: its playlist is below signed/live/.
+    for (name, owner, playback) in [
+        ("mine-a", task, Playback::Public),
+        ("mine-b", task, Playback::Signed),
+        ("theirs", "arn:aws:ecs:us-east-1:1:task/c/ingest-2", Playback::Public),
+    ] {
+        let channel = NewChannel::named(name, HlsSettings::default())
+            .into_channel(now, playback)
+            .expect("channel");
         s.channels.create(&channel).await.expect("create");
         let claim = LeaseClaim::new(owner, format!("session-{name}"), channel.secret.clone(), now);
         s.channels.claim_publish(&channel.id, &claim).await.expect("claim");
-        put_playlist(&s, &channel.id).await;
-        held.push((channel.id.clone(), owner == task));
+        put_playlist(&s, &channel).await;
+        held.push((channel, owner == task));
     }
     let event = stopped(task, "ecs-svc/1234567890", 6, now, json!({"group": INGEST_GROUP}));
     let Outcome::IngestTask { channels } = s.health.handle(&event, now).await.expect("handle")
@@ -306,14 +312,15 @@ async fn a_stopped_ingest_task_releases_its_channels_and_ends_their_playlists() 
     };
     assert_eq!(channels.len(), 2, "{channels:?}");
     assert!(channels.iter().all(|c| c.playlist_ended));
-    for (id, mine) in &held {
-        let channel = s.channels.get(id).await.unwrap().unwrap();
+    for (channel, mine) in &held {
+        let id = &channel.id;
+        let stored = s.channels.get(id).await.unwrap().unwrap();
         assert_eq!(
-            channel.lease.is_none(),
+            stored.lease.is_none(),
             *mine,
             "{id}: lease released only for the stopped task's channels"
         );
-        assert_eq!(playlist(&s, id).await.end_list, *mine, "{id}");
+        assert_eq!(playlist(&s, channel).await.end_list, *mine, "{id} ({:?})", channel.playback);
     }
     assert_eq!(playlist(&s, &held[0].0).await.segments.len(), 2, "segments kept");
     // Redelivered: nothing left to do.
@@ -377,12 +384,13 @@ async fn a_lapsed_lease_is_released_without_ending_the_playlist() {
     let s = setup().await;
     let task = "arn:aws:ecs:us-east-1:1:task/c/ingest-late";
     let then = OffsetDateTime::now_utc() - time::Duration::minutes(2);
-    let channel =
-        NewChannel::named("late", HlsSettings::default()).into_channel(then).expect("channel");
+    let channel = NewChannel::named("late", HlsSettings::default())
+        .into_channel(then, Playback::Public)
+        .expect("channel");
     s.channels.create(&channel).await.expect("create");
     let claim = LeaseClaim::new(task, "session-late", channel.secret.clone(), then);
     s.channels.claim_publish(&channel.id, &claim).await.expect("claim");
-    put_playlist(&s, &channel.id).await;
+    put_playlist(&s, &channel).await;
     // The event arrives after the lease lapsed: a new publish may be claiming the channel.
     let event = stopped(task, "ecs-svc/1", 6, then, json!({"group": INGEST_GROUP}));
     let Outcome::IngestTask { channels } =
@@ -392,6 +400,6 @@ async fn a_lapsed_lease_is_released_without_ending_the_playlist() {
     };
     assert_eq!(channels.len(), 1);
     assert!(!channels[0].playlist_ended);
-    assert!(!playlist(&s, &channel.id).await.end_list, "a lapsed lease's playlist is left alone");
+    assert!(!playlist(&s, &channel).await.end_list, "a lapsed lease's playlist is left alone");
     assert!(s.channels.stored_lease(&channel.id).await.unwrap().is_none(), "released");
 }

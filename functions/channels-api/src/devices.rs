@@ -26,6 +26,7 @@ use streamstack_core::device::{
 use streamstack_core::device_store::{DeviceFilter, DeviceStore, Reported};
 use streamstack_core::domain::device_live_prefix;
 use streamstack_core::media_url::MediaUrlKey;
+use streamstack_core::playback::device_prefix;
 use streamstack_core::{StoreError, ValidationError};
 use time::OffsetDateTime;
 
@@ -145,7 +146,12 @@ pub(crate) async fn put(
             _ => {}
         }
         let now = OffsetDateTime::now_utc();
-        let device = spec.clone().apply(id, current.as_ref(), deps.media_url_key.as_ref(), now)?;
+        let default = match &current {
+            Some(_) => deps.playback.default,
+            None => crate::playback::for_new(&deps, spec.playback)?,
+        };
+        let key = deps.media_url_key.as_ref();
+        let device = spec.clone().apply(id, current.as_ref(), key, now, default)?;
         match current {
             None => match store.create(&device).await {
                 Ok(()) => {
@@ -268,22 +274,26 @@ pub(crate) async fn delete(
 }
 
 /// `GET /devices/{id}/endpoints`: where the device's recordings are played from (URLs made
-/// with [`streamstack_core::Config::media_url`]; `null` without a playback base or bucket).
+/// with [`streamstack_core::Config::media_url`]; `null` without a playback base or bucket),
+/// and `playback` ([`crate::playback::body`] for the live playlist; a signed device's cookies
+/// cover its archive too).
 pub(crate) async fn endpoints(
     State(deps): Shared,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let device = load(&deps, &id).await?;
     let id = &device.id;
-    let live = format!("{}/index.m3u8", device_live_prefix(id));
+    let live = format!("{}/index.m3u8", device_live_prefix(id, device.playback));
+    let prefix = device_prefix(id, device.playback);
     Ok(Json(json!({
         "device_id": id,
         "hls": {
             "live_playlist_url": deps.config.media_url(&live),
-            "archive_prefix_url": deps.config.media_url(&format!("devices/{id}/")),
+            "archive_prefix_url": deps.config.media_url(&format!("{prefix}/")),
             "archive_playlist_pattern":
-                format!("devices/{id}/<yyyy>/<mm>/<dd>/<hh>/<session>/recording.m3u8"),
+                format!("{prefix}/<yyyy>/<mm>/<dd>/<hh>/<session>/recording.m3u8"),
         },
+        "playback": crate::playback::body(&deps, device.playback, &prefix, &live),
     })))
 }
 

@@ -43,7 +43,8 @@ pub(crate) async fn create(
     State(deps): Shared,
     JsonBody(body): JsonBody<NewChannel>,
 ) -> Result<Response, ApiError> {
-    let channel = body.into_channel(OffsetDateTime::now_utc())?;
+    let playback = crate::playback::for_new(&deps, body.playback)?;
+    let channel = body.into_channel(OffsetDateTime::now_utc(), playback)?;
     deps.store.create(&channel).await?;
     let location = HeaderValue::from_str(&format!("/channels/{}", channel.id))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -159,7 +160,8 @@ pub(crate) async fn rotate_key(
 
 /// Body of the endpoints routes: a push URL signed with the channel's current secret, valid
 /// for `PUSH_URL_TTL_SECS`, the same over RTMPS and SRT where the stack has them
-/// (`INGEST_RTMPS_HOST`, `INGEST_SRT_HOST`), and the HLS playback URL.
+/// (`INGEST_RTMPS_HOST`, `INGEST_SRT_HOST`), the HLS playback URL, and `playback`
+/// ([`crate::playback::body`]: for a signed channel, cookies and a signed playlist URL).
 fn endpoints_body(deps: &Deps, channel: &Channel) -> serde_json::Value {
     let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
     let exp = now + deps.config.push_url_ttl_secs;
@@ -174,7 +176,13 @@ fn endpoints_body(deps: &Deps, channel: &Channel) -> serde_json::Value {
                 .ok()
                 .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         },
-        "hls": { "playback_url": deps.config.playback_url(&channel.id) },
+        "hls": { "playback_url": deps.config.playback_url(&channel.id, channel.playback) },
+        "playback": crate::playback::body(
+            deps,
+            channel.playback,
+            &channel.prefix(),
+            &streamstack_core::domain::live_playlist_key(&channel.id, channel.playback),
+        ),
     });
     if let Some(rtmps) = &deps.config.ingest_rtmps_host {
         body["rtmps"] = json!({

@@ -32,15 +32,19 @@ pub mod devices;
 pub mod error;
 pub mod extract;
 mod handlers;
+mod playback;
 
 use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::Arc;
 use streamstack_core::aws;
+use streamstack_core::cloudfront::Signer;
 use streamstack_core::config::{env_var, ConfigError};
 use streamstack_core::device::DeviceSettings;
 use streamstack_core::device_store::{DeviceStore, DynamoDeviceStore};
 use streamstack_core::media_url::MediaUrlKey;
+use streamstack_core::playback::{load_signer, PlaybackSettings};
+use streamstack_core::Playback;
 use streamstack_core::{AssetStore, ChannelStore, Config, DynamoAssetStore, DynamoChannelStore};
 
 /// Request bodies above this many bytes get 413.
@@ -60,6 +64,10 @@ pub struct Deps {
     pub media_url_key: Option<MediaUrlKey>,
     /// Online window of device status (`DEVICE_ONLINE_WINDOW_SECS`).
     pub device_settings: DeviceSettings,
+    /// Default playback of new resources and the credentials' lifetime (`PLAYBACK_*`).
+    pub playback: PlaybackSettings,
+    /// Signs playback credentials; `None`: no signing key, signed resources cannot be created.
+    pub signer: Option<Signer>,
 }
 
 impl Deps {
@@ -73,7 +81,21 @@ impl Deps {
             devices: None,
             media_url_key: None,
             device_settings: DeviceSettings::default(),
+            playback: PlaybackSettings {
+                default: Playback::Public,
+                ttl_secs: streamstack_core::playback::DEFAULT_PLAYBACK_TTL_SECS,
+                key_pair_id: None,
+                private_key_secret_arn: None,
+            },
+            signer: None,
         }
+    }
+
+    /// These dependencies with `settings` and `signer` for playback authorization.
+    pub fn with_playback(mut self, settings: PlaybackSettings, signer: Option<Signer>) -> Self {
+        self.playback = settings;
+        self.signer = signer;
+        self
     }
 
     /// These dependencies with the device routes served by `devices`, sealing with `key`.
@@ -89,24 +111,42 @@ impl Deps {
         self
     }
 
-    /// Reads [`Config`] from the environment and builds the DynamoDB-backed stores; the device
-    /// store only when `DEVICES_TABLE` is set.
+    /// Reads [`Config`] and [`PlaybackSettings`] from the environment, builds the
+    /// DynamoDB-backed stores (the device store only when `DEVICES_TABLE` is set) and reads
+    /// the playback signing key from Secrets Manager once (when one is configured).
     ///
     /// # Errors
     /// A [`ConfigError`] when a required variable (`CHANNELS_TABLE`, `ASSETS_TABLE`) is missing,
-    /// or `MEDIA_URL_KEY` / `DEVICE_ONLINE_WINDOW_SECS` is malformed.
+    /// `MEDIA_URL_KEY` / `DEVICE_ONLINE_WINDOW_SECS` / a `PLAYBACK_*` variable is malformed,
+    /// `PLAYBACK_DEFAULT` is `signed` without a key, or the key cannot be read.
     pub async fn from_env() -> Result<Arc<Self>, ConfigError> {
         let config = Config::from_env()?;
         let assets_table =
             config.assets_table.clone().ok_or(ConfigError::Missing("ASSETS_TABLE"))?;
-        // DynamoDB is the only AWS service of the API: no other SDK client is built or linked.
-        let dynamodb = aws::dynamodb(&aws::sdk_config(config.endpoint_url.as_deref()).await);
+        let playback = PlaybackSettings::from_env()?;
+        // DynamoDB, and Secrets Manager for the signing key: no other SDK client is linked.
+        let sdk = aws::sdk_config(config.endpoint_url.as_deref()).await;
+        let signer = load_signer(&sdk, &playback).await.map_err(|e| ConfigError::Invalid {
+            name: "PLAYBACK_PRIVATE_KEY_SECRET_ARN",
+            reason: e.to_string(),
+        })?;
+        if playback.default == Playback::Signed && signer.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "PLAYBACK_DEFAULT",
+                reason: "signed needs PLAYBACK_KEY_PAIR_ID and PLAYBACK_PRIVATE_KEY_SECRET_ARN"
+                    .into(),
+            });
+        }
+        let dynamodb = aws::dynamodb(&sdk);
         let store = DynamoChannelStore::new(dynamodb.clone(), config.channels_table.clone());
         let devices = env_var("DEVICES_TABLE").map(|table| {
-            Arc::new(DynamoDeviceStore::new(dynamodb.clone(), table)) as Arc<dyn DeviceStore>
+            let store = DynamoDeviceStore::new(dynamodb.clone(), table)
+                .with_default_playback(playback.default);
+            Arc::new(store) as Arc<dyn DeviceStore>
         });
         let assets = DynamoAssetStore::new(dynamodb, assets_table);
-        let mut deps = Self::new(Arc::new(store), Arc::new(assets), config);
+        let mut deps =
+            Self::new(Arc::new(store), Arc::new(assets), config).with_playback(playback, signer);
         deps.devices = devices;
         deps.media_url_key = MediaUrlKey::from_env()?;
         deps.device_settings = DeviceSettings::from_lookup(env_var)?;

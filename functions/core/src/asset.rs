@@ -5,6 +5,7 @@
 //! `ERROR`, `CANCELED`, see the MediaConvert API `JobStatus`), preceded by `SUBMITTING` while
 //! the trigger function holds the claim to create the job.
 
+use crate::playback::Playback;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -12,10 +13,11 @@ use time::OffsetDateTime;
 /// Prefix of source objects in the media bucket.
 pub const INPUTS_PREFIX: &str = "inputs/";
 
-/// Where MediaConvert writes an asset's outputs: `outputs/<asset-id>/<kind>/`, `kind` being
-/// `hls`, `mp4` or `thumbnails`.
-pub fn output_prefix(asset_id: &str, kind: &str) -> String {
-    format!("outputs/{asset_id}/{kind}/")
+/// Where MediaConvert writes an asset's outputs: `outputs/<asset-id>/<kind>/` (below
+/// `signed/` for a signed asset, [`crate::playback::asset_prefix`]), `kind` being `hls`,
+/// `mp4` or `thumbnails`.
+pub fn output_prefix(asset_id: &str, playback: Playback, kind: &str) -> String {
+    format!("{}/{kind}/", crate::playback::asset_prefix(asset_id, playback))
 }
 
 /// Processing status of an asset.
@@ -129,6 +131,14 @@ pub struct EncodeSettings {
     pub segment_length: u32,
     /// One thumbnail every this many seconds.
     pub thumbnail_interval: u32,
+    /// `public` or `signed`: where the outputs are written and how they are played; assets
+    /// stored before playback authorization are public.
+    #[serde(default = "public")]
+    pub playback: Playback,
+}
+
+fn public() -> Playback {
+    Playback::Public
 }
 
 /// One HLS rendition as MediaConvert reported it.

@@ -2,6 +2,7 @@
 
 use crate::domain::{Channel, ChannelState, HlsSettings, Secret};
 use crate::lease::{from_unix_millis, millis_value, unix_millis, PublishLease};
+use crate::playback::Playback;
 use crate::store::StoreError;
 use crate::table::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -27,6 +28,7 @@ pub(crate) fn to_item(c: &Channel) -> Item {
         ("segment_duration".to_owned(), AttributeValue::N(c.hls.segment_duration.to_string())),
         ("playlist_window".to_owned(), AttributeValue::N(c.hls.playlist_window.to_string())),
         ("recording".to_owned(), AttributeValue::Bool(c.recording)),
+        ("playback".to_owned(), s(c.playback.as_str())),
         ("expires_at".to_owned(), rfc3339(c.expires_at)),
         ("state".to_owned(), AttributeValue::S(c.state.as_str().to_owned())),
         ("created_at".to_owned(), rfc3339(c.created_at)),
@@ -97,6 +99,15 @@ pub(crate) fn from_item(item: &Item, now: OffsetDateTime) -> Result<Channel, Sto
             playlist_window: small("playlist_window")?,
         },
         recording: item.get("recording").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        // Channels stored before playback authorization were public (media under `live/`).
+        playback: match item.get("playback") {
+            None => Playback::Public,
+            Some(v) => v
+                .as_s()
+                .ok()
+                .and_then(|p| Playback::parse(p))
+                .ok_or_else(|| StoreError::Corrupt("attribute playback".to_owned()))?,
+        },
         expires_at: t("expires_at")?,
         state: if lease.is_some() { ChannelState::Live } else { ChannelState::Idle },
         created_at: t("created_at")?,
@@ -121,9 +132,10 @@ mod tests {
             description: "d".into(),
             hls: HlsSettings::default(),
             recording: true,
+            playback: Some(Playback::Signed),
             expires_at: None,
         }
-        .into_channel(now)
+        .into_channel(now, Playback::Public)
         .unwrap()
     }
 

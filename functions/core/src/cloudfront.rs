@@ -388,9 +388,9 @@ mod tests {
             verifier.verify(url, "%%%", &p.signature, "K1", 10),
             Err(Denied::MalformedPolicy(_))
         ));
-        assert!(p.signed_url("https://d.example/signed/live/a/index.m3u8").contains(
-            &format!("?Policy={}&Signature={}&Key-Pair-Id=K1", p.policy, p.signature)
-        ));
+        assert!(p
+            .signed_url("https://d.example/signed/live/a/index.m3u8")
+            .contains(&format!("?Policy={}&Signature={}&Key-Pair-Id=K1", p.policy, p.signature)));
     }
 
     #[test]

@@ -188,29 +188,43 @@ impl Config {
         })
     }
 
-    /// The HLS playback URL of a channel's live playlist, `<base>/live/<id>/index.m3u8`, or
-    /// `None` when neither a playback base URL nor a media bucket is configured.
-    pub fn playback_url(&self, channel_id: &str) -> Option<String> {
-        self.media_url(&crate::domain::live_playlist_key(channel_id))
+    /// The HLS playback URL of a channel's live playlist, `<base>/live/<id>/index.m3u8` (below
+    /// `signed/` for a signed channel), or `None` when neither a playback base URL nor a
+    /// media bucket is configured.
+    pub fn playback_url(
+        &self,
+        channel_id: &str,
+        playback: crate::playback::Playback,
+    ) -> Option<String> {
+        self.media_url(&crate::domain::live_playlist_key(channel_id, playback))
     }
 
     /// The URL players fetch the media bucket object `key` from: `<base>/<key>` with every
     /// path segment percent-encoded (RFC 3986 §2.1), so keys with spaces or non-ASCII names
     /// stay valid URLs. `None` when neither a playback base URL nor a media bucket is set.
     pub fn media_url(&self, key: &str) -> Option<String> {
-        let base = match (&self.playback_base_url, &self.media_bucket, &self.endpoint_url) {
-            (Some(base), _, _) => base.clone(),
-            (None, Some(bucket), Some(endpoint)) => {
-                format!("{}/{bucket}", endpoint.trim_end_matches('/'))
-            }
-            (None, Some(bucket), None) => format!("https://{bucket}.s3.amazonaws.com"),
-            (None, None, _) => return None,
-        };
+        let base = self.media_base_url()?;
         let path: Vec<String> = key
             .split('/')
             .map(|seg| percent_encoding::utf8_percent_encode(seg, PATH_SEGMENT).to_string())
             .collect();
         Some(format!("{base}/{}", path.join("/")))
+    }
+}
+
+impl Config {
+    /// The base URL of [`Config::media_url`] (no trailing slash): the playback base URL, else
+    /// `<endpoint>/<bucket>` with an endpoint override, else the bucket's S3 URL; `None`
+    /// without a playback base URL or a bucket.
+    pub fn media_base_url(&self) -> Option<String> {
+        match (&self.playback_base_url, &self.media_bucket, &self.endpoint_url) {
+            (Some(base), _, _) => Some(base.clone()),
+            (None, Some(bucket), Some(endpoint)) => {
+                Some(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
+            }
+            (None, Some(bucket), None) => Some(format!("https://{bucket}.s3.amazonaws.com")),
+            (None, None, _) => None,
+        }
     }
 }
 
@@ -235,7 +249,7 @@ mod tests {
         let c = cfg(&[("CHANNELS_TABLE", "t")]).unwrap();
         assert_eq!(c.push_url_ttl_secs, 86_400);
         assert_eq!(c.ingest_host, "localhost:1935");
-        assert_eq!(c.playback_url("abc"), None);
+        assert_eq!(c.playback_url("abc", crate::Playback::Public), None);
     }
 
     #[test]
@@ -270,10 +284,16 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000/"),
         ])
         .unwrap();
-        assert_eq!(c.playback_url("x").unwrap(), "http://127.0.0.1:5000/b/live/x/index.m3u8");
+        assert_eq!(
+            c.playback_url("x", crate::Playback::Public).unwrap(),
+            "http://127.0.0.1:5000/b/live/x/index.m3u8"
+        );
         let c =
             cfg(&[("CHANNELS_TABLE", "t"), ("PLAYBACK_BASE_URL", "https://cdn.example/")]).unwrap();
-        assert_eq!(c.playback_url("x").unwrap(), "https://cdn.example/live/x/index.m3u8");
+        assert_eq!(
+            c.playback_url("x", crate::Playback::Public).unwrap(),
+            "https://cdn.example/live/x/index.m3u8"
+        );
         assert_eq!(
             c.media_url("outputs/a/hls/My Film+é.m3u8").unwrap(),
             "https://cdn.example/outputs/a/hls/My%20Film%2B%C3%A9.m3u8"

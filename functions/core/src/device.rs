@@ -7,8 +7,9 @@
 //! recent ([`DeviceSettings::online_window`]), so the devices of a gateway that stopped
 //! reporting read `offline` without any write.
 
-use crate::domain::{is_valid_channel_id, ValidationError, MAX_NAME_CHARS};
+use crate::domain::{is_valid_channel_id, ValidationError, MAX_NAME_CHARS, PLAYBACK_IS_FIXED};
 use crate::media_url::{MediaUrl, MediaUrlKey};
+use crate::playback::Playback;
 use crate::stream_state::StreamState;
 use serde::{Deserialize, Serialize, Serializer};
 use time::{Duration, OffsetDateTime};
@@ -109,6 +110,9 @@ pub struct Device {
     pub media_url: MediaUrl,
     /// Desired: record this device while it is online.
     pub enabled: bool,
+    /// `public` or `signed`: whether players need CloudFront signed cookies or URLs. Fixed at
+    /// creation: it decides where the recordings are stored ([`crate::playback`]).
+    pub playback: Playback,
     /// As last reported by the gateway; see [`Device::status`] for what the API shows.
     #[serde(skip)]
     pub reported: DeviceStatus,
@@ -212,6 +216,10 @@ pub struct DeviceSpec {
     /// Record while online; default `true`.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// `public` or `signed`; default the stack's (`PLAYBACK_DEFAULT`) for a new device, the
+    /// current one for an existing device, which it must equal (fixed at creation).
+    #[serde(default)]
+    pub playback: Option<Playback>,
 }
 
 fn yes() -> bool {
@@ -230,6 +238,8 @@ pub struct DevicePatch {
     pub media_url: Option<String>,
     /// New desired state.
     pub enabled: Option<bool>,
+    /// Accepted only when equal to the device's: playback is fixed at creation.
+    pub playback: Option<Playback>,
 }
 
 /// Whether `id` can be a device or gateway id (the channel id rule: 1..=64 letters, digits,
@@ -274,19 +284,27 @@ pub fn seal_media_url(
 }
 
 impl DeviceSpec {
-    /// The device `id` configured by this body: a new device (version 1, offline), or
-    /// `current` with its configuration replaced (version + 1; observed state kept).
+    /// The device `id` configured by this body: a new device (version 1, offline, playback
+    /// `default_playback` unless the body says), or `current` with its configuration replaced
+    /// (version + 1; observed state kept).
     ///
     /// # Errors
-    /// [`ValidationError`] naming the first invalid field.
+    /// [`ValidationError`] naming the first invalid field, `playback` when it differs from
+    /// `current`'s.
     pub fn apply(
         self,
         id: &str,
         current: Option<&Device>,
         key: Option<&MediaUrlKey>,
         now: OffsetDateTime,
+        default_playback: Playback,
     ) -> Result<Device, ValidationError> {
         let now = now.replace_nanosecond(0).unwrap_or(now);
+        if let (Some(current), Some(wanted)) = (current, self.playback) {
+            if wanted != current.playback {
+                return Err(ValidationError::new("playback", PLAYBACK_IS_FIXED));
+            }
+        }
         check_gateway(&self.gateway_id)?;
         let name = self.name.unwrap_or_else(|| id.to_owned());
         check_name(&name)?;
@@ -297,7 +315,10 @@ impl DeviceSpec {
                 d.version += 1;
                 d
             }
-            None => Device::new(id, &self.gateway_id, media_url.clone(), now),
+            None => {
+                let playback = self.playback.unwrap_or(default_playback);
+                Device::new(id, &self.gateway_id, media_url.clone(), playback, now)
+            }
         };
         device.gateway_id = self.gateway_id;
         device.name = name;
@@ -319,6 +340,9 @@ impl DevicePatch {
         key: Option<&MediaUrlKey>,
         now: OffsetDateTime,
     ) -> Result<Device, ValidationError> {
+        if self.playback.is_some_and(|p| p != current.playback) {
+            return Err(ValidationError::new("playback", PLAYBACK_IS_FIXED));
+        }
         let mut d = current.clone();
         if let Some(gateway_id) = &self.gateway_id {
             check_gateway(gateway_id)?;
@@ -340,7 +364,13 @@ impl DevicePatch {
 
 impl Device {
     /// A new device: enabled, offline, never heard of, version 1.
-    pub fn new(id: &str, gateway_id: &str, media_url: MediaUrl, now: OffsetDateTime) -> Self {
+    pub fn new(
+        id: &str,
+        gateway_id: &str,
+        media_url: MediaUrl,
+        playback: Playback,
+        now: OffsetDateTime,
+    ) -> Self {
         let now = now.replace_nanosecond(0).unwrap_or(now);
         Self {
             id: id.to_owned(),
@@ -348,6 +378,7 @@ impl Device {
             name: id.to_owned(),
             media_url,
             enabled: true,
+            playback,
             reported: DeviceStatus::Offline,
             last_heartbeat: None,
             stream: None,
@@ -372,7 +403,7 @@ mod tests {
 
     fn device(now: OffsetDateTime) -> Device {
         let url = MediaUrl::seal("rtsp://cam/s", "d1", None).unwrap();
-        Device::new("d1", "gw1", url, now)
+        Device::new("d1", "gw1", url, Playback::Public, now)
     }
 
     #[test]
@@ -403,13 +434,26 @@ mod tests {
             name: None,
             media_url: url.into(),
             enabled: true,
+            playback: None,
         };
-        let d = spec("rtsp://cam/s").apply("d1", None, None, now).unwrap();
+        let d = spec("rtsp://cam/s").apply("d1", None, None, now, Playback::Signed).unwrap();
         assert_eq!((d.name.as_str(), d.version), ("d1", 1));
-        let e = spec("http://cam/s").apply("d1", None, None, now).unwrap_err();
+        let e = spec("http://cam/s").apply("d1", None, None, now, Playback::Signed).unwrap_err();
         assert_eq!(e.field, "media_url");
-        let again = spec("rtsp://cam/t").apply("d1", Some(&d), None, now).unwrap();
-        assert_eq!(again.version, 2);
+        // A new device takes the default; an existing one keeps its playback, which a body
+        // may repeat but not change.
+        assert_eq!(d.playback, Playback::Signed);
+        let again =
+            spec("rtsp://cam/t").apply("d1", Some(&d), None, now, Playback::Public).unwrap();
+        assert_eq!((again.version, again.playback), (2, Playback::Signed));
+        let mut to_public = spec("rtsp://cam/t");
+        to_public.playback = Some(Playback::Public);
+        let e = to_public.apply("d1", Some(&d), None, now, Playback::Public).unwrap_err();
+        assert_eq!(e.field, "playback");
+        let p = DevicePatch { playback: Some(Playback::Public), ..Default::default() };
+        assert_eq!(p.apply(&d, None, now).unwrap_err().field, "playback");
+        let p = DevicePatch { playback: Some(Playback::Signed), ..Default::default() };
+        assert!(p.apply(&d, None, now).is_ok());
         let p = DevicePatch { name: Some("\u{7}".into()), ..Default::default() };
         assert_eq!(p.apply(&d, None, now).unwrap_err().field, "name");
         let p = DevicePatch { enabled: Some(false), ..Default::default() };

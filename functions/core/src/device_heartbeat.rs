@@ -169,7 +169,8 @@ impl DynamoDeviceStore {
         now: OffsetDateTime,
     ) -> Result<(TransactWriteItem, Kind), StoreError> {
         let Some(current) = current else {
-            let mut device = Device::new(&report.id, gateway_id, report.media_url.clone(), now);
+            let url = report.media_url.clone();
+            let mut device = Device::new(&report.id, gateway_id, url, self.default_playback, now);
             device.reported = DeviceStatus::Online;
             device.last_heartbeat = Some(now);
             let put = Put::builder()

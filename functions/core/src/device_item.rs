@@ -4,6 +4,7 @@ use crate::channel_item::{s, Item};
 use crate::device::{Device, DeviceStatus};
 use crate::lease::{from_unix_millis, millis_value};
 use crate::media_url::MediaUrl;
+use crate::playback::Playback;
 use crate::store::StoreError;
 use crate::stream_state::from_attribute;
 use crate::table::rfc3339;
@@ -33,6 +34,7 @@ pub(crate) fn config_attributes(d: &Device) -> Vec<(&'static str, AttributeValue
 pub(crate) fn to_item(d: &Device) -> Item {
     let mut item: Item = config_attributes(d).into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     item.insert("id".into(), s(&d.id));
+    item.insert("playback".into(), s(d.playback.as_str()));
     item.insert("status".into(), s(d.reported.as_str()));
     item.insert("created_at".into(), rfc3339(d.created_at));
     item.insert("restarts".into(), AttributeValue::N(d.restarts.to_string()));
@@ -65,6 +67,11 @@ pub(crate) fn from_item(item: &Item) -> Result<Device, StoreError> {
             digest: text("url_digest")?,
         },
         enabled: item.get("enabled").and_then(|v| v.as_bool().ok()).copied().unwrap_or(true),
+        // Devices registered before playback authorization were public.
+        playback: match opt_text("playback") {
+            None => Playback::Public,
+            Some(p) => Playback::parse(&p).ok_or_else(|| corrupt("playback"))?,
+        },
         reported: opt_text("status")
             .and_then(|v| DeviceStatus::parse(&v))
             .unwrap_or(DeviceStatus::Offline),
@@ -100,7 +107,7 @@ mod tests {
         let key = MediaUrlKey::from_hex(&"1".repeat(64)).unwrap();
         let url = MediaUrl::seal("rtsp://u:p@cam/s", "d1", Some(&key)).unwrap();
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-        let mut d = Device::new("d1", "gw", url, now);
+        let mut d = Device::new("d1", "gw", url, Playback::Signed, now);
         d.reported = DeviceStatus::Online;
         d.last_heartbeat = Some(now);
         let item = to_item(&d);

@@ -162,6 +162,8 @@ pub trait DeviceStore: Send + Sync {
 pub struct DynamoDeviceStore {
     pub(crate) client: Client,
     pub(crate) table: String,
+    /// Playback of devices a gateway heartbeat registers.
+    pub(crate) default_playback: crate::playback::Playback,
 }
 
 pub(crate) fn values<const N: usize>(pairs: [(&str, AttributeValue); N]) -> Item {
@@ -173,9 +175,17 @@ pub(crate) fn names(list: &[&str]) -> HashMap<String, String> {
 }
 
 impl DynamoDeviceStore {
-    /// A store on `table` using `client`.
+    /// A store on `table` using `client`; devices a heartbeat registers are public (see
+    /// [`DynamoDeviceStore::with_default_playback`]).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), default_playback: crate::playback::Playback::Public }
+    }
+
+    /// This store registering devices first heard of in a heartbeat with `playback` (the
+    /// stack's `PLAYBACK_DEFAULT`).
+    pub fn with_default_playback(mut self, playback: crate::playback::Playback) -> Self {
+        self.default_playback = playback;
+        self
     }
 
     /// `UpdateItem` of device `id` with `update` if `condition` holds (`#name` placeholders

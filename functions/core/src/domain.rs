@@ -1,6 +1,7 @@
 //! Channels: what a user creates through the API and publishes into over RTMP.
 
 use crate::lease::PublishLease;
+use crate::playback::Playback;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -18,24 +19,31 @@ pub const MAX_DESCRIPTION_CHARS: usize = 1024;
 /// Lifetime of a channel created without `expires_at`: 30 days.
 pub const DEFAULT_CHANNEL_LIFETIME: Duration = Duration::days(30);
 
-/// Object key of a channel's live HLS playlist: `live/<channel-id>/index.m3u8`.
-pub fn live_playlist_key(channel_id: &str) -> String {
-    format!("live/{channel_id}/index.m3u8")
+/// Object key of a channel's live HLS playlist: `live/<channel-id>/index.m3u8`, below
+/// `signed/` for a [`Playback::Signed`] channel ([`crate::playback::channel_prefix`]).
+pub fn live_playlist_key(channel_id: &str, playback: Playback) -> String {
+    format!("{}/index.m3u8", crate::playback::channel_prefix(channel_id, playback))
 }
 
 /// Key prefix of a device's live output: `devices/<device-id>/live` (the sliding playlist is
-/// `<prefix>/index.m3u8`).
-pub fn device_live_prefix(device_id: &str) -> String {
-    format!("devices/{device_id}/live")
+/// `<prefix>/index.m3u8`), below `signed/` for a [`Playback::Signed`] device.
+pub fn device_live_prefix(device_id: &str, playback: Playback) -> String {
+    format!("{}/live", crate::playback::device_prefix(device_id, playback))
 }
 
 /// Key prefix of a device's archive for the UTC hour starting at `hour`:
 /// `devices/<device-id>/<yyyy>/<mm>/<dd>/<hh>` (one EVENT playlist per hour and session under
-/// it), the layout a lifecycle rule moves to Glacier by the `devices/` prefix.
-pub fn device_archive_prefix(device_id: &str, hour: time::OffsetDateTime) -> String {
+/// it; below `signed/` for a [`Playback::Signed`] device), the layout a lifecycle rule moves
+/// to the archive storage class by the `devices/` prefix.
+pub fn device_archive_prefix(
+    device_id: &str,
+    playback: Playback,
+    hour: time::OffsetDateTime,
+) -> String {
     let hour = hour.to_offset(time::UtcOffset::UTC);
     format!(
-        "devices/{device_id}/{:04}/{:02}/{:02}/{:02}",
+        "{}/{:04}/{:02}/{:02}/{:02}",
+        crate::playback::device_prefix(device_id, playback),
         hour.year(),
         u8::from(hour.month()),
         hour.day(),
@@ -51,6 +59,9 @@ pub fn is_valid_channel_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Why `playback` cannot change: the media of each kind is stored under its own prefix.
+pub const PLAYBACK_IS_FIXED: &str = "is fixed when the resource is created (public and signed media are stored under different prefixes); create a new one to change it";
+
 /// A request field that breaks a rule. `field` is the JSON path, e.g. `hls.segment_duration`.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{field}: {message}")]
@@ -62,7 +73,8 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    fn new(field: &str, message: impl Into<String>) -> Self {
+    /// The error for `field` (its JSON path) breaking the rule `message`.
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
         Self { field: field.to_owned(), message: message.into() }
     }
 }
@@ -182,6 +194,9 @@ pub struct Channel {
     pub hls: HlsSettings,
     /// Whether the live output is also kept as a recording.
     pub recording: bool,
+    /// `public` or `signed`: whether players need CloudFront signed cookies or URLs. Fixed at
+    /// creation: it decides where the media is stored ([`crate::playback`]).
+    pub playback: Playback,
     /// After this instant publishes are refused (RFC 3339 on the wire).
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
@@ -218,6 +233,11 @@ impl Channel {
     pub fn is_expired(&self, now: OffsetDateTime) -> bool {
         now >= self.expires_at
     }
+
+    /// Key prefix of the channel's live output ([`crate::playback::channel_prefix`]).
+    pub fn prefix(&self) -> String {
+        crate::playback::channel_prefix(&self.id, self.playback)
+    }
 }
 
 /// Body of `POST /channels`.
@@ -235,6 +255,9 @@ pub struct NewChannel {
     /// Optional recording flag, default `false`.
     #[serde(default)]
     pub recording: bool,
+    /// Optional `public` or `signed`; default the stack's (`PLAYBACK_DEFAULT`).
+    #[serde(default)]
+    pub playback: Option<Playback>,
     /// Optional expiry (RFC 3339); default 30 days after creation.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
@@ -249,15 +272,21 @@ impl NewChannel {
             description: String::new(),
             hls,
             recording: false,
+            playback: None,
             expires_at: None,
         }
     }
 
-    /// Validates the request and builds the channel to store, with a fresh id and secret.
+    /// Validates the request and builds the channel to store, with a fresh id and secret;
+    /// `default_playback` applies when the request has no `playback`.
     ///
     /// # Errors
     /// [`ValidationError`] naming the first invalid field.
-    pub fn into_channel(self, now: OffsetDateTime) -> Result<Channel, ValidationError> {
+    pub fn into_channel(
+        self,
+        now: OffsetDateTime,
+        default_playback: Playback,
+    ) -> Result<Channel, ValidationError> {
         let now = now.replace_nanosecond(0).unwrap_or(now);
         let channel = Channel {
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -265,6 +294,7 @@ impl NewChannel {
             description: self.description,
             hls: self.hls,
             recording: self.recording,
+            playback: self.playback.unwrap_or(default_playback),
             expires_at: self.expires_at.unwrap_or(now + DEFAULT_CHANNEL_LIFETIME),
             state: ChannelState::Idle,
             created_at: now,
@@ -301,6 +331,8 @@ pub struct ChannelPatch {
     pub hls: Option<HlsPatch>,
     /// New recording flag.
     pub recording: Option<bool>,
+    /// Accepted only when equal to the channel's: playback is fixed at creation.
+    pub playback: Option<Playback>,
     /// New expiry (RFC 3339).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
@@ -316,6 +348,9 @@ impl ChannelPatch {
         channel: &Channel,
         now: OffsetDateTime,
     ) -> Result<Channel, ValidationError> {
+        if self.playback.is_some_and(|p| p != channel.playback) {
+            return Err(ValidationError::new("playback", PLAYBACK_IS_FIXED));
+        }
         let mut next = channel.clone();
         if let Some(name) = &self.name {
             next.name.clone_from(name);
@@ -363,6 +398,7 @@ mod tests {
             description: String::new(),
             hls: HlsSettings::default(),
             recording: false,
+            playback: None,
             expires_at: None,
         }
     }
@@ -370,33 +406,36 @@ mod tests {
     #[test]
     fn new_channel_defaults() {
         let now = OffsetDateTime::now_utc();
-        let c = new("cam").into_channel(now).unwrap();
+        let c = new("cam").into_channel(now, Playback::Public).unwrap();
         assert_eq!(c.id.len(), 32);
         assert_eq!(c.version, 1);
         assert_eq!(c.state, ChannelState::Idle);
         assert!(c.expires_at > now + Duration::days(29));
-        assert_ne!(c.secret, new("cam").into_channel(now).unwrap().secret);
+        assert_ne!(c.secret, new("cam").into_channel(now, Playback::Public).unwrap().secret);
     }
 
     #[test]
     fn names_the_invalid_field() {
         let now = OffsetDateTime::now_utc();
-        assert_eq!(new(" ").into_channel(now).unwrap_err().field, "name");
+        assert_eq!(new(" ").into_channel(now, Playback::Public).unwrap_err().field, "name");
         let mut n = new("a");
         n.hls.segment_duration = 11;
-        assert_eq!(n.into_channel(now).unwrap_err().field, "hls.segment_duration");
+        assert_eq!(
+            n.into_channel(now, Playback::Public).unwrap_err().field,
+            "hls.segment_duration"
+        );
         let mut n = new("a");
         n.hls.playlist_window = 2;
-        assert_eq!(n.into_channel(now).unwrap_err().field, "hls.playlist_window");
+        assert_eq!(n.into_channel(now, Playback::Public).unwrap_err().field, "hls.playlist_window");
         let mut n = new("a");
         n.expires_at = Some(now - Duration::hours(1));
-        assert_eq!(n.into_channel(now).unwrap_err().field, "expires_at");
+        assert_eq!(n.into_channel(now, Playback::Public).unwrap_err().field, "expires_at");
     }
 
     #[test]
     fn patch_bumps_version_and_keeps_unset_fields() {
         let now = OffsetDateTime::now_utc();
-        let c = new("a").into_channel(now).unwrap();
+        let c = new("a").into_channel(now, Playback::Public).unwrap();
         let p = ChannelPatch {
             hls: Some(HlsPatch { segment_duration: Some(2), playlist_window: None }),
             ..Default::default()
@@ -406,6 +445,15 @@ mod tests {
         assert_eq!(n.hls.segment_duration, 2);
         assert_eq!(n.hls.playlist_window, c.hls.playlist_window);
         assert_eq!(n.name, "a");
+        assert_eq!(c.playback, Playback::Public);
+        let same = ChannelPatch { playback: Some(Playback::Public), ..Default::default() };
+        assert!(same.apply(&c, now).is_ok());
+        let change = ChannelPatch { playback: Some(Playback::Signed), ..Default::default() };
+        assert_eq!(change.apply(&c, now).unwrap_err().field, "playback");
+        let mut signed = new("s");
+        signed.playback = Some(Playback::Signed);
+        let s = signed.into_channel(now, Playback::Public).unwrap();
+        assert_eq!((s.playback, s.prefix()), (Playback::Signed, format!("signed/live/{}", s.id)));
     }
 
     #[test]

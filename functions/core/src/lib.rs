@@ -27,9 +27,9 @@ pub mod asset;
 #[cfg(feature = "dynamodb")]
 pub mod asset_store;
 pub mod aws;
-pub mod cloudfront;
 #[cfg(feature = "dynamodb")]
 mod channel_item;
+pub mod cloudfront;
 pub mod config;
 #[cfg(feature = "dynamodb")]
 pub mod device;

@@ -131,8 +131,12 @@ impl PlaybackSettings {
                 reason: format!("{v:?}: expected public or signed"),
             })?,
         };
-        let ttl_secs =
-            crate::config::number_from(&get, "PLAYBACK_TTL_SECS", DEFAULT_PLAYBACK_TTL_SECS, PLAYBACK_TTL_RANGE)?;
+        let ttl_secs = crate::config::number_from(
+            &get,
+            "PLAYBACK_TTL_SECS",
+            DEFAULT_PLAYBACK_TTL_SECS,
+            PLAYBACK_TTL_RANGE,
+        )?;
         let key_pair_id = get("PLAYBACK_KEY_PAIR_ID");
         let private_key_secret_arn = get("PLAYBACK_PRIVATE_KEY_SECRET_ARN");
         if key_pair_id.is_some() != private_key_secret_arn.is_some() {
@@ -246,10 +250,13 @@ pub async fn load_signer(
     };
     let client = crate::aws::secretsmanager(sdk);
     let failed = |reason: String| SigningKeyError::Secret { arn: arn.clone(), reason };
-    let output = tokio::time::timeout(SECRET_TIMEOUT, client.get_secret_value().secret_id(arn).send())
-        .await
-        .map_err(|_| failed("timed out".into()))?
-        .map_err(|e| failed(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string()))?;
+    let output =
+        tokio::time::timeout(SECRET_TIMEOUT, client.get_secret_value().secret_id(arn).send())
+            .await
+            .map_err(|_| failed("timed out".into()))?
+            .map_err(|e| {
+                failed(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+            })?;
     let pem = output.secret_string().ok_or_else(|| SigningKeyError::NotAString(arn.clone()))?;
     Signer::from_pem(pem, id)
         .map(Some)

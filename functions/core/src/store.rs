@@ -2,7 +2,7 @@
 //!
 //! Table layout (one item per channel, partition key `id` of type S):
 //! `id` S, `name` S, `description` S, `segment_duration` N (seconds), `playlist_window` N,
-//! `recording` BOOL, `expires_at` S (RFC 3339), `state` S (`idle`|`live`), `created_at` S,
+//! `recording` BOOL, `playback` S (`public`|`signed`; absent = public), `expires_at` S (RFC 3339), `state` S (`idle`|`live`), `created_at` S,
 //! `updated_at` S, `version` N, `secret` S (64 hex chars), and while a publish holds the
 //! channel `lease_owner` S, `lease_session` S, `lease_expires_at` N (unix ms; see [`crate::lease`]).
 //!

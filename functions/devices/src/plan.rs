@@ -337,7 +337,13 @@ mod tests {
 
     fn device(id: &str, online: bool) -> Device {
         let url = MediaUrl::seal(&format!("rtsp://cam/{id}"), id, None).unwrap();
-        let mut d = Device::new(id, "gw", url, now() - Duration::hours(1));
+        let mut d = Device::new(
+            id,
+            "gw",
+            url,
+            streamstack_core::Playback::Public,
+            now() - Duration::hours(1),
+        );
         if online {
             d.reported = DeviceStatus::Online;
             d.last_heartbeat = Some(now() - Duration::minutes(1));

@@ -4,6 +4,7 @@ use crate::presets::Presets;
 use crate::settings::{Defaults, SEGMENT_LENGTH_RANGE, THUMBNAIL_INTERVAL_RANGE};
 use std::ops::RangeInclusive;
 use streamstack_core::config::ConfigError;
+use streamstack_core::playback::PlaybackSettings;
 
 /// Settings of the trigger and job-state functions.
 ///
@@ -86,6 +87,7 @@ impl VodConfig {
                     10,
                     THUMBNAIL_INTERVAL_RANGE,
                 )?,
+                playback: PlaybackSettings::from_lookup(&get)?.default,
             },
             endpoint_url: get("AWS_ENDPOINT_URL"),
         })

@@ -14,6 +14,8 @@ use thiserror::Error;
 pub const META_ASSET_ID: &str = "streamstack-asset-id";
 /// `UserMetadata` key carrying the stack name (the EventBridge rule filters on it).
 pub const META_STACK: &str = "streamstack-stack";
+/// `UserMetadata` key carrying the asset's playback (`public` | `signed`): where its outputs go.
+pub const META_PLAYBACK: &str = "streamstack-playback";
 /// Name of the one audio selector of the input.
 const AUDIO_SELECTOR: &str = "Audio Selector 1";
 
@@ -75,8 +77,9 @@ pub fn job_request(
     stack: &str,
 ) -> Option<JobRequest> {
     let ladder = presets.ladder(&settings.ladder)?;
-    let destination =
-        |kind: &str| format!("s3://{}/{}", source.bucket, output_prefix(asset_id, kind));
+    let destination = |kind: &str| {
+        format!("s3://{}/{}", source.bucket, output_prefix(asset_id, settings.playback, kind))
+    };
     let gop = gop_seconds(settings.segment_length);
 
     let hls = OutputGroup::builder()
@@ -193,6 +196,7 @@ pub fn job_request(
         user_metadata: HashMap::from([
             (META_ASSET_ID.to_owned(), asset_id.to_owned()),
             (META_STACK.to_owned(), stack.to_owned()),
+            (META_PLAYBACK.to_owned(), settings.playback.as_str().to_owned()),
         ]),
         settings: JobSettings::builder()
             .timecode_config(TimecodeConfig::builder().source(TimecodeSource::Zerobased).build())

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use streamstack_core::asset::{output_prefix, AssetError, AssetOutputs, AssetStatus, Rendition};
 use streamstack_core::asset_store::{Applied, JobUpdate};
+use streamstack_core::Playback;
 use streamstack_core::StoreError;
 use thiserror::Error;
 
@@ -161,7 +162,8 @@ pub async fn handle_event(
     // A final asset refuses the update below anyway; skip the listing for it.
     let outputs = match status {
         AssetStatus::Complete if !current.status.is_final() => {
-            Some(outputs(deps, &current.source.bucket, &asset_id, &d).await?)
+            let playback = current.settings.as_ref().map_or(Playback::Public, |s| s.playback);
+            Some(outputs(deps, &current.source.bucket, &asset_id, playback, &d).await?)
         }
         _ => None,
     };
@@ -209,6 +211,7 @@ async fn outputs(
     deps: &Deps,
     bucket: &str,
     asset_id: &str,
+    playback: Playback,
     d: &JobStateDetail,
 ) -> Result<AssetOutputs, JobStateError> {
     let mut out = AssetOutputs::default();
@@ -234,7 +237,8 @@ async fn outputs(
         }
     }
     out.renditions.sort_by_key(|r| (r.height, r.width));
-    out.thumbnail_keys = list_keys(deps, bucket, &output_prefix(asset_id, "thumbnails")).await?;
+    out.thumbnail_keys =
+        list_keys(deps, bucket, &output_prefix(asset_id, playback, "thumbnails")).await?;
     out.thumbnail_keys.retain(|k| k.ends_with(".jpg"));
     Ok(out)
 }

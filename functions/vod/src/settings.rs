@@ -6,12 +6,14 @@
 //! | `ladder` | `x-amz-meta-streamstack-ladder` | name of a ladder in the presets |
 //! | `segment_length` | `x-amz-meta-streamstack-segment-length` | HLS segment length, s, 1..=30 |
 //! | `thumbnail_interval` | `x-amz-meta-streamstack-thumbnail-interval` | s between thumbnails, 1..=3600 |
+//! | `playback` | `x-amz-meta-streamstack-playback` | `public` or `signed` ([`Playback`]) |
 
 use crate::presets::Presets;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use streamstack_core::asset::EncodeSettings;
+use streamstack_core::Playback;
 use thiserror::Error;
 
 /// Allowed HLS segment length, in seconds (MediaConvert `HlsGroupSettings.SegmentLength`).
@@ -24,6 +26,8 @@ pub const META_LADDER: &str = "streamstack-ladder";
 pub const META_SEGMENT_LENGTH: &str = "streamstack-segment-length";
 /// Object metadata key (without `x-amz-meta-`) of the thumbnail interval, seconds.
 pub const META_THUMBNAIL_INTERVAL: &str = "streamstack-thumbnail-interval";
+/// Object metadata key (without `x-amz-meta-`) of the playback: `public` or `signed`.
+pub const META_PLAYBACK: &str = "streamstack-playback";
 
 /// Settings that an upload asked for and that cannot be honoured.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -47,6 +51,8 @@ pub struct Overrides {
     pub segment_length: Option<u32>,
     /// Thumbnail interval, seconds.
     pub thumbnail_interval: Option<u32>,
+    /// `public` or `signed`.
+    pub playback: Option<Playback>,
 }
 
 impl Overrides {
@@ -83,10 +89,21 @@ impl Overrides {
                 })
                 .transpose()
         };
+        let playback = meta
+            .get(META_PLAYBACK)
+            .map(|v| {
+                Playback::parse(v.trim()).ok_or_else(|| SettingsError {
+                    origin: "object metadata".into(),
+                    field: format!("x-amz-meta-{META_PLAYBACK}"),
+                    message: format!("expected public or signed, got {v:?}"),
+                })
+            })
+            .transpose()?;
         Ok(Self {
             ladder: meta.get(META_LADDER).map(|v| v.trim().to_owned()),
             segment_length: number(META_SEGMENT_LENGTH)?,
             thumbnail_interval: number(META_THUMBNAIL_INTERVAL)?,
+            playback,
         })
     }
 
@@ -96,6 +113,7 @@ impl Overrides {
             ladder: over.ladder.or(self.ladder),
             segment_length: over.segment_length.or(self.segment_length),
             thumbnail_interval: over.thumbnail_interval.or(self.thumbnail_interval),
+            playback: over.playback.or(self.playback),
         }
     }
 }
@@ -107,6 +125,8 @@ pub struct Defaults {
     pub segment_length: u32,
     /// Thumbnail interval, seconds.
     pub thumbnail_interval: u32,
+    /// Playback of assets whose upload does not choose (`PLAYBACK_DEFAULT`).
+    pub playback: Playback,
 }
 
 /// Resolves the final settings: `choices` over `defaults`, the ladder checked against
@@ -152,6 +172,7 @@ pub fn resolve(
             choices.thumbnail_interval.unwrap_or(defaults.thumbnail_interval),
             THUMBNAIL_INTERVAL_RANGE,
         )?,
+        playback: choices.playback.unwrap_or(defaults.playback),
     })
 }
 
@@ -159,7 +180,8 @@ pub fn resolve(
 mod tests {
     use super::*;
 
-    const DEFAULTS: Defaults = Defaults { segment_length: 6, thumbnail_interval: 10 };
+    const DEFAULTS: Defaults =
+        Defaults { segment_length: 6, thumbnail_interval: 10, playback: Playback::Public };
 
     #[test]
     fn sidecar_overrides_metadata_overrides_defaults() {
@@ -167,10 +189,17 @@ mod tests {
             (META_LADDER.to_owned(), "sd".to_owned()),
             (META_SEGMENT_LENGTH.to_owned(), "4".to_owned()),
         ]);
-        let sidecar = Overrides::from_sidecar("s", br#"{"segment_length": 2}"#).unwrap();
+        let sidecar =
+            Overrides::from_sidecar("s", br#"{"segment_length": 2, "playback": "signed"}"#)
+                .unwrap();
         let choices = Overrides::from_metadata(&meta).unwrap().then(sidecar);
         let s = resolve("x", &choices, &DEFAULTS, &Presets::builtin()).unwrap();
         assert_eq!((s.ladder.as_str(), s.segment_length, s.thumbnail_interval), ("sd", 2, 10));
+        assert_eq!(s.playback, Playback::Signed);
+        let meta = HashMap::from([(META_PLAYBACK.to_owned(), "signed".to_owned())]);
+        assert_eq!(Overrides::from_metadata(&meta).unwrap().playback, Some(Playback::Signed));
+        let meta = HashMap::from([(META_PLAYBACK.to_owned(), "private".to_owned())]);
+        assert!(Overrides::from_metadata(&meta).unwrap_err().field.ends_with(META_PLAYBACK));
         let s = resolve("x", &Overrides::default(), &DEFAULTS, &Presets::builtin()).unwrap();
         assert_eq!((s.ladder.as_str(), s.segment_length), ("default", 6));
     }

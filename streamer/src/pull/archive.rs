@@ -32,6 +32,8 @@ pub const RECORDING_SEGMENT_RANGE: std::ops::RangeInclusive<u32> = 6..=600;
 pub struct ArchiveConfig {
     /// The device id (key prefix `devices/<id>/…`).
     pub device_id: String,
+    /// The device's playback: its archive goes below `signed/` when signed.
+    pub playback: streamstack_core::Playback,
     /// Session folder under each hour (unique per streamer run).
     pub session: String,
     /// Recording target duration, seconds ([`RECORDING_SEGMENT_RANGE`]).
@@ -151,7 +153,7 @@ impl Archive {
             uploader: Uploader::spawn(
                 Arc::clone(&config.sink),
                 UploaderConfig {
-                    prefix: device_archive_prefix(&config.device_id, start),
+                    prefix: device_archive_prefix(&config.device_id, config.playback, start),
                     session: config.session.clone(),
                     target_secs: config.target_secs,
                     window: 0,
@@ -217,6 +219,7 @@ mod tests {
         let sink = Arc::new(DirSink::new(dir.clone()));
         let mut archive = Archive::new(ArchiveConfig {
             device_id: "cam1".into(),
+            playback: streamstack_core::Playback::Public,
             session: "s1".into(),
             target_secs: 12,
             max_bytes: 1 << 20,

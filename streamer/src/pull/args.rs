@@ -21,7 +21,11 @@ use streamstack_core::device_store::{DeviceStore, DynamoDeviceStore};
 use streamstack_core::media_url::MediaUrlKey;
 use streamstack_core::slot::{DynamoSlotStore, SlotStore};
 use streamstack_core::stream_state::{DynamoStreamStateStore, StreamStateStore};
-use streamstack_core::{ChannelStore, DynamoChannelStore, HlsSettings};
+use streamstack_core::{ChannelStore, DynamoChannelStore, HlsSettings, Playback};
+
+fn parse_playback(text: &str) -> Result<Playback, String> {
+    Playback::parse(text).ok_or_else(|| format!("{text:?}: expected public or signed"))
+}
 
 /// Flags of `streamer pull`.
 ///
@@ -57,6 +61,11 @@ pub struct PullArgs {
     /// A file of further sources, one `<target> <url>` per line (`#` comments).
     #[arg(long, env = "PULL_SOURCES_FILE")]
     sources_file: Option<PathBuf>,
+    /// Playback of the `--source`/`--sources-file` targets: `public` (media under
+    /// `devices/<id>/`, `live/<id>/`) or `signed` (under `signed/…`, played with CloudFront
+    /// signed cookies or URLs). Assigned devices and channels with a table use their own.
+    #[arg(long, env = "PULL_PLAYBACK", default_value = "public", value_parser = parse_playback)]
+    playback: Playback,
     /// RTSP transport: `tcp` (interleaved on the RTSP connection, default) or `udp`.
     #[arg(long, env = "RTSP_TRANSPORT", default_value = "tcp")]
     rtsp_transport: String,
@@ -129,13 +138,18 @@ impl PullArgs {
             .sources
             .iter()
             .zip(&self.targets)
-            .map(|(url, target)| PullSource { url: url.clone(), target: target.clone() })
+            .map(|(url, target)| PullSource {
+                url: url.clone(),
+                target: target.clone(),
+                playback: self.playback,
+            })
             .collect();
         if let Some(path) = &self.sources_file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("read {}", path.display()))?;
             sources.extend(
-                parse_sources(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                parse_sources(&text, self.playback)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
             );
         }
         if sources.is_empty() {

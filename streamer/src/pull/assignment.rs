@@ -139,7 +139,7 @@ impl Follower {
             Some(d) => d
                 .media_url
                 .open(&d.id, self.key.as_ref())
-                .map(|url| (url, d.media_url.digest.clone()))
+                .map(|url| (url, d.media_url.digest.clone(), d.playback))
                 .map_err(|e| format!("media URL: {e}")),
         };
         let followed = self.followed.entry(id.to_owned()).or_insert_with(|| Followed {
@@ -149,7 +149,7 @@ impl Follower {
         });
         followed.slot_digest = slot_digest.to_owned();
         match wanted {
-            Ok((url, digest)) => {
+            Ok((url, digest, playback)) => {
                 followed.skipped = None;
                 if followed.pulling.as_deref() == Some(digest.as_str()) && pulls.contains(&target) {
                     return;
@@ -163,7 +163,7 @@ impl Follower {
                     "device assigned: pulling"
                 );
                 followed.pulling = Some(digest);
-                pulls.add(PullSource { url, target });
+                pulls.add(PullSource { url, target, playback });
             }
             Err(reason) => {
                 if followed.pulling.take().is_some() {

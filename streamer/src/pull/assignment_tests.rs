@@ -15,6 +15,7 @@ use streamstack_core::device_store::{DeviceFilter, HeartbeatOutcome, Reported};
 use streamstack_core::media_url::MediaUrl;
 use streamstack_core::paging::Page;
 use streamstack_core::slot::{Slot, StartClaim};
+use streamstack_core::Playback;
 use streamstack_core::StoreError;
 use time::OffsetDateTime;
 
@@ -103,7 +104,8 @@ impl Devices {
     fn put(&self, id: &str, url: &str, enabled: bool, key: Option<&MediaUrlKey>) -> String {
         let media_url = MediaUrl::seal(url, id, key).unwrap();
         let digest = media_url.digest.clone();
-        let mut device = Device::new(id, "gw1", media_url, OffsetDateTime::now_utc());
+        let mut device =
+            Device::new(id, "gw1", media_url, Playback::Public, OffsetDateTime::now_utc());
         device.enabled = enabled;
         self.devices.lock().unwrap().insert(id.to_owned(), device);
         digest
@@ -318,9 +320,9 @@ async fn a_failed_poll_keeps_the_pulls_and_a_deleted_slot_ends_them() {
 async fn a_pull_is_replaced_and_removed_by_target() {
     let mut pulls = supervisor();
     let target = PullTarget::Device("cam".into());
-    pulls.add(PullSource { url: udp_url(), target: target.clone() });
+    pulls.add(PullSource { url: udp_url(), target: target.clone(), playback: Playback::Public });
     assert_eq!(pulls.started(), 1);
-    pulls.add(PullSource { url: udp_url(), target: target.clone() });
+    pulls.add(PullSource { url: udp_url(), target: target.clone(), playback: Playback::Public });
     assert_eq!(pulled(&mut pulls), ["device:cam"]);
     assert_eq!(pulls.started(), 2);
     assert!(pulls.remove(&target));

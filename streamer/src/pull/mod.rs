@@ -45,8 +45,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use streamstack_core::domain::{device_live_prefix, is_valid_channel_id};
+use streamstack_core::playback::channel_prefix;
 use streamstack_core::stream_state::StreamStateStore;
 use streamstack_core::ChannelStore;
+use streamstack_core::Playback;
 
 /// What a pulled source is recorded as.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -99,6 +101,9 @@ pub struct PullSource {
     pub url: String,
     /// Where it is recorded.
     pub target: PullTarget,
+    /// Playback of a device target, or of a channel target without a channels table (a
+    /// channel's own row decides otherwise): signed media goes below `signed/`.
+    pub playback: Playback,
 }
 
 impl fmt::Debug for PullSource {
@@ -106,16 +111,17 @@ impl fmt::Debug for PullSource {
         f.debug_struct("PullSource")
             .field("url", &redact_url(&self.url))
             .field("target", &self.target)
+            .field("playback", &self.playback)
             .finish()
     }
 }
 
-/// Parses a sources file: one `<target> <url>` per line (`device:cam1 rtsp://…`); blank
-/// lines and lines starting with `#` are skipped.
+/// Parses a sources file: one `<target> <url>` per line (`device:cam1 rtsp://…`), each
+/// recorded with `playback`; blank lines and lines starting with `#` are skipped.
 ///
 /// # Errors
 /// The first bad line: its number and why (the URL is not repeated, it may hold a password).
-pub fn parse_sources(text: &str) -> Result<Vec<PullSource>, String> {
+pub fn parse_sources(text: &str, playback: Playback) -> Result<Vec<PullSource>, String> {
     let mut sources = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -127,7 +133,7 @@ pub fn parse_sources(text: &str) -> Result<Vec<PullSource>, String> {
             return Err(format!("line {}: expected `<target> <url>`", n + 1));
         };
         let target = target.parse().map_err(|e| format!("line {}: {e}", n + 1))?;
-        sources.push(PullSource { url: url.to_owned(), target });
+        sources.push(PullSource { url: url.to_owned(), target, playback });
     }
     Ok(sources)
 }
@@ -225,22 +231,25 @@ impl PullContext {
     /// Opens `target`'s output: a channel's publish (claiming its lease) or plain HLS.
     async fn open_output(
         &self,
-        target: &PullTarget,
+        source: &PullSource,
         stop: &Shutdown,
     ) -> Result<Output, PublishError> {
         let session = new_session();
-        match (target, &self.ingest, &self.channels) {
+        let playback = source.playback;
+        match (&source.target, &self.ingest, &self.channels) {
             (PullTarget::Channel(id), Some(ingest), Some(channels)) => {
                 let channel = channels.get(id).await?.ok_or(PublishError::UnknownChannel)?;
                 Ok(Output::Channel(Box::new(ingest.start(channel).await?)))
             }
             // Standalone: the channel's settings are not known; the flags give them.
             (PullTarget::Channel(id), _, _) => {
-                Ok(Output::Hls(Box::new(self.hls(format!("live/{id}"), session, self.live, None))))
+                let prefix = channel_prefix(id, playback);
+                Ok(Output::Hls(Box::new(self.hls(prefix, session, self.live, None))))
             }
             (PullTarget::Device(id), _, _) => {
                 let archive = ArchiveConfig {
                     device_id: id.clone(),
+                    playback,
                     session: session.clone(),
                     target_secs: self.recording_segment_secs,
                     max_bytes: self.media.max_segment_bytes,
@@ -248,7 +257,7 @@ impl PullContext {
                     uploads: self.uploads.clone(),
                     shutdown: stop.clone(),
                 };
-                let prefix = device_live_prefix(id);
+                let prefix = device_live_prefix(id, playback);
                 Ok(Output::Hls(Box::new(self.hls(prefix, session, self.live, Some(archive)))))
             }
         }

@@ -112,7 +112,7 @@ async fn open_output(
     stop: &mut Shutdown,
 ) -> Option<Output> {
     loop {
-        match context.open_output(&source.target, stop).await {
+        match context.open_output(source, stop).await {
             Ok(output) => return Some(output),
             Err(e) => {
                 let permanent = matches!(e, PublishError::UnknownChannel);

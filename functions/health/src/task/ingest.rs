@@ -6,8 +6,8 @@
 //! The streamer records its ECS task ARN as `lease_owner` (task metadata endpoint v4); the
 //! channels table's keys-only [`streamstack_core::lease::LEASE_OWNER_INDEX`] finds the
 //! candidates without a scan, and each is re-read consistently. For a channel whose stored
-//! lease is still the stopped task's: first its `live/<id>/index.m3u8` gets `EXT-X-ENDLIST`
-//! (RFC 8216 §4.3.3.4) — while the dead session still holds the lease no other publish can
+//! lease is still the stopped task's: first its live playlist (`live/<id>/index.m3u8`, below
+//! `signed/` for a signed channel) gets `EXT-X-ENDLIST` (RFC 8216 §4.3.3.4) — while the dead session still holds the lease no other publish can
 //! write that playlist — then the lease is released, conditional on the session (a publish
 //! that took over meanwhile is never touched). A lease that has lapsed already (an event
 //! delivered more than [`streamstack_core::LEASE_DURATION`] late) is only released: a new
@@ -16,6 +16,7 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use serde::Serialize;
+use streamstack_core::domain::live_playlist_key;
 use streamstack_core::store::StoreError;
 use streamstack_core::{ChannelStore, DynamoChannelStore};
 
@@ -83,7 +84,15 @@ impl IngestCleanup {
             let unexpired = lease.expires_at > time::OffsetDateTime::now_utc();
             let playlist_ended = match &self.bucket {
                 Some(bucket) if unexpired => {
-                    self.end_playlist(bucket, &format!("live/{id}/index.m3u8")).await?
+                    // Where the playlist is depends on the channel's playback (fixed at
+                    // creation); a channel deleted meanwhile has nobody left to play it.
+                    match self.channels.get(&id).await? {
+                        Some(channel) => {
+                            let key = live_playlist_key(&id, channel.playback);
+                            self.end_playlist(bucket, &key).await?
+                        }
+                        None => false,
+                    }
                 }
                 _ => false,
             };

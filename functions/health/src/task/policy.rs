@@ -138,7 +138,7 @@ mod tests {
         let p = RestartPolicy::default();
         let t0 = OffsetDateTime::now_utc();
         let url = MediaUrl::seal("rtsp://cam/s", "d", None).unwrap();
-        let mut d = Device::new("d", "gw", url, t0);
+        let mut d = Device::new("d", "gw", url, streamstack_core::Playback::Public, t0);
         for n in 1..=4u32 {
             let at = t0 + Span::seconds(i64::from(n) * 30);
             let r =
