@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use streamstack_core::asset::{is_valid_asset_id, Asset, AssetError, AssetStatus, EncodeSettings};
+use streamstack_core::playback::asset_prefix;
 use streamstack_core::Config;
 use time::OffsetDateTime;
 
@@ -22,8 +23,13 @@ pub struct AssetView {
     pub status: AssetStatus,
     /// Source object: `{"bucket","key","version_id"?,"size"}` (size in bytes).
     pub source: Value,
-    /// Encoding choices (`ladder`, `segment_length` s, `thumbnail_interval` s), once resolved.
+    /// Encoding choices (`ladder`, `segment_length` s, `thumbnail_interval` s, `playback`),
+    /// once resolved.
     pub settings: Option<EncodeSettings>,
+    /// `{"mode","playlist_url","signed_playlist_url","authorization"}` for the HLS master
+    /// playlist ([`crate::playback::body`]; the credentials cover every output of the asset:
+    /// renditions, MP4, thumbnails). Only in `GET /assets/{id}` once `COMPLETE`, else `null`.
+    pub playback: Option<Value>,
     /// MediaConvert job id.
     pub job_id: Option<String>,
     /// Job progress, 0..=100.
@@ -42,7 +48,7 @@ pub struct AssetView {
 }
 
 impl AssetView {
-    /// The view of `asset`, URLs made with [`Config::media_url`].
+    /// The view of `asset`, URLs made with [`Config::media_url`], without `playback`.
     pub fn new(asset: Asset, config: &Config) -> Self {
         let url = |key: &str| config.media_url(key);
         let outputs = asset.outputs.as_ref().map(|o| {
@@ -69,6 +75,7 @@ impl AssetView {
                 "size": asset.source.size,
             }),
             settings: asset.settings,
+            playback: None,
             job_id: asset.job_id,
             progress_percent: asset.progress_percent,
             outputs,
@@ -99,5 +106,12 @@ pub(crate) async fn get_one(
         return Err(not_found());
     }
     let asset = deps.assets.get(&id).await?.ok_or_else(not_found)?;
-    Ok(Json(AssetView::new(asset, &deps.config)))
+    let mode = asset.settings.as_ref().map(|s| s.playback);
+    let master = asset.outputs.as_ref().and_then(|o| o.hls_master_key.clone());
+    let mut view = AssetView::new(asset, &deps.config);
+    if let (Some(mode), Some(master)) = (mode, master) {
+        let prefix = asset_prefix(&view.id, mode);
+        view.playback = Some(crate::playback::body(&deps, mode, &prefix, &master));
+    }
+    Ok(Json(view))
 }
