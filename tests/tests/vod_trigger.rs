@@ -5,7 +5,7 @@
 use serde_json::Value;
 use std::process::Command;
 use streamstack_core::asset::AssetStatus;
-use streamstack_core::AssetStore;
+use streamstack_core::{AssetStore, Playback};
 use streamstack_tests::vod::{Bench, STACK};
 use vod::trigger::{handle_event, Outcome};
 
@@ -308,4 +308,50 @@ async fn a_deleted_source_is_an_asset_error_not_a_crash() {
         .unwrap();
     let Outcome::Rejected { error, .. } = &outcomes[0] else { panic!("{outcomes:?}") };
     assert_eq!(error.code, "SourceMissing");
+}
+
+/// Playback (issue 14): the stack default, or the upload's choice, decides where the outputs
+/// go (`signed/outputs/<asset>/` for signed assets) and is recorded in the settings; a bad
+/// choice is an asset error naming the metadata key.
+#[tokio::test]
+async fn playback_chooses_where_the_outputs_are_written() {
+    let bench = Bench::start(&[("PLAYBACK_DEFAULT", "signed")]).await;
+    let destinations = |request: usize| -> Vec<String> {
+        let body = &bench.mediaconvert.requests()[request].body;
+        body["settings"]["outputGroups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let s = &g["outputGroupSettings"];
+                let d = s["hlsGroupSettings"]["destination"].as_str();
+                d.or(s["fileGroupSettings"]["destination"].as_str()).unwrap().to_owned()
+            })
+            .collect()
+    };
+    // The default.
+    let (id, _) = submitted(&bench.upload_and_trigger("inputs/default.mp4", b"m").await);
+    assert_eq!(bench.asset(&id).await.settings.unwrap().playback, Playback::Signed);
+    let signed = format!("s3://{}/signed/outputs/{id}/", bench.bucket);
+    let d = destinations(0);
+    assert_eq!(d.len(), 3, "{d:?}");
+    assert!(d.iter().all(|d| d.starts_with(&signed)), "{d:?}");
+    // The upload's choice.
+    let meta = [("streamstack-playback", "public")];
+    let version = bench.upload("inputs/open.mp4", b"m", &meta).await;
+    let outcomes = handle_event(&bench.deps, bench.s3_event("inputs/open.mp4", 1, &version, "04"))
+        .await
+        .unwrap();
+    let (id, _) = submitted(&outcomes[0]);
+    assert_eq!(bench.asset(&id).await.settings.unwrap().playback, Playback::Public);
+    let public = format!("s3://{}/outputs/{id}/", bench.bucket);
+    assert!(destinations(1).iter().all(|d| d.starts_with(&public)), "{:?}", destinations(1));
+    // A bad one.
+    let meta = [("streamstack-playback", "private")];
+    let version = bench.upload("inputs/bad.mp4", b"m", &meta).await;
+    let outcomes = handle_event(&bench.deps, bench.s3_event("inputs/bad.mp4", 1, &version, "05"))
+        .await
+        .unwrap();
+    let Outcome::Rejected { error, .. } = &outcomes[0] else { panic!("{outcomes:?}") };
+    assert!(error.message.contains("x-amz-meta-streamstack-playback"), "{}", error.message);
 }
