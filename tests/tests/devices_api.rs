@@ -289,6 +289,11 @@ async fn patch_needs_the_current_version_and_delete_removes() {
             "live_playlist_url": "https://cdn.example/devices/cam1/live/index.m3u8",
             "archive_prefix_url": "https://cdn.example/devices/cam1/",
             "archive_playlist_pattern": "devices/cam1/<yyyy>/<mm>/<dd>/<hh>/<session>/recording.m3u8",
+        }, "playback": {
+            "mode": "public",
+            "playlist_url": "https://cdn.example/devices/cam1/live/index.m3u8",
+            "signed_playlist_url": null,
+            "authorization": null,
         }})
     );
 
