@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Local streamstack: moto (DynamoDB + S3 + SNS) + API + RTMP streamer + the device reconciler
-# (devices-local: streamer pull processes in place of ECS tasks) + mediaconvert-local (a local
-# MediaConvert rendering jobs with ffmpeg; moto has no MediaConvert), all on 127.0.0.1.
-#   scripts/local-stack.sh demo   create a channel over HTTP, publish a clip with ffmpeg,
-#                                 check the HLS output; register a device and heartbeat it
+# Local streamstack: moto (DynamoDB + S3 + SNS + Secrets Manager) + API + RTMP streamer + the
+# device reconciler (devices-local: streamer pull processes in place of ECS tasks) +
+# mediaconvert-local (a local MediaConvert rendering jobs with ffmpeg; moto has no
+# MediaConvert) + edge-local (playback in front of the bucket, enforcing CloudFront signed
+# cookies/URLs on signed/ as CloudFront does), all on 127.0.0.1.
+#   scripts/local-stack.sh demo   create a signed channel over HTTP, publish a clip with ffmpeg,
+#                                 show playback refused without credentials and authorized
+#                                 with the API's signed cookies and signed URL, check the HLS
+#                                 output; register a device and heartbeat it
 #                                 online, the reconciler starts its task, 8 s of the clip sent
 #                                 as UDP MPEG-TS land in the device's live playlist and archive,
 #                                 a heartbeat without it stops the task; upload the clip to inputs/, deliver
@@ -13,7 +17,8 @@
 #                                 renditions; stop everything
 #   scripts/local-stack.sh keep   start the stack and keep it running until Ctrl-C
 # Environment: INPUT=path (your own video for the demo), MOTO_PORT (5000), API_PORT (3000),
-# RTMP_PORT (1935), MEDIACONVERT_PORT (5001), PULL_UDP_PORT (5004), CARGO_TARGET_DIR (where the binaries were built).
+# RTMP_PORT (1935), MEDIACONVERT_PORT (5001), EDGE_PORT (8088), PULL_UDP_PORT (5004),
+# CARGO_TARGET_DIR (where the binaries were built).
 set -euo pipefail
 mode=${1:-demo}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +30,7 @@ api_port=${API_PORT:-3000}
 rtmp_port=${RTMP_PORT:-1935}
 srt_port=${SRT_PORT:-9000}
 mc_port=${MEDIACONVERT_PORT:-5001}
+edge_port=${EDGE_PORT:-8088}
 mkdir -p "$state"
 
 export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
@@ -41,6 +47,17 @@ export MEDIACONVERT_ENDPOINT=http://127.0.0.1:$mc_port
 export MEDIACONVERT_ROLE_ARN=arn:aws:iam::123456789012:role/streamstack-local-mediaconvert
 export ASSETS_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:streamstack-assets
 export INGEST_HOST=127.0.0.1:$rtmp_port INGEST_SRT_HOST=127.0.0.1:$srt_port
+# Players read through edge-local, as they read through CloudFront in AWS.
+export PLAYBACK_BASE_URL=http://127.0.0.1:$edge_port
+# The playback key pair (RSA 2048, made once): edge-local trusts the public key under this
+# id, as CloudFront's key group does; the API reads the private key from Secrets Manager.
+export PLAYBACK_KEY_PAIR_ID=KLOCALPLAYBACK
+keys=$state/playback-keys
+if [ ! -s "$keys/private.pem" ]; then
+  mkdir -p "$keys" && chmod 700 "$keys"
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$keys/private.pem" 2>/dev/null
+  openssl pkey -in "$keys/private.pem" -pubout -out "$keys/public.pem"
+fi
 export RUST_LOG=${RUST_LOG:-info}
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -65,8 +82,8 @@ say "starting moto (DynamoDB + S3 emulator) on $AWS_ENDPOINT_URL"
 pids+=($!)
 wait_port 127.0.0.1 "$moto_port" moto
 
-say "creating tables $CHANNELS_TABLE, $ASSETS_TABLE, $DEVICES_TABLE, $SLOTS_TABLE and bucket $MEDIA_BUCKET"
-"$venv/bin/python" - <<'PY'
+say "creating tables $CHANNELS_TABLE, $ASSETS_TABLE, $DEVICES_TABLE, $SLOTS_TABLE, bucket $MEDIA_BUCKET and the playback key's secret"
+KEYS=$keys STATE=$state "$venv/bin/python" - <<'PY'
 import json, os, boto3
 ddb = boto3.client("dynamodb")
 # Channels: by id, and by lease owner (the health handler's lookup, as in template.yaml).
@@ -94,6 +111,11 @@ ddb.create_table(TableName=os.environ["DEVICES_TABLE"], BillingMode="PAY_PER_REQ
                                           "KeySchema": [{"AttributeName": "gateway_id", "KeyType": "HASH"}],
                                           "Projection": {"ProjectionType": "ALL"}}],
                  StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+# The playback signing key, as the stack's PlaybackPrivateKeySecretArn holds it.
+arn = boto3.client("secretsmanager").create_secret(
+    Name="streamstack-local/playback-key",
+    SecretString=open(os.path.join(os.environ["KEYS"], "private.pem")).read())["ARN"]
+open(os.path.join(os.environ["STATE"], "playback-secret-arn"), "w").write(arn)
 s3 = boto3.client("s3")
 bucket = os.environ["MEDIA_BUCKET"]
 s3.create_bucket(Bucket=bucket)
@@ -103,6 +125,12 @@ s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", 
      "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*" for prefix in ("live", "outputs", "devices")]}]}))
 PY
 
+PLAYBACK_PRIVATE_KEY_SECRET_ARN=$(cat "$state/playback-secret-arn")
+export PLAYBACK_PRIVATE_KEY_SECRET_ARN
+say "starting edge-local (playback; signed/ needs CloudFront signed cookies or a signed URL) on $PLAYBACK_BASE_URL"
+"$bin/edge-local" --listen "127.0.0.1:$edge_port" --bucket "$MEDIA_BUCKET" \
+  --key-pair-id "$PLAYBACK_KEY_PAIR_ID" --public-key-file "$keys/public.pem" >"$state/edge.log" 2>&1 &
+pids+=($!)
 say "starting the channel API on http://127.0.0.1:$api_port"
 "$bin/channels-api-local" --listen "127.0.0.1:$api_port" >"$state/api.log" 2>&1 &
 pids+=($!)
@@ -124,11 +152,12 @@ pids+=($!)
 wait_port 127.0.0.1 "$api_port" "channel API"
 wait_port 127.0.0.1 "$mc_port" mediaconvert-local
 wait_port 127.0.0.1 "$rtmp_port" streamer
+wait_port 127.0.0.1 "$edge_port" edge-local
 api=http://127.0.0.1:$api_port
 
-say "POST $api/channels"
+say "POST $api/channels (a signed channel: players need the credentials the API issues)"
 channel=$(curl -fsS -X POST "$api/channels" -H 'content-type: application/json' \
-  -d '{"name":"demo","description":"make demo","hls":{"segment_duration":4,"playlist_window":10}}')
+  -d '{"name":"demo","description":"make demo","playback":"signed","hls":{"segment_duration":4,"playlist_window":10}}')
 echo "$channel"
 id=$(printf '%s' "$channel" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 say "GET $api/channels/$id/endpoints"
@@ -137,6 +166,9 @@ echo "$endpoints"
 field() { printf '%s' "$endpoints" | "$venv/bin/python" -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
 push_url=$(field '["rtmp"]["push_url"]')
 playback_url=$(field '["hls"]["playback_url"]')
+signed_playlist_url=$(field '["playback"]["signed_playlist_url"]')
+# The signed cookies as one Cookie header value (a web app would set them for the domain).
+cookie=$(printf '%s' "$endpoints" | "$venv/bin/python" -c 'import json,sys; c=json.load(sys.stdin)["playback"]["authorization"]["cookies"]; print("; ".join(f"{k}={v}" for k, v in c.items()))')
 
 if [ "$mode" = keep ]; then
   say "stack is running (Ctrl-C stops it)"
@@ -147,6 +179,9 @@ if [ "$mode" = keep ]; then
   channel       $id
   push URL      $push_url
   playback URL  $playback_url
+                (signed: curl -H 'Cookie: <the endpoints' playback.authorization.cookies>' …,
+                 or open the endpoints' playback.signed_playlist_url)
+  edge          $PLAYBACK_BASE_URL  (log: $state/edge.log)
   assets        $api/assets
   devices       $api/devices   (register: curl -X PUT $api/devices/cam1 -H 'content-type: application/json' \\
                   -d '{"gateway_id":"gw1","media_url":"rtsp://user:pass@camera/stream1"}';
@@ -181,12 +216,28 @@ expected=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 
 say "publishing $input over RTMP in real time (${expected%.*} s)"
 ffmpeg -hide_banner -loglevel error -nostdin -re -i "$input" "${codec[@]}" -f flv "$push_url"
 
-say "waiting for the final playlist (EXT-X-ENDLIST)"
+say "waiting for the final playlist (EXT-X-ENDLIST), read with the signed cookies"
 for _ in $(seq 1 100); do
-  curl -fsS "$playback_url" 2>/dev/null | grep -q EXT-X-ENDLIST && break
+  curl -fsS -H "Cookie: $cookie" "$playback_url" 2>/dev/null | grep -q EXT-X-ENDLIST && break
   sleep 0.2
 done
-curl -fsS "$playback_url"
+curl -fsS -H "Cookie: $cookie" "$playback_url"
+
+say "playback authorization at the edge (as CloudFront's signed/* behaviour)"
+status_of() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+first_segment=$(curl -fsS -H "Cookie: $cookie" "$playback_url" | grep -v '^#' | head -1)
+segment_url=${playback_url%/*}/$first_segment
+refused=$(status_of "$playback_url")
+refused_segment=$(status_of "$segment_url")
+forged=$(status_of -H "Cookie: ${cookie/CloudFront-Signature=/CloudFront-Signature=x}" "$segment_url")
+authorized=$(status_of -H "Cookie: $cookie" "$segment_url")
+set_cookies=$(curl -fsS -D - -o /dev/null "$signed_playlist_url" | grep -ci '^set-cookie: CloudFront-' || true)
+echo "  no credentials:        playlist $refused, segment $refused_segment (refused)"
+echo "  tampered signature:    segment $forged (refused)"
+echo "  signed cookies:        segment $authorized (played)"
+echo "  signed playlist URL:   $(status_of "$signed_playlist_url"), answered with $set_cookies CloudFront-* cookies for the segments"
+[ "$refused" = 403 ] && [ "$refused_segment" = 403 ] && [ "$forged" = 403 ] && [ "$authorized" = 200 ] && [ "$set_cookies" = 3 ] \
+  || { echo "playback authorization did not behave as CloudFront's; see $state/edge.log" >&2; exit 1; }
 
 say "HLS objects in s3://$MEDIA_BUCKET (local emulator)"
 "$venv/bin/python" - <<'PY'
@@ -197,9 +248,10 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=os.environ["MEDI
         print(f'{o["Size"]:>10}  {o["Key"]}')
 PY
 
-say "validating the playlist with ffprobe"
-ffprobe -v error -show_entries format=duration:stream=codec_name,width,height,sample_rate -of compact "$playback_url"
-got=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 "$playback_url")
+say "validating the playlist with ffprobe (with the signed cookies)"
+cookie_header="Cookie: $cookie"$'\r\n'
+ffprobe -v error -headers "$cookie_header" -show_entries format=duration:stream=codec_name,width,height,sample_rate -of compact "$playback_url"
+got=$(ffprobe -v error -headers "$cookie_header" -show_entries format=duration -of default=nw=1:nk=1 "$playback_url")
 "$venv/bin/python" -c "import sys; e,g=float('$expected'),float('$got'); print(f'input {e:.2f} s, HLS {g:.2f} s'); sys.exit(0 if abs(e-g) <= 1 else 1)" \
   || { echo "HLS duration differs from the input by more than 1 s" >&2; exit 1; }
 state_now=$(curl -fsS "$api/channels/$id" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["state"])')
@@ -223,7 +275,7 @@ ffmpeg -hide_banner -loglevel error -nostdin -re -i "$input" -t 8 "${codec[@]}" 
 say "the gateway's next heartbeat no longer lists demo-cam: the reconciler stops its task"
 curl -fsS -X POST "$api/gateways/demo-gw/heartbeat" -H 'content-type: application/json' -d '{"devices":[]}'
 echo
-device_url=$AWS_ENDPOINT_URL/$MEDIA_BUCKET/devices/demo-cam/live/index.m3u8
+device_url=$PLAYBACK_BASE_URL/devices/demo-cam/live/index.m3u8
 for _ in $(seq 1 200); do curl -fsS "$device_url" 2>/dev/null | grep -q EXT-X-ENDLIST && break; sleep 0.1; done
 grep -h "task stopped\|unassigned" "$state/reconciler.log" | tail -2
 curl -fsS "$device_url"
