@@ -279,7 +279,7 @@ async fn ffmpeg_send(url: &str, clip: Clip, format: &str) -> bool {
 
 /// The channel's live playlist, parsed, if it exists yet.
 pub async fn playlist(aws: &AwsClients, bucket: &str, channel: &Channel) -> Option<MediaPlaylist> {
-    let key = format!("live/{}/index.m3u8", channel.id);
+    let key = streamstack_core::domain::live_playlist_key(&channel.id, channel.playback);
     let out = aws.s3.get_object().bucket(bucket).key(&key).send().await.ok()?;
     let bytes = out.body.collect().await.ok()?.into_bytes();
     Some(m3u8_rs::parse_media_playlist_res(&bytes).expect("playlist parses"))

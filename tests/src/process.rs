@@ -13,15 +13,72 @@ use tokio::process::{Child, Command};
 /// # Panics
 /// When the binary is missing: run `cargo build -p streamer` first.
 pub fn streamer_binary() -> PathBuf {
+    workspace_binary("streamer")
+}
+
+/// Path of the workspace binary `name` of this build (`target/<profile>/<name>`).
+///
+/// # Panics
+/// When the binary is missing: `make test` builds the ones the tests run.
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
-    let binary = profile_dir.join("streamer");
+    let binary = profile_dir.join(name);
     assert!(
         binary.exists(),
-        "{} is missing: run `cargo build -p streamer` (make test does)",
+        "{} is missing: run `cargo build --bin {name}` (make test does)",
         binary.display()
     );
     binary
+}
+
+/// A workspace binary running as a child process that serves HTTP on a port of 127.0.0.1,
+/// killed when dropped; its log (stderr) goes to a file.
+pub struct Service {
+    /// The port it listens on.
+    pub port: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Service {
+    /// Starts binary `name` with `args` and `env` (`{port}` in an argument becomes a free
+    /// port), `RUST_LOG=info`, and waits until it accepts connections on that port.
+    ///
+    /// # Panics
+    /// When it exits or does not listen within 20 s, with its log.
+    pub async fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let log = crate::tempdir().join(format!("{name}.log"));
+        let mut cmd = Command::new(workspace_binary(name));
+        cmd.args(args.iter().map(|a| a.replace("{port}", &port.to_string())))
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create log file"))
+            .kill_on_drop(true);
+        let mut service = Self { port, child: cmd.spawn().expect("spawn service"), log };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return service;
+            }
+            if let Ok(Some(status)) = service.child.try_wait() {
+                panic!("{name} exited with {status}:\n{}", service.log());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{name} did not listen on port {port} within 20 s:\n{}", service.log());
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound once, then released for the child to take).
