@@ -45,6 +45,7 @@ local: tools
 ## moto-backed and end-to-end (real ffmpeg/GStreamer publishers) tests.
 test: tools template-lint iac-check cdk-test browser-deps
 	cargo build --quiet -p streamer --bin streamer
+	cargo build --quiet -p edge-local --bin edge-local
 	scripts/with-moto.sh cargo test --workspace --no-fail-fast
 
 ## template-lint: cfn-lint and `sam validate --lint` on template.yaml (zero errors).

@@ -2,7 +2,7 @@
 // Plays an HLS URL with hls.js in headless Chromium and prints one JSON result on stdout.
 //
 //   node play.mjs --url <master.m3u8> [--timeout-secs 60] [--max-bandwidth <bps>] [--rate 1]
-//                 [--start-level <n>] [--chromium /usr/bin/chromium]
+//                 [--start-level <n>] [--chromium /usr/bin/chromium] [--cookie name=value]...
 //
 // The streamstack browser test harness (tests/src/browser.rs runs it; see tests/browser/README.md).
 //
@@ -12,9 +12,13 @@
 // request (playlists, segments) goes to the real server untouched. So the player is
 // same-origin with the media and needs no CORS from the server (moto's S3 here, a CDN later).
 //
+// Cookies: each `--cookie name=value` is set for the playlist's origin (path `/`) before the
+// page loads, as an app holding signed cookies (CloudFront-Policy, ...) would have them.
+//
 // Result (stdout, one line): ended, playedSeconds, duration, timedOut, fatalErrors, nonFatalErrors,
 // levels (renditions of the master playlist), requested (fragment URLs per level),
-// levelsRequested, switches (LEVEL_SWITCHED in order), bitrateSwitches, wallSeconds.
+// levelsRequested, switches (LEVEL_SWITCHED in order), bitrateSwitches, wallSeconds,
+// responses ({url, status} of every response the page got but the harness's own, in order).
 // Exit code 0 whenever a result is printed (a fatal error is a result); 2 on a harness failure
 // (bad arguments, browser did not start), with the reason on stderr.
 
@@ -34,6 +38,7 @@ function parseArgs(argv) {
     rate: 1,
     startLevel: null,
     chromium: process.env.CHROMIUM || '/usr/bin/chromium',
+    cookies: [],
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -53,6 +58,13 @@ function parseArgs(argv) {
       case '--rate': opts.rate = number(value()); break;
       case '--start-level': opts.startLevel = number(value()); break;
       case '--chromium': opts.chromium = value(); break;
+      case '--cookie': {
+        const pair = value();
+        const eq = pair.indexOf('=');
+        if (eq <= 0) throw new Error(`--cookie: want name=value, got ${pair}`);
+        opts.cookies.push({ name: pair.slice(0, eq), value: pair.slice(eq + 1) });
+        break;
+      }
       default: throw new Error(`unknown argument ${arg}`);
     }
   }
@@ -199,6 +211,16 @@ async function main() {
       protocolTimeout: (opts.timeoutSecs + 20) * 1000,
     });
     const page = await browser.newPage();
+    // Every response the page gets (playlists, segments, errors), the harness's own excepted.
+    const responses = [];
+    page.on('response', (response) => {
+      const url = response.url();
+      if (new URL(url).pathname.startsWith(HARNESS_PREFIX) || responses.length >= 5000) return;
+      responses.push({ url, status: response.status() });
+    });
+    if (opts.cookies.length > 0) {
+      await page.setCookie(...opts.cookies.map((c) => ({ ...c, url: origin, path: '/' })));
+    }
     const consoleLines = [];
     page.on('console', (msg) => { if (consoleLines.length < 50) consoleLines.push(`${msg.type()}: ${msg.text()}`); });
     page.on('pageerror', (err) => { consoleLines.push(`pageerror: ${err.message}`); });
@@ -265,6 +287,7 @@ async function main() {
     result.rate = opts.rate;
     result.browser = await browser.version();
     result.console = consoleLines;
+    result.responses = responses;
     process.stdout.write(`${JSON.stringify(result)}\n`);
     clearTimeout(hardLimit);
     await cleanup();

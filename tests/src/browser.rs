@@ -4,7 +4,7 @@
 //! `/usr/bin/chromium`, hls.js from `tests/browser/node_modules`) and parses the one JSON line it
 //! prints into a [`PlayResult`]: whether the video ended, the seconds played, fatal and non-fatal
 //! hls.js errors, the renditions of the master playlist and the fragments requested per
-//! rendition, the rendition switches.
+//! rendition, the rendition switches, the status of every response the page got.
 //!
 //! The page is served from the playlist's own origin (the script answers
 //! `<origin>/__streamstack_harness__/*` itself through the DevTools protocol's Fetch domain and
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How to play: the time limits, an optional bandwidth cap and playback rate.
+/// How to play: the time limits, an optional bandwidth cap and playback rate, cookies.
 #[derive(Debug, Clone)]
 pub struct PlayOptions {
     /// How long the page may play before the result is taken (`timedOut` then reads true).
@@ -33,11 +33,20 @@ pub struct PlayOptions {
     pub rate: f64,
     /// hls.js `startLevel` (a rendition index); `None` lets hls.js choose.
     pub start_level: Option<u32>,
+    /// Cookies `(name, value)` set for the playlist's origin with path `/` before the page
+    /// loads (e.g. CloudFront signed cookies).
+    pub cookies: Vec<(String, String)>,
 }
 
 impl Default for PlayOptions {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(60), max_bandwidth: None, rate: 1.0, start_level: None }
+        Self {
+            timeout: Duration::from_secs(60),
+            max_bandwidth: None,
+            rate: 1.0,
+            start_level: None,
+            cookies: Vec::new(),
+        }
     }
 }
 
@@ -84,6 +93,16 @@ pub struct Switch {
     pub at_seconds: f64,
 }
 
+/// A response the page got (a playlist, a segment; the harness's own page and script are
+/// not listed).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PageResponse {
+    /// The requested URL.
+    pub url: String,
+    /// HTTP status.
+    pub status: u16,
+}
+
 /// What the browser did with the stream (`play.mjs`'s JSON).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -118,6 +137,9 @@ pub struct PlayResult {
     pub browser: String,
     /// The page's first console lines (for failure messages).
     pub console: Vec<String>,
+    /// Every response the page got, in arrival order (at most 5000).
+    #[serde(default)]
+    pub responses: Vec<PageResponse>,
 }
 
 /// The harness directory (`tests/browser`).
@@ -150,6 +172,9 @@ pub fn play(url: &str, options: &PlayOptions) -> PlayResult {
     }
     if let Some(level) = options.start_level {
         cmd.args(["--start-level", &level.to_string()]);
+    }
+    for (name, value) in &options.cookies {
+        cmd.arg("--cookie").arg(format!("{name}={value}"));
     }
     let mut child = cmd
         .current_dir(&dir)
