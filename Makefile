@@ -10,7 +10,7 @@ CFN_LINT_VERSION ?= 1.58.0
 SAM_CLI_VERSION ?= 1.170.0
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod -p devices -p mediaconvert-local
+LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod -p devices -p mediaconvert-local -p edge-local
 
 .PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools bench-lambda cdk-synth cdk-test browser-deps clean
 
@@ -28,8 +28,10 @@ $(IAC_VENV)/.installed:
 tools: $(VENV)/.installed
 	@command -v ffmpeg >/dev/null || { echo "ffmpeg not found on PATH: install it (Debian/Ubuntu: sudo apt-get install -y ffmpeg; macOS: brew install ffmpeg)" >&2; exit 1; }
 	@command -v ffprobe >/dev/null || { echo "ffprobe not found on PATH (it ships with ffmpeg)" >&2; exit 1; }
+	@command -v openssl >/dev/null || { echo "openssl not found on PATH (the local stack makes its playback key with it): install it (Debian/Ubuntu: sudo apt-get install -y openssl)" >&2; exit 1; }
 
-## demo: local stack, create a channel over HTTP, publish a clip over RTMP, check the HLS;
+## demo: local stack, create a signed channel over HTTP, publish a clip over RTMP, play it
+## through edge-local (refused without credentials, played with the signed cookies), check the HLS;
 ## upload the clip to inputs/, run the VOD trigger, transcode it with mediaconvert-local (ffmpeg)
 ## until the asset is COMPLETE, ffprobe its renditions.
 demo: tools
@@ -45,7 +47,7 @@ local: tools
 ## moto-backed and end-to-end (real ffmpeg/GStreamer publishers) tests.
 test: tools template-lint iac-check cdk-test browser-deps
 	cargo build --quiet -p streamer --bin streamer
-	cargo build --quiet -p edge-local --bin edge-local
+	cargo build --quiet -p edge-local --bin edge-local -p channels-api --bin channels-api-local
 	scripts/with-moto.sh cargo test --workspace --no-fail-fast
 
 ## template-lint: cfn-lint and `sam validate --lint` on template.yaml (zero errors).
