@@ -164,7 +164,7 @@ pub fn start_streamer(streamer: &Path, setup: &Setup) -> Running {
         let mut channels = Vec::with_capacity(setup.streams);
         for i in 0..setup.streams {
             let channel = NewChannel::named(format!("bench-{i}"), hls)
-                .into_channel(time::OffsetDateTime::now_utc())
+                .into_channel(time::OffsetDateTime::now_utc(), streamstack_core::Playback::Public)
                 .expect("valid channel");
             store.create(&channel).await.expect("store channel");
             channels.push(channel);
