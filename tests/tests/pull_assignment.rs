@@ -10,7 +10,9 @@ use streamstack_core::aws::AwsClients;
 use streamstack_core::device::Device;
 use streamstack_core::device_store::{DeviceStore, DynamoDeviceStore};
 use streamstack_core::media_url::{MediaUrl, MediaUrlKey};
+use streamstack_core::playback::device_prefix;
 use streamstack_core::slot::{DynamoSlotStore, SlotStore};
+use streamstack_core::Playback;
 use streamstack_tests::process::{free_port, free_udp_port, StreamerProcess};
 use streamstack_tests::*;
 
@@ -20,9 +22,10 @@ const KEY_HEX: &str = "5eb63bbbe01eeed093cb22bb8f5acdc3a7f3b2b5c0f9c4c1a2b3c4d5e
 /// Each device in its own slot would be `dev-<id>`; this one is shared.
 const SLOT: &str = "grp-0123456789ab";
 
-/// The device's live playlist in `bucket`, if it exists yet.
+/// The device's live playlist in `bucket`, if it exists yet. cam-b is a signed device: its
+/// recordings are under `signed/devices/`.
 async fn live(aws: &AwsClients, bucket: &str, id: &str) -> Option<MediaPlaylist> {
-    let key = format!("devices/{id}/live/index.m3u8");
+    let key = format!("{}/live/index.m3u8", device_prefix(id, playback_of(id)));
     let out = aws.s3.get_object().bucket(bucket).key(&key).send().await.ok()?;
     let bytes = out.body.collect().await.ok()?.into_bytes();
     Some(m3u8_rs::parse_media_playlist_res(&bytes).expect("playlist parses"))
@@ -56,11 +59,20 @@ async fn wait_until<T>(
     }
 }
 
+/// The playback of the test's devices: cam-b signed, the others public.
+fn playback_of(id: &str) -> Playback {
+    if id == "cam-b" {
+        Playback::Signed
+    } else {
+        Playback::Public
+    }
+}
+
 /// Registers device `id` at `url` and returns it.
 async fn register(store: &DynamoDeviceStore, key: &MediaUrlKey, id: &str, url: &str) -> Device {
     let media_url = MediaUrl::seal(url, id, Some(key)).expect("valid URL");
-    let public = streamstack_core::Playback::Public;
-    let device = Device::new(id, "gw1", media_url, public, time::OffsetDateTime::now_utc());
+    let now = time::OffsetDateTime::now_utc();
+    let device = Device::new(id, "gw1", media_url, playback_of(id), now);
     store.create(&device).await.expect("create device");
     device
 }

@@ -263,3 +263,35 @@ async fn asset_api_lists_pages_and_shows_output_urls() {
         assert!(body["error"]["code"].is_string(), "{uri}: {body}");
     }
 }
+
+/// A COMPLETE that arrives before the trigger recorded the asset's settings still lists a
+/// signed asset's thumbnails where the job wrote them (`signed/outputs/<id>/thumbnails/`): the
+/// job's UserMetadata says so.
+#[tokio::test]
+async fn a_signed_assets_thumbnails_are_listed_from_its_signed_prefix() {
+    let bench = Bench::start(&[]).await;
+    let source = streamstack_core::asset::SourceObject {
+        bucket: bench.bucket.clone(),
+        key: "inputs/early.mp4".into(),
+        version_id: Some("v1".into()),
+        sequencer: None,
+        size: 5,
+    };
+    let asset = streamstack_core::Asset::submitting(source, time::OffsetDateTime::now_utc(), 1);
+    let id = asset.id.clone();
+    streamstack_core::AssetStore::claim(&bench.store, &asset, 0).await.expect("claim");
+    for n in 0..2 {
+        let key = format!("signed/outputs/{id}/thumbnails/early_thumb.000000{n}.jpg");
+        bench.upload(&key, b"jpeg", &[]).await;
+    }
+    bench.upload(&format!("outputs/{id}/thumbnails/stray.0000000.jpg"), b"jpeg", &[]).await;
+    let mut complete = bench.job_event("complete", &id, "job-early", T0);
+    complete.detail.user_metadata.insert("streamstack-playback".into(), "signed".into());
+    assert_eq!(
+        handle_event(&bench.deps, complete).await.unwrap(),
+        Outcome::Applied(AssetStatus::Complete)
+    );
+    let outputs = bench.asset(&id).await.outputs.expect("outputs");
+    assert_eq!(outputs.thumbnail_keys.len(), 2, "{:?}", outputs.thumbnail_keys);
+    assert!(outputs.thumbnail_keys.iter().all(|k| k.starts_with("signed/outputs/")));
+}

@@ -255,6 +255,14 @@ pub fn is_valid_asset_id(id: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn settings_stored_before_playback_authorization_are_public() {
+        let old = r#"{"ladder":"default","segment_length":6,"thumbnail_interval":10}"#;
+        let s: EncodeSettings = serde_json::from_str(old).unwrap();
+        assert_eq!(s.playback, Playback::Public);
+        assert_eq!(output_prefix("a", Playback::Signed, "hls"), "signed/outputs/a/hls/");
+    }
+
     fn src(version: Option<&str>, sequencer: Option<&str>) -> SourceObject {
         SourceObject {
             bucket: "b".into(),

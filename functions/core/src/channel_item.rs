@@ -157,6 +157,13 @@ mod tests {
         let item = to_item(&c);
         assert!(!item.contains_key("lease_expires_at"));
         assert_eq!(from_item(&item, now).unwrap(), c);
+        assert_eq!(c.playback, Playback::Signed);
+        // Stored before playback authorization: public; an unknown value is corrupt.
+        let mut old = item.clone();
+        old.remove("playback");
+        assert_eq!(from_item(&old, now).unwrap().playback, Playback::Public);
+        old.insert("playback".into(), s("private"));
+        assert!(matches!(from_item(&old, now), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use base64::Engine as _;
 use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
-use rsa::signature::{SignatureEncoding, Signer as _, Verifier as _};
+use rsa::signature::{RandomizedSigner as _, SignatureEncoding, Verifier as _};
 use serde_json::Value;
 use sha1::Sha1;
 use std::collections::HashMap;
@@ -128,9 +128,14 @@ impl Signer {
     }
 
     /// Credentials for every URL matching `resource` until `expires` (Unix seconds).
+    ///
+    /// The RSA operation is blinded (`sign_with_rng`), so its timing does not depend on the
+    /// private key (RUSTSEC-2023-0071 concerns unblinded use); PKCS#1 v1.5 signatures are
+    /// deterministic, so the result is the same as unblinded signing.
     pub fn sign(&self, resource: &str, expires: u64) -> SignedPolicy {
         let policy = custom_policy(resource, expires);
-        let signature = self.key.sign(policy.as_bytes()).to_vec();
+        let signature =
+            self.key.sign_with_rng(&mut rsa::rand_core::OsRng, policy.as_bytes()).to_vec();
         SignedPolicy {
             policy: encode(policy.as_bytes()),
             signature: encode(&signature),
@@ -199,7 +204,7 @@ pub enum Denied {
     /// `now` is at or after `DateLessThan`.
     #[error("credentials expired")]
     Expired,
-    /// `now` is before `DateGreaterThan`.
+    /// `now` is before `DateGreaterThan` (valid on or after it).
     #[error("credentials not yet valid")]
     NotYetValid,
     /// The request URL does not match the policy's resource.
@@ -263,7 +268,7 @@ impl Verifier {
         if now >= statement.date_less_than {
             return Err(Denied::Expired);
         }
-        if statement.date_greater_than.is_some_and(|t| now <= t) {
+        if statement.date_greater_than.is_some_and(|t| now < t) {
             return Err(Denied::NotYetValid);
         }
         if !wildcard_match(statement.resource.as_bytes(), url.as_bytes()) {
@@ -399,6 +404,11 @@ mod tests {
         let policy = r#"{"Statement":[{"Resource":"*","Condition":{"DateLessThan":{"AWS:EpochTime":9},"IpAddress":{"AWS:SourceIp":"1.2.3.4/32"}}}]}"#;
         use rsa::signature::Signer as _;
         let sig = signer.key.sign(policy.as_bytes()).to_vec();
+        // Blinded signing gives the same (deterministic) PKCS#1 v1.5 signature.
+        assert_eq!(
+            signer.key.sign_with_rng(&mut rsa::rand_core::OsRng, policy.as_bytes()).to_vec(),
+            sig
+        );
         assert_eq!(
             verifier.verify("x", &encode(policy.as_bytes()), &encode(&sig), "K1", 1),
             Err(Denied::MalformedPolicy("unsupported condition"))

@@ -113,6 +113,10 @@ mod tests {
         let item = to_item(&d);
         assert!(!format!("{item:?}").contains("u:p"));
         assert_eq!(from_item(&item).unwrap(), d);
+        // Registered before playback authorization: public.
+        let mut old = item.clone();
+        old.remove("playback");
+        assert_eq!(from_item(&old).unwrap().playback, Playback::Public);
         let mut broken = item.clone();
         broken.remove("url_digest");
         assert!(matches!(from_item(&broken), Err(StoreError::Corrupt(_))));

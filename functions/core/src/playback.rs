@@ -230,9 +230,10 @@ pub enum SigningKeyError {
     },
 }
 
-/// Time allowed for reading the signing key, SDK retries included: 10 s.
+/// Time allowed for reading the signing key, SDK retries included: 4 s (a Lambda's whole
+/// init phase is 10 s).
 #[cfg(feature = "secretsmanager")]
-pub const SECRET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const SECRET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// The signer of `settings`, its private key read once from Secrets Manager
 /// (`GetSecretValue`); `None` when no key is configured.

@@ -7,7 +7,7 @@
 //! moves an asset backwards.
 
 use crate::deps::Deps;
-use crate::job::{META_ASSET_ID, META_STACK};
+use crate::job::{META_ASSET_ID, META_PLAYBACK, META_STACK};
 use crate::notify::{announce, NotifyError};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::{Deserialize, Serialize};
@@ -162,7 +162,15 @@ pub async fn handle_event(
     // A final asset refuses the update below anyway; skip the listing for it.
     let outputs = match status {
         AssetStatus::Complete if !current.status.is_final() => {
-            let playback = current.settings.as_ref().map_or(Playback::Public, |s| s.playback);
+            // The job's own record of where it wrote (its UserMetadata), else the asset's
+            // settings: a COMPLETE may arrive before the trigger recorded them. Jobs from
+            // before playback authorization carry neither and wrote public outputs.
+            let playback = d
+                .user_metadata
+                .get(META_PLAYBACK)
+                .and_then(|p| Playback::parse(p))
+                .or(current.settings.as_ref().map(|s| s.playback))
+                .unwrap_or(Playback::Public);
             Some(outputs(deps, &current.source.bucket, &asset_id, playback, &d).await?)
         }
         _ => None,
