@@ -72,12 +72,16 @@ if git -C "$dir" rev-parse --is-inside-work-tree >/dev/null 2>&1 \
   echo "playback-keys: warning: $private is inside a git work tree and not ignored; do not commit it" >&2
 fi
 
-arn="<ARN of the secret holding $private>"
+arn="<full ARN of the secret holding $private, with its -XXXXXX suffix>"
 if [ -n "$secret_name" ]; then
   arn=$(aws "${region[@]}" secretsmanager create-secret --name "$secret_name" \
     --description "streamstack playback signing key (CloudFront signed URLs and cookies), PKCS#8 PEM" \
     --secret-string "file://$private" --query ARN --output text)
   echo "Created secret $secret_name: $arn"
+  # PlaybackPrivateKeySecretArn's pattern: the full ARN (the API's grant is on that exact ARN).
+  if [[ ! "$arn" =~ ^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$ ]]; then
+    echo "playback-keys: warning: $arn is not a full secret ARN (PlaybackPrivateKeySecretArn needs the -XXXXXX suffix)" >&2
+  fi
 fi
 
 toml_key=$(awk 'BEGIN { ORS = "" } NR > 1 { print "\\n" } { print }' "$public")

@@ -42,10 +42,12 @@ fn is_cookie_value(v: &str) -> bool {
 }
 
 /// The three `Set-Cookie` values carrying `credentials` for every URL under `path`'s
-/// directory: `HttpOnly`, plus `Secure; SameSite=None` when the request came over HTTPS
-/// (`secure`; cookies for a player on another site) or `SameSite=Lax` over plain HTTP
-/// (browsers drop `SameSite=None` without `Secure`). Session cookies: the policy's own expiry
-/// bounds them. `None` when a value or the path cannot travel in a cookie unchanged.
+/// directory: `HttpOnly`, plus `Secure; SameSite=None; Partitioned` when the request came over
+/// HTTPS (`secure`; cookies for a player on another site, kept in that site's partition
+/// (CHIPS) by browsers that block third-party cookies), as CloudFront's viewer-response
+/// function sets them, or `SameSite=Lax` over plain HTTP (browsers drop `SameSite=None` and
+/// `Partitioned` without `Secure`). Session cookies: the policy's own expiry bounds them.
+/// `None` when a value or the path cannot travel in a cookie unchanged.
 pub fn set_cookies(
     credentials: &Credentials,
     path: &str,
@@ -55,8 +57,11 @@ pub fn set_cookies(
     if !dir.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
         return None;
     }
-    let attributes =
-        if secure { "HttpOnly; Secure; SameSite=None" } else { "HttpOnly; SameSite=Lax" };
+    let attributes = if secure {
+        "HttpOnly; Secure; SameSite=None; Partitioned"
+    } else {
+        "HttpOnly; SameSite=Lax"
+    };
     let one = |name: &str, value: &str| {
         is_cookie_value(value)
             .then(|| {
@@ -95,8 +100,19 @@ mod tests {
         assert_eq!(p, "CloudFront-Policy=eyJ-_~; Path=/signed/live/a/; HttpOnly; SameSite=Lax");
         assert_eq!(s, "CloudFront-Signature=c2ln; Path=/signed/live/a/; HttpOnly; SameSite=Lax");
         assert_eq!(k, "CloudFront-Key-Pair-Id=K1; Path=/signed/live/a/; HttpOnly; SameSite=Lax");
-        let [p, ..] = set_cookies(&c, "/signed/x.m3u8", true).unwrap();
-        assert_eq!(p, "CloudFront-Policy=eyJ-_~; Path=/signed/; HttpOnly; Secure; SameSite=None");
+        let [p, s, k] = set_cookies(&c, "/signed/x.m3u8", true).unwrap();
+        assert_eq!(
+            p,
+            "CloudFront-Policy=eyJ-_~; Path=/signed/; HttpOnly; Secure; SameSite=None; Partitioned"
+        );
+        assert_eq!(
+            s,
+            "CloudFront-Signature=c2ln; Path=/signed/; HttpOnly; Secure; SameSite=None; Partitioned"
+        );
+        assert_eq!(
+            k,
+            "CloudFront-Key-Pair-Id=K1; Path=/signed/; HttpOnly; Secure; SameSite=None; Partitioned"
+        );
         let bad = Credentials { key_pair_id: "K;1".into(), ..c.clone() };
         assert!(set_cookies(&bad, "/signed/a/x", false).is_none());
         assert!(set_cookies(&c, "/signed/a;b/x", false).is_none());

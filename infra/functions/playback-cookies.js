@@ -4,7 +4,9 @@
 // URL (Policy, Signature and Key-Pair-Id in its query string) and got a 200 gets the same
 // three values back as signed cookies, scoped to the request's directory: a player that
 // opened the signed playlist URL then fetches the playlist's relative segment URLs with
-// the cookies. Anything else is returned unchanged.
+// the cookies. Partitioned (CHIPS): a player on another site gets them in that site's
+// partition, where browsers that block third-party cookies still keep them. Anything else
+// is returned unchanged.
 // This file is the source; template.yaml carries it inline (PlaybackCookieFunction's
 // FunctionCode) and `make iac-check` fails when the two differ.
 var COOKIES = {
@@ -35,7 +37,7 @@ function handler(event) {
   if (path.charAt(0) !== '/' || /[;,\s]/.test(path)) {
     return response;
   }
-  var attributes = 'Path=' + path + '; Secure; HttpOnly; SameSite=None';
+  var attributes = 'Path=' + path + '; Secure; HttpOnly; SameSite=None; Partitioned';
   var cookies = response.cookies || {};
   for (var param in COOKIES) {
     cookies[COOKIES[param]] = { value: values[param], attributes: attributes };

@@ -59,6 +59,7 @@ export class Api extends Construct {
         INGEST_HOST: ingest.rtmp,
         INGEST_RTMPS_HOST: ingest.rtmps,
         INGEST_SRT_HOST: ingest.srt,
+        // The playback host the API signs policies for: PlaybackDomainName when set.
         PLAYBACK_BASE_URL: storage.playbackBaseUrl,
         PUSH_URL_TTL_SECS: params.ref('PushUrlTtlSeconds'),
         ASSETS_TABLE: storage.assetsTable.ref,

@@ -290,10 +290,12 @@ const DEFINITIONS = {
       + 'nothing under signed/). CloudFront cannot change a public key in place: see README, Deploy, for rotation.',
   },
   PlaybackPrivateKeySecretArn: {
-    type: 'String', default: '', allowedPattern: '^$|^arn:aws[a-z-]*:secretsmanager:.+$',
-    description: 'ARN of the Secrets Manager secret whose SecretString is the PEM private key matching '
-      + 'PlaybackPublicKey (you create it; the API may read this secret only). Set with PlaybackPublicKey, or leave '
-      + 'both empty.',
+    type: 'String', default: '',
+    allowedPattern: '^$|^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$',
+    description: 'Full ARN of the Secrets Manager secret (with its 6-character suffix, as create-secret prints it: '
+      + "the API's grant is on this exact ARN) whose SecretString is the PEM private key matching PlaybackPublicKey "
+      + '(you create it, encrypted with the default aws/secretsmanager key: no kms:Decrypt is granted; the API may '
+      + 'read this secret only). Set with PlaybackPublicKey, or leave both empty.',
   },
   PlaybackCredentialsTtlSecs: {
     type: 'Number', default: 3600, minValue: 60, maxValue: 604800,
@@ -303,6 +305,21 @@ const DEFINITIONS = {
     type: 'CommaDelimitedList', default: '',
     description: 'Origins allowed to fetch playback cross-origin (CORS, with credentials, so signed cookies are '
       + 'sent), e.g. https://player.example.com. Empty = no cross-origin access.',
+  },
+  PlaybackDomainName: {
+    type: 'String', default: '',
+    allowedPattern: '^$|^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$',
+    description: 'Alternate domain name of the playback distribution (e.g. media.example.com, lower case), a CNAME '
+      + 'of the PlaybackDistributionDomain output. Signed cookies need it: the app on app.example.com sets them for '
+      + '.example.com, which it can never do for the CloudFront domain (*.cloudfront.net is a public suffix). With '
+      + 'it, PLAYBACK_BASE_URL and the playback outputs use https://<this name> (signed policies name this host). '
+      + 'Set with PlaybackCertificateArn, or leave both empty.',
+  },
+  PlaybackCertificateArn: {
+    type: 'String', default: '',
+    allowedPattern: '^$|^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/[A-Za-z0-9-]+$',
+    description: "ACM certificate in us-east-1 (CloudFront's region for certificates) covering PlaybackDomainName; "
+      + 'served with SNI, TLS 1.2 (TLSv1.2_2021) or later. Set with PlaybackDomainName, or leave both empty.',
   },
 } satisfies Record<string, CfnParameterProps>;
 
@@ -328,6 +345,8 @@ export class Params {
   readonly hasPlaybackKey: CfnCondition;
   /** PlaybackAllowedOrigins set: the CORS response headers policy. */
   readonly hasAllowedOrigins: CfnCondition;
+  /** PlaybackDomainName (and its certificate) set: the distribution's alias, PLAYBACK_BASE_URL. */
+  readonly hasPlaybackDomain: CfnCondition;
 
   constructor(stack: Stack, architectureDefault: string) {
     for (const [name, props] of Object.entries(DEFINITIONS)) {
@@ -359,6 +378,10 @@ export class Params {
       Fn.conditionAnd(notEmpty('PlaybackPublicKey'), notEmpty('PlaybackPrivateKeySecretArn')));
     this.hasAllowedOrigins = cond('HasAllowedOrigins',
       Fn.conditionNot(Fn.conditionEquals(Fn.join('', this.list('PlaybackAllowedOrigins')), '')));
+    // An alternate domain for playback (the PlaybackDomainAndCertificate rule makes the
+    // certificate go with it).
+    this.hasPlaybackDomain = cond('HasPlaybackDomain',
+      Fn.conditionAnd(notEmpty('PlaybackDomainName'), notEmpty('PlaybackCertificateArn')));
 
     new CfnRule(stack, 'RtmpsNeedsDomainName', {
       ruleCondition: Fn.conditionNot(Fn.conditionEquals(this.ref('IngestCertificateArn'), '')),
@@ -383,6 +406,15 @@ export class Params {
           Fn.conditionAnd(notEmpty('PlaybackPublicKey'), notEmpty('PlaybackPrivateKeySecretArn')),
         ),
         assertDescription: 'PlaybackPublicKey and PlaybackPrivateKeySecretArn go together (both set, or both empty).',
+      }],
+    });
+    new CfnRule(stack, 'PlaybackDomainAndCertificate', {
+      assertions: [{
+        assert: Fn.conditionOr(
+          Fn.conditionAnd(empty('PlaybackDomainName'), empty('PlaybackCertificateArn')),
+          Fn.conditionAnd(notEmpty('PlaybackDomainName'), notEmpty('PlaybackCertificateArn')),
+        ),
+        assertDescription: 'PlaybackDomainName and PlaybackCertificateArn go together (both set, or both empty).',
       }],
     });
     new CfnRule(stack, 'SignedPlaybackNeedsKey', {

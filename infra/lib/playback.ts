@@ -1,8 +1,10 @@
 // Signed playback (template.yaml's PlaybackSigningPublicKey, PlaybackKeyGroup,
-// PlaybackCookieFunction, PlaybackCorsPolicy): the public key CloudFront verifies signed URLs
-// and cookies with, its key group, the viewer-response function of the signed/* behaviour
-// and the CORS response headers policy. The first three exist with HasPlaybackKey, the
-// policy with HasAllowedOrigins; storage.ts wires them into the distribution.
+// PlaybackCookieFunction, PlaybackGuardFunction, PlaybackCorsPolicy): the public key
+// CloudFront verifies signed URLs and cookies with, its key group, the viewer-response
+// function of the signed/* behaviour, the viewer-request function of the default behaviour
+// (nothing under signed/ through it) and the CORS response headers policy. The key, the key
+// group and the cookie function exist with HasPlaybackKey, the guard always, the policy with
+// HasAllowedOrigins; storage.ts wires them into the distribution.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Aws, Fn, IResolvable } from 'aws-cdk-lib';
@@ -13,6 +15,8 @@ import { named, stackIdSuffix } from './sam';
 
 /** The cookie function's source; template.yaml carries the same text inline (make iac-check). */
 export const PLAYBACK_COOKIES_JS = path.resolve(__dirname, '..', 'functions', 'playback-cookies.js');
+/** The default behaviour's guard function's source; template.yaml carries it inline too. */
+export const PLAYBACK_GUARD_JS = path.resolve(__dirname, '..', 'functions', 'playback-guard.js');
 
 /** Managed policies of both cache behaviours: CachingOptimized and CORS-S3Origin. */
 export const CACHING_OPTIMIZED = '658327ea-f89d-4fab-a63d-7e88639e58f6';
@@ -22,6 +26,7 @@ export class PlaybackAuth extends Construct {
   readonly publicKey: cloudfront.CfnPublicKey;
   readonly keyGroup: cloudfront.CfnKeyGroup;
   readonly cookieFunction: cloudfront.CfnFunction;
+  readonly guardFunction: cloudfront.CfnFunction;
   readonly corsPolicy: cloudfront.CfnResponseHeadersPolicy;
 
   constructor(scope: Construct, id: string, private readonly params: Params) {
@@ -61,6 +66,21 @@ export class PlaybackAuth extends Construct {
     }), 'PlaybackCookieFunction');
     this.cookieFunction.cfnOptions.condition = params.hasPlaybackKey;
 
+    // Viewer request of the default behaviour: a 403 for anything S3 would read under
+    // signed/ (an encoded slash or backslash, percent-encoded letters, a malformed escape,
+    // /signed/...), since CloudFront matches behaviours on the undecoded URI and S3 decodes
+    // it (infra/functions, tested in test/playback-guard.test.ts). Always there: the policy
+    // check (scripts/iac) requires it on every behaviour but signed/*.
+    this.guardFunction = named(new cloudfront.CfnFunction(this, 'PlaybackGuardFunction', {
+      name: Fn.sub('${AWS::StackName}-playback-guard'),
+      autoPublish: true,
+      functionConfig: {
+        comment: 'default behaviour viewer request - nothing under signed/ (403 for encoded slashes)',
+        runtime: 'cloudfront-js-2.0',
+      },
+      functionCode: fs.readFileSync(PLAYBACK_GUARD_JS, 'utf8'),
+    }), 'PlaybackGuardFunction');
+
     // CORS for browser players on PlaybackAllowedOrigins, with credentials (signed cookies
     // are sent cross-origin).
     this.corsPolicy = named(new cloudfront.CfnResponseHeadersPolicy(this, 'PlaybackCorsPolicy', {
@@ -84,6 +104,11 @@ export class PlaybackAuth extends Construct {
   /** `!If [HasAllowedOrigins, !Ref PlaybackCorsPolicy, !Ref AWS::NoValue]`. */
   get responseHeadersPolicyId(): string {
     return Fn.conditionIf(this.params.hasAllowedOrigins.logicalId, this.corsPolicy.ref, Aws.NO_VALUE).toString();
+  }
+
+  /** The default behaviour's function associations: the guard on viewer request. */
+  get defaultFunctionAssociations(): cloudfront.CfnDistribution.FunctionAssociationProperty[] {
+    return [{ eventType: 'viewer-request', functionArn: this.guardFunction.attrFunctionArn }];
   }
 
   /** `!If [HasPlaybackKey, !GetAtt PlaybackSigningPublicKey.Id, ""]` (PLAYBACK_KEY_PAIR_ID). */

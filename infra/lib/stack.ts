@@ -95,7 +95,8 @@ export class StreamstackStack extends Stack {
     output('ApiUrl', 'Base URL of the channel and asset API (requests must be SigV4-signed, service execute-api).', api.url);
     output('ChannelsTableName', 'DynamoDB table of channels (CHANNELS_TABLE for the streamer).', storage.channelsTable.ref);
     output('MediaBucketName', 'S3 bucket receiving HLS output (MEDIA_BUCKET for the streamer).', storage.mediaBucket.ref);
-    output('PlaybackBaseUrl', 'CloudFront base URL of HLS playback.', storage.playbackBaseUrl);
+    output('PlaybackBaseUrl', 'Base URL of HLS playback (https://<PlaybackDomainName> when set, else the CloudFront '
+      + 'domain).', storage.playbackBaseUrl);
     output('AssetsTableName', 'DynamoDB table of VOD assets.', storage.assetsTable.ref);
     output('AssetsTopicArn', 'SNS topic announcing assets that reach COMPLETE or ERROR.', vod.assetsTopic.ref);
     output('VodInputsUri', 'Upload media here (a sidecar <name>.json beside it may choose settings).',
@@ -118,8 +119,10 @@ export class StreamstackStack extends Stack {
       params.hasRtmps);
     output('SrtIngestAddress', 'SRT caller target (srt://<this>?streamid=<signed stream key>).',
       Fn.sub('${Host}:9000', { Host: ingest.hostName(params) }), params.hasSrt);
-    output('PlaybackDomain', 'CloudFront domain of HLS playback (live/, outputs/, devices/; signed/ with a signed URL or '
-      + 'cookies).', storage.distribution.attrDomainName);
+    output('PlaybackDomain', 'Domain of HLS playback (live/, outputs/, devices/; signed/ with a signed URL or cookies): '
+      + 'PlaybackDomainName when set, else the CloudFront domain.', storage.playbackDomain);
+    output('PlaybackDistributionDomain', "CloudFront domain of the playback distribution (the target of "
+      + "PlaybackDomainName's CNAME).", storage.distribution.attrDomainName);
     output('PlaybackKeyPairId', 'CloudFront public key id of signed playback (Key-Pair-Id of signed URLs and cookies, '
       + 'PLAYBACK_KEY_PAIR_ID).', storage.playback.publicKey.attrId, params.hasPlaybackKey);
     output('StreamerRepositoryUri', "ECR repository of the streamer image (push streamer/Dockerfile's image here).",

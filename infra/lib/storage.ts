@@ -1,7 +1,7 @@
 // Storage: the DynamoDB tables, the media bucket and its CloudFront distribution, the
 // MEDIA_URL_KEY secret. Tables, bucket and secret are retained on stack deletion and
 // replacement (DeletionPolicy / UpdateReplacePolicy Retain), as in template.yaml.
-import { Aws, CfnDeletionPolicy, CfnResource, Fn } from 'aws-cdk-lib';
+import { Aws, CfnDeletionPolicy, CfnResource, Fn, Token } from 'aws-cdk-lib';
 import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -53,10 +53,10 @@ export class Storage extends Construct {
   readonly mediaBucket: s3.CfnBucket;
   readonly distribution: cloudfront.CfnDistribution;
   readonly mediaUrlKey: secretsmanager.CfnSecret;
-  /** Signed playback: key, key group, cookie function, CORS policy. */
+  /** Signed playback: key, key group, cookie and guard functions, CORS policy. */
   readonly playback: PlaybackAuth;
 
-  constructor(scope: Construct, id: string, params: Params) {
+  constructor(scope: Construct, id: string, private readonly params: Params) {
     super(scope, id);
 
     // Sparse lease-owner-index (only leased channels carry lease_owner, the streamer's ECS
@@ -163,6 +163,15 @@ export class Storage extends Construct {
         enabled: true,
         comment: Fn.sub('${AWS::StackName} HLS playback'),
         httpVersion: 'http2and3',
+        // With PlaybackDomainName: that name (a CNAME of the distribution) and its us-east-1
+        // certificate, so that an app on the same site can set signed cookies for it.
+        aliases: Token.asList(Fn.conditionIf(params.hasPlaybackDomain.logicalId, [params.ref('PlaybackDomainName')],
+          Aws.NO_VALUE)),
+        viewerCertificate: Fn.conditionIf(params.hasPlaybackDomain.logicalId, {
+          AcmCertificateArn: params.ref('PlaybackCertificateArn'),
+          SslSupportMethod: 'sni-only',
+          MinimumProtocolVersion: 'TLSv1.2_2021',
+        }, Aws.NO_VALUE),
         origins: [{
           id: 'media',
           domainName: this.mediaBucket.attrRegionalDomainName,
@@ -179,6 +188,8 @@ export class Storage extends Construct {
           cachePolicyId: CACHING_OPTIMIZED,
           originRequestPolicyId: CORS_S3_ORIGIN,
           responseHeadersPolicyId: this.playback.responseHeadersPolicyId,
+          // Nothing under signed/ through this behaviour, however the path is encoded.
+          functionAssociations: this.playback.defaultFunctionAssociations,
         },
         cacheBehaviors: this.playback.cacheBehaviors,
       },
@@ -219,9 +230,17 @@ export class Storage extends Construct {
     }), 'MediaBucketPolicy');
   }
 
-  /** `https://<distribution domain>`. */
+  /** `https://<PlaybackDomainName>` when set, else `https://<distribution domain>`: the host the
+   * API signs policies for (PLAYBACK_BASE_URL) and players use. */
   get playbackBaseUrl(): string {
-    return `https://${this.distribution.attrDomainName}`;
+    return Fn.conditionIf(this.params.hasPlaybackDomain.logicalId, `https://${this.params.ref('PlaybackDomainName')}`,
+      `https://${this.distribution.attrDomainName}`).toString();
+  }
+
+  /** PlaybackDomainName when set, else the distribution's domain (the PlaybackDomain output). */
+  get playbackDomain(): string {
+    return Fn.conditionIf(this.params.hasPlaybackDomain.logicalId, this.params.ref('PlaybackDomainName'),
+      this.distribution.attrDomainName).toString();
   }
 
   /** S3 ObjectCreated under inputs/ invokes the VOD trigger (after its permission exists). */

@@ -63,7 +63,7 @@ function copyOf<T>(v: T): T {
 
 test('a signed playlist URL: its three parameters as signed cookies for the playlist directory', () => {
   const response = handler(event('/signed/live/abc/index.m3u8', copyOf(SIGNED)));
-  const attributes = 'Path=/signed/live/abc/; Secure; HttpOnly; SameSite=None';
+  const attributes = 'Path=/signed/live/abc/; Secure; HttpOnly; SameSite=None; Partitioned';
   assert.deepEqual(response.cookies, {
     'CloudFront-Policy': { value: SIGNED.Policy.value, attributes },
     'CloudFront-Signature': { value: SIGNED.Signature.value, attributes },
@@ -78,7 +78,7 @@ test('the path is the request directory at any depth, and other cookies stay', (
   e.response.cookies = { other: { value: 'x', attributes: 'Path=/' } };
   const response = handler(e);
   assert.equal(response.cookies['CloudFront-Policy'].attributes,
-    'Path=/signed/outputs/asset-1/hls/; Secure; HttpOnly; SameSite=None');
+    'Path=/signed/outputs/asset-1/hls/; Secure; HttpOnly; SameSite=None; Partitioned');
   assert.deepEqual(response.cookies.other, { value: 'x', attributes: 'Path=/' });
 });
 

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { test } from 'node:test';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { PLAYBACK_COOKIES_JS } from '../lib/playback';
+import { PLAYBACK_COOKIES_JS, PLAYBACK_GUARD_JS } from '../lib/playback';
 import { StreamstackStack } from '../lib/stack';
 
 function synth(architecture: 'x86_64' | 'arm64'): Record<string, any> {
@@ -88,4 +88,48 @@ test('signed playback: conditional resources, the function code is infra/functio
   assert.deepEqual(signed.TrustedKeyGroups, [{ Ref: 'PlaybackKeyGroup' }]);
   assert.deepEqual(signed.FunctionAssociations,
     [{ EventType: 'viewer-response', FunctionARN: { 'Fn::GetAtt': ['PlaybackCookieFunction', 'FunctionARN'] } }]);
+});
+
+test('the default behaviour runs the guard function (infra/functions/playback-guard.js) on viewer request, always', () => {
+  const t = synth('x86_64');
+  const guard = t.Resources.PlaybackGuardFunction;
+  assert.equal(guard.Type, 'AWS::CloudFront::Function');
+  assert.equal(guard.Condition, undefined);
+  assert.equal(guard.Properties.FunctionCode, fs.readFileSync(PLAYBACK_GUARD_JS, 'utf8'));
+  assert.equal(guard.Properties.FunctionConfig.Runtime, 'cloudfront-js-2.0');
+  assert.equal(guard.Properties.AutoPublish, true);
+  const config = t.Resources.PlaybackDistribution.Properties.DistributionConfig;
+  assert.deepEqual(config.DefaultCacheBehavior.FunctionAssociations,
+    [{ EventType: 'viewer-request', FunctionARN: { 'Fn::GetAtt': ['PlaybackGuardFunction', 'FunctionARN'] } }]);
+});
+
+test('playback domain: alias and certificate together, PLAYBACK_BASE_URL and outputs follow it', () => {
+  const t = synth('x86_64');
+  assert.match('media.example.com', new RegExp(t.Parameters.PlaybackDomainName.AllowedPattern));
+  assert.doesNotMatch('Media.Example.com', new RegExp(t.Parameters.PlaybackDomainName.AllowedPattern));
+  assert.doesNotMatch('*.example.com', new RegExp(t.Parameters.PlaybackDomainName.AllowedPattern));
+  const cert = new RegExp(t.Parameters.PlaybackCertificateArn.AllowedPattern);
+  assert.match('arn:aws:acm:us-east-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab', cert);
+  assert.doesNotMatch('arn:aws:acm:eu-west-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab', cert);
+  assert.ok(t.Rules.PlaybackDomainAndCertificate);
+  const config = t.Resources.PlaybackDistribution.Properties.DistributionConfig;
+  assert.deepEqual(config.Aliases, { 'Fn::If': ['HasPlaybackDomain', [{ Ref: 'PlaybackDomainName' }], { Ref: 'AWS::NoValue' }] });
+  assert.deepEqual(config.ViewerCertificate, { 'Fn::If': ['HasPlaybackDomain',
+    { AcmCertificateArn: { Ref: 'PlaybackCertificateArn' }, SslSupportMethod: 'sni-only', MinimumProtocolVersion: 'TLSv1.2_2021' },
+    { Ref: 'AWS::NoValue' }] });
+  const base = t.Resources.ChannelsApiFunction.Properties.Environment.Variables.PLAYBACK_BASE_URL;
+  assert.equal(base['Fn::If'][0], 'HasPlaybackDomain');
+  assert.deepEqual(base['Fn::If'][1], { 'Fn::Join': ['', ['https://', { Ref: 'PlaybackDomainName' }]] });
+  assert.deepEqual(t.Outputs.PlaybackBaseUrl.Value, base);
+  assert.deepEqual(t.Outputs.PlaybackDistributionDomain.Value, { 'Fn::GetAtt': ['PlaybackDistribution', 'DomainName'] });
+});
+
+test('the playback key secret ARN: the full ARN with its 6-character suffix', () => {
+  const t = synth('x86_64');
+  const arn = new RegExp(t.Parameters.PlaybackPrivateKeySecretArn.AllowedPattern);
+  assert.match('', arn);
+  assert.match('arn:aws:secretsmanager:eu-west-1:123456789012:secret:streamstack/playback-key-AbC123', arn);
+  assert.doesNotMatch('arn:aws:secretsmanager:eu-west-1:123456789012:secret:streamstack/playback-key', arn);
+  assert.doesNotMatch('arn:aws:secretsmanager:eu-west-1:123456789012:secret:streamstack/playback-key-*', arn);
+  assert.doesNotMatch('arn:aws:secretsmanager:eu-west-1:123456789012:secret:streamstack/playback-key-AbC1', arn);
 });

@@ -7,8 +7,8 @@ logical id) the IAM permissions of its role (action x resource x condition, and 
 policies), environment variable names, runtime settings, EventBridge rules, event source
 mappings, S3 notifications and HttpApi routes targeting it, async invoke config; all
 EventBridge rules; Parameters (type, default, allowed values and bounds); Conditions and
-the template's Rules (rendered); Output names. Code template.yaml carries inline whose source
-is a file of the repository (the CloudFront function, SOURCE_FILES) must equal that file.
+the template's Rules (rendered); Outputs (names, values, conditions). Code template.yaml carries inline whose source
+is a file of the repository (the CloudFront functions, SOURCE_FILES) must equal that file.
 
 Exit 1 on any difference not in allowlist.ALLOWED_DRIFT.
 
@@ -313,7 +313,9 @@ def model(t: dict[str, Any]) -> dict[str, dict[str, Any]]:
                        for k, v in (t.get("Conditions") or {}).items()},
         "template rules": {k: _sorted_json(_render_intrinsics(v))
                            for k, v in (t.get("Rules") or {}).items()},
-        "outputs": {k: "present" for k in (t.get("Outputs") or {})},
+        # Value, condition and export of each output (the description is prose).
+        "outputs": {k: canon({f: x for f, x in v.items() if f != "Description"})
+                    for k, v in (t.get("Outputs") or {}).items()},
     }
 
 
@@ -326,6 +328,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # check; this compares template.yaml with the file itself (a test runs the file).
 SOURCE_FILES = {
     ("PlaybackCookieFunction", "FunctionCode"): "infra/functions/playback-cookies.js",
+    ("PlaybackGuardFunction", "FunctionCode"): "infra/functions/playback-guard.js",
 }
 
 

@@ -13,7 +13,12 @@
 - DynamoDB tables: SSE enabled and point-in-time recovery enabled.
 - SQS queues and SNS topics: encrypted (SSE-SQS or KMS; KMS for SNS), set explicitly.
 - CloudFront: every cache behaviour whose PathPattern starts with `signed/` requires
-  signatures (TrustedKeyGroups, non-empty, in every branch of any Fn::If).
+  signatures (TrustedKeyGroups, non-empty, in every branch of any Fn::If). And when a bucket
+  policy lets CloudFront read objects under signed/ (in any branch), every other behaviour
+  (the default one included) of a distribution reading that bucket runs the guard function
+  on viewer request (an unconditional AWS::CloudFront::Function whose code is
+  infra/functions/playback-guard.js, in every branch): CloudFront matches behaviours on the
+  undecoded URI and S3 decodes %2F, so /signed%2F... would otherwise read signed/ unsigned.
 
     python3 scripts/iac/policy.py [--sam template.yaml] [--cdk infra/cdk.out]
 """
@@ -21,6 +26,8 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import os
 import sys
 from typing import Any
 
@@ -204,6 +211,135 @@ def check_distributions(t: dict[str, Any]) -> list[str]:
     return out
 
 
+# The viewer-request function that keeps signed/ out of every behaviour but signed/*.
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+GUARD_FUNCTION_FILE = "infra/functions/playback-guard.js"
+
+
+def _guard_code() -> str:
+    with open(os.path.join(ROOT, GUARD_FUNCTION_FILE), encoding="utf-8") as f:
+        return f.read()
+
+
+def _object_key_pattern(resource: str) -> str | None:
+    """The object-key part of a rendered S3 ARN (what follows the first `/` outside `${...}`):
+    `${MediaBucket.Arn}/signed/live/*` -> `signed/live/*`; None for the bucket itself."""
+    depth = 0
+    for i, c in enumerate(resource):
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth = max(0, depth - 1)
+        elif c == "/" and depth == 0:
+            return resource[i + 1:]
+    return None
+
+
+def _may_match_under(pattern: str, prefix: str) -> bool:
+    """Whether the IAM glob `pattern` (`*`, `?`) matches some key starting with `prefix`."""
+    for i, c in enumerate(prefix):
+        if i >= len(pattern):
+            return False
+        if pattern[i] == "*":
+            return True
+        if pattern[i] not in ("?", c):
+            return False
+    return True
+
+
+def _grants_cloudfront_signed(st: dict[str, Any]) -> bool:
+    """An Allow of s3:GetObject to CloudFront (or anyone) on some object under signed/."""
+    if st.get("Effect", "Allow") != "Allow":
+        return False
+    principal = canon(st.get("Principal"))
+    if "cloudfront.amazonaws.com" not in principal and render(st.get("Principal")) not in (
+            "*", {"AWS": "*"}, {"AWS": ["*"]}):
+        return False
+    if not any(fnmatch.fnmatchcase("s3:getobject", a) for a in _actions(st)):
+        return False
+    for item in _as_list(st.get("Resource")):
+        for alt in _alternatives(item):
+            if alt is None:
+                continue
+            key = _object_key_pattern(canon(alt))
+            if key is not None and _may_match_under(key, SIGNED_PATH_PREFIX):
+                return True
+    return False
+
+
+def _is_guard_association(a: Any, guards: set[str]) -> bool:
+    return (isinstance(a, dict) and canon(a.get("EventType")) == "viewer-request"
+            and bool(referenced_ids(a.get("FunctionARN")) & guards))
+
+
+def _has_guard(behaviour: dict[str, Any], guards: set[str]) -> bool:
+    """The behaviour runs a guard on viewer request in every branch of any Fn::If."""
+    for assocs in _alternatives(behaviour.get("FunctionAssociations")):
+        if not any(all(_is_guard_association(alt, guards) for alt in _alternatives(item))
+                   for item in _as_list(assocs)):
+            return False
+    return True
+
+
+def check_signed_guard(t: dict[str, Any], guard_code: str | None = None) -> list[str]:
+    """Every behaviour but signed/* of a distribution reading a bucket whose policy lets
+    CloudFront read signed/ runs the guard function (GUARD_FUNCTION_FILE) on viewer request."""
+    res = t.get("Resources", {})
+    granting: dict[str, str] = {}  # bucket id -> bucket policy id
+    for pid, r in res.items():
+        if r.get("Type") != "AWS::S3::BucketPolicy":
+            continue
+        p = r.get("Properties") or {}
+        if any(_grants_cloudfront_signed(st) for _, st in iter_statements(p.get("PolicyDocument"))):
+            for bid in referenced_ids(p.get("Bucket")):
+                granting[bid] = pid
+    if not granting:
+        return []
+    code = _guard_code() if guard_code is None else guard_code
+    out = []
+    guards = set()
+    for fid, r in res.items():
+        if r.get("Type") != "AWS::CloudFront::Function":
+            continue
+        p = r.get("Properties") or {}
+        if p.get("FunctionCode") != code:
+            continue
+        if "Condition" in r:
+            out.append(f"{fid}: the guard function ({GUARD_FUNCTION_FILE}) has a Condition (it must always exist)")
+        elif canon((p.get("FunctionConfig") or {}).get("Runtime")) != "cloudfront-js-2.0":
+            out.append(f"{fid}: the guard function ({GUARD_FUNCTION_FILE}) is not cloudfront-js-2.0")
+        else:
+            guards.add(fid)
+    for rid, r in res.items():
+        if r.get("Type") != "AWS::CloudFront::Distribution":
+            continue
+        config = (r.get("Properties") or {}).get("DistributionConfig") or {}
+        buckets = {b for o in _as_list(config.get("Origins")) for b in referenced_ids(o) if b in granting}
+        if not buckets:
+            continue
+        why = (f"without the viewer-request guard function ({GUARD_FUNCTION_FILE}) while "
+               f"{', '.join(sorted(granting[b] for b in buckets))} lets CloudFront read signed/ "
+               "(an encoded path such as /signed%2F... would reach signed/ unsigned)")
+        behaviours = [("default cache behaviour", b) for b in _alternatives(config.get("DefaultCacheBehavior"))]
+        for items in _alternatives(config.get("CacheBehaviors")):
+            for item in _as_list(items):
+                for b in _alternatives(item):
+                    if isinstance(b, dict):
+                        behaviours.append((f"cache behaviour {canon(b.get('PathPattern', ''))}", b))
+        seen = set()
+        for name, b in behaviours:
+            if not isinstance(b, dict):
+                out.append(f"{rid}: {name} missing")
+                continue
+            pattern = canon(b.get("PathPattern", ""))
+            if pattern and pattern.lstrip("/").startswith(SIGNED_PATH_PREFIX):
+                continue  # requires signatures (check_distributions)
+            if not _has_guard(b, guards) and name not in seen:
+                seen.add(name)
+                out.append(f"{rid}: {name} {why}")
+    return out
+
+
 def check(t: dict[str, Any]) -> list[str]:
     out = []
     for doc_id, doc in all_identity_documents(t):
@@ -215,6 +351,7 @@ def check(t: dict[str, Any]) -> list[str]:
     out += check_tables(t)
     out += check_queues_topics(t)
     out += check_distributions(t)
+    out += check_signed_guard(t)
     return out
 
 

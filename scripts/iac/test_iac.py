@@ -53,6 +53,9 @@ class Base(unittest.TestCase):
         self.assertEqual(cond, "HasPlaybackKey")
         return next(b for b in yes if b["PathPattern"] == "signed/*")
 
+    def distribution_config(self, t: dict) -> dict:
+        return t["Resources"]["PlaybackDistribution"]["Properties"]["DistributionConfig"]
+
     def role_policy(self, t: dict, role: str) -> dict:
         """The statements of all the role's inline policies, as one document whose statements
         are the template's own (mutating one mutates the template)."""
@@ -222,6 +225,47 @@ class Drift(Base):
         del self.signed_behaviour(t)["FunctionAssociations"]
         self.assertCaught(t, "properties", "PlaybackDistribution")
 
+    def test_default_behaviour_without_guard_function(self) -> None:
+        t = self.copy()
+        del self.distribution_config(t)["DefaultCacheBehavior"]["FunctionAssociations"]
+        self.assertCaught(t, "properties", "PlaybackDistribution")
+
+    def test_playback_domain_alias_and_base_url(self) -> None:
+        t = self.copy()
+        del self.distribution_config(t)["Aliases"]
+        self.assertCaught(t, "properties", "PlaybackDistribution")
+        t = self.copy()
+        self.distribution_config(t)["ViewerCertificate"]["Fn::If"][1]["MinimumProtocolVersion"] = "TLSv1"
+        self.assertCaught(t, "properties", "PlaybackDistribution")
+        t = self.copy()
+        env = t["Resources"]["ChannelsApiFunction"]["Properties"]["Environment"]["Variables"]
+        env["PLAYBACK_BASE_URL"] = {"Fn::Sub": "https://${PlaybackDistribution.DomainName}"}
+        self.assertCaught(t, "properties", "ChannelsApiFunction")
+
+    def test_output_values(self) -> None:
+        t = self.copy()
+        t["Outputs"]["PlaybackDomain"]["Value"] = {"Fn::GetAtt": ["PlaybackDistribution", "DomainName"]}
+        t["Outputs"]["PlaybackKeyPairId"].pop("Condition")
+        self.assertCaught(t, "outputs", "PlaybackDomain")
+        self.assertCaught(t, "outputs", "PlaybackKeyPairId")
+        t = self.copy()
+        t["Outputs"]["PlaybackDomain"]["Description"] = "another text"
+        self.assertEqual(self.diffs(t), [])
+
+    def test_guard_function_code_differs_from_its_file(self) -> None:
+        key = ("source files", "PlaybackGuardFunction.FunctionCode")
+        source = copy.deepcopy(self.source)
+        code = source["Resources"]["PlaybackGuardFunction"]["Properties"]["FunctionCode"]
+        self.assertIn("/%(2f|5c)/i", code)
+        source["Resources"]["PlaybackGuardFunction"]["Properties"]["FunctionCode"] = code.replace("/%(2f|5c)/i", "/%2f/")
+        found = [d for d in drift.compare(self.sam, self.copy(), source) if not drift.allowed(*d)]
+        self.assertEqual([(s, k) for s, k, _ in found], [key])
+        self.assertIn("infra/functions/playback-guard.js", found[0][2])
+        t = self.copy()
+        props = t["Resources"]["PlaybackGuardFunction"]["Properties"]
+        props["FunctionCode"] = props["FunctionCode"].replace("/%(2f|5c)/i", "/%2f/")
+        self.assertCaught(t, "properties", "PlaybackGuardFunction")
+
     def test_cookie_function_code_differs_between_templates(self) -> None:
         t = self.copy()
         props = t["Resources"]["PlaybackCookieFunction"]["Properties"]
@@ -240,8 +284,14 @@ class Drift(Base):
         self.assertEqual([(s, k) for s, k, _ in found], [key])
         self.assertIn("infra/functions/playback-cookies.js", found[0][2])
         with tempfile.TemporaryDirectory() as root:
+            for other in drift.SOURCE_FILES.values():
+                os.makedirs(os.path.dirname(os.path.join(root, other)), exist_ok=True)
+                with open(os.path.join(drift.ROOT, other), encoding="utf-8") as f:
+                    text = f.read()
+                with open(os.path.join(root, other), "w", encoding="utf-8") as f:
+                    f.write(text)
+            self.assertEqual(drift.source_file_diffs(self.source, root), [])
             rel = drift.SOURCE_FILES[("PlaybackCookieFunction", "FunctionCode")]
-            os.makedirs(os.path.dirname(os.path.join(root, rel)))
             with open(os.path.join(drift.ROOT, rel), encoding="utf-8") as f:
                 text = f.read()
             with open(os.path.join(root, rel), "w", encoding="utf-8") as f:
@@ -328,12 +378,115 @@ class Policy(Base):
         b = self.signed_behaviour(t)
         b["TrustedKeyGroups"] = {"Fn::If": ["HasAllowedOrigins", b["TrustedKeyGroups"], {"Ref": "AWS::NoValue"}]}
         self.assertCaught(t, text)
-        # A public prefix needs none.
+        # A public prefix needs none (but the guard function, as the default behaviour).
         t = self.copy()
         b = self.signed_behaviour(t)
         del b["TrustedKeyGroups"]
         b["PathPattern"] = "live/*"
+        b["FunctionAssociations"] = copy.deepcopy(self.distribution_config(t)["DefaultCacheBehavior"]["FunctionAssociations"])
         self.assertEqual(set(policy.check(t)) - self.findings, set())
+
+    GUARD_TEXT = "PlaybackDistribution: default cache behaviour without the viewer-request guard function"
+
+    def default_behaviour(self, t: dict) -> dict:
+        return self.distribution_config(t)["DefaultCacheBehavior"]
+
+    def test_template_has_the_guard(self) -> None:
+        self.assertEqual(policy.check_signed_guard(self.sam), [])
+        self.assertTrue(any(policy._grants_cloudfront_signed(st) for _, st in policy.iter_statements(
+            self.sam["Resources"]["MediaBucketPolicy"]["Properties"]["PolicyDocument"])))
+
+    def test_default_behaviour_needs_the_guard(self) -> None:
+        t = self.copy()
+        del self.default_behaviour(t)["FunctionAssociations"]
+        self.assertCaught(t, self.GUARD_TEXT)
+        self.assertCaught(t, "MediaBucketPolicy lets CloudFront read signed/")
+
+    def test_guard_on_viewer_request_only(self) -> None:
+        t = self.copy()
+        self.default_behaviour(t)["FunctionAssociations"][0]["EventType"] = "viewer-response"
+        self.assertCaught(t, self.GUARD_TEXT)
+
+    def test_another_function_is_no_guard(self) -> None:
+        t = self.copy()
+        self.default_behaviour(t)["FunctionAssociations"][0]["FunctionARN"] = {
+            "Fn::GetAtt": ["PlaybackCookieFunction", "FunctionARN"]}
+        self.assertCaught(t, self.GUARD_TEXT)
+        # The guard's code is infra/functions/playback-guard.js: an edited copy is no guard.
+        t = self.copy()
+        props = t["Resources"]["PlaybackGuardFunction"]["Properties"]
+        props["FunctionCode"] = props["FunctionCode"].replace("/%(2f|5c)/i", "/%2f/")
+        self.assertCaught(t, self.GUARD_TEXT)
+
+    def test_guard_in_one_branch_only(self) -> None:
+        t = self.copy()
+        b = self.default_behaviour(t)
+        b["FunctionAssociations"] = {"Fn::If": ["HasPlaybackKey", b["FunctionAssociations"], {"Ref": "AWS::NoValue"}]}
+        self.assertCaught(t, self.GUARD_TEXT)
+        t = self.copy()
+        b = self.default_behaviour(t)
+        b["FunctionAssociations"] = [{"Fn::If": ["HasAllowedOrigins", b["FunctionAssociations"][0], {"Ref": "AWS::NoValue"}]}]
+        self.assertCaught(t, self.GUARD_TEXT)
+        # The same association in both branches is fine.
+        t = self.copy()
+        b = self.default_behaviour(t)
+        b["FunctionAssociations"] = {"Fn::If": ["HasPlaybackKey", b["FunctionAssociations"], copy.deepcopy(b["FunctionAssociations"])]}
+        self.assertEqual(set(policy.check(t)) - self.findings, set())
+
+    def test_conditional_guard_function(self) -> None:
+        t = self.copy()
+        t["Resources"]["PlaybackGuardFunction"]["Condition"] = "HasPlaybackKey"
+        self.assertCaught(t, "PlaybackGuardFunction: the guard function (infra/functions/playback-guard.js) has a Condition")
+        self.assertCaught(t, self.GUARD_TEXT)
+
+    def test_every_other_behaviour_needs_the_guard(self) -> None:
+        text = "PlaybackDistribution: cache behaviour live/* without the viewer-request guard function"
+        t = self.copy()
+        config = self.distribution_config(t)
+        cond, yes, no = config["CacheBehaviors"]["Fn::If"]
+        public = copy.deepcopy(self.default_behaviour(t))
+        del public["FunctionAssociations"]
+        public["PathPattern"] = "live/*"
+        yes.append(public)
+        self.assertCaught(t, text)
+        public["FunctionAssociations"] = copy.deepcopy(self.default_behaviour(t)["FunctionAssociations"])
+        self.assertEqual(set(policy.check(t)) - self.findings, set())
+
+    def test_no_guard_needed_without_a_signed_grant(self) -> None:
+        t = self.copy()
+        del self.default_behaviour(t)["FunctionAssociations"]
+        doc = t["Resources"]["MediaBucketPolicy"]["Properties"]["PolicyDocument"]
+        doc["Statement"] = [st for st in doc["Statement"] if "Fn::If" not in st]
+        self.assertEqual(policy.check_signed_guard(t), [])
+        # A grant of the whole bucket includes signed/.
+        st = self.statement(doc, "s3:GetObject")
+        st["Resource"] = {"Fn::Sub": "${MediaBucket.Arn}/*"}
+        self.assertCaught(t, self.GUARD_TEXT)
+
+    def test_signed_grant_detection(self) -> None:
+        may = policy._may_match_under
+        self.assertTrue(may("signed/live/*", "signed/"))
+        self.assertTrue(may("*", "signed/"))
+        self.assertTrue(may("sig*", "signed/"))
+        self.assertTrue(may("s?gned/*", "signed/"))
+        self.assertFalse(may("live/*", "signed/"))
+        self.assertFalse(may("signed", "signed/"))
+        self.assertFalse(may("signedx/*", "signed/"))
+        key = policy._object_key_pattern
+        self.assertEqual(key("${MediaBucket.Arn}/signed/live/*"), "signed/live/*")
+        self.assertEqual(key("arn:aws:s3:::streamstack-media-${Select(2,Split(/,${AWS::StackId}))}/x/*"), "x/*")
+        self.assertIsNone(key("${MediaBucket.Arn}"))
+        grant = {"Effect": "Allow", "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
+                 "Resource": {"Fn::Sub": "${MediaBucket.Arn}/signed/outputs/*"}}
+        self.assertTrue(policy._grants_cloudfront_signed(grant))
+        for change in ({"Effect": "Deny"}, {"Action": "s3:PutObject"},
+                       {"Principal": {"Service": "mediaconvert.amazonaws.com"}},
+                       {"Resource": {"Fn::Sub": "${MediaBucket.Arn}/live/*"}}):
+            self.assertFalse(policy._grants_cloudfront_signed({**grant, **change}), change)
+        for change in ({"Action": "s3:Get*"}, {"Action": ["s3:ListBucket", "s3:GetObject"]}, {"Principal": "*"},
+                       {"Resource": [{"Fn::Sub": "${MediaBucket.Arn}/live/*"},
+                                     {"Fn::If": ["C", {"Fn::Sub": "${MediaBucket.Arn}/signed/*"}, {"Ref": "AWS::NoValue"}]}]}):
+            self.assertTrue(policy._grants_cloudfront_signed({**grant, **change}), change)
 
     def test_unencrypted_queue_and_topic(self) -> None:
         t = self.copy()
