@@ -154,7 +154,8 @@ impl PlaybackSettings {
 ///
 /// Two ways, both scoped to the resource's prefix and valid until `expires_at`:
 /// - **cookies**: the app sets `cookies` for the playback domain with `Path=cookie_path`
-///   (`Secure; HttpOnly; SameSite=None` when the player runs on another site); every request
+///   (`Secure; HttpOnly; SameSite=None; Partitioned` when the player runs on another site);
+///   every request
 ///   under the prefix then carries them.
 /// - **signed URL**: the player opens the signed playlist URL; the `signed/*` behaviour turns
 ///   its valid query into the same cookies on the response (a viewer-response CloudFront
