@@ -107,6 +107,21 @@ where
     }
 }
 
+/// The [`Meta`] of a `HeadObject` or `GetObject` output (the same accessors on two types).
+macro_rules! meta_of {
+    ($out:expr) => {
+        Meta {
+            content_type: $out.content_type(),
+            content_length: $out.content_length(),
+            cache_control: $out.cache_control(),
+            e_tag: $out.e_tag(),
+            last_modified: $out.last_modified(),
+            accept_ranges: $out.accept_ranges(),
+            content_range: $out.content_range(),
+        }
+    };
+}
+
 /// Reads `key` of `bucket`: its headers and, unless `head`, its body (a byte `range`, the
 /// request's `Range` header, when given).
 ///
@@ -128,15 +143,7 @@ pub async fn fetch(
             .send()
             .await
             .map_err(failure)?;
-        let meta = Meta {
-            content_type: out.content_type(),
-            content_length: out.content_length(),
-            cache_control: out.cache_control(),
-            e_tag: out.e_tag(),
-            last_modified: out.last_modified(),
-            accept_ranges: out.accept_ranges(),
-            content_range: out.content_range(),
-        };
+        let meta = meta_of!(out);
         return Ok(Object { status: meta.status(), headers: meta.headers(), body: None });
     }
     let out = s3
@@ -147,15 +154,7 @@ pub async fn fetch(
         .send()
         .await
         .map_err(failure)?;
-    let meta = Meta {
-        content_type: out.content_type(),
-        content_length: out.content_length(),
-        cache_control: out.cache_control(),
-        e_tag: out.e_tag(),
-        last_modified: out.last_modified(),
-        accept_ranges: out.accept_ranges(),
-        content_range: out.content_range(),
-    };
+    let meta = meta_of!(out);
     let (status, headers) = (meta.status(), meta.headers());
     Ok(Object { status, headers, body: Some(out.body) })
 }
