@@ -33,6 +33,7 @@ pub mod devices;
 pub mod error;
 pub mod extract;
 mod handlers;
+pub mod local;
 mod playback;
 
 use axum::routing::{get, post, put};
