@@ -424,3 +424,33 @@ async fn a_404_does_not_echo_a_long_id() {
         assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
     }
 }
+
+#[tokio::test]
+async fn a_delete_with_if_match_is_conditional_in_the_store() {
+    use streamstack_core::device::DeviceStatus;
+    use streamstack_core::device_store::{DeviceStore, Reported};
+    use streamstack_core::{ChannelStore, HlsSettings, NewChannel, Playback, StoreError};
+    let aws = aws().await;
+    let channels = channel_store(&aws).await;
+    let now = time::OffsetDateTime::now_utc();
+    let c = NewChannel::named("a", HlsSettings::default()).into_channel(now, Playback::Public);
+    let c = c.unwrap();
+    channels.create(&c).await.unwrap();
+    let stale = channels.delete_if_version(&c.id, 2).await;
+    assert!(matches!(stale, Err(StoreError::VersionConflict)), "{stale:?}");
+    channels.delete_if_version(&c.id, 1).await.expect("delete at version 1");
+    let gone = channels.delete_if_version(&c.id, 1).await;
+    assert!(matches!(gone, Err(StoreError::NotFound)), "{gone:?}");
+
+    let devices = DynamoDeviceStore::new(aws.dynamodb.clone(), unique("devices"));
+    devices.create_table_if_missing().await.unwrap();
+    let url = streamstack_core::device::seal_media_url("rtsp://cam/1", "cam1", None).unwrap();
+    let reported = [Reported { id: "cam1".into(), media_url: url }];
+    devices.heartbeat("gw1", &reported, now).await.unwrap();
+    let d = devices.get("cam1").await.unwrap().unwrap();
+    assert_eq!(d.reported, DeviceStatus::Online);
+    let stale = devices.delete_if_version("cam1", d.version + 1).await;
+    assert!(matches!(stale, Err(StoreError::VersionConflict)), "{stale:?}");
+    devices.delete_if_version("cam1", d.version).await.expect("delete at its version");
+    assert!(devices.get("cam1").await.unwrap().is_none());
+}

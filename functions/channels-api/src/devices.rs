@@ -267,19 +267,26 @@ pub(crate) async fn patch(
 }
 
 /// `DELETE /devices/{id}`: `If-Match` optional; when given it is evaluated against the
-/// current version first (400 malformed, 412 no match).
+/// current version (400 malformed, 412 no match) and the delete is conditional on it.
 pub(crate) async fn delete(
     State(deps): Shared,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    if let Some(condition) = if_match(&headers)? {
-        if !condition.matches(load(&deps, &id).await?.version) {
-            return Err(ApiError::PreconditionFailed);
-        }
-    }
+    let condition = if_match(&headers)?;
     let id = checked_id(&id)?;
-    store(&deps)?.delete(id).await.map_err(|e| match e {
+    let deleted = match condition {
+        None | Some(IfMatch::Any) => store(&deps)?.delete(id).await,
+        Some(condition) => {
+            let current = load(&deps, id).await?;
+            if !condition.matches(current.version) {
+                return Err(ApiError::PreconditionFailed);
+            }
+            // Atomic: a write between the read and the delete makes it 412.
+            store(&deps)?.delete_if_version(id, current.version).await
+        }
+    };
+    deleted.map_err(|e| match e {
         StoreError::NotFound => not_found(id),
         other => other.into(),
     })?;

@@ -216,19 +216,23 @@ pub(crate) async fn patch(
 }
 
 /// `DELETE /channels/{id}`: `If-Match` optional; when given it is evaluated against the
-/// current version first (400 malformed, 412 no match).
+/// current version (400 malformed, 412 no match) and the delete is conditional on it.
 pub(crate) async fn delete(
     State(deps): Shared,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    if let Some(condition) = if_match(&headers)? {
-        let current = load(&deps, &id).await?;
-        if !condition.matches(current.version) {
-            return Err(ApiError::PreconditionFailed);
+    match if_match(&headers)? {
+        None | Some(IfMatch::Any) => deps.store.delete(checked_id(&id)?).await?,
+        Some(condition) => {
+            let current = load(&deps, &id).await?;
+            if !condition.matches(current.version) {
+                return Err(ApiError::PreconditionFailed);
+            }
+            // Atomic: a write between the read and the delete makes it 412.
+            deps.store.delete_if_version(&current.id, current.version).await?;
         }
     }
-    deps.store.delete(checked_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
