@@ -63,7 +63,8 @@ async fn the_local_servers_own_rejections_are_json() {
     let port = api.port;
 
     // Well-formed requests still work, with a body by length or chunked.
-    let r = raw(port, b"GET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", false).await;
+    let r =
+        raw(port, b"GET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", false).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let body = br#"{"name":"a"}"#;
     let req = format!(
@@ -92,19 +93,30 @@ async fn the_local_servers_own_rejections_are_json() {
             false,
         ),
         ("body shorter than Content-Length", post("content-length: 100\r\n"), true),
-        ("head cut short", "GET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\n".to_owned(), true),
+        (
+            "head cut short",
+            "GET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\n".to_owned(),
+            true,
+        ),
     ] {
         let r = raw(port, request.as_bytes(), half_close).await;
         assert_json_error(&r, 400, "invalid_request", what);
     }
 
-    let r = raw(port, b"GET /channels/%FF HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", false).await;
+    let r = raw(port, b"GET /channels/%FF HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", false)
+        .await;
     assert_json_error(&r, 400, "invalid_parameter", "non-UTF-8 path id");
 
-    let long = format!("GET /channels?x={} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", "a".repeat(20_000));
+    let long = format!(
+        "GET /channels?x={} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "a".repeat(20_000)
+    );
     assert_json_error(&raw(port, long.as_bytes(), false).await, 414, "uri_too_long", "long URI");
 
-    let big = format!("GET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: {}\r\n\r\n", "a".repeat(40_000));
+    let big = format!(
+        "GET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: {}\r\n\r\n",
+        "a".repeat(40_000)
+    );
     let r = raw(port, big.as_bytes(), false).await;
     assert_json_error(&r, 431, "headers_too_large", "big header");
     let many: String = (0..120).map(|i| format!("x-h{i}: 1\r\n")).collect();
@@ -121,6 +133,7 @@ async fn the_local_servers_own_rejections_are_json() {
     assert_json_error(&raw(port, req.as_bytes(), false).await, 413, "payload_too_large", "70 kB");
 
     // The server is still serving.
-    let r = raw(port, b"GET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", false).await;
+    let r =
+        raw(port, b"GET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", false).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
