@@ -243,7 +243,7 @@ async fn patch_requires_current_version() {
         .call(
             Method::PATCH,
             &uri,
-            &[("content-type", "application/json"), ("if-match", "1")],
+            &[("content-type", "application/json"), ("if-match", "\"1\"")],
             Some(body.clone()),
         )
         .await;
@@ -253,7 +253,7 @@ async fn patch_requires_current_version() {
         .call(
             Method::PATCH,
             &uri,
-            &[("content-type", "application/json"), ("if-match", "2")],
+            &[("content-type", "application/json"), ("if-match", "\"2\"")],
             Some(br#"{"hls":{"segment_duration":0}}"#.to_vec()),
         )
         .await;
@@ -268,7 +268,7 @@ async fn patch_requires_current_version() {
         .call(
             Method::PATCH,
             "/channels/missing",
-            &[("content-type", "application/json"), ("if-match", "1")],
+            &[("content-type", "application/json"), ("if-match", "\"1\"")],
             Some(body),
         )
         .await;
@@ -288,7 +288,7 @@ async fn concurrent_patches_with_same_version_exactly_one_wins() {
                 api.call(
                     Method::PATCH,
                     &uri,
-                    &[("content-type", "application/json"), ("if-match", "1")],
+                    &[("content-type", "application/json"), ("if-match", "\"1\"")],
                     Some(body),
                 )
                 .await

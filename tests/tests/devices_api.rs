@@ -182,7 +182,7 @@ async fn credentials_are_sealed_at_rest_and_masked_in_every_response() {
     replies.push(api.get("/devices/cam1/endpoints").await);
     replies.push(api.heartbeat("gw1", &[("cam1", url)]).await);
     let patch = json!({ "media_url": "rtsp://admin:0ther@10.0.0.7:554/stream1" });
-    replies.push(api.send(Method::PATCH, "/devices/cam1", Some("1"), &patch).await);
+    replies.push(api.send(Method::PATCH, "/devices/cam1", Some("\"1\""), &patch).await);
     for r in &replies {
         assert!(r.status.is_success(), "{}", r.text);
         for secret in ["s3cr", "admin", "0ther"] {

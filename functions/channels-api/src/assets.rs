@@ -1,10 +1,11 @@
 //! `GET /assets` and `GET /assets/{id}`: VOD assets with their output URLs.
 
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::handlers::{page_limit, ListQuery};
 use crate::Deps;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -103,7 +104,8 @@ pub(crate) async fn get_one(
 ) -> Result<Json<AssetView>, ApiError> {
     let not_found = || ApiError::NotFound(format!("asset {id:?} not found"));
     if !is_valid_asset_id(&id) {
-        return Err(not_found());
+        // Not echoed: it can be anything, of any length.
+        return Err(ApiError::NotFound("asset not found".into()));
     }
     let asset = deps.assets.get(&id).await?.ok_or_else(not_found)?;
     let mode = asset.settings.as_ref().map(|s| s.playback);

@@ -6,12 +6,12 @@
 //! leave masked (`rtsp://***@host/path`): no response and no log line carries credentials.
 
 use crate::error::ApiError;
-use crate::extract::JsonBody;
-use crate::handlers::{if_match_version, page_limit, ListQuery};
+use crate::extract::{JsonBody, Path};
+use crate::handlers::{if_match, page_limit, required_if_match, IfMatch, ListQuery};
 use crate::Deps;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::header::{ETAG, IF_MATCH, LOCATION};
+use axum::extract::{Query, State};
+use axum::http::header::{ETAG, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -76,8 +76,13 @@ fn store(deps: &Deps) -> Result<&dyn DeviceStore, ApiError> {
         .ok_or_else(|| ApiError::NotFound("devices are not configured (DEVICES_TABLE)".into()))
 }
 
+/// 404 naming `id` when it passes the id rule (else not echoed).
 fn not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!("device {id:?} not found"))
+    if is_valid_device_id(id) {
+        ApiError::NotFound(format!("device {id:?} not found"))
+    } else {
+        ApiError::NotFound("device not found".into())
+    }
 }
 
 /// 404 for a path id that no device can have (never sent to DynamoDB).
@@ -114,14 +119,10 @@ async fn load(deps: &Deps, id: &str) -> Result<Device, ApiError> {
     store(deps)?.get(id).await?.ok_or_else(|| not_found(id))
 }
 
-/// `If-Match` of a PUT: absent (`None`: create or replace unconditionally), `*` (`Some(None)`:
-/// the device must exist) or a version (`Some(Some(v))`).
-fn put_precondition(headers: &HeaderMap) -> Result<Option<Option<u64>>, ApiError> {
-    match headers.get(IF_MATCH) {
-        None => Ok(None),
-        Some(v) if v.as_bytes().trim_ascii() == b"*" => Ok(Some(None)),
-        Some(_) => Ok(Some(Some(if_match_version(headers)?))),
-    }
+/// `If-Match` of a PUT: absent (`None`: create or replace unconditionally), else the device
+/// must exist and match ([`IfMatch::matches`]: `*` any version, else one of the tags).
+fn put_precondition(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
+    if_match(headers)
 }
 
 /// `PUT /devices/{id}`: creates the device (201 + `Location`) or replaces its configuration
@@ -140,7 +141,7 @@ pub(crate) async fn put(
         let current = store.get(id).await?;
         match (&precondition, &current) {
             (Some(_), None) => return Err(ApiError::PreconditionFailed),
-            (Some(Some(v)), Some(c)) if c.version != *v => {
+            (Some(condition), Some(c)) if !condition.matches(c.version) => {
                 return Err(ApiError::PreconditionFailed)
             }
             _ => {}
@@ -246,26 +247,46 @@ pub(crate) async fn patch(
     headers: HeaderMap,
     JsonBody(body): JsonBody<DevicePatch>,
 ) -> Result<Response, ApiError> {
-    let expected = if_match_version(&headers)?;
+    let condition = required_if_match(&headers)?;
     let current = load(&deps, &id).await?;
-    if current.version != expected {
+    if !condition.matches(current.version) {
         return Err(ApiError::PreconditionFailed);
     }
     let next = body.apply(&current, deps.media_url_key.as_ref(), OffsetDateTime::now_utc())?;
-    let stored = store(&deps)?.update_config(&next, expected).await.map_err(|e| match e {
-        StoreError::NotFound => not_found(&current.id),
-        other => other.into(),
-    })?;
+    if next.version == current.version {
+        // Nothing changes: the device as it is, no new version.
+        return Ok(with_etag(StatusCode::OK, &deps, &current));
+    }
+    let stored =
+        store(&deps)?.update_config(&next, current.version).await.map_err(|e| match e {
+            StoreError::NotFound => not_found(&current.id),
+            other => other.into(),
+        })?;
     tracing::info!(device = %stored.id, version = stored.version, "device patched");
     Ok(with_etag(StatusCode::OK, &deps, &stored))
 }
 
+/// `DELETE /devices/{id}`: `If-Match` optional; when given it is evaluated against the
+/// current version (400 malformed, 412 no match) and the delete is conditional on it.
 pub(crate) async fn delete(
     State(deps): Shared,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
+    let condition = if_match(&headers)?;
     let id = checked_id(&id)?;
-    store(&deps)?.delete(id).await.map_err(|e| match e {
+    let deleted = match condition {
+        None | Some(IfMatch::Any) => store(&deps)?.delete(id).await,
+        Some(condition) => {
+            let current = load(&deps, id).await?;
+            if !condition.matches(current.version) {
+                return Err(ApiError::PreconditionFailed);
+            }
+            // Atomic: a write between the read and the delete makes it 412.
+            store(&deps)?.delete_if_version(id, current.version).await
+        }
+    };
+    deleted.map_err(|e| match e {
         StoreError::NotFound => not_found(id),
         other => other.into(),
     })?;

@@ -1,10 +1,10 @@
 //! Route handlers. Each takes the shared [`Deps`] by `State` and returns JSON or [`ApiError`].
 
 use crate::error::ApiError;
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path};
 use crate::Deps;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header::{ETAG, IF_MATCH, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,12 +25,12 @@ fn with_etag(status: StatusCode, channel: &Channel) -> Response {
     (status, [(ETAG, etag)], Json(channel)).into_response()
 }
 
-/// 404 for a path id that no channel can have (never sent to DynamoDB).
+/// 404 for a path id that no channel can have (never sent to DynamoDB, nor echoed).
 fn checked_id(id: &str) -> Result<&str, ApiError> {
     if is_valid_channel_id(id) {
         Ok(id)
     } else {
-        Err(ApiError::NotFound(format!("channel {id:?} not found")))
+        Err(ApiError::NotFound("channel not found".into()))
     }
 }
 
@@ -99,39 +99,140 @@ pub(crate) async fn get_one(
     Ok(with_etag(StatusCode::OK, &load(&deps, &id).await?))
 }
 
-/// The version named by `If-Match` (`"3"`, `W/"3"` or `3`): 428 when absent, 400 when not
-/// a version.
-pub(crate) fn if_match_version(headers: &HeaderMap) -> Result<u64, ApiError> {
-    let raw = headers.get(IF_MATCH).ok_or(ApiError::PreconditionRequired)?;
-    let text = raw.to_str().unwrap_or("").trim();
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    text.parse().map_err(|_| ApiError::InvalidParameter {
-        field: "If-Match".into(),
-        message: format!("If-Match: expected a version (the ETag) such as \"3\", got {raw:?}"),
+/// An `If-Match` precondition (RFC 9110 §13.1.1): `*` or a list of entity-tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IfMatch {
+    /// `*`: any current representation.
+    Any,
+    /// Entity-tags: `(weak, opaque-tag without its quotes)`.
+    Tags(Vec<(bool, Vec<u8>)>),
+}
+
+impl IfMatch {
+    /// Whether the current representation at `version` (ETag `"<version>"`) passes: `*`
+    /// always; a list when one of its tags is strong and equal (strong comparison: a weak
+    /// tag never matches).
+    pub(crate) fn matches(&self, version: u64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(tags) => {
+                let ours = version.to_string();
+                tags.iter().any(|(weak, opaque)| !weak && opaque == ours.as_bytes())
+            }
+        }
+    }
+
+    /// Parses the field values (several `If-Match` lines are one comma-separated list):
+    /// `*` alone, or `#entity-tag` with `entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE`;
+    /// `None` when malformed (`4`, `"7`, `""6""`, `*, "1"`, nothing).
+    pub(crate) fn parse<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<Self> {
+        let is_ows = |b: u8| b == b' ' || b == b'\t';
+        let is_etagc = |b: u8| b == 0x21 || (0x23..=0x7E).contains(&b) || b >= 0x80;
+        let (mut any, mut tags) = (0usize, Vec::new());
+        for value in values {
+            let mut i = 0;
+            loop {
+                while i < value.len() && (is_ows(value[i]) || value[i] == b',') {
+                    i += 1;
+                }
+                if i == value.len() {
+                    break;
+                }
+                if value[i] == b'*' {
+                    any += 1;
+                    i += 1;
+                } else {
+                    let weak = value[i..].starts_with(b"W/");
+                    if weak {
+                        i += 2;
+                    }
+                    if value.get(i) != Some(&b'"') {
+                        return None;
+                    }
+                    let start = i + 1;
+                    let len = value[start..].iter().position(|&b| b == b'"')?;
+                    let opaque = &value[start..start + len];
+                    if !opaque.iter().all(|&b| is_etagc(b)) {
+                        return None;
+                    }
+                    tags.push((weak, opaque.to_vec()));
+                    i = start + len + 1;
+                }
+                while i < value.len() && is_ows(value[i]) {
+                    i += 1;
+                }
+                if i < value.len() && value[i] != b',' {
+                    return None;
+                }
+            }
+        }
+        match (any, tags.is_empty()) {
+            (1, true) => Some(Self::Any),
+            (0, false) => Some(Self::Tags(tags)),
+            _ => None,
+        }
+    }
+}
+
+/// The request's `If-Match`: `None` when absent, 400 `invalid_parameter` when malformed.
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
+    let mut values = headers.get_all(IF_MATCH).iter().peekable();
+    if values.peek().is_none() {
+        return Ok(None);
+    }
+    IfMatch::parse(values.map(HeaderValue::as_bytes)).map(Some).ok_or_else(|| {
+        ApiError::InvalidParameter {
+            field: "If-Match".into(),
+            message: "If-Match: expected * or a list of entity-tags such as \"3\" (the ETag)"
+                .into(),
+        }
     })
 }
 
+/// [`if_match`], required: 428 when absent.
+pub(crate) fn required_if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
+    if_match(headers)?.ok_or(ApiError::PreconditionRequired)
+}
+
+/// `PATCH /channels/{id}`: `If-Match` required (428), evaluated against the current version
+/// (412); a patch that changes nothing answers 200 with the channel as it is (no new version).
 pub(crate) async fn patch(
     State(deps): Shared,
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ChannelPatch>,
 ) -> Result<Response, ApiError> {
-    let expected = if_match_version(&headers)?;
+    let condition = required_if_match(&headers)?;
     let current = load(&deps, &id).await?;
-    if current.version != expected {
+    if !condition.matches(current.version) {
         return Err(ApiError::PreconditionFailed);
     }
     let next = body.apply(&current, OffsetDateTime::now_utc())?;
-    let stored = deps.store.replace(&next, expected).await?;
+    if next.version == current.version {
+        return Ok(with_etag(StatusCode::OK, &current));
+    }
+    let stored = deps.store.replace(&next, current.version).await?;
     Ok(with_etag(StatusCode::OK, &stored))
 }
 
+/// `DELETE /channels/{id}`: `If-Match` optional; when given it is evaluated against the
+/// current version (400 malformed, 412 no match) and the delete is conditional on it.
 pub(crate) async fn delete(
     State(deps): Shared,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    deps.store.delete(checked_id(&id)?).await?;
+    match if_match(&headers)? {
+        None | Some(IfMatch::Any) => deps.store.delete(checked_id(&id)?).await?,
+        Some(condition) => {
+            let current = load(&deps, &id).await?;
+            if !condition.matches(current.version) {
+                return Err(ApiError::PreconditionFailed);
+            }
+            // Atomic: a write between the read and the delete makes it 412.
+            deps.store.delete_if_version(&current.id, current.version).await?;
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -202,4 +303,40 @@ pub(crate) async fn not_found() -> ApiError {
 
 pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IfMatch;
+
+    fn parse(values: &[&str]) -> Option<IfMatch> {
+        IfMatch::parse(values.iter().map(|v| v.as_bytes()))
+    }
+
+    #[test]
+    fn if_match_is_rfc_9110() {
+        let m = |v: &[&str]| parse(v).unwrap().matches(3);
+        assert!(m(&["\"3\""]));
+        assert!(m(&["*"]));
+        assert!(m(&["\"1\", \"3\""]));
+        assert!(m(&["\"1\"", " \"3\" "]), "several lines are one list");
+        assert!(m(&[" , \"3\" ,"]), "empty list elements are allowed");
+        assert!(!m(&["W/\"3\""]), "weak tags never match");
+        assert!(!m(&["\"+3\""]));
+        assert!(!m(&["\"1\""]));
+        for bad in [
+            &["3"][..],
+            &["\"3"],
+            &["\"\"3\"\""],
+            &["*, \"3\""],
+            &["*", "*"],
+            &[""],
+            &[" , "],
+            &["\"a b\""],
+            &["w/\"3\""],
+            &["\"3\" \"4\""],
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
 }

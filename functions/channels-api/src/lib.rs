@@ -6,8 +6,8 @@
 //! | POST | `/channels` | 201 + `Location` | body [`streamstack_core::NewChannel`] |
 //! | GET | `/channels?limit=1..100&next=<cursor>` | 200 | `{"items":[..],"next":..}` |
 //! | GET | `/channels/{id}` | 200 + `ETag` | |
-//! | PATCH | `/channels/{id}` | 200 + `ETag` | `If-Match: <version>` required; 412 when stale |
-//! | DELETE | `/channels/{id}` | 204 | 404 when absent |
+//! | PATCH | `/channels/{id}` | 200 + `ETag` | `If-Match` required (RFC 9110: `"<version>"` list or `*`); 412 when stale |
+//! | DELETE | `/channels/{id}` | 204 | 404 when absent; `If-Match` honoured when given |
 //! | GET | `/channels/{id}/endpoints` | 200 | signed RTMP push URL + HLS playback URL |
 //! | POST | `/channels/{id}/rotate-key` | 200 | new secret; body as `endpoints`; old push URLs refused |
 //! | GET | `/assets?limit=1..100&next=<cursor>` | 200 | VOD assets, [`assets::AssetView`] |
@@ -23,7 +23,8 @@
 //! The device routes need `DEVICES_TABLE` (else 404 "devices are not configured"); media URLs
 //! with credentials need `MEDIA_URL_KEY` and are only ever returned masked.
 //!
-//! Every error is `{"error":{"code":"...","message":"...","field":...}}` ([`error::ApiError`]).
+//! Every error is `{"error":{"code":"...","message":"...","field":...}}` ([`error::ApiError`]);
+//! rejections of the framework itself are rewritten to it ([`error::json_errors`]).
 
 #![warn(missing_docs)]
 
@@ -32,6 +33,7 @@ pub mod devices;
 pub mod error;
 pub mod extract;
 mod handlers;
+pub mod local;
 mod playback;
 
 use axum::routing::{get, post, put};
@@ -175,5 +177,6 @@ pub fn router(deps: Arc<Deps>) -> Router {
         .route("/gateways/{gateway_id}/heartbeat", post(devices::heartbeat))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(deps)
 }

@@ -7,7 +7,9 @@
 //! recent ([`DeviceSettings::online_window`]), so the devices of a gateway that stopped
 //! reporting read `offline` without any write.
 
-use crate::domain::{is_valid_channel_id, ValidationError, MAX_NAME_CHARS, PLAYBACK_IS_FIXED};
+use crate::domain::{
+    is_valid_channel_id, non_null, normalize_name, ValidationError, PLAYBACK_IS_FIXED,
+};
 use crate::media_url::{MediaUrl, MediaUrlKey};
 use crate::playback::Playback;
 use crate::stream_state::StreamState;
@@ -231,14 +233,19 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct DevicePatch {
     /// New gateway id.
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub gateway_id: Option<String>,
     /// New name.
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub name: Option<String>,
     /// New media URL.
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub media_url: Option<String>,
     /// New desired state.
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub enabled: Option<bool>,
     /// Accepted only when equal to the device's: playback is fixed at creation.
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub playback: Option<Playback>,
 }
 
@@ -259,15 +266,9 @@ fn check_gateway(gateway_id: &str) -> Result<(), ValidationError> {
     }
 }
 
-fn check_name(name: &str) -> Result<(), ValidationError> {
-    let n = name.chars().count();
-    if name.trim().is_empty() || n > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(ValidationError {
-            field: "name".into(),
-            message: "must be 1..=128 characters, not blank, no control characters".into(),
-        });
-    }
-    Ok(())
+/// The name as stored ([`normalize_name`]).
+fn check_name(name: &str) -> Result<String, ValidationError> {
+    normalize_name("name", name)
 }
 
 /// Seals `raw` for device `id`, as a validation error on field `media_url`.
@@ -306,8 +307,7 @@ impl DeviceSpec {
             }
         }
         check_gateway(&self.gateway_id)?;
-        let name = self.name.unwrap_or_else(|| id.to_owned());
-        check_name(&name)?;
+        let name = check_name(&self.name.unwrap_or_else(|| id.to_owned()))?;
         let media_url = seal_media_url(&self.media_url, id, key)?;
         let mut device = match current {
             Some(current) => {
@@ -330,7 +330,10 @@ impl DeviceSpec {
 }
 
 impl DevicePatch {
-    /// `current` with the patch applied, version + 1.
+    /// `current` with the patch applied, version + 1; a patch that changes nothing (empty,
+    /// or every value equal to the current one) returns `current` unchanged (same version),
+    /// unless the device has restart state to clear (failed, backing off, restarts counted):
+    /// then any PATCH, `{}` included, is its retry and a new version.
     ///
     /// # Errors
     /// [`ValidationError`] naming the first invalid field.
@@ -349,13 +352,25 @@ impl DevicePatch {
             d.gateway_id.clone_from(gateway_id);
         }
         if let Some(name) = &self.name {
-            check_name(name)?;
-            d.name.clone_from(name);
+            d.name = check_name(name)?;
         }
         if let Some(url) = &self.media_url {
-            d.media_url = seal_media_url(url, &d.id, key)?;
+            let sealed = seal_media_url(url, &d.id, key)?;
+            // Sealing is randomised: equal digests are equal URLs, credentials included.
+            if sealed.digest != d.media_url.digest {
+                d.media_url = sealed;
+            }
         }
         d.enabled = self.enabled.unwrap_or(d.enabled);
+        // A PATCH is also the retry of a failed or backing-off device (its restart state is
+        // cleared by the write): only a device without any is left as it is.
+        let retry = current.failed_at.is_some()
+            || current.not_before.is_some()
+            || current.restarts > 0
+            || current.restart_window_start.is_some();
+        if d == *current && !retry {
+            return Ok(d);
+        }
         d.version += 1;
         d.updated_at = now.replace_nanosecond(0).unwrap_or(now);
         Ok(d)

@@ -126,6 +126,20 @@ pub trait DeviceStore: Send + Sync {
     /// [`StoreError::NotFound`] if absent.
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
 
+    /// Deletes a device if its version is `version` (`DELETE` with `If-Match`), atomically
+    /// in the DynamoDB store (the default, for test doubles, checks then deletes).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] if absent, [`StoreError::VersionConflict`] if the version
+    /// moved.
+    async fn delete_if_version(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        match self.get(id).await? {
+            None => Err(StoreError::NotFound),
+            Some(d) if d.version != version => Err(StoreError::VersionConflict),
+            Some(_) => self.delete(id).await,
+        }
+    }
+
     /// Deletes `device` if it was not seen since: its `version` and `last_heartbeat` are
     /// still as in `device`. `Ok(false)` when it changed (or is gone).
     async fn delete_unseen(&self, device: &Device) -> Result<bool, StoreError>;
@@ -417,6 +431,10 @@ impl DeviceStore for DynamoDeviceStore {
             Err(e) if is_conditional_failure(&e) => Err(StoreError::NotFound),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn delete_if_version(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        crate::table::delete_if_version(&self.client, &self.table, id, version).await
     }
 
     async fn delete_unseen(&self, device: &Device) -> Result<bool, StoreError> {

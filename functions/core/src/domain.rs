@@ -16,6 +16,102 @@ pub const PLAYLIST_WINDOW_RANGE: std::ops::RangeInclusive<u32> = 3..=20;
 pub const MAX_NAME_CHARS: usize = 128;
 /// Maximum channel description length, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// Maximum name length in UTF-8 bytes (after NFC normalisation), besides [`MAX_NAME_CHARS`].
+pub const MAX_NAME_BYTES: usize = 512;
+/// Maximum description length in UTF-8 bytes, besides [`MAX_DESCRIPTION_CHARS`].
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+
+/// Bidirectional embedding, override and isolate controls (U+202A..U+202E, U+2066..U+2069):
+/// they reorder how the text around them is displayed ("Trojan source").
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that display as nothing: whitespace and the zero-width ones (U+200B..U+200D,
+/// U+2060, U+FEFF).
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+}
+
+/// A display name (of a channel, a device) as stored: Unicode NFC, 1..=[`MAX_NAME_CHARS`]
+/// characters and at most [`MAX_NAME_BYTES`] bytes, no control characters (CR, LF, NUL,
+/// ...), no bidi override or isolate characters, not blank once whitespace and zero-width
+/// characters are removed.
+///
+/// # Errors
+/// [`ValidationError`] on `field`.
+pub fn normalize_name(field: &str, raw: &str) -> Result<String, ValidationError> {
+    use unicode_normalization::UnicodeNormalization;
+    let name: String = raw.nfc().collect();
+    let rule = "must be 1..=128 characters (at most 512 bytes), not blank, without control or bidi override characters";
+    if name.chars().any(|c| c.is_control() || is_bidi_control(c))
+        || name.chars().all(is_invisible)
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.len() > MAX_NAME_BYTES
+    {
+        return Err(ValidationError::new(field, rule));
+    }
+    Ok(name)
+}
+
+/// A description as stored: Unicode NFC, at most [`MAX_DESCRIPTION_CHARS`] characters and
+/// [`MAX_DESCRIPTION_BYTES`] bytes, no control characters but tab and line breaks (LF, CR),
+/// no bidi override or isolate characters. May be empty.
+///
+/// # Errors
+/// [`ValidationError`] on `description`.
+pub fn normalize_description(raw: &str) -> Result<String, ValidationError> {
+    use unicode_normalization::UnicodeNormalization;
+    let text: String = raw.nfc().collect();
+    let bad = |c: char| (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || is_bidi_control(c);
+    if text.chars().any(bad)
+        || text.chars().count() > MAX_DESCRIPTION_CHARS
+        || text.len() > MAX_DESCRIPTION_BYTES
+    {
+        return Err(ValidationError::new(
+            "description",
+            "must be at most 1024 characters (4096 bytes), without control characters other than tab and line breaks, nor bidi override characters",
+        ));
+    }
+    Ok(text)
+}
+
+/// For the optional fields of a merge patch: a field that is absent stays `None`, `null` is
+/// refused ("must not be null") rather than read as absent, so `{"name": null}` is a 400
+/// naming the field instead of a silent no-op.
+pub(crate) mod non_null {
+    use serde::{Deserialize, Deserializer};
+
+    /// `Some(value)`; `null` is an error.
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        match Option::<T>::deserialize(d)? {
+            Some(v) => Ok(Some(v)),
+            None => {
+                Err(serde::de::Error::custom("must not be null (omit the field to keep its value)"))
+            }
+        }
+    }
+
+    /// As [`deserialize`], for an RFC 3339 instant.
+    pub mod rfc3339 {
+        use serde::Deserializer;
+        use time::OffsetDateTime;
+
+        /// `Some(instant)`; `null` is an error.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<OffsetDateTime>, D::Error> {
+            match time::serde::rfc3339::option::deserialize(d)? {
+                Some(v) => Ok(Some(v)),
+                None => Err(serde::de::Error::custom(
+                    "must not be null (omit the field to keep its value)",
+                )),
+            }
+        }
+    }
+}
 /// Lifetime of a channel created without `expires_at`: 30 days.
 pub const DEFAULT_CHANNEL_LIFETIME: Duration = Duration::days(30);
 
@@ -110,7 +206,7 @@ impl ChannelState {
 
 /// HLS output settings of a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct HlsSettings {
     /// Target segment duration in seconds, 1..=10. Segments are cut on IDR frames, so the
     /// publisher's GOP should divide it.
@@ -290,8 +386,8 @@ impl NewChannel {
         let now = now.replace_nanosecond(0).unwrap_or(now);
         let channel = Channel {
             id: uuid::Uuid::new_v4().simple().to_string(),
-            name: self.name,
-            description: self.description,
+            name: normalize_name("name", &self.name)?,
+            description: normalize_description(&self.description)?,
             hls: self.hls,
             recording: self.recording,
             playback: self.playback.unwrap_or(default_playback),
@@ -314,8 +410,10 @@ impl NewChannel {
 #[serde(deny_unknown_fields)]
 pub struct HlsPatch {
     /// New target segment duration in seconds.
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub segment_duration: Option<u32>,
     /// New playlist window in segments.
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub playlist_window: Option<u32>,
 }
 
@@ -324,22 +422,29 @@ pub struct HlsPatch {
 #[serde(deny_unknown_fields)]
 pub struct ChannelPatch {
     /// New name.
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub name: Option<String>,
     /// New description.
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub description: Option<String>,
     /// New HLS settings (either field may be omitted).
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub hls: Option<HlsPatch>,
     /// New recording flag.
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub recording: Option<bool>,
     /// Accepted only when equal to the channel's: playback is fixed at creation.
+    #[serde(default, deserialize_with = "non_null::deserialize")]
     pub playback: Option<Playback>,
     /// New expiry (RFC 3339).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, deserialize_with = "non_null::rfc3339::deserialize")]
     pub expires_at: Option<OffsetDateTime>,
 }
 
 impl ChannelPatch {
-    /// Applies the patch to `channel`, bumping `version` and `updated_at`.
+    /// Applies the patch to `channel`, bumping `version` and `updated_at`; a patch that
+    /// changes nothing (empty, or every value equal to the current one) returns `channel`
+    /// unchanged, same `version` and `updated_at`.
     ///
     /// # Errors
     /// [`ValidationError`] when the patched channel breaks a rule; `channel` is then unchanged.
@@ -353,10 +458,10 @@ impl ChannelPatch {
         }
         let mut next = channel.clone();
         if let Some(name) = &self.name {
-            next.name.clone_from(name);
+            next.name = normalize_name("name", name)?;
         }
         if let Some(description) = &self.description {
-            next.description.clone_from(description);
+            next.description = normalize_description(description)?;
         }
         if let Some(hls) = &self.hls {
             next.hls.segment_duration = hls.segment_duration.unwrap_or(next.hls.segment_duration);
@@ -366,6 +471,9 @@ impl ChannelPatch {
         if let Some(expires_at) = self.expires_at {
             next.expires_at = expires_at;
         }
+        if next == *channel {
+            return Ok(next);
+        }
         next.updated_at = now.replace_nanosecond(0).unwrap_or(now);
         next.version += 1;
         validate(&next, channel.created_at)?;
@@ -374,13 +482,6 @@ impl ChannelPatch {
 }
 
 fn validate(channel: &Channel, created_at: OffsetDateTime) -> Result<(), ValidationError> {
-    let name_chars = channel.name.trim().chars().count();
-    if name_chars == 0 || channel.name.chars().count() > MAX_NAME_CHARS {
-        return Err(ValidationError::new("name", "must be 1..=128 characters, not blank"));
-    }
-    if channel.description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(ValidationError::new("description", "must be at most 1024 characters"));
-    }
     channel.hls.validate()?;
     if channel.expires_at <= created_at {
         return Err(ValidationError::new("expires_at", "must be after the creation time"));

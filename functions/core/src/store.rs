@@ -111,6 +111,20 @@ pub trait ChannelStore: Send + Sync {
     /// [`StoreError::NotFound`] if absent.
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
 
+    /// Deletes a channel if its version is `version` (`DELETE` with `If-Match`), atomically
+    /// in the DynamoDB store (the default, for test doubles, checks then deletes).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] if absent, [`StoreError::VersionConflict`] if the version
+    /// moved.
+    async fn delete_if_version(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        match self.get(id).await? {
+            None => Err(StoreError::NotFound),
+            Some(c) if c.version != version => Err(StoreError::VersionConflict),
+            Some(_) => self.delete(id).await,
+        }
+    }
+
     /// Makes `claim.session` the channel's one live publisher: `state = live` and the lease
     /// attributes, in one conditional `UpdateItem`. Succeeds when the channel is idle, its
     /// lease lapsed before `claim.now`, it has no lease, or the lease is already
@@ -349,6 +363,10 @@ impl ChannelStore for DynamoChannelStore {
             Err(e) if is_conditional_failure(&e) => Err(StoreError::NotFound),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn delete_if_version(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        crate::table::delete_if_version(&self.client, &self.table, id, version).await
     }
 
     async fn claim_publish(&self, id: &str, claim: &LeaseClaim) -> Result<Channel, StoreError> {

@@ -267,6 +267,59 @@ pub async fn update_if(
     }
 }
 
+/// Deletes item `id` of `table` if it exists and its `version` attribute is `version`
+/// (one conditional `DeleteItem`, so no write can come between the check and the delete).
+///
+/// # Errors
+/// [`StoreError::NotFound`] when absent, [`StoreError::VersionConflict`] when its version
+/// differs.
+pub async fn delete_if_version(
+    client: &Client,
+    table: &str,
+    id: &str,
+    version: u64,
+) -> Result<(), StoreError> {
+    let result = client
+        .delete_item()
+        .table_name(table)
+        .key("id", AttributeValue::S(id.to_owned()))
+        .condition_expression("attribute_exists(id) AND #version = :version")
+        .expression_attribute_names("#version", "version")
+        .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+        .return_values_on_condition_check_failure(
+            aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+        )
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_conditional_failure(&e) => {
+            use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+            let old = match e.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(refused)) => {
+                    refused.item.clone()
+                }
+                _ => None,
+            };
+            let exists = match old {
+                Some(_) => true,
+                None => client
+                    .get_item()
+                    .table_name(table)
+                    .key("id", AttributeValue::S(id.to_owned()))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::Backend(e.to_string()))?
+                    .item
+                    .is_some(),
+            };
+            Err(if exists { StoreError::VersionConflict } else { StoreError::NotFound })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether DynamoDB refused a write because its condition did not hold
 /// (`ConditionalCheckFailedException`), as opposed to any other failure.
 pub fn is_conditional_failure<E, R>(e: &SdkError<E, R>) -> bool

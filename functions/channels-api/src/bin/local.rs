@@ -1,4 +1,5 @@
-//! The channel API as a plain local HTTP server (same router as the Lambda).
+//! The channel API as a plain local HTTP server (same router as the Lambda), behind the
+//! request-head check of [`channels_api::local`]: its own rejections are JSON errors too.
 
 use clap::Parser;
 
@@ -17,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let app = channels_api::router(channels_api::Deps::from_env().await?);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "channel API listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+    channels_api::local::serve(listener, app, shutdown()).await?;
     Ok(())
 }
 
