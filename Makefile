@@ -24,6 +24,13 @@ $(IAC_VENV)/.installed:
 	$(IAC_VENV)/bin/pip install --quiet --disable-pip-version-check 'cfn-lint==$(CFN_LINT_VERSION)' 'aws-sam-cli==$(SAM_CLI_VERSION)'
 	touch $@
 
+## openapi: write the API's OpenAPI 3.1 document (generated from the code, as served at
+## GET /openapi.json) to docs/openapi.json; a test fails while the committed file differs.
+.PHONY: openapi
+openapi:
+	cargo run --quiet -p channels-api --bin channels-api-local -- --print-openapi > docs/openapi.json.tmp
+	mv docs/openapi.json.tmp docs/openapi.json
+
 ## tools: user-space tools (Python venv with a pinned moto server).
 tools: $(VENV)/.installed
 	@command -v ffmpeg >/dev/null || { echo "ffmpeg not found on PATH: install it (Debian/Ubuntu: sudo apt-get install -y ffmpeg; macOS: brew install ffmpeg)" >&2; exit 1; }

@@ -25,6 +25,7 @@ pub const DEFAULT_AGE_OUT: Duration = Duration::days(7);
 pub const MAX_HEARTBEAT_DEVICES: usize = 5000;
 
 /// Whether a device is seen by its gateway.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceStatus {
@@ -97,6 +98,14 @@ impl DeviceSettings {
 }
 
 /// A device as stored (layout in [`crate::device_store`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": "cam-17", "gateway_id": "gw-paris-1", "name": "loading dock",
+    "media_url": "rtsp://***@10.0.4.17/stream1", "enabled": true, "playback": "public",
+    "last_heartbeat": "2026-11-24T08:00:00Z", "stream": null, "task_arn": null, "restarts": 0,
+    "not_before": null, "failed_at": null, "last_exit": null, "version": 2,
+    "created_at": "2026-11-24T07:00:00Z", "updated_at": "2026-11-24T07:30:00Z"
+})))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {
     /// Caller-chosen id: 1..=64 letters, digits, `-`, `_`.
@@ -107,6 +116,7 @@ pub struct Device {
     pub name: String,
     /// The media URL: serialized masked (`rtsp://***@host/path`), never with credentials.
     #[serde(serialize_with = "masked")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub media_url: MediaUrl,
     /// Desired: record this device while it is online.
     pub enabled: bool,
@@ -121,6 +131,7 @@ pub struct Device {
     pub last_heartbeat: Option<OffsetDateTime>,
     /// What the streamer observes (`receiving` | `reconnecting`, last error, bytes in).
     #[serde(serialize_with = "stream")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::StreamStateView>))]
     pub stream: Option<StreamState>,
     /// The task slot the reconciler assigned the device to.
     #[serde(skip)]
@@ -203,6 +214,11 @@ impl Device {
 }
 
 /// Body of `PUT /devices/{id}`: the whole configuration.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "gateway_id": "gw-paris-1", "name": "loading dock",
+    "media_url": "rtsp://user:password@10.0.4.17/stream1", "enabled": true
+})))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceSpec {
@@ -227,6 +243,8 @@ fn yes() -> bool {
 }
 
 /// Body of `PATCH /devices/{id}` (JSON merge patch over the configuration).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"enabled": false})))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePatch {

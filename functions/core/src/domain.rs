@@ -80,6 +80,7 @@ impl ValidationError {
 }
 
 /// Whether a publisher is currently pushing into the channel.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelState {
@@ -109,13 +110,17 @@ impl ChannelState {
 }
 
 /// HLS output settings of a channel.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"segment_duration": 4, "playlist_window": 6})))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HlsSettings {
     /// Target segment duration in seconds, 1..=10. Segments are cut on IDR frames, so the
     /// publisher's GOP should divide it.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub segment_duration: u32,
     /// Number of segments kept in the sliding live playlist, 3..=20.
+    #[cfg_attr(feature = "openapi", schema(minimum = 3, maximum = 20))]
     pub playlist_window: u32,
 }
 
@@ -182,6 +187,13 @@ impl fmt::Debug for Secret {
 }
 
 /// A channel as stored and as returned by the API (without its secret).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": "0f8fad5bd9cb469fa16570867728950e", "name": "lobby cam", "description": "",
+    "hls": {"segment_duration": 4, "playlist_window": 6}, "recording": false,
+    "playback": "public", "expires_at": "2026-12-24T08:00:00Z", "state": "idle",
+    "created_at": "2026-11-24T08:00:00Z", "updated_at": "2026-11-24T08:00:00Z", "version": 1
+})))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Channel {
     /// Server-generated id: 32 lower-case hex characters.
@@ -241,6 +253,11 @@ impl Channel {
 }
 
 /// Body of `POST /channels`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "name": "lobby cam", "description": "entrance, north side",
+    "hls": {"segment_duration": 4, "playlist_window": 6}, "recording": true
+})))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewChannel {
@@ -310,6 +327,7 @@ impl NewChannel {
 }
 
 /// Partial HLS settings inside a [`ChannelPatch`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HlsPatch {
@@ -320,6 +338,10 @@ pub struct HlsPatch {
 }
 
 /// Body of `PATCH /channels/{id}` (JSON merge patch, RFC 7396, over the mutable fields).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "name": "lobby cam (north)", "hls": {"segment_duration": 2}
+})))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelPatch {
