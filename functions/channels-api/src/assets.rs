@@ -100,7 +100,8 @@ impl AssetView {
         ("next" = Option<String>, Query, description = "Cursor from the previous page's `next`"),
     ),
     responses(
-        (status = 200, description = "A page of assets", body = crate::openapi::AssetList),
+        (status = 200, description = "A page of assets", body = crate::openapi::AssetList,
+            links(("GetFirstAsset" = (operation_id = "get_asset", parameters(("id" = "$response.body#/items/0/id")))))),
         (status = 400, description = "Invalid `limit` or `next`", body = crate::openapi::ErrorBody),
     ),
 )]

@@ -237,7 +237,8 @@ pub(crate) struct DeviceQuery {
         ("status" = Option<DeviceStatus>, Query, description = "Only `online` or only `offline` devices"),
     ),
     responses(
-        (status = 200, description = "A page of devices", body = crate::openapi::DeviceList),
+        (status = 200, description = "A page of devices", body = crate::openapi::DeviceList,
+            links(("GetFirstDevice" = (operation_id = "get_device", parameters(("id" = "$response.body#/items/0/id")))))),
         (status = 400, description = "Invalid query parameter", body = crate::openapi::ErrorBody),
         (status = 404, description = "Devices are not configured (`DEVICES_TABLE`)", body = crate::openapi::ErrorBody),
     ),

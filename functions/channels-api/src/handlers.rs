@@ -116,7 +116,8 @@ pub(crate) fn page_limit(
         ("next" = Option<String>, Query, description = "Cursor from the previous page's `next`"),
     ),
     responses(
-        (status = 200, description = "A page of channels", body = crate::openapi::ChannelList),
+        (status = 200, description = "A page of channels", body = crate::openapi::ChannelList,
+            links(("GetFirstChannel" = (operation_id = "get_channel", parameters(("id" = "$response.body#/items/0/id")))))),
         (status = 400, description = "Invalid `limit` or `next`", body = crate::openapi::ErrorBody),
     ),
 )]
