@@ -27,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 wait_http() { # url what log
-  for _ in $(seq 1 150); do
+  for _ in $(seq 1 300); do
     curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
     sleep 0.2
   done
