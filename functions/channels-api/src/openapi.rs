@@ -73,7 +73,7 @@ pub struct ErrorBody {
     error: ErrorDetail,
 }
 
-/// The `error` member of [`ErrorBody`].
+/// The `error` member of an error body.
 #[derive(ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable kind, fixed per status.
@@ -86,7 +86,10 @@ pub struct ErrorDetail {
     field: Option<String>,
 }
 
-/// The `code` of an [`ErrorBody`] (status in brackets).
+/// The `code` of an error: `invalid_json`, `invalid_field`, `invalid_parameter` (400),
+/// `not_found` (404), `method_not_allowed` (405), `precondition_failed` (412),
+/// `payload_too_large` (413), `unsupported_media_type` (415), `precondition_required` (428),
+/// `internal` (500).
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -371,15 +374,71 @@ pub fn document_json() -> &'static str {
 }
 
 /// `value` with the keys of every object in lexicographic order (whatever map serde_json
-/// was built with), so the document's text is stable.
+/// was built with), so the document's text is stable, and descriptions without rustdoc
+/// links ([`without_rustdoc_links`]).
 fn sorted(value: Value) -> Value {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Value::String(text) if k == "description" => {
+                            (k, Value::String(without_rustdoc_links(&text)))
+                        }
+                        v => (k, sorted(v)),
+                    })
+                    .collect(),
+            )
         }
         Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
         other => other,
+    }
+}
+
+/// A doc comment as a description for API users: a parenthesis that only points at Rust
+/// items (`([`crate::lease`])`, `(see [`crate::lease`])`) goes, and any other intra-doc link
+/// `[`a::b::C`]` becomes `` `C` ``.
+fn without_rustdoc_links(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("[`") {
+        let Some(len) = rest[start..].find("`]") else { break };
+        let inner = &rest[start + 2..start + len];
+        let after = &rest[start + len + 2..];
+        let before = &rest[..start];
+        let opener = ["(see ", "(layout in ", "("].into_iter().find(|o| before.ends_with(o));
+        match opener {
+            Some(o) if after.starts_with(')') => {
+                out.push_str(before[..before.len() - o.len()].trim_end());
+                rest = &after[1..];
+            }
+            _ => {
+                out.push_str(before);
+                out.push('`');
+                out.push_str(inner.rsplit("::").next().unwrap_or(inner));
+                out.push('`');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rustdoc_links_leave_descriptions() {
+        let clean = super::without_rustdoc_links;
+        assert_eq!(clean("`idle` or `live` (see [`crate::lease`]); x"), "`idle` or `live`; x");
+        assert_eq!(clean("fixed ([`crate::playback`])."), "fixed.");
+        assert_eq!(
+            clean("the stored [`Device`] plus [`Device::status`]"),
+            "the stored `Device` plus `status`"
+        );
+        assert_eq!(clean("no links, [brackets]"), "no links, [brackets]");
     }
 }

@@ -3,9 +3,8 @@
 
 use utoipa::ToSchema;
 
-/// What a pulling streamer last observed of a device's source (the `stream` field of a
-/// device, written by [`crate::device::Device`]'s serializer from a
-/// [`crate::stream_state::StreamState`]).
+/// What a pulling streamer last observed of a device's source: the `stream` field of a
+/// device (written by `Device`'s serializer from a `stream_state::StreamState`).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct StreamStateView {
