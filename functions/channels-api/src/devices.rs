@@ -136,7 +136,7 @@ fn put_precondition(headers: &HeaderMap) -> Result<Option<Option<u64>>, ApiError
     tag = "devices",
     summary = "Create or replace a device",
     params(
-        ("id" = String, Path, description = "Device id: 1..=64 letters, digits, `-` or `_`"),
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
         ("If-Match" = Option<String>, Header, description = "`*` (the device must exist) or its current `ETag`; 412 when stale or absent"),
     ),
     request_body(content = DeviceSpec, content_type = "application/json"),
@@ -233,7 +233,7 @@ pub(crate) struct DeviceQuery {
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1..=100 (default 25)"),
         ("next" = Option<String>, Query, description = "Cursor from the previous page's `next`"),
-        ("gateway_id" = Option<String>, Query, description = "Only this gateway's devices"),
+        ("gateway_id" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Only this gateway's devices"),
         ("status" = Option<DeviceStatus>, Query, description = "Only `online` or only `offline` devices"),
     ),
     responses(
@@ -288,7 +288,7 @@ pub(crate) async fn list(
     tag = "devices",
     summary = "Get a device",
     params(
-        ("id" = String, Path, description = "Device id: 1..=64 letters, digits, `-` or `_`"),
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
     ),
     responses(
         (status = 200, description = "The device", body = DeviceView, headers(("ETag" = String, description = "The device's `version`, quoted: `\"3\"`"))),
@@ -310,7 +310,7 @@ pub(crate) async fn get_one(
     tag = "devices",
     summary = "Change a device (JSON merge patch)",
     params(
-        ("id" = String, Path, description = "Device id: 1..=64 letters, digits, `-` or `_`"),
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
         ("If-Match" = String, Header, description = "The current `ETag` (`\"3\"`); 428 without it, 412 when stale"),
     ),
     request_body(content = DevicePatch, content_type = "application/json"),
@@ -351,7 +351,7 @@ pub(crate) async fn patch(
     tag = "devices",
     summary = "Delete a device",
     params(
-        ("id" = String, Path, description = "Device id: 1..=64 letters, digits, `-` or `_`"),
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
     ),
     responses(
         (status = 204, description = "Deleted"),
@@ -382,7 +382,7 @@ pub(crate) async fn delete(
     tag = "devices",
     summary = "Playback endpoints of a device",
     params(
-        ("id" = String, Path, description = "Device id: 1..=64 letters, digits, `-` or `_`"),
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
     ),
     responses(
         (status = 200, description = "Live and archive playback", body = crate::openapi::DeviceEndpoints),
@@ -473,7 +473,7 @@ fn reports(key: Option<&MediaUrlKey>, body: Heartbeat) -> Result<Vec<Reported>, 
     tag = "gateways",
     summary = "Report a gateway's online devices",
     params(
-        ("gateway_id" = String, Path, description = "Gateway id: 1..=64 letters, digits, `-` or `_`"),
+        ("gateway_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Gateway id: 1..=64 letters, digits, `-` or `_`"),
     ),
     request_body(content = Heartbeat, content_type = "application/json"),
     responses(

@@ -223,6 +223,7 @@ impl Device {
 #[serde(deny_unknown_fields)]
 pub struct DeviceSpec {
     /// Gateway id, required.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     pub gateway_id: String,
     /// Display name; default: the device id.
     #[serde(default)]
