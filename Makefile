@@ -6,13 +6,14 @@ VENV ?= .venv
 # IaC linters live in their own venv so their pins never move moto's dependencies.
 IAC_VENV ?= .venv-iac
 MOTO_VERSION ?= 5.2.5
+SCHEMATHESIS_VERSION ?= 4.32.5
 CFN_LINT_VERSION ?= 1.58.0
 SAM_CLI_VERSION ?= 1.170.0
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 LOCAL_BUILD = cargo build --quiet -p channels-api -p streamer -p vod -p devices -p mediaconvert-local -p edge-local
 
-.PHONY: demo local test tools template-lint lint bench bench-live bench-live-tools bench-lambda cdk-synth cdk-test browser-deps clean
+.PHONY: demo local test contract-test tools template-lint lint bench bench-live bench-live-tools bench-lambda cdk-synth cdk-test browser-deps clean
 
 $(VENV)/.installed:
 	python3 -m venv $(VENV)
@@ -24,8 +25,21 @@ $(IAC_VENV)/.installed:
 	$(IAC_VENV)/bin/pip install --quiet --disable-pip-version-check 'cfn-lint==$(CFN_LINT_VERSION)' 'aws-sam-cli==$(SAM_CLI_VERSION)'
 	touch $@
 
-## tools: user-space tools (Python venv with a pinned moto server).
-tools: $(VENV)/.installed
+## openapi: write the API's OpenAPI 3.1 document (generated from the code, as served at
+## GET /openapi.json) to docs/openapi.json; a test fails while the committed file differs.
+.PHONY: openapi
+openapi:
+	cargo run --quiet -p channels-api --bin channels-api-local -- --print-openapi > docs/openapi.json.tmp
+	mv docs/openapi.json.tmp docs/openapi.json
+
+# schemathesis for the contract test, in the same venv (its own stamp: an existing venv gets it
+# added, and a new pin reinstalls it).
+$(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION): $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'schemathesis==$(SCHEMATHESIS_VERSION)'
+	touch $@
+
+## tools: user-space tools (Python venv with a pinned moto server and schemathesis).
+tools: $(VENV)/.installed $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
 	@command -v ffmpeg >/dev/null || { echo "ffmpeg not found on PATH: install it (Debian/Ubuntu: sudo apt-get install -y ffmpeg; macOS: brew install ffmpeg)" >&2; exit 1; }
 	@command -v ffprobe >/dev/null || { echo "ffprobe not found on PATH (it ships with ffmpeg)" >&2; exit 1; }
 	@command -v openssl >/dev/null || { echo "openssl not found on PATH (the local stack makes its playback key with it): install it (Debian/Ubuntu: sudo apt-get install -y openssl)" >&2; exit 1; }
@@ -45,10 +59,19 @@ local: tools
 
 ## test: template lint and the IaC checks (CDK synth, policy, drift: iac-check), then unit,
 ## moto-backed and end-to-end (real ffmpeg/GStreamer publishers) tests.
-test: tools template-lint iac-check cdk-test browser-deps
+test: tools template-lint iac-check cdk-test browser-deps contract-test
 	cargo build --quiet -p streamer --bin streamer
 	cargo build --quiet -p edge-local --bin edge-local -p channels-api --bin channels-api-local
 	scripts/with-moto.sh cargo test --workspace --no-fail-fast
+
+## contract-test: schemathesis against the local API and the OpenAPI document it serves
+## (scripts/contract-test.sh: moto, channels-api-local, every operation, stateful links,
+## bounded examples, fixed seed); fails on any 5xx, any response that violates the
+## document, any non-JSON error or any invalid request accepted. About 40 s.
+.PHONY: contract-test
+contract-test: tools
+	cargo build --quiet -p channels-api --bin channels-api-local
+	scripts/contract-test.sh
 
 ## template-lint: cfn-lint and `sam validate --lint` on template.yaml (zero errors).
 template-lint: $(IAC_VENV)/.installed

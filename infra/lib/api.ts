@@ -19,6 +19,7 @@ const ROUTES: Record<string, [string, string]> = {
   Devices: ['/devices', 'ANY'],
   Device: ['/devices/{proxy+}', 'ANY'],
   Gateway: ['/gateways/{proxy+}', 'ANY'],
+  OpenApi: ['/openapi.json', 'GET'],
 };
 
 const ACCESS_LOG_FORMAT = {

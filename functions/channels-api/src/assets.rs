@@ -16,13 +16,14 @@ use streamstack_core::Config;
 use time::OffsetDateTime;
 
 /// An asset as the API shows it: stored object keys become playback/download URLs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AssetView {
     /// Asset id (32 hex characters).
     pub id: String,
     /// `SUBMITTING`, `SUBMITTED`, `PROGRESSING`, `COMPLETE`, `ERROR` or `CANCELED`.
     pub status: AssetStatus,
     /// Source object: `{"bucket","key","version_id"?,"size"}` (size in bytes).
+    #[schema(value_type = crate::openapi::AssetSource)]
     pub source: Value,
     /// Encoding choices (`ladder`, `segment_length` s, `thumbnail_interval` s, `playback`),
     /// once resolved.
@@ -30,6 +31,7 @@ pub struct AssetView {
     /// `{"mode","playlist_url","signed_playlist_url","authorization"}` for the HLS master
     /// playlist ([`crate::playback::body`]; the credentials cover every output of the asset:
     /// renditions, MP4, thumbnails). Only in `GET /assets/{id}` once `COMPLETE`, else `null`.
+    #[schema(value_type = Option<crate::openapi::PlaybackView>)]
     pub playback: Option<Value>,
     /// MediaConvert job id.
     pub job_id: Option<String>,
@@ -37,6 +39,7 @@ pub struct AssetView {
     pub progress_percent: Option<u8>,
     /// `{"hls_url","mp4_url","thumbnail_urls":[..],"duration_ms","renditions":[..]}` once
     /// `COMPLETE`, else `null`.
+    #[schema(value_type = Option<crate::openapi::AssetOutputsView>)]
     pub outputs: Option<Value>,
     /// `{"code","message"}` when `ERROR`.
     pub error: Option<AssetError>,
@@ -87,6 +90,22 @@ impl AssetView {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/assets",
+    operation_id = "list_assets",
+    tag = "assets",
+    summary = "List VOD assets",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1..=100 (default 25)"),
+        ("next" = Option<String>, Query, description = "Cursor from the previous page's `next`"),
+    ),
+    responses(
+        (status = 200, description = "A page of assets", body = crate::openapi::AssetList,
+            links(("GetFirstAsset" = (operation_id = "get_asset", parameters(("id" = "$response.body#/items/0/id")))))),
+        (status = 400, description = "Invalid `limit` or `next`", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn list(
     State(deps): State<Arc<Deps>>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -98,6 +117,20 @@ pub(crate) async fn list(
     Ok(Json(json!({ "items": items, "next": page.next })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/assets/{id}",
+    operation_id = "get_asset",
+    tag = "assets",
+    summary = "Get a VOD asset",
+    params(
+        ("id" = String, Path, description = "Asset id (32 hex characters)"),
+    ),
+    responses(
+        (status = 200, description = "The asset, with `playback` once `COMPLETE`", body = AssetView),
+        (status = 404, description = "No such asset", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn get_one(
     State(deps): State<Arc<Deps>>,
     Path(id): Path<String>,

@@ -44,16 +44,18 @@ type Shared = State<Arc<Deps>>;
 /// A device as the API shows it: the stored [`Device`] (media URL masked, internal fields
 /// left out) plus `status`, `online` | `offline` at the time of the request
 /// ([`Device::status`] over `DEVICE_ONLINE_WINDOW_SECS`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeviceView<'a> {
     /// The device's own fields.
     #[serde(flatten)]
+    #[schema(value_type = Device)]
     pub device: &'a Device,
     /// `online` when its gateway reported it online within the online window.
     pub status: DeviceStatus,
     /// Restart health (the task health handler's, [`streamstack_core::device_health`]):
     /// `ok`; `backoff` while a restart waits for `not_before`; `failed` after a crash loop
     /// (`failed_at`), until a configuration change (`PUT`/`PATCH`) retries it.
+    #[schema(value_type = crate::openapi::DeviceHealth)]
     pub health: &'static str,
 }
 
@@ -128,6 +130,34 @@ fn put_precondition(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
 /// `PUT /devices/{id}`: creates the device (201 + `Location`) or replaces its configuration
 /// (200), `If-Match` honoured when given (412 when stale or, for a version or `*`, when the
 /// device does not exist).
+#[utoipa::path(
+    put,
+    path = "/devices/{id}",
+    operation_id = "put_device",
+    tag = "devices",
+    summary = "Create or replace a device",
+    params(
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
+        ("If-Match" = Option<String>, Header, description = "`*` (the device must exist) or its current `ETag`; 412 when stale or absent"),
+    ),
+    request_body(content = DeviceSpec, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Replaced", body = DeviceView, headers(("ETag" = String, description = "The device's `version`, quoted: `\"3\"`"))),
+        (status = 201, description = "Created", body = DeviceView,
+            headers(("ETag" = String, description = "The device's `version`, quoted: `\"3\"`"), ("Location" = String, description = "`/devices/{id}`")),
+            links(
+                ("GetDevice" = (operation_id = "get_device", parameters(("id" = "$response.body#/id")))),
+                ("PatchDevice" = (operation_id = "patch_device", parameters(("id" = "$response.body#/id"), ("If-Match" = "$response.header.ETag")))),
+                ("DeleteDevice" = (operation_id = "delete_device", parameters(("id" = "$response.body#/id")))),
+                ("GetDeviceEndpoints" = (operation_id = "get_device_endpoints", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 400, description = "Invalid JSON, field, id or `If-Match`", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Devices are not configured (`DEVICES_TABLE`)", body = crate::openapi::ErrorBody),
+        (status = 412, description = "`If-Match` does not match (or the device does not exist)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Body not `application/json`", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn put(
     State(deps): Shared,
     Path(id): Path<String>,
@@ -195,6 +225,25 @@ pub(crate) struct DeviceQuery {
     status: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/devices",
+    operation_id = "list_devices",
+    tag = "devices",
+    summary = "List devices",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1..=100 (default 25)"),
+        ("next" = Option<String>, Query, description = "Cursor from the previous page's `next`"),
+        ("gateway_id" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Only this gateway's devices"),
+        ("status" = Option<DeviceStatus>, Query, description = "Only `online` or only `offline` devices"),
+    ),
+    responses(
+        (status = 200, description = "A page of devices", body = crate::openapi::DeviceList,
+            links(("GetFirstDevice" = (operation_id = "get_device", parameters(("id" = "$response.body#/items/0/id")))))),
+        (status = 400, description = "Invalid query parameter", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Devices are not configured (`DEVICES_TABLE`)", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn list(
     State(deps): Shared,
     query: Result<Query<DeviceQuery>, QueryRejection>,
@@ -233,6 +282,20 @@ pub(crate) async fn list(
     Ok(Json(json!({ "items": items, "next": page.next })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/devices/{id}",
+    operation_id = "get_device",
+    tag = "devices",
+    summary = "Get a device",
+    params(
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
+    ),
+    responses(
+        (status = 200, description = "The device", body = DeviceView, headers(("ETag" = String, description = "The device's `version`, quoted: `\"3\"`"))),
+        (status = 404, description = "No such device, or devices are not configured (`DEVICES_TABLE`)", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn get_one(
     State(deps): Shared,
     Path(id): Path<String>,
@@ -241,6 +304,27 @@ pub(crate) async fn get_one(
 }
 
 /// `PATCH /devices/{id}`: JSON merge patch of the configuration; `If-Match` required.
+#[utoipa::path(
+    patch,
+    path = "/devices/{id}",
+    operation_id = "patch_device",
+    tag = "devices",
+    summary = "Change a device (JSON merge patch)",
+    params(
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
+        ("If-Match" = String, Header, description = "The current `ETag` (`\"3\"`); 428 without it, 412 when stale"),
+    ),
+    request_body(content = DevicePatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed device", body = DeviceView, headers(("ETag" = String, description = "The device's `version`, quoted: `\"3\"`"))),
+        (status = 400, description = "Invalid JSON, field or `If-Match`", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such device, or devices are not configured (`DEVICES_TABLE`)", body = crate::openapi::ErrorBody),
+        (status = 412, description = "`If-Match` does not match the current version", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Body not `application/json`", body = crate::openapi::ErrorBody),
+        (status = 428, description = "No `If-Match`", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn patch(
     State(deps): Shared,
     Path(id): Path<String>,
@@ -268,6 +352,23 @@ pub(crate) async fn patch(
 
 /// `DELETE /devices/{id}`: `If-Match` optional; when given it is evaluated against the
 /// current version (400 malformed, 412 no match) and the delete is conditional on it.
+#[utoipa::path(
+    delete,
+    path = "/devices/{id}",
+    operation_id = "delete_device",
+    tag = "devices",
+    summary = "Delete a device",
+    params(
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
+        ("If-Match" = Option<String>, Header, description = "Optional: the `ETag` (`\"3\"`) or `*`; the delete happens only if it matches"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed `If-Match`", body = crate::openapi::ErrorBody),
+        (status = 412, description = "`If-Match` does not match the current version", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such device, or devices are not configured (`DEVICES_TABLE`)", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn delete(
     State(deps): Shared,
     Path(id): Path<String>,
@@ -298,6 +399,20 @@ pub(crate) async fn delete(
 /// with [`streamstack_core::Config::media_url`]; `null` without a playback base or bucket),
 /// and `playback` ([`crate::playback::body`] for the live playlist; a signed device's cookies
 /// cover its archive too).
+#[utoipa::path(
+    get,
+    path = "/devices/{id}/endpoints",
+    operation_id = "get_device_endpoints",
+    tag = "devices",
+    summary = "Playback endpoints of a device",
+    params(
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
+    ),
+    responses(
+        (status = 200, description = "Live and archive playback", body = crate::openapi::DeviceEndpoints),
+        (status = 404, description = "No such device, or devices are not configured (`DEVICES_TABLE`)", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn endpoints(
     State(deps): Shared,
     Path(id): Path<String>,
@@ -320,14 +435,14 @@ pub(crate) async fn endpoints(
 
 /// Body of `POST /gateways/{gateway_id}/heartbeat`: the gateway's complete list of online
 /// devices (its devices left out go `offline`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Heartbeat {
     devices: Vec<HeartbeatDevice>,
 }
 
 /// One online device of a heartbeat.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HeartbeatDevice {
     id: String,
@@ -375,6 +490,24 @@ fn reports(key: Option<&MediaUrlKey>, body: Heartbeat) -> Result<Vec<Reported>, 
 /// `POST /gateways/{gateway_id}/heartbeat`: records the gateway's online devices in one
 /// request (registering new ones, updating changed URLs) and marks its other devices
 /// offline; answers what changed.
+#[utoipa::path(
+    post,
+    path = "/gateways/{gateway_id}/heartbeat",
+    operation_id = "gateway_heartbeat",
+    tag = "gateways",
+    summary = "Report a gateway's online devices",
+    params(
+        ("gateway_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Gateway id: 1..=64 letters, digits, `-` or `_`"),
+    ),
+    request_body(content = Heartbeat, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What the heartbeat changed", body = crate::openapi::HeartbeatAnswer),
+        (status = 400, description = "Invalid JSON, field or gateway id", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Devices are not configured (`DEVICES_TABLE`)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body larger than 2 MiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Body not `application/json`", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn heartbeat(
     State(deps): Shared,
     Path(gateway_id): Path<String>,

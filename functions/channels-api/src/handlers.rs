@@ -39,6 +39,28 @@ async fn load(deps: &Deps, id: &str) -> Result<Channel, ApiError> {
     deps.store.get(id).await?.ok_or_else(|| ApiError::NotFound(format!("channel {id} not found")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/channels",
+    operation_id = "create_channel",
+    tag = "channels",
+    summary = "Create a channel",
+    request_body(content = streamstack_core::NewChannel, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = streamstack_core::Channel,
+            headers(("ETag" = String, description = "The channel's `version`, quoted: `\"3\"`"), ("Location" = String, description = "`/channels/{id}`")),
+            links(
+                ("GetChannel" = (operation_id = "get_channel", parameters(("id" = "$response.body#/id")))),
+                ("PatchChannel" = (operation_id = "patch_channel", parameters(("id" = "$response.body#/id"), ("If-Match" = "$response.header.ETag")))),
+                ("DeleteChannel" = (operation_id = "delete_channel", parameters(("id" = "$response.body#/id")))),
+                ("GetChannelEndpoints" = (operation_id = "get_channel_endpoints", parameters(("id" = "$response.body#/id")))),
+                ("RotateChannelKey" = (operation_id = "rotate_channel_key", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 400, description = "Invalid JSON or field", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Body not `application/json`", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn create(
     State(deps): Shared,
     JsonBody(body): JsonBody<NewChannel>,
@@ -83,6 +105,22 @@ pub(crate) fn page_limit(
     Ok((limit, query.next))
 }
 
+#[utoipa::path(
+    get,
+    path = "/channels",
+    operation_id = "list_channels",
+    tag = "channels",
+    summary = "List channels",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1..=100 (default 25)"),
+        ("next" = Option<String>, Query, description = "Cursor from the previous page's `next`"),
+    ),
+    responses(
+        (status = 200, description = "A page of channels", body = crate::openapi::ChannelList,
+            links(("GetFirstChannel" = (operation_id = "get_channel", parameters(("id" = "$response.body#/items/0/id")))))),
+        (status = 400, description = "Invalid `limit` or `next`", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn list(
     State(deps): Shared,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -92,6 +130,20 @@ pub(crate) async fn list(
     Ok(Json(json!({ "items": page.items, "next": page.next })).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/channels/{id}",
+    operation_id = "get_channel",
+    tag = "channels",
+    summary = "Get a channel",
+    params(
+        ("id" = String, Path, description = "Channel id (32 hex characters)"),
+    ),
+    responses(
+        (status = 200, description = "The channel", body = streamstack_core::Channel, headers(("ETag" = String, description = "The channel's `version`, quoted: `\"3\"`"))),
+        (status = 404, description = "No such channel", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn get_one(
     State(deps): Shared,
     Path(id): Path<String>,
@@ -196,6 +248,27 @@ pub(crate) fn required_if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError
 
 /// `PATCH /channels/{id}`: `If-Match` required (428), evaluated against the current version
 /// (412); a patch that changes nothing answers 200 with the channel as it is (no new version).
+#[utoipa::path(
+    patch,
+    path = "/channels/{id}",
+    operation_id = "patch_channel",
+    tag = "channels",
+    summary = "Change a channel (JSON merge patch)",
+    params(
+        ("id" = String, Path, description = "Channel id (32 hex characters)"),
+        ("If-Match" = String, Header, description = "The current `ETag` (`\"3\"`); 428 without it, 412 when stale"),
+    ),
+    request_body(content = streamstack_core::ChannelPatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed channel", body = streamstack_core::Channel, headers(("ETag" = String, description = "The channel's `version`, quoted: `\"3\"`"))),
+        (status = 400, description = "Invalid JSON, field or `If-Match`", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such channel", body = crate::openapi::ErrorBody),
+        (status = 412, description = "`If-Match` does not match the current version", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Body not `application/json`", body = crate::openapi::ErrorBody),
+        (status = 428, description = "No `If-Match`", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn patch(
     State(deps): Shared,
     Path(id): Path<String>,
@@ -217,6 +290,23 @@ pub(crate) async fn patch(
 
 /// `DELETE /channels/{id}`: `If-Match` optional; when given it is evaluated against the
 /// current version (400 malformed, 412 no match) and the delete is conditional on it.
+#[utoipa::path(
+    delete,
+    path = "/channels/{id}",
+    operation_id = "delete_channel",
+    tag = "channels",
+    summary = "Delete a channel",
+    params(
+        ("id" = String, Path, description = "Channel id (32 hex characters)"),
+        ("If-Match" = Option<String>, Header, description = "Optional: the `ETag` (`\"3\"`) or `*`; the delete happens only if it matches"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed `If-Match`", body = crate::openapi::ErrorBody),
+        (status = 412, description = "`If-Match` does not match the current version", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such channel", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn delete(
     State(deps): Shared,
     Path(id): Path<String>,
@@ -236,6 +326,20 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/channels/{id}/endpoints",
+    operation_id = "get_channel_endpoints",
+    tag = "channels",
+    summary = "Ingest and playback endpoints of a channel",
+    params(
+        ("id" = String, Path, description = "Channel id (32 hex characters)"),
+    ),
+    responses(
+        (status = 200, description = "Signed push URLs (valid for `PUSH_URL_TTL_SECS`) and playback", body = crate::openapi::ChannelEndpoints),
+        (status = 404, description = "No such channel", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn endpoints(
     State(deps): Shared,
     Path(id): Path<String>,
@@ -246,6 +350,20 @@ pub(crate) async fn endpoints(
 
 /// `POST /channels/{id}/rotate-key`: a new secret, so push URLs signed with the old one are
 /// refused from then on; answers with the new endpoints.
+#[utoipa::path(
+    post,
+    path = "/channels/{id}/rotate-key",
+    operation_id = "rotate_channel_key",
+    tag = "channels",
+    summary = "Rotate a channel's signing key",
+    params(
+        ("id" = String, Path, description = "Channel id (32 hex characters)"),
+    ),
+    responses(
+        (status = 200, description = "The new endpoints; push URLs signed with the old key are refused from now on", body = crate::openapi::ChannelEndpoints),
+        (status = 404, description = "No such channel", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub(crate) async fn rotate_key(
     State(deps): Shared,
     Path(id): Path<String>,

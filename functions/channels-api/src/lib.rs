@@ -19,6 +19,7 @@
 //! | DELETE | `/devices/{id}` | 204 | 404 when absent |
 //! | GET | `/devices/{id}/endpoints` | 200 | live playlist and archive URLs |
 //! | POST | `/gateways/{gateway_id}/heartbeat` | 200 | `{"devices":[{"id","media_url"}..]}` (<= 5000, 2 MiB) |
+//! | GET | `/openapi.json` | 200 | the OpenAPI 3.1 document of all of the above ([`openapi`]) |
 //!
 //! The device routes need `DEVICES_TABLE` (else 404 "devices are not configured"); media URLs
 //! with credentials need `MEDIA_URL_KEY` and are only ever returned masked.
@@ -34,9 +35,9 @@ pub mod error;
 pub mod extract;
 mod handlers;
 pub mod local;
+pub mod openapi;
 mod playback;
 
-use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::Arc;
 use streamstack_core::aws;
@@ -156,25 +157,11 @@ impl Deps {
     }
 }
 
-/// The API's routes; JSON 404/405 for unknown paths and methods.
+/// The API's routes ([`openapi::api_router`], every one documented, `GET /openapi.json`
+/// included); JSON 404/405 for unknown paths and methods.
 pub fn router(deps: Arc<Deps>) -> Router {
-    Router::new()
-        .route("/channels", get(handlers::list).post(handlers::create))
-        .route(
-            "/channels/{id}",
-            get(handlers::get_one).patch(handlers::patch).delete(handlers::delete),
-        )
-        .route("/channels/{id}/endpoints", get(handlers::endpoints))
-        .route("/channels/{id}/rotate-key", post(handlers::rotate_key))
-        .route("/assets", get(assets::list))
-        .route("/assets/{id}", get(assets::get_one))
-        .route("/devices", get(devices::list))
-        .route(
-            "/devices/{id}",
-            put(devices::put).get(devices::get_one).patch(devices::patch).delete(devices::delete),
-        )
-        .route("/devices/{id}/endpoints", get(devices::endpoints))
-        .route("/gateways/{gateway_id}/heartbeat", post(devices::heartbeat))
+    let (routes, _) = openapi::api_router().split_for_parts();
+    routes
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::map_response(error::json_errors))

@@ -21,6 +21,7 @@ pub fn output_prefix(asset_id: &str, playback: Playback, kind: &str) -> String {
 }
 
 /// Processing status of an asset.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AssetStatus {
@@ -123,6 +124,7 @@ impl SourceObject {
 }
 
 /// Encoding choices of one asset (resolved from defaults, object metadata and sidecar).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncodeSettings {
     /// Name of the ABR ladder preset.
@@ -176,6 +178,7 @@ pub struct AssetOutputs {
 }
 
 /// Why an asset is in `ERROR`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssetError {
     /// MediaConvert's numeric `errorCode` as text, or one of ours: `InvalidSettings`,

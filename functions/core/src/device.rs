@@ -27,6 +27,7 @@ pub const DEFAULT_AGE_OUT: Duration = Duration::days(7);
 pub const MAX_HEARTBEAT_DEVICES: usize = 5000;
 
 /// Whether a device is seen by its gateway.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceStatus {
@@ -99,6 +100,14 @@ impl DeviceSettings {
 }
 
 /// A device as stored (layout in [`crate::device_store`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": "cam-17", "gateway_id": "gw-paris-1", "name": "loading dock",
+    "media_url": "rtsp://***@10.0.4.17/stream1", "enabled": true, "playback": "public",
+    "last_heartbeat": "2026-11-24T08:00:00Z", "stream": null, "task_arn": null, "restarts": 0,
+    "not_before": null, "failed_at": null, "last_exit": null, "version": 2,
+    "created_at": "2026-11-24T07:00:00Z", "updated_at": "2026-11-24T07:30:00Z"
+})))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {
     /// Caller-chosen id: 1..=64 letters, digits, `-`, `_`.
@@ -109,6 +118,7 @@ pub struct Device {
     pub name: String,
     /// The media URL: serialized masked (`rtsp://***@host/path`), never with credentials.
     #[serde(serialize_with = "masked")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub media_url: MediaUrl,
     /// Desired: record this device while it is online.
     pub enabled: bool,
@@ -123,6 +133,7 @@ pub struct Device {
     pub last_heartbeat: Option<OffsetDateTime>,
     /// What the streamer observes (`receiving` | `reconnecting`, last error, bytes in).
     #[serde(serialize_with = "stream")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::StreamStateView>))]
     pub stream: Option<StreamState>,
     /// The task slot the reconciler assigned the device to.
     #[serde(skip)]
@@ -205,10 +216,16 @@ impl Device {
 }
 
 /// Body of `PUT /devices/{id}`: the whole configuration.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "gateway_id": "gw-paris-1", "name": "loading dock",
+    "media_url": "rtsp://user:password@10.0.4.17/stream1", "enabled": true
+})))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceSpec {
     /// Gateway id, required.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     pub gateway_id: String,
     /// Display name; default: the device id.
     #[serde(default)]
@@ -229,23 +246,30 @@ fn yes() -> bool {
 }
 
 /// Body of `PATCH /devices/{id}` (JSON merge patch over the configuration).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"enabled": false})))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePatch {
     /// New gateway id.
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub gateway_id: Option<String>,
     /// New name.
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub name: Option<String>,
     /// New media URL.
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub media_url: Option<String>,
     /// New desired state.
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub enabled: Option<bool>,
     /// Accepted only when equal to the device's: playback is fixed at creation.
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub playback: Option<Playback>,
 }
 

@@ -30,6 +30,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 /// How a device's task ended, from an ECS "Task State Change" event.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskExit {
     /// The stopped task's ARN.

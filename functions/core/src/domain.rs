@@ -176,6 +176,7 @@ impl ValidationError {
 }
 
 /// Whether a publisher is currently pushing into the channel.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelState {
@@ -205,13 +206,17 @@ impl ChannelState {
 }
 
 /// HLS output settings of a channel.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"segment_duration": 4, "playlist_window": 6})))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HlsSettings {
     /// Target segment duration in seconds, 1..=10. Segments are cut on IDR frames, so the
     /// publisher's GOP should divide it.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub segment_duration: u32,
     /// Number of segments kept in the sliding live playlist, 3..=20.
+    #[cfg_attr(feature = "openapi", schema(minimum = 3, maximum = 20))]
     pub playlist_window: u32,
 }
 
@@ -278,6 +283,13 @@ impl fmt::Debug for Secret {
 }
 
 /// A channel as stored and as returned by the API (without its secret).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": "0f8fad5bd9cb469fa16570867728950e", "name": "lobby cam", "description": "",
+    "hls": {"segment_duration": 4, "playlist_window": 6}, "recording": false,
+    "playback": "public", "expires_at": "2026-12-24T08:00:00Z", "state": "idle",
+    "created_at": "2026-11-24T08:00:00Z", "updated_at": "2026-11-24T08:00:00Z", "version": 1
+})))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Channel {
     /// Server-generated id: 32 lower-case hex characters.
@@ -337,6 +349,11 @@ impl Channel {
 }
 
 /// Body of `POST /channels`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "name": "lobby cam", "description": "entrance, north side",
+    "hls": {"segment_duration": 4, "playlist_window": 6}, "recording": true
+})))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewChannel {
@@ -406,38 +423,51 @@ impl NewChannel {
 }
 
 /// Partial HLS settings inside a [`ChannelPatch`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HlsPatch {
     /// New target segment duration in seconds.
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub segment_duration: Option<u32>,
     /// New playlist window in segments.
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub playlist_window: Option<u32>,
 }
 
 /// Body of `PATCH /channels/{id}` (JSON merge patch, RFC 7396, over the mutable fields).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "name": "lobby cam (north)", "hls": {"segment_duration": 2}
+})))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelPatch {
     /// New name.
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub name: Option<String>,
     /// New description.
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub description: Option<String>,
     /// New HLS settings (either field may be omitted).
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub hls: Option<HlsPatch>,
     /// New recording flag.
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub recording: Option<bool>,
     /// Accepted only when equal to the channel's: playback is fixed at creation.
     #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub playback: Option<Playback>,
     /// New expiry (RFC 3339).
     #[serde(default, deserialize_with = "non_null::rfc3339::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub expires_at: Option<OffsetDateTime>,
 }
 

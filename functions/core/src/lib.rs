@@ -44,6 +44,8 @@ pub mod device_store;
 pub mod domain;
 pub mod lease;
 pub mod media_url;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod paging;
 pub mod playback;
 pub mod signing;

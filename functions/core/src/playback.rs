@@ -21,6 +21,7 @@ pub const DEFAULT_PLAYBACK_TTL_SECS: u64 = 60 * 60;
 pub const PLAYBACK_TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=7 * 24 * 60 * 60;
 
 /// Who may play a resource's media.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Playback {
@@ -161,6 +162,7 @@ impl PlaybackSettings {
 ///   its valid query into the same cookies on the response (a viewer-response CloudFront
 ///   Function), so the playlist's relative segment requests are authorized by cookie. Players
 ///   that keep no cookies append `query` to every request instead.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlaybackAuthorization {
     /// The policy's `Resource`: `<playback base>/<prefix>/*`.
@@ -169,6 +171,10 @@ pub struct PlaybackAuthorization {
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: time::OffsetDateTime,
     /// `CloudFront-Policy`, `CloudFront-Signature`, `CloudFront-Key-Pair-Id` -> value.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>, example = json!({
+        "CloudFront-Policy": "eyJTdGF0ZW1lbnQiOlt7...", "CloudFront-Signature": "Yq1x...",
+        "CloudFront-Key-Pair-Id": "K2JCJMDEHXQW5F"
+    })))]
     pub cookies: BTreeMap<&'static str, String>,
     /// Cookie path covering the prefix: `/<prefix>/`.
     pub cookie_path: String,
