@@ -128,6 +128,7 @@ pub(crate) async fn list(
     ),
     responses(
         (status = 200, description = "The asset, with `playback` once `COMPLETE`", body = AssetView),
+        (status = 400, description = "A path parameter that is not UTF-8", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such asset", body = crate::openapi::ErrorBody),
     ),
 )]

@@ -138,7 +138,7 @@ fn put_precondition(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
     summary = "Create or replace a device",
     params(
         ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
-        ("If-Match" = Option<String>, Header, description = "`*` (the device must exist) or its current `ETag`; 412 when stale or absent"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "`*` (the device must exist) or its current `ETag`; 412 when stale or absent"),
     ),
     request_body(content = DeviceSpec, content_type = "application/json"),
     responses(
@@ -264,7 +264,10 @@ pub(crate) async fn list(
             None => {
                 return Err(ApiError::InvalidParameter {
                     field: "status".into(),
-                    message: format!("status: must be online or offline, got {raw:?}"),
+                    message: format!(
+                        "status: must be online or offline, got {:?}",
+                        crate::handlers::truncated(raw)
+                    ),
                 })
             }
         },
@@ -293,6 +296,7 @@ pub(crate) async fn list(
     ),
     responses(
         (status = 200, description = "The device", body = DeviceView, headers(("ETag" = String, description = "The device's `version`, quoted: `\"3\"`"))),
+        (status = 400, description = "A path parameter that is not UTF-8", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such device, or devices are not configured (`DEVICES_TABLE`)", body = crate::openapi::ErrorBody),
     ),
 )]
@@ -360,7 +364,7 @@ pub(crate) async fn patch(
     summary = "Delete a device",
     params(
         ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Device id: 1..=64 letters, digits, `-` or `_`"),
-        ("If-Match" = Option<String>, Header, description = "Optional: the `ETag` (`\"3\"`) or `*`; the delete happens only if it matches"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Optional: the `ETag` (`\"3\"`) or `*`; the delete happens only if it matches"),
     ),
     responses(
         (status = 204, description = "Deleted"),
@@ -410,6 +414,7 @@ pub(crate) async fn delete(
     ),
     responses(
         (status = 200, description = "Live and archive playback", body = crate::openapi::DeviceEndpoints),
+        (status = 400, description = "A path parameter that is not UTF-8", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such device, or devices are not configured (`DEVICES_TABLE`)", body = crate::openapi::ErrorBody),
     ),
 )]

@@ -82,6 +82,16 @@ pub(crate) struct ListQuery {
     next: Option<String>,
 }
 
+/// At most the first 64 characters of a rejected value, for an error message (the rest is
+/// the client's own input and need not travel back).
+pub(crate) fn truncated(raw: &str) -> String {
+    const ECHO: usize = 64;
+    match raw.char_indices().nth(ECHO) {
+        Some((end, _)) => format!("{}…", &raw[..end]),
+        None => raw.to_owned(),
+    }
+}
+
 /// The page size and cursor of a listing query.
 pub(crate) fn page_limit(
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -97,7 +107,7 @@ pub(crate) fn page_limit(
             _ => {
                 return Err(ApiError::InvalidParameter {
                     field: "limit".into(),
-                    message: format!("limit: must be an integer 1..=100, got {raw:?}"),
+                    message: format!("limit: must be an integer 1..=100, got {:?}", truncated(raw)),
                 })
             }
         },
@@ -141,6 +151,7 @@ pub(crate) async fn list(
     ),
     responses(
         (status = 200, description = "The channel", body = streamstack_core::Channel, headers(("ETag" = String, description = "The channel's `version`, quoted: `\"3\"`"))),
+        (status = 400, description = "A path parameter that is not UTF-8", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such channel", body = crate::openapi::ErrorBody),
     ),
 )]
@@ -298,7 +309,7 @@ pub(crate) async fn patch(
     summary = "Delete a channel",
     params(
         ("id" = String, Path, description = "Channel id (32 hex characters)"),
-        ("If-Match" = Option<String>, Header, description = "Optional: the `ETag` (`\"3\"`) or `*`; the delete happens only if it matches"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Optional: the `ETag` (`\"3\"`) or `*`; the delete happens only if it matches"),
     ),
     responses(
         (status = 204, description = "Deleted"),
@@ -337,6 +348,7 @@ pub(crate) async fn delete(
     ),
     responses(
         (status = 200, description = "Signed push URLs (valid for `PUSH_URL_TTL_SECS`) and playback", body = crate::openapi::ChannelEndpoints),
+        (status = 400, description = "A path parameter that is not UTF-8", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such channel", body = crate::openapi::ErrorBody),
     ),
 )]
@@ -361,6 +373,7 @@ pub(crate) async fn endpoints(
     ),
     responses(
         (status = 200, description = "The new endpoints; push URLs signed with the old key are refused from now on", body = crate::openapi::ChannelEndpoints),
+        (status = 400, description = "A path parameter that is not UTF-8", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such channel", body = crate::openapi::ErrorBody),
     ),
 )]

@@ -16,7 +16,7 @@
 //! | GET | `/devices?limit=&next=&gateway_id=&status=online\|offline` | 200 | [`devices::DeviceView`] items |
 //! | GET | `/devices/{id}` | 200 + `ETag` | `status` computed over the online window |
 //! | PATCH | `/devices/{id}` | 200 + `ETag` | `If-Match` required; 412 when stale |
-//! | DELETE | `/devices/{id}` | 204 | 404 when absent |
+//! | DELETE | `/devices/{id}` | 204 | 404 when absent; `If-Match` honoured when given |
 //! | GET | `/devices/{id}/endpoints` | 200 | live playlist and archive URLs |
 //! | POST | `/gateways/{gateway_id}/heartbeat` | 200 | `{"devices":[{"id","media_url"}..]}` (<= 5000, 2 MiB) |
 //! | GET | `/openapi.json` | 200 | the OpenAPI 3.1 document of all of the above ([`openapi`]) |

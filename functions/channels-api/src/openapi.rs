@@ -37,9 +37,12 @@ for SigV4. The local server (`channels-api-local`) has no authentication.
 (schema `Error`), `field` naming the JSON path, query parameter or header at fault when there \
 is one.
 
-**Concurrency.** `GET`, `PATCH` and `PUT` of a channel or device send its `version` as a \
-strong `ETag` (`\"3\"`). `PATCH` needs `If-Match` with that value (428 without it, 412 when \
-the resource changed since); `PUT /devices/{id}` honours `If-Match` when given.
+**Concurrency.** Creating, reading, patching or replacing a channel or device sends its \
+`version` as a strong `ETag` (`\"3\"`). `If-Match` (RFC 9110 §13.1.1: `*` or a list of \
+entity-tags, compared strongly; malformed is 400) is required by `PATCH` (428 without it, 412 \
+when the resource changed since) and honoured when given by `PUT /devices/{id}` and both \
+`DELETE`s (the delete happens only if it matches). A `PATCH` that changes nothing answers 200 \
+with the same version.
 
 **Paging.** Listings take `limit` (1..=100, default 25) and `next`, the opaque cursor of the \
 previous page (`null` on the last page).";
@@ -86,10 +89,11 @@ pub struct ErrorDetail {
     field: Option<String>,
 }
 
-/// The `code` of an error: `invalid_json`, `invalid_field`, `invalid_parameter` (400),
-/// `not_found` (404), `method_not_allowed` (405), `precondition_failed` (412),
-/// `payload_too_large` (413), `unsupported_media_type` (415), `precondition_required` (428),
-/// `internal` (500).
+/// The `code` of an error: `invalid_json`, `invalid_request`, `invalid_field`,
+/// `invalid_parameter` (400), `not_found` (404), `method_not_allowed` (405),
+/// `precondition_failed` (412), `payload_too_large` (413), `uri_too_long` (414),
+/// `unsupported_media_type` (415), `precondition_required` (428), `headers_too_large` (431),
+/// `internal` (500), `request_failed` (any other framework rejection).
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum ErrorCode {

@@ -60,6 +60,15 @@ fn document_is_well_formed() {
                     );
                 }
             }
+            // Every route with a path parameter refuses one that is not UTF-8 with a 400.
+            let params = op["parameters"].as_array().map(Vec::as_slice).unwrap_or_default();
+            if params.iter().any(|p| p["in"] == "path") {
+                assert!(op["responses"].get("400").is_some(), "{method} {path} documents 400");
+            }
+            // A header is never null.
+            for p in params.iter().filter(|p| p["in"] == "header") {
+                assert_eq!(p["schema"]["type"], "string", "{method} {path} {}", p["name"]);
+            }
             if method == "patch" {
                 let params = op["parameters"].as_array().expect("parameters");
                 assert!(

@@ -429,11 +429,11 @@ impl NewChannel {
 pub struct HlsPatch {
     /// New target segment duration in seconds.
     #[serde(default, deserialize_with = "non_null::deserialize")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, minimum = 1, maximum = 10))]
     pub segment_duration: Option<u32>,
     /// New playlist window in segments.
     #[serde(default, deserialize_with = "non_null::deserialize")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, minimum = 3, maximum = 20))]
     pub playlist_window: Option<u32>,
 }
 
@@ -447,11 +447,11 @@ pub struct HlsPatch {
 pub struct ChannelPatch {
     /// New name.
     #[serde(default, deserialize_with = "non_null::deserialize")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, min_length = 1, max_length = 128))]
     pub name: Option<String>,
     /// New description.
     #[serde(default, deserialize_with = "non_null::deserialize")]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, max_length = 1024))]
     pub description: Option<String>,
     /// New HLS settings (either field may be omitted).
     #[serde(default, deserialize_with = "non_null::deserialize")]
