@@ -11,9 +11,9 @@ use crate::handlers::{if_match, page_limit, required_if_match, IfMatch, ListQuer
 use crate::Deps;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::header::{ETAG, LOCATION};
+use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -110,21 +110,13 @@ fn chosen_id<'a>(id: &'a str, field: &str) -> Result<&'a str, ApiError> {
 }
 
 fn with_etag(status: StatusCode, deps: &Deps, device: &Device) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", device.version))
-        .unwrap_or(HeaderValue::from_static("\"0\""));
     let view = DeviceView::new(device, deps, OffsetDateTime::now_utc());
-    (status, [(ETAG, etag)], Json(view)).into_response()
+    crate::handlers::with_etag(status, device.version, view)
 }
 
 async fn load(deps: &Deps, id: &str) -> Result<Device, ApiError> {
     let id = checked_id(id)?;
     store(deps)?.get(id).await?.ok_or_else(|| not_found(id))
-}
-
-/// `If-Match` of a PUT: absent (`None`: create or replace unconditionally), else the device
-/// must exist and match ([`IfMatch::matches`]: `*` any version, else one of the tags).
-fn put_precondition(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
-    if_match(headers)
 }
 
 /// `PUT /devices/{id}`: creates the device (201 + `Location`) or replaces its configuration
@@ -166,7 +158,9 @@ pub(crate) async fn put(
 ) -> Result<Response, ApiError> {
     let store = store(&deps)?;
     let id = chosen_id(&id, "id")?;
-    let precondition = put_precondition(&headers)?;
+    // Absent: create or replace unconditionally; else the device must exist and match
+    // ([`IfMatch::matches`]: `*` any version, else one of the tags).
+    let precondition = if_match(&headers)?;
     for _ in 0..PUT_ATTEMPTS {
         let current = store.get(id).await?;
         match (&precondition, &current) {

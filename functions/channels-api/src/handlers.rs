@@ -19,10 +19,18 @@ use time::OffsetDateTime;
 
 type Shared = State<Arc<Deps>>;
 
-fn with_etag(status: StatusCode, channel: &Channel) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", channel.version))
-        .unwrap_or(HeaderValue::from_static("\"0\""));
-    (status, [(ETAG, etag)], Json(channel)).into_response()
+/// `body` as JSON with `version` as its strong `ETag` (`"3"`).
+pub(crate) fn with_etag<T: serde::Serialize>(
+    status: StatusCode,
+    version: u64,
+    body: T,
+) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    // A quoted decimal number is always a valid header value.
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(ETAG, etag);
+    }
+    response
 }
 
 /// 404 for a path id that no channel can have (never sent to DynamoDB, nor echoed).
@@ -70,7 +78,7 @@ pub(crate) async fn create(
     deps.store.create(&channel).await?;
     let location = HeaderValue::from_str(&format!("/channels/{}", channel.id))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut response = with_etag(StatusCode::CREATED, &channel);
+    let mut response = with_etag(StatusCode::CREATED, channel.version, &channel);
     response.headers_mut().insert(LOCATION, location);
     Ok(response)
 }
@@ -159,7 +167,8 @@ pub(crate) async fn get_one(
     State(deps): Shared,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(with_etag(StatusCode::OK, &load(&deps, &id).await?))
+    let channel = load(&deps, &id).await?;
+    Ok(with_etag(StatusCode::OK, channel.version, &channel))
 }
 
 /// An `If-Match` precondition (RFC 9110 §13.1.1): `*` or a list of entity-tags.
@@ -293,10 +302,10 @@ pub(crate) async fn patch(
     }
     let next = body.apply(&current, OffsetDateTime::now_utc())?;
     if next.version == current.version {
-        return Ok(with_etag(StatusCode::OK, &current));
+        return Ok(with_etag(StatusCode::OK, current.version, &current));
     }
     let stored = deps.store.replace(&next, current.version).await?;
-    Ok(with_etag(StatusCode::OK, &stored))
+    Ok(with_etag(StatusCode::OK, stored.version, &stored))
 }
 
 /// `DELETE /channels/{id}`: `If-Match` optional; when given it is evaluated against the
