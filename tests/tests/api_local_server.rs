@@ -37,6 +37,29 @@ async fn raw(port: u16, request: &[u8], half_close: bool) -> Reply {
     Reply { status, head: head.to_ascii_lowercase(), body }
 }
 
+/// Sends `request` in two parts without half-closing: the first, then (once the answer has
+/// begun to arrive, as a rejection comes before the whole request is read) the rest, in two
+/// writes. The server must keep reading until the client is done (a lingering close): a
+/// close with unread input resets the connection, and the client loses the answer.
+async fn raw_while_sending(port: u16, request: &[u8], split: usize) -> Reply {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    stream.write_all(&request[..split]).await.expect("write");
+    let mut answer = vec![0u8; 12];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut answer));
+    read.await.expect("an answer within 10 s").expect("read the status line");
+    let (a, b) = request[split..].split_at((request.len() - split) / 2);
+    stream.write_all(a).await.expect("the server still reads the request");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stream.write_all(b).await.expect("the server still reads the request: no reset");
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+    read.await.expect("the server closes within 10 s").expect("a clean close, not a reset");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head: {text:?}"));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let body = serde_json::from_str(body).unwrap_or_else(|_| panic!("non-JSON body: {text:?}"));
+    Reply { status, head: head.to_ascii_lowercase(), body }
+}
+
 #[track_caller]
 fn assert_json_error(r: &Reply, status: u16, code: &str, what: &str) {
     assert_eq!(r.status, status, "{what}: {} {}", r.head, r.body);
@@ -119,6 +142,27 @@ async fn the_local_servers_own_rejections_are_json() {
     );
     let r = raw(port, big.as_bytes(), false).await;
     assert_json_error(&r, 431, "headers_too_large", "big header");
+    // Rejected after reading only part of the request, while the client is still sending
+    // (no half-close): the answer still arrives, with no reset.
+    let long = format!(
+        "GET /channels?x={} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    let r = raw_while_sending(port, long.as_bytes(), 20_000).await;
+    assert_json_error(&r, 414, "uri_too_long", "long URI, client still sending");
+    let big = format!(
+        "GET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: {}\r\n\r\n",
+        "a".repeat(60_000)
+    );
+    let r = raw_while_sending(port, big.as_bytes(), 40_000).await;
+    assert_json_error(&r, 431, "headers_too_large", "big header, client still sending");
+
+    // Empty lines before the request line are ignored (RFC 9112 §2.2), not a hang.
+    let r =
+        raw(port, b"\r\n\r\nGET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", false)
+            .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
     let many: String = (0..120).map(|i| format!("x-h{i}: 1\r\n")).collect();
     let r = raw(port, format!("GET /channels HTTP/1.1\r\n{many}\r\n").as_bytes(), false).await;
     assert_json_error(&r, 431, "headers_too_large", "120 header fields");

@@ -122,11 +122,18 @@ fn content_length(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiErr
     if values.next().is_some() {
         return Err(bad());
     }
-    let raw = first.as_bytes().trim_ascii();
+    parse_content_length(first.as_bytes()).map(Some).ok_or_else(bad)
+}
+
+/// One `Content-Length` field value as a number: 1 to 19 decimal digits, surrounding
+/// whitespace ignored; `None` for anything else (a list, a sign, spaces inside, empty).
+/// Shared by the extractor and the local server's request-head check.
+pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let raw = value.trim_ascii();
     if raw.is_empty() || raw.len() > 19 || !raw.iter().all(u8::is_ascii_digit) {
-        return Err(bad());
+        return None;
     }
-    std::str::from_utf8(raw).ok().and_then(|s| s.parse().ok()).map(Some).ok_or_else(bad)
+    std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
 /// Whether reading a body failed on the size limit (not on a body cut short).
