@@ -373,8 +373,11 @@ async fn names_are_normalised_and_limited() {
         "x\u{2066}y",
         "\u{200B}\u{200D}\u{FEFF}",
         " \u{2060} ",
+        "\u{AD}\u{200E}\u{3164}\u{FE0F}\u{E0041}",
+        "a\u{2028}b",
         "",
         &"a".repeat(129),
+        &"\u{4E2D}".repeat(86),
     ] {
         let r = api.send(Method::POST, "/channels", &[], &json!({ "name": bad }).to_string()).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field", Some("name"));
@@ -401,8 +404,9 @@ async fn names_are_normalised_and_limited() {
     assert_eq!((r.status, r.body["version"].as_u64()), (StatusCode::OK, Some(1)), "{}", r.body);
     let r = api.send(Method::PATCH, &uri, &[("if-match", "\"1\"")], r#"{"name":"a\u0000"}"#).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field", Some("name"));
-    // 128 characters of 4 bytes each: the longest name there is.
-    api.channel(json!({ "name": "\u{1F600}".repeat(128) })).await;
+    // The longest names: 128 ASCII characters, 85 of three bytes (255 of 256 bytes).
+    api.channel(json!({ "name": "a".repeat(128) })).await;
+    api.channel(json!({ "name": "\u{4E2D}".repeat(85) })).await;
     api.device("cam1").await;
     let r = api
         .send(Method::PATCH, "/devices/cam1", &[("if-match", "\"1\"")], r#"{"name":"a\nb"}"#)

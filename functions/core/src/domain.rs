@@ -16,10 +16,11 @@ pub const PLAYLIST_WINDOW_RANGE: std::ops::RangeInclusive<u32> = 3..=20;
 pub const MAX_NAME_CHARS: usize = 128;
 /// Maximum channel description length, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 1024;
-/// Maximum name length in UTF-8 bytes (after NFC normalisation), besides [`MAX_NAME_CHARS`].
-pub const MAX_NAME_BYTES: usize = 512;
+/// Maximum name length in UTF-8 bytes (after NFC normalisation), besides [`MAX_NAME_CHARS`]:
+/// 128 ASCII characters fit, 85 of three bytes (most CJK).
+pub const MAX_NAME_BYTES: usize = 256;
 /// Maximum description length in UTF-8 bytes, besides [`MAX_DESCRIPTION_CHARS`].
-pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+pub const MAX_DESCRIPTION_BYTES: usize = 2048;
 
 /// Bidirectional embedding, override and isolate controls (U+202A..U+202E, U+2066..U+2069):
 /// they reorder how the text around them is displayed ("Trojan source").
@@ -27,10 +28,22 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Characters that display as nothing: whitespace and the zero-width ones (U+200B..U+200D,
-/// U+2060, U+FEFF).
+/// Characters that display as nothing: whitespace, and Unicode's default-ignorable code points
+/// (DerivedCoreProperties.txt `Default_Ignorable_Code_Point`: soft hyphen, zero-width and
+/// directional marks, Hangul fillers, variation selectors, tag characters, ...).
 fn is_invisible(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+    c.is_whitespace()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Line and paragraph separators (U+2028, U+2029): line breaks that are not control characters.
+fn is_line_separator(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// A display name (of a channel, a device) as stored: Unicode NFC, 1..=[`MAX_NAME_CHARS`]
@@ -43,8 +56,8 @@ fn is_invisible(c: char) -> bool {
 pub fn normalize_name(field: &str, raw: &str) -> Result<String, ValidationError> {
     use unicode_normalization::UnicodeNormalization;
     let name: String = raw.nfc().collect();
-    let rule = "must be 1..=128 characters (at most 512 bytes), not blank, without control or bidi override characters";
-    if name.chars().any(|c| c.is_control() || is_bidi_control(c))
+    let rule = "must be 1..=128 characters (at most 256 bytes), not blank, without control, line separator or bidi override characters";
+    if name.chars().any(|c| c.is_control() || is_bidi_control(c) || is_line_separator(c))
         || name.chars().all(is_invisible)
         || name.chars().count() > MAX_NAME_CHARS
         || name.len() > MAX_NAME_BYTES
@@ -70,7 +83,7 @@ pub fn normalize_description(raw: &str) -> Result<String, ValidationError> {
     {
         return Err(ValidationError::new(
             "description",
-            "must be at most 1024 characters (4096 bytes), without control characters other than tab and line breaks, nor bidi override characters",
+            "must be at most 1024 characters (2048 bytes), without control characters other than tab and line breaks, nor bidi override characters",
         ));
     }
     Ok(text)
