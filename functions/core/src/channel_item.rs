@@ -3,6 +3,7 @@
 use crate::domain::{Channel, ChannelState, HlsSettings, Secret};
 use crate::lease::{from_unix_millis, millis_value, unix_millis, PublishLease};
 use crate::playback::Playback;
+use crate::relay_item::{relays_from_item, relays_value};
 use crate::store::StoreError;
 use crate::table::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -29,6 +30,7 @@ pub(crate) fn to_item(c: &Channel) -> Item {
         ("playlist_window".to_owned(), AttributeValue::N(c.hls.playlist_window.to_string())),
         ("recording".to_owned(), AttributeValue::Bool(c.recording)),
         ("playback".to_owned(), s(c.playback.as_str())),
+        ("relays".to_owned(), relays_value(&c.relays)),
         ("expires_at".to_owned(), rfc3339(c.expires_at)),
         ("state".to_owned(), AttributeValue::S(c.state.as_str().to_owned())),
         ("created_at".to_owned(), rfc3339(c.created_at)),
@@ -108,6 +110,7 @@ pub(crate) fn from_item(item: &Item, now: OffsetDateTime) -> Result<Channel, Sto
                 .and_then(|p| Playback::parse(p))
                 .ok_or_else(|| StoreError::Corrupt("attribute playback".to_owned()))?,
         },
+        relays: relays_from_item(item, lease.is_some())?,
         expires_at: t("expires_at")?,
         state: if lease.is_some() { ChannelState::Live } else { ChannelState::Idle },
         created_at: t("created_at")?,
@@ -133,6 +136,7 @@ mod tests {
             hls: HlsSettings::default(),
             recording: true,
             playback: Some(Playback::Signed),
+            relays: Vec::new(),
             expires_at: None,
         }
         .into_channel(now, Playback::Public)
@@ -190,6 +194,38 @@ mod tests {
         item.remove("lease_expires_at");
         let read = from_item(&item, now).unwrap();
         assert_eq!((read.state, read.lease), (ChannelState::Idle, None));
+    }
+
+    #[test]
+    fn relays_round_trip_and_statuses_show_only_while_live() {
+        use crate::relay::{resolve_relays, RelayRequest, RelayState, RelayStatus};
+        use crate::relay_item::status_value;
+        let now = OffsetDateTime::now_utc();
+        let mut c = live(now, now + Duration::seconds(30));
+        let request = RelayRequest {
+            url: Some("rtmp://h/app/key".into()),
+            enabled: Some(false),
+            ..Default::default()
+        };
+        c.relays = resolve_relays(&[request], &[]).unwrap();
+        let mut item = to_item(&c);
+        assert_eq!(from_item(&item, now).unwrap(), c);
+        let status =
+            RelayStatus { state: RelayState::Retrying, bytes_sent: 9, ..Default::default() };
+        let id = c.relays[0].id.clone();
+        item.insert("relay_status".into(), status_value(&[(id, status)], now));
+        let read = from_item(&item, now).unwrap();
+        assert_eq!(read.relays[0].status.state, RelayState::Retrying);
+        assert_eq!(read.relays[0].status.bytes_sent, 9);
+        assert_eq!(read.relays[0].url.expose(), "rtmp://h/app/key");
+        // Once the lease lapsed, a left-over status is not shown.
+        let later = c.lease.as_ref().unwrap().expires_at + Duration::seconds(1);
+        assert_eq!(from_item(&item, later).unwrap().relays[0].status, RelayStatus::default());
+        // Stored before relays: none.
+        item.remove("relays");
+        assert!(from_item(&item, now).unwrap().relays.is_empty());
+        item.insert("relays".into(), s("rtmp://h/app/key"));
+        assert!(matches!(from_item(&item, now), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

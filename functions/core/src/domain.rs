@@ -2,6 +2,7 @@
 
 use crate::lease::PublishLease;
 use crate::playback::Playback;
+use crate::relay::{resolve_relays, Relay, RelayRequest};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -300,7 +301,7 @@ impl fmt::Debug for Secret {
 #[cfg_attr(feature = "openapi", schema(example = json!({
     "id": "0f8fad5bd9cb469fa16570867728950e", "name": "lobby cam", "description": "",
     "hls": {"segment_duration": 4, "playlist_window": 6}, "recording": false,
-    "playback": "public", "expires_at": "2026-12-24T08:00:00Z", "state": "idle",
+    "playback": "public", "relays": [], "expires_at": "2026-12-24T08:00:00Z", "state": "idle",
     "created_at": "2026-11-24T08:00:00Z", "updated_at": "2026-11-24T08:00:00Z", "version": 1
 })))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -318,6 +319,11 @@ pub struct Channel {
     /// `public` or `signed`: whether players need CloudFront signed cookies or URLs. Fixed at
     /// creation: it decides where the media is stored ([`crate::playback`]).
     pub playback: Playback,
+    /// Relay destinations (at most 8, [`crate::relay::MAX_RELAYS`]): the streamer holding the
+    /// publish lease pushes the stream to each enabled one. Serialized with the URLs masked
+    /// and each destination's status.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::relay::RelayView>))]
+    pub relays: Vec<Relay>,
     /// After this instant publishes are refused (RFC 3339 on the wire).
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
@@ -384,6 +390,10 @@ pub struct NewChannel {
     /// Optional `public` or `signed`; default the stack's (`PLAYBACK_DEFAULT`).
     #[serde(default)]
     pub playback: Option<Playback>,
+    /// Optional relay destinations (default none).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 8))]
+    pub relays: Vec<RelayRequest>,
     /// Optional expiry (RFC 3339); default 30 days after creation.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
@@ -399,6 +409,7 @@ impl NewChannel {
             hls,
             recording: false,
             playback: None,
+            relays: Vec::new(),
             expires_at: None,
         }
     }
@@ -421,6 +432,7 @@ impl NewChannel {
             hls: self.hls,
             recording: self.recording,
             playback: self.playback.unwrap_or(default_playback),
+            relays: resolve_relays(&self.relays, &[])?,
             expires_at: self.expires_at.unwrap_or(now + DEFAULT_CHANNEL_LIFETIME),
             state: ChannelState::Idle,
             created_at: now,
@@ -478,6 +490,11 @@ pub struct ChannelPatch {
     #[serde(default, deserialize_with = "non_null::deserialize")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub playback: Option<Playback>,
+    /// The new relay destination list (replaces the current one; an entry with an `id` and
+    /// no `url` keeps that destination's URL).
+    #[serde(default, deserialize_with = "non_null::deserialize")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, max_items = 8))]
+    pub relays: Option<Vec<RelayRequest>>,
     /// New expiry (RFC 3339).
     #[serde(default, deserialize_with = "non_null::rfc3339::deserialize")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
@@ -511,6 +528,9 @@ impl ChannelPatch {
             next.hls.playlist_window = hls.playlist_window.unwrap_or(next.hls.playlist_window);
         }
         next.recording = self.recording.unwrap_or(next.recording);
+        if let Some(relays) = &self.relays {
+            next.relays = resolve_relays(relays, &channel.relays)?;
+        }
         if let Some(expires_at) = self.expires_at {
             next.expires_at = expires_at;
         }

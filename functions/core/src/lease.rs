@@ -116,7 +116,7 @@ pub fn claim_expressions() -> (&'static str, &'static str) {
          OR attribute_not_exists(#lease_expires_at) OR #lease_expires_at < :now \
          OR #lease_session = :session)",
         "SET #state = :live, #lease_owner = :owner, #lease_session = :session, \
-         #lease_expires_at = :expires, #last_session = :session",
+         #lease_expires_at = :expires, #last_session = :session REMOVE #relay_status",
     )
 }
 
@@ -133,7 +133,8 @@ pub fn renew_expressions() -> (&'static str, &'static str) {
 pub fn release_expressions() -> (&'static str, &'static str) {
     (
         "#lease_session = :session",
-        "SET #state = :idle REMOVE #lease_owner, #lease_session, #lease_expires_at",
+        "SET #state = :idle REMOVE #lease_owner, #lease_session, #lease_expires_at, \
+         #relay_status",
     )
 }
 
@@ -179,7 +180,7 @@ mod tests {
         assert_eq!(
             update,
             "SET #state = :live, #lease_owner = :owner, #lease_session = :session, \
-             #lease_expires_at = :expires, #last_session = :session"
+             #lease_expires_at = :expires, #last_session = :session REMOVE #relay_status"
         );
         assert!(!update.contains("version"), "lease writes must not bump version");
     }
@@ -194,7 +195,8 @@ mod tests {
         assert_eq!(condition, "#lease_session = :session");
         assert_eq!(
             update,
-            "SET #state = :idle REMOVE #lease_owner, #lease_session, #lease_expires_at"
+            "SET #state = :idle REMOVE #lease_owner, #lease_session, #lease_expires_at, \
+             #relay_status"
         );
     }
 
@@ -213,6 +215,7 @@ mod tests {
                 "#lease_expires_at",
                 "#lease_owner",
                 "#lease_session",
+                "#relay_status",
                 "#secret",
                 "#state"
             ]

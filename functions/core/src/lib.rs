@@ -48,6 +48,9 @@ pub mod media_url;
 pub mod openapi;
 pub mod paging;
 pub mod playback;
+pub mod relay;
+#[cfg(feature = "dynamodb")]
+mod relay_item;
 pub mod signing;
 #[cfg(feature = "dynamodb")]
 pub mod slot;

@@ -17,6 +17,7 @@ use crate::lease::{
     LeaseClaim, PublishLease,
 };
 use crate::paging::Page;
+use crate::relay_item::{relays_value, status_value};
 use crate::table::{put_new, query_index, scan_page};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -93,7 +94,7 @@ pub trait ChannelStore: Send + Sync {
     async fn list(&self, limit: u32, cursor: Option<&str>) -> Result<Page<Channel>, StoreError>;
 
     /// Writes the configuration fields of `channel` (name, description, HLS settings,
-    /// recording, `expires_at`, `updated_at`, `version`) if its stored version is still
+    /// recording, relay destinations, `expires_at`, `updated_at`, `version`) if its stored version is still
     /// `expected_version`, with one conditional `UpdateItem SET`: state, lease and secret are
     /// left as stored. Returns the channel as now stored.
     ///
@@ -165,6 +166,20 @@ pub trait ChannelStore: Send + Sync {
     /// # Errors
     /// [`StoreError::NotFound`] if absent.
     async fn rotate_secret(&self, id: &str) -> Result<Channel, StoreError>;
+
+    /// Records the relay destinations' statuses (`(destination id, status)`, stamped now)
+    /// while `session` holds the publish lease: one conditional `UpdateItem`. Does not change
+    /// `version`. Claiming and releasing the lease clear them.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] if the channel was deleted; [`StoreError::LeaseLost`] if
+    /// another session holds the lease or it was released.
+    async fn set_relay_status(
+        &self,
+        id: &str,
+        session: &str,
+        statuses: &[(String, crate::relay::RelayStatus)],
+    ) -> Result<(), StoreError>;
 }
 
 /// [`ChannelStore`] on a DynamoDB table.
@@ -283,9 +298,15 @@ pub fn replace_expressions() -> (&'static str, &'static str) {
         "#version = :expected",
         "SET #name = :name, #description = :description, \
          #segment_duration = :segment_duration, #playlist_window = :playlist_window, \
-         #recording = :recording, #expires_at = :expires_at, #updated_at = :updated_at, \
-         #version = :version",
+         #recording = :recording, #relays = :relays, #expires_at = :expires_at, \
+         #updated_at = :updated_at, #version = :version",
     )
+}
+
+/// `(condition, update)` of [`ChannelStore::set_relay_status`]. Values: `:session` (S),
+/// `:status` (M).
+pub fn relay_status_expressions() -> (&'static str, &'static str) {
+    ("#lease_session = :session", "SET #relay_status = :status")
 }
 
 /// `(condition, update)` of [`ChannelStore::rotate_secret`].
@@ -338,6 +359,7 @@ impl ChannelStore for DynamoChannelStore {
             (":segment_duration", AttributeValue::N(c.hls.segment_duration.to_string())),
             (":playlist_window", AttributeValue::N(c.hls.playlist_window.to_string())),
             (":recording", AttributeValue::Bool(c.recording)),
+            (":relays", relays_value(&c.relays)),
             (":expires_at", rfc3339(c.expires_at)),
             (":updated_at", rfc3339(c.updated_at)),
             (":version", AttributeValue::N(c.version.to_string())),
@@ -412,6 +434,23 @@ impl ChannelStore for DynamoChannelStore {
         self.update(id, release_expressions(), vals).await.map(|_| ())
     }
 
+    async fn set_relay_status(
+        &self,
+        id: &str,
+        session: &str,
+        statuses: &[(String, crate::relay::RelayStatus)],
+    ) -> Result<(), StoreError> {
+        let vals = values([
+            (":session", s(session)),
+            (":status", status_value(statuses, OffsetDateTime::now_utc())),
+        ]);
+        match self.update(id, relay_status_expressions(), vals).await? {
+            Updated::Written(_) => Ok(()),
+            Updated::Refused(None) => Err(StoreError::NotFound),
+            Updated::Refused(Some(_)) => Err(StoreError::LeaseLost),
+        }
+    }
+
     async fn rotate_secret(&self, id: &str) -> Result<Channel, StoreError> {
         let vals = values([
             (":secret", AttributeValue::S(Secret::generate().to_hex())),
@@ -444,6 +483,7 @@ mod tests {
                 "name",
                 "playlist_window",
                 "recording",
+                "relays",
                 "segment_duration",
                 "updated_at",
                 "version"

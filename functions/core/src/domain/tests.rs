@@ -9,6 +9,7 @@ fn new(name: &str) -> NewChannel {
         hls: HlsSettings::default(),
         recording: false,
         playback: None,
+        relays: Vec::new(),
         expires_at: None,
     }
 }
