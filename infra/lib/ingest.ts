@@ -27,6 +27,8 @@ export class Ingest extends Construct {
   readonly service: ecs.CfnService;
   /** The RTMP target group (logical ID RtmpTargetGroup). */
   readonly rtmpTargetGroup: elbv2.CfnTargetGroup;
+  /** ECR pull and awslogs only (AmazonECSTaskExecutionRolePolicy); the egress task uses it too. */
+  readonly executionRole: iam.CfnRole;
 
   constructor(scope: Construct, id: string, params: Params, storage: Storage, network: Network,
     cluster: ecs.CfnCluster, streamerImage: string) {
@@ -60,10 +62,11 @@ export class Ingest extends Construct {
         ]),
       }],
     }), 'IngestTaskRole');
-    const executionRole = named(new iam.CfnRole(this, 'IngestTaskExecutionRole', {
+    this.executionRole = named(new iam.CfnRole(this, 'IngestTaskExecutionRole', {
       assumeRolePolicyDocument: ecsTasksTrust(),
       managedPolicyArns: [awsManagedPolicy('service-role/AmazonECSTaskExecutionRolePolicy')],
     }), 'IngestTaskExecutionRole');
+    const executionRole = this.executionRole;
 
     const taskDefinition = named(new ecs.CfnTaskDefinition(this, 'IngestTaskDefinition', {
       family: Fn.sub('${AWS::StackName}-streamer-ingest'),

@@ -246,6 +246,29 @@ const DEFINITIONS = {
       + 'and publishers reconnect to another task.',
   },
 
+  // Cloud-to-ground: `streamer egress` on ECS Anywhere (egress.ts).
+  EgressSource: {
+    type: 'String', default: '', allowedPattern: '^$|^(channel|device):\\S+$|^https://\\S+$',
+    description: 'EGRESS_SOURCE of the egress task definition: channel:<id>, device:<id> or an https playlist URL. '
+      + 'Empty (default) = name it per run (aws ecs run-task --overrides); EgressDesiredCount > 0 needs it.',
+  },
+  EgressTarget: {
+    type: 'String', default: 'udp://239.1.1.1:5000?ttl=16', allowedPattern: '^udp://\\S+$',
+    description: 'EGRESS_TARGET of the egress task definition: udp://<group>:<port>?ttl=N&localaddr=<IP of the '
+      + "interface to send on> (MPEG-TS over UDP multicast on the plant's LAN).",
+  },
+  EgressLiveEdgeSegments: {
+    type: 'Number', default: 3, minValue: 1, maxValue: 10,
+    description: 'EGRESS_LIVE_EDGE_SEGMENTS - how many segments behind the live edge the egress starts.',
+  },
+  EgressDesiredCount: {
+    type: 'Number', default: 0, minValue: 0,
+    description: '0 (default) = no egress service: run the task with aws ecs run-task --launch-type EXTERNAL. '
+      + 'N > 0 = an ECS service (launch type EXTERNAL, at most one task per registered on-premises host) keeps N '
+      + 'egress tasks sending EgressSource to EgressTarget; needs EgressSource and StreamerImage, and N registered '
+      + 'hosts in the StreamerClusterName cluster.',
+  },
+
   // Storage, playback, logs.
   ArchiveTransitionDays: {
     type: 'Number', default: 7, minValue: 0,
@@ -347,6 +370,8 @@ export class Params {
   readonly hasAllowedOrigins: CfnCondition;
   /** PlaybackDomainName (and its certificate) set: the distribution's alias, PLAYBACK_BASE_URL. */
   readonly hasPlaybackDomain: CfnCondition;
+  /** EgressDesiredCount > 0: the egress service on ECS Anywhere hosts. */
+  readonly hasEgressService: CfnCondition;
 
   constructor(stack: Stack, architectureDefault: string) {
     for (const [name, props] of Object.entries(DEFINITIONS)) {
@@ -382,6 +407,8 @@ export class Params {
     // certificate go with it).
     this.hasPlaybackDomain = cond('HasPlaybackDomain',
       Fn.conditionAnd(notEmpty('PlaybackDomainName'), notEmpty('PlaybackCertificateArn')));
+    this.hasEgressService = cond('HasEgressService',
+      Fn.conditionNot(Fn.conditionEquals(this.ref('EgressDesiredCount'), '0')));
 
     new CfnRule(stack, 'RtmpsNeedsDomainName', {
       ruleCondition: Fn.conditionNot(Fn.conditionEquals(this.ref('IngestCertificateArn'), '')),
@@ -424,6 +451,20 @@ export class Params {
         assertDescription: 'PlaybackDefault=signed needs PlaybackPublicKey and PlaybackPrivateKeySecretArn '
           + '(scripts/playback-keys.sh makes them), or deploy with PlaybackDefault=public.',
       }],
+    });
+    new CfnRule(stack, 'EgressServiceNeedsSource', {
+      ruleCondition: Fn.conditionNot(Fn.conditionEquals(this.ref('EgressDesiredCount'), '0')),
+      assertions: [
+        {
+          assert: notEmpty('EgressSource'),
+          assertDescription: 'EgressDesiredCount > 0 needs EgressSource (channel:<id>, device:<id> or an https '
+            + 'playlist URL).',
+        },
+        {
+          assert: notEmpty('StreamerImage'),
+          assertDescription: 'EgressDesiredCount > 0 needs StreamerImage (the image the egress tasks run).',
+        },
+      ],
     });
   }
 

@@ -6,6 +6,7 @@ import { Construct } from 'constructs';
 import { AlarmTopic, Alarms } from './alarms';
 import { Api } from './api';
 import { Devices } from './devices';
+import { Egress } from './egress';
 import { Health } from './health';
 import { StreamerImage } from './image';
 import { Ingest } from './ingest';
@@ -57,6 +58,13 @@ export class StreamstackStack extends Stack {
     const devices = new Devices(this, 'Devices', params, globals, storage, network, image.uri);
     const ingest = new Ingest(this, 'Ingest', params, storage, network, devices.cluster, image.uri);
     const api = new Api(this, 'Api', params, globals, storage, ingest.endpoints(params));
+    const egress = new Egress(this, 'Egress', params, {
+      cluster: devices.cluster,
+      streamerImage: image.uri,
+      httpApiId: api.httpApi.ref,
+      apiUrl: api.url,
+      executionRole: ingest.executionRole,
+    });
     const vod = new Vod(this, 'Vod', params, globals, storage);
     const health = new Health(this, 'Health', params, globals, storage, devices, network, alarmTopic.topic,
       alarmTopic.key);
@@ -104,8 +112,13 @@ export class StreamstackStack extends Stack {
     output('VodTriggerDeadLetterQueueUrl', 'S3 events the trigger could not handle after retries.', vod.deadLetterQueue.ref);
     output('DevicesTableName', 'DynamoDB table of devices (DEVICES_TABLE).', storage.devicesTable.ref);
     output('SlotsTableName', 'DynamoDB table of streamer task slots (SLOTS_TABLE).', storage.slotsTable.ref);
-    output('StreamerClusterName', 'ECS cluster running the streamer pull tasks (ECS_CLUSTER).', devices.cluster.ref);
+    output('StreamerClusterName', 'ECS cluster of the streamer tasks (ECS_CLUSTER): pull and ingest on Fargate; '
+      + 'register on-premises hosts here for `streamer egress` (ECS Anywhere, launch type EXTERNAL).', devices.cluster.ref);
     output('PullTaskDefinitionArn', 'Task definition of `streamer pull` (STREAMER_TASK_DEFINITION).', devices.pullTaskDefinition.ref);
+    output('EgressTaskDefinitionArn', 'Task definition of `streamer egress` for ECS Anywhere hosts (aws ecs run-task '
+      + '--launch-type EXTERNAL --task-definition <this>).', egress.taskDefinition.ref);
+    output('EgressServiceName', 'ECS service keeping EgressDesiredCount egress tasks on the registered hosts.',
+      egress.service.attrName, params.hasEgressService);
     output('MediaUrlKeyArn', 'Secrets Manager secret holding MEDIA_URL_KEY (retained with the tables).', storage.mediaUrlKey.ref);
     output('ReconcilerDeadLetterQueueUrl', 'Device-stream batches the reconciler failed after bisecting and retries.',
       devices.deadLetterQueue.ref);

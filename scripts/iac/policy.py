@@ -7,6 +7,8 @@
   statement with Resource `*` unless every action in it is in
   allowlist.WILDCARD_RESOURCE_ACTIONS (with the condition key that entry requires); every AWS
   managed policy a role attaches is in allowlist.ACCEPTED_MANAGED_POLICIES.
+- execute-api:Invoke (identity Allow): every resource names an API of this template (Ref), one
+  HTTP method and a path with a literal first segment (routes, never a whole API).
 - S3 buckets: all four PublicAccessBlockConfiguration flags true, default encryption, and a
   bucket policy denying s3:* to everyone when aws:SecureTransport is false, on the bucket
   and its objects.
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
+import re
 import sys
 from typing import Any
 
@@ -73,6 +76,36 @@ def check_statements(doc_id: str, doc: Any, identity: bool) -> list[str]:
                 need = _WILDCARD_OK[a][0]
                 if need and need.lower() not in cond_keys:
                     out.append(f"{where}: {a} on Resource * without the {need} condition the allow-list requires")
+    return out
+
+
+# execute-api:Invoke resources: arn:...:execute-api:<region>:<account>:<api>/<stage>/<METHOD>/<path>.
+_EXECUTE_API_ARN = re.compile(r":execute-api:[^/]*:(?P<api>\$\{[A-Za-z0-9]+\})/(?P<stage>[^/]+)/(?P<method>[^/]+)"
+                              r"/(?P<path>.*)$")
+_HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+_API_TYPES = {"AWS::ApiGatewayV2::Api", "AWS::ApiGateway::RestApi"}
+
+
+def check_execute_api(t: dict[str, Any]) -> list[str]:
+    """An identity Allow of execute-api:Invoke names, per resource, an API of this template
+    (by Ref), one HTTP method (not `*`) and a path whose first segment is literal: callers get
+    routes, never a whole API."""
+    out = []
+    apis = {rid for rid, r in t.get("Resources", {}).items() if r.get("Type") in _API_TYPES}
+    for doc_id, doc in all_identity_documents(t):
+        for when, st in iter_statements(doc):
+            if st.get("Effect", "Allow") != "Allow" or "execute-api:invoke" not in _actions(st):
+                continue
+            where = f"{doc_id}{' [when ' + when + ']' if when else ''}"
+            for r in _as_list(render(st.get("Resource"))):
+                arn = canon(r)
+                m = _EXECUTE_API_ARN.search(arn)
+                if not m or m["api"][2:-1] not in apis:
+                    out.append(f"{where}: execute-api:Invoke on {arn} (not a route of an API of this template)")
+                elif m["method"] not in _HTTP_METHODS:
+                    out.append(f"{where}: execute-api:Invoke on {arn} (method {m['method']}: name one)")
+                elif not m["path"] or m["path"].split("/")[0] in ("", "*") or "*" in m["path"].split("/")[0]:
+                    out.append(f"{where}: execute-api:Invoke on {arn} (path {m['path'] or '(none)'}: name the route)")
     return out
 
 
@@ -346,6 +379,7 @@ def check(t: dict[str, Any]) -> list[str]:
         out += check_statements(doc_id, doc, identity=True)
     for doc_id, doc in all_resource_documents(t):
         out += check_statements(doc_id, doc, identity=False)
+    out += check_execute_api(t)
     out += check_managed_policies(t)
     out += check_buckets(t)
     out += check_tables(t)

@@ -209,6 +209,20 @@ class Drift(Base):
         self.assertCaught(t, "properties", "PullTaskDefinition")
         self.assertCaught(t, "properties", "PullTaskRole")
 
+    def test_changed_egress_task_definition_role_service_rule(self) -> None:
+        """The ECS Anywhere egress: its EXTERNAL/host task definition, the execute-api grant of
+        its task role, the optional service and the rule that guards it."""
+        t = self.copy()
+        t["Resources"]["EgressTaskDefinition"]["Properties"]["NetworkMode"] = "bridge"
+        st = self.statement(self.role_policy(t, "EgressTaskRole"), "execute-api:Invoke")
+        st["Resource"][0] = {"Fn::Sub": st["Resource"][0]["Fn::Sub"].replace("/GET/", "/*/")}
+        t["Resources"]["EgressService"]["Properties"]["LaunchType"] = "EC2"
+        del t["Rules"]["EgressServiceNeedsSource"]
+        self.assertCaught(t, "properties", "EgressTaskDefinition")
+        self.assertCaught(t, "properties", "EgressTaskRole")
+        self.assertCaught(t, "properties", "EgressService")
+        self.assertCaught(t, "template rules", "EgressServiceNeedsSource")
+
     def test_changed_bucket_policy_principal(self) -> None:
         t = self.copy()
         doc = t["Resources"]["MediaBucketPolicy"]["Properties"]["PolicyDocument"]
@@ -336,6 +350,20 @@ class Policy(Base):
         t = self.copy()
         self.statement(t["Resources"]["MediaBucketPolicy"]["Properties"]["PolicyDocument"], "s3:GetObject")["Action"] = "s3:*"
         self.assertCaught(t, "MediaBucketPolicy: wildcard action s3:*")
+
+    def test_execute_api_grants_name_routes(self) -> None:
+        self.assertEqual([f for f in self.findings if "execute-api" in f], [])
+        arn = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+        for resource, text in (
+                (arn + "${HttpApi}/*", "not a route"),
+                (arn + "${HttpApi}/$default/*/channels/*/endpoints", "method *"),
+                (arn + "${HttpApi}/$default/GET/*", "path *"),
+                (arn + "a1b2c3d4e5/$default/GET/channels/*/endpoints", "not a route"),
+                (arn + "*/$default/GET/channels/*/endpoints", "not a route")):
+            t = self.copy()
+            self.statement(self.role_policy(t, "EgressTaskRole"), "execute-api:Invoke")["Resource"].append(
+                {"Fn::Sub": resource})
+            self.assertCaught(t, text)
 
     def test_unaccepted_managed_policy(self) -> None:
         t = self.copy()
