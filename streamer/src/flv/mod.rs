@@ -23,6 +23,7 @@
 
 pub mod config;
 mod file;
+pub mod mux;
 #[cfg(test)]
 mod tests;
 
