@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod media;
 pub mod publish;
 pub mod pull;
+pub mod relay;
 pub mod remux;
 pub mod sink;
 pub mod ts;
