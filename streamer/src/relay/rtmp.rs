@@ -11,6 +11,7 @@ use crate::flv::mux::{FlvMuxer, Tag};
 use crate::flv::TAG_VIDEO;
 use crate::media::{MediaEvent, Tracks};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
     PublishRequestType, StreamMetadata,
@@ -126,6 +127,17 @@ impl Publisher {
                 ClientSessionResult::RaisedEvent(
                     ClientSessionEvent::UnhandleableOnStatusCode { code },
                 ) if is_refusal(&code) => return Err(RelayError::PublishRefused(code)),
+                ClientSessionResult::RaisedEvent(
+                    ClientSessionEvent::UnknownTransactionResultReceived {
+                        additional_values, ..
+                    },
+                ) => {
+                    // A refused publish answered with `_error` on transaction 0 (rml_rtmp
+                    // servers, our own ingest) rather than `onStatus`.
+                    if let Some(code) = error_code(&additional_values) {
+                        return Err(RelayError::PublishRefused(code));
+                    }
+                }
                 ClientSessionResult::RaisedEvent(event) => events.push(event),
                 ClientSessionResult::UnhandleableMessageReceived(_) => {}
             }
@@ -230,6 +242,22 @@ fn is_refusal(code: &str) -> bool {
     ["BadName", "Denied", "Failed", "Rejected", "Unauthorized", "Unpublish", "Error"]
         .iter()
         .any(|w| code.contains(w))
+}
+
+/// The `code` of a status object that reports an error (`level` `error`, or a refusal
+/// code), among command arguments.
+fn error_code(values: &[Amf0Value]) -> Option<String> {
+    values.iter().find_map(|v| {
+        let Amf0Value::Object(props) = v else { return None };
+        let text = |k: &str| match props.get(k) {
+            Some(Amf0Value::Utf8String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let code = text("code")?;
+        // rml_rtmp servers say `_error`.
+        let error = text("level").is_some_and(|l| l.trim_start_matches('_') == "error");
+        (error || is_refusal(&code)).then_some(code)
+    })
 }
 
 /// Packets to `out` while live; refusals are errors, events are ignored.
@@ -341,3 +369,7 @@ fn metadata(tracks: &Tracks) -> StreamMetadata {
     m.encoder = Some("streamstack".into());
     m
 }
+
+#[cfg(test)]
+#[path = "rtmp_tests.rs"]
+mod tests;

@@ -99,6 +99,34 @@ fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Times [`RelaySet::push`] calls: the ingest must never wait for a destination.
+#[derive(Debug, Default)]
+struct PushTimer {
+    total: Duration,
+    count: u32,
+    slowest: Duration,
+}
+
+impl PushTimer {
+    fn push(&mut self, set: &mut RelaySet, event: &MediaEvent) {
+        let t = Instant::now();
+        set.push(event);
+        let took = t.elapsed();
+        self.total += took;
+        self.count += 1;
+        self.slowest = self.slowest.max(took);
+    }
+
+    /// Microseconds on average; no call anywhere near an I/O wait (a push that waited for a
+    /// stalled destination would take its write timeout, seconds). The bound on the slowest
+    /// call leaves room for a descheduled test thread on a loaded machine.
+    fn check(&self) {
+        let mean = self.total / self.count.max(1);
+        assert!(mean < Duration::from_micros(50), "{self:?}");
+        assert!(self.slowest < Duration::from_millis(50), "{self:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_a_clip_to_an_rtmp_listener_unchanged() {
     if !have("ffmpeg") || !have("ffprobe") {
@@ -110,7 +138,7 @@ async fn relays_a_clip_to_an_rtmp_listener_unchanged() {
     let port = closed_port();
     let out = dir.join("out.flv");
     let mut listener = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-listen", "1", "-i"])
+        .args(["-v", "fatal", "-y", "-listen", "1", "-i"])
         .arg(format!("rtmp://127.0.0.1:{port}/live/sekrit-key"))
         .args(["-c", "copy"])
         .arg(&out)
@@ -120,14 +148,10 @@ async fn relays_a_clip_to_an_rtmp_listener_unchanged() {
     let url = format!("rtmp://127.0.0.1:{port}/live/sekrit-key");
     let mut set = RelaySet::new(vec![RelayTarget { id: "ff".into(), url }], fast());
     until(&set, Duration::from_secs(10), |s| s[0].state == RelayState::Live).await;
-    let started = Instant::now();
-    let mut slowest = Duration::ZERO;
+    let mut timer = PushTimer::default();
     for event in &events {
-        let t = Instant::now();
-        set.push(event);
-        slowest = slowest.max(t.elapsed());
+        timer.push(&mut set, event);
     }
-    let pushing = started.elapsed();
     let status = set.statuses().remove(0);
     set.finish(Duration::from_secs(10)).await;
     // ffmpeg ends when the connection closes after deleteStream (reporting the end of its
@@ -137,7 +161,7 @@ async fn relays_a_clip_to_an_rtmp_listener_unchanged() {
     let (want_v, want_a, want_d) = probe(&clip_path);
     let (got_v, got_a, got_d) = probe(&out);
     eprintln!(
-        "{} events pushed in {pushing:?} (slowest {slowest:?}); clip {want_v}v/{want_a}a \
+        "{} events pushed ({timer:?}); clip {want_v}v/{want_a}a \
          {want_d}s, relayed {got_v}v/{got_a}a {got_d}s; {status:?}",
         events.len()
     );
@@ -145,7 +169,7 @@ async fn relays_a_clip_to_an_rtmp_listener_unchanged() {
     assert!(got_a.abs_diff(want_a) <= 1, "audio frames {got_a} vs {want_a}");
     assert!((got_d - want_d).abs() <= 0.5, "duration {got_d} vs {want_d}");
     assert_eq!((status.dropped_gops, status.dropped_frames), (0, 0));
-    assert!(slowest < Duration::from_millis(5), "push took {slowest:?}");
+    timer.check();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -184,11 +208,9 @@ async fn a_hanging_destination_times_out_and_push_never_blocks() {
         vec![RelayTarget { id: "tls".into(), url }, RelayTarget { id: "tcp".into(), url: url2 }];
     let mut set = RelaySet::new(targets, fast());
     let events = synthetic_gop(2000, 0);
-    let mut slowest = Duration::ZERO;
+    let mut timer = PushTimer::default();
     for event in &events {
-        let t = Instant::now();
-        set.push(event);
-        slowest = slowest.max(t.elapsed());
+        timer.push(&mut set, event);
     }
     let statuses =
         until(&set, Duration::from_secs(4), |s| s.iter().all(|s| s.state == RelayState::Retrying))
@@ -198,7 +220,7 @@ async fn a_hanging_destination_times_out_and_push_never_blocks() {
         assert_eq!(error, "connect and publish timed out after 1s", "{s:?}");
         assert_eq!(s.bytes_sent, 0);
     }
-    assert!(slowest < Duration::from_millis(5), "push took {slowest:?}");
+    timer.check();
     let t = Instant::now();
     set.finish(Duration::from_secs(2)).await;
     assert!(t.elapsed() < Duration::from_secs(1), "nothing to drain: finish is quick");
@@ -278,7 +300,7 @@ async fn relays_a_clip_over_encrypted_srt() {
     let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let out = dir.join("out.ts");
     let mut listener = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i"])
+        .args(["-v", "fatal", "-y", "-i"])
         .arg(format!(
             "srt://127.0.0.1:{port}?mode=listener&passphrase=sekrit-passphrase&pbkeylen=16"
         ))
@@ -342,14 +364,12 @@ async fn a_stalled_destination_drops_gops_then_times_out() {
     // 10 kB frames at 20 MB/s until the socket buffers fill, the 1 MiB queue overflows and
     // the write stalls for the write timeout.
     let more = synthetic_gop(200_000, 10_000_000);
-    let mut slowest = Duration::ZERO;
+    let mut timer = PushTimer::default();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut statuses = set.statuses();
     for chunk in more.chunks(10) {
         for event in chunk {
-            let t = Instant::now();
-            set.push(event);
-            slowest = slowest.max(t.elapsed());
+            timer.push(&mut set, event);
         }
         statuses = set.statuses();
         if statuses[0].state == RelayState::Retrying || Instant::now() > deadline {
@@ -364,7 +384,7 @@ async fn a_stalled_destination_drops_gops_then_times_out() {
     assert_eq!(s.state, RelayState::Retrying, "{s:?}");
     assert!(s.dropped_gops >= 1 && s.dropped_frames >= 25, "{s:?}");
     assert_eq!(s.last_error.as_deref(), Some("write timed out after 1s"));
-    assert!(slowest < Duration::from_millis(5), "push took {slowest:?}");
+    timer.check();
     set.finish(Duration::from_secs(1)).await;
     let _ = listener.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
