@@ -201,3 +201,85 @@ async fn pop_waits_drains_and_stops() {
     assert!(q.pop().await.is_none());
     assert_eq!(q.ended().await, Ending::Stop);
 }
+
+#[derive(Debug, Clone)]
+enum Op {
+    Video { idr: bool, len: usize },
+    Audio { len: usize },
+    Tracks,
+    Pop(usize),
+    Open,
+    Close,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (any::<u8>(), 0usize..3000).prop_map(|(r, len)| Op::Video { idr: r % 8 == 0, len }),
+        3 => (0usize..500).prop_map(|len| Op::Audio { len }),
+        1 => Just(Op::Tracks),
+        2 => (0usize..6).prop_map(Op::Pop),
+        1 => Just(Op::Open),
+        1 => Just(Op::Close),
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever is pushed, popped, opened and closed: the queue stays within its bytes, the
+    /// worker gets whole GOPs (a frame other than an IDR comes only right after the frame
+    /// pushed before it), and tracks come right before every IDR that restarts the stream.
+    #[test]
+    fn queue_delivers_whole_gops_within_its_bytes(ops in proptest::collection::vec(op(), 1..300)) {
+        let limit = 10_000;
+        let q = Queue::new(limit);
+        q.push(&av());
+        let mut seq = 0u64;
+        let mut popped: Vec<Option<(u64, bool)>> = Vec::new(); // None: tracks
+        let pop = |q: &Queue, n: usize, popped: &mut Vec<_>| {
+            for e in std::iter::from_fn(|| q.try_pop()).take(n) {
+                popped.push(match e {
+                    MediaEvent::Tracks(_) => None,
+                    MediaEvent::Frame(f) => Some((f.dts, f.idr)),
+                });
+            }
+        };
+        for op in ops {
+            match op {
+                Op::Video { idr, len } => {
+                    seq += 1;
+                    q.push(&frame(Track::Video, idr, seq, len));
+                }
+                Op::Audio { len } => {
+                    seq += 1;
+                    q.push(&frame(Track::Audio, false, seq, len));
+                }
+                Op::Tracks => {
+                    q.push(&av());
+                }
+                Op::Pop(n) => pop(&q, n, &mut popped),
+                Op::Open => q.open(),
+                Op::Close => {
+                    q.close();
+                    popped.push(Some((u64::MAX, false))); // a break: nothing continues over it
+                }
+            }
+            proptest::prop_assert!(q.bytes() <= limit);
+        }
+        pop(&q, usize::MAX, &mut popped);
+        let mut previous: Option<(u64, bool)> = None;
+        let mut after_tracks = false;
+        for item in popped {
+            match item {
+                None => after_tracks = true,
+                Some((u64::MAX, _)) => previous = None,
+                Some((s, key)) => {
+                    let continues = previous.is_some_and(|(p, _)| p + 1 == s);
+                    proptest::prop_assert!(key || continues, "frame {s} does not continue");
+                    proptest::prop_assert!(continues || after_tracks, "IDR {s} without tracks");
+                    previous = Some((s, key));
+                    after_tracks = false;
+                }
+            }
+        }
+    }
+}
