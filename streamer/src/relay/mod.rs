@@ -336,7 +336,9 @@ impl RelaySet {
     }
 
     /// Ends the relays: live destinations send what is queued and close their stream
-    /// (deleteStream); the others stop. Waits at most `within`, then aborts the workers left.
+    /// (RTMP deleteStream; SRT after one SRT latency, 1 s unless the URL sets `latency`, so
+    /// the receiver delivers what it holds); the others stop. Waits at most `within`, then
+    /// aborts the workers left.
     pub async fn finish(mut self, within: Duration) {
         let destinations = std::mem::take(&mut self.destinations);
         for d in &destinations {

@@ -198,6 +198,12 @@ impl Queue {
         ending
     }
 
+    /// Resolves once the worker is asked to stop (not on a drain).
+    pub(crate) async fn stopped(&self) {
+        let mut rx = self.ending.subscribe();
+        let _ = rx.wait_for(|e| *e == Some(Ending::Stop)).await;
+    }
+
     /// The next event without waiting.
     pub(crate) fn try_pop(&self) -> Option<MediaEvent> {
         let mut q = self.lock();

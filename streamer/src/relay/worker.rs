@@ -44,6 +44,13 @@ pub(super) fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
     min.saturating_mul(1 << doublings).min(max)
 }
 
+/// Resolves `within` after the worker is asked to stop: the time its connection gets to
+/// close the stream (deleteStream) before it is dropped.
+async fn stop_deadline(shared: &Shared, within: Duration) {
+    shared.queue.stopped().await;
+    tokio::time::sleep(within).await;
+}
+
 /// The worker task of one destination.
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -76,7 +83,10 @@ pub(super) async fn run(
                 shared.queue.open();
                 shared.set(RelayState::Live, None);
                 let since = Instant::now();
-                let result = session.run(&shared, &settings).await;
+                let result = tokio::select! {
+                    result = session.run(&shared, &settings) => result,
+                    () = stop_deadline(&shared, settings.stop_timeout) => Ok(()),
+                };
                 shared.queue.close();
                 if since.elapsed() >= settings.backoff_reset {
                     failures = 0;
