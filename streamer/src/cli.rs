@@ -307,6 +307,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         uploads,
         lease: Duration::from_secs(run.lease_secs),
         media: media.limits(),
+        relay: crate::relay::RelaySettings::default(),
     };
     let ingest = Ingest::new(store, Arc::clone(&sink), settings);
     // What a killed run left: uploaded and ended in the background, so ingest starts

@@ -6,6 +6,7 @@ use crate::hls::{
     LiveFence, RetryPolicy, Segmenter, Spool, SubmitError, UploadReport, Uploader, UploaderConfig,
 };
 use crate::media::{MediaEvent, MediaLimits};
+use crate::relay::{RelayReporter, RelaySet, RelaySettings, RelayTarget};
 use crate::sink::ObjectSink;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,15 +148,19 @@ pub struct IngestSettings {
     /// Caps on what one publisher's media may cost (segment bytes, parameter sets,
     /// timestamp jumps).
     pub media: MediaLimits,
+    /// Queues, timeouts and backoff of the channels' relay destinations.
+    pub relay: RelaySettings,
 }
 
 impl Default for IngestSettings {
-    /// [`UploadSettings::default`], [`LEASE_DURATION`], [`MediaLimits::default`].
+    /// [`UploadSettings::default`], [`LEASE_DURATION`], [`MediaLimits::default`],
+    /// [`RelaySettings::default`].
     fn default() -> Self {
         Self {
             uploads: UploadSettings::default(),
             lease: LEASE_DURATION,
             media: MediaLimits::default(),
+            relay: RelaySettings::default(),
         }
     }
 }
@@ -329,6 +334,8 @@ impl Ingest {
         let lease = self.settings.lease;
         fence.hold_until(claimed_at + lease.saturating_sub(FENCE_MARGIN));
         let (revoke, revoked) = watch::channel(None);
+        let targets = relay_targets(&channel);
+        let (relay_config, relay_updates) = watch::channel(targets.clone());
         let keeper = tokio::spawn(keep_lease(
             Arc::clone(&self.store),
             channel.id.clone(),
@@ -337,7 +344,10 @@ impl Ingest {
             lease,
             fence,
             revoke,
+            relay_config,
         ));
+        let relays = RelaySet::new(targets, self.settings.relay.clone());
+        let reporter = RelayReporter::spawn(Arc::clone(&self.store), &channel.id, &session);
         Ok(LivePublish {
             ingest: Arc::clone(self),
             segmenter: Segmenter::new(channel.hls.segment_duration, self.settings.media),
@@ -346,6 +356,9 @@ impl Ingest {
             session,
             keeper: AbortOnDrop(keeper),
             revoked,
+            relays,
+            relay_updates,
+            reporter,
         })
     }
 }
@@ -360,7 +373,10 @@ pub const FENCE_MARGIN: Duration = Duration::from_secs(3);
 /// task could take the channel. Sends the [`Revocation`] that ends the publish; after a
 /// deleted channel or a lost lease there is nothing left to renew, otherwise renewal goes on
 /// (the publish is finishing its uploads) until the publish aborts this task. A failed
-/// renewal is retried every second.
+/// renewal is retried every second. Each renewal also hands the channel's current relay
+/// destinations to `relays` (a `PATCH` during the publish takes effect within a third of
+/// the lease).
+#[allow(clippy::too_many_arguments)]
 async fn keep_lease(
     store: Arc<dyn ChannelStore>,
     channel_id: String,
@@ -369,6 +385,7 @@ async fn keep_lease(
     lease: Duration,
     fence: Arc<LiveFence>,
     revoke: watch::Sender<Option<Revocation>>,
+    relays: watch::Sender<Vec<RelayTarget>>,
 ) {
     let interval = lease / 3;
     let mut wait = interval;
@@ -381,6 +398,10 @@ async fn keep_lease(
             Ok(channel) => {
                 fence.hold_until(sent + lease.saturating_sub(FENCE_MARGIN));
                 wait = interval;
+                relays.send_if_modified(|current| {
+                    let next = relay_targets(&channel);
+                    (*current != next).then(|| *current = next).is_some()
+                });
                 if channel.is_expired(now) {
                     Revocation::Expired
                 } else if channel.secret != secret {
@@ -424,6 +445,9 @@ pub struct LivePublish {
     uploader: Uploader,
     keeper: AbortOnDrop,
     revoked: watch::Receiver<Option<Revocation>>,
+    relays: RelaySet,
+    relay_updates: watch::Receiver<Vec<RelayTarget>>,
+    reporter: RelayReporter,
 }
 
 /// Aborts the lease keeper when its publish goes away, however it goes (finished, or its
@@ -458,6 +482,13 @@ impl LivePublish {
     /// [`PublishError::Upload`] when the upload queue stayed full, [`PublishError::Mux`] when
     /// a segment outgrew its byte limit (the publish should stop).
     pub async fn push(&mut self, event: &MediaEvent) -> Result<(), PublishError> {
+        if self.relay_updates.has_changed().unwrap_or(false) {
+            let targets = self.relay_updates.borrow_and_update().clone();
+            self.relays.update(targets);
+        }
+        // Relays first: never waits, and sees the frame before any upload back-pressure.
+        self.relays.push(event);
+        self.reporter.offer(&self.relays);
         if let Some(segment) = self.segmenter.push_event(event)? {
             self.uploader.submit(segment).await?;
         }
@@ -505,7 +536,10 @@ impl LivePublish {
                 _ => std::future::pending().await,
             }
         };
-        let report = self.uploader.finish_until(cutoff).await;
+        // The relays drain alongside the uploads: neither waits for the other.
+        let (report, ()) =
+            tokio::join!(self.uploader.finish_until(cutoff), self.relays.finish(RELAY_DRAIN));
+        self.reporter.stop().await;
         drop(self.keeper);
         let store = &self.ingest.store;
         if let Err(e) = store.release_publish(&self.channel_id, &self.session).await {
@@ -514,6 +548,19 @@ impl LivePublish {
         tracing::info!(channel = %self.channel_id, ?report, "publish finished");
         report
     }
+}
+
+/// How long a finishing publish lets its relay destinations send what they have queued.
+pub const RELAY_DRAIN: Duration = Duration::from_secs(2);
+
+/// The enabled relay destinations of `channel`, for its [`RelaySet`].
+fn relay_targets(channel: &Channel) -> Vec<RelayTarget> {
+    channel
+        .relays
+        .iter()
+        .filter(|r| r.enabled)
+        .map(|r| RelayTarget { id: r.id.clone(), url: r.url.expose().to_owned() })
+        .collect()
 }
 
 /// Start-up recovery ([`crate::hls::recover`]) may end a crashed session's live playlist only

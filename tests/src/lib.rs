@@ -574,6 +574,7 @@ pub mod browser;
 pub mod devices;
 pub mod gateways;
 pub mod mediaconvert;
+pub mod nginx;
 pub mod process;
 pub mod router;
 pub mod rtsp;

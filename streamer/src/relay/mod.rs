@@ -20,15 +20,17 @@
 //! [`mask_url`], and every error text is scrubbed of the key, passwords and query values.
 
 mod queue;
+mod report;
 mod rtmp;
 mod srt;
-mod url;
 mod worker;
 
 #[cfg(test)]
 mod tests;
 
-pub use url::mask_url;
+pub use report::RelayReporter;
+use streamstack_core::relay::url;
+pub use streamstack_core::relay::{mask_url, RelayState};
 
 use queue::{Ending, Queue};
 use serde::Serialize;
@@ -98,18 +100,6 @@ impl Default for RelaySettings {
             stop_timeout: Duration::from_secs(2),
         }
     }
-}
-
-/// Where a destination's worker stands. Serialized lowercase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RelayState {
-    /// Connecting and asking to publish (the first attempt and every retry).
-    Connecting,
-    /// Publishing: frames flow from the next IDR on.
-    Live,
-    /// The last attempt or connection failed (see `last_error`); waiting to reconnect.
-    Retrying,
 }
 
 /// A snapshot of one destination ([`RelaySet::statuses`]).
@@ -277,7 +267,7 @@ impl RelaySet {
             bytes_sent: AtomicU64::new(0),
             changed: Arc::clone(&self.changed),
         });
-        let endpoint = url::parse(&target.url);
+        let endpoint = url::parse(&target.url).map_err(|e| RelayError::InvalidUrl(e.0));
         let task = tokio::spawn(worker::run(Arc::clone(&shared), endpoint, self.settings.clone()));
         shared.bump();
         Destination { target, shared, task }

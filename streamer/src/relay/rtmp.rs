@@ -5,7 +5,6 @@
 //! Not sent: `releaseStream` / `FCPublish` (OBS sends them; YouTube, Twitch, nginx-rtmp and
 //! ffmpeg do not need them).
 
-use super::url::Endpoint;
 use super::{RelayError, RelaySettings, Shared};
 use crate::flv::mux::{FlvMuxer, Tag};
 use crate::flv::TAG_VIDEO;
@@ -19,6 +18,7 @@ use rml_rtmp::sessions::{
 use rml_rtmp::time::RtmpTimestamp;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use streamstack_core::relay::Endpoint;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};

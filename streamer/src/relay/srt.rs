@@ -12,7 +12,6 @@
 //! audio-only stream reaches the destination without PCR (most receivers need video).
 
 use super::queue::Ending;
-use super::url::Endpoint;
 use super::{RelayError, RelaySettings, Shared};
 use crate::media::{MediaEvent, Track};
 use crate::ts::TsMuxer;
@@ -20,6 +19,7 @@ use bytes::Bytes;
 use futures::SinkExt;
 use srt_tokio::SrtSocket;
 use std::time::{Duration, Instant};
+use streamstack_core::relay::Endpoint;
 use tokio::time::Instant as TokioInstant;
 
 /// Bytes of one SRT message: 7 TS packets (fits SRT's 1456-byte payload).

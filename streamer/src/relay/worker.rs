@@ -2,10 +2,10 @@
 //! until the [`RelaySet`](super::RelaySet) asks it to end.
 
 use super::queue::Ending;
-use super::url::Endpoint;
 use super::{rtmp, srt, RelayError, RelaySettings, RelayState, Shared};
 use std::sync::Arc;
 use std::time::Duration;
+use streamstack_core::relay::Endpoint;
 use tokio::time::Instant;
 
 /// A connection publishing on a destination.
@@ -107,7 +107,7 @@ pub(super) async fn run(
         failures = failures.saturating_add(1);
         shared.set(RelayState::Retrying, Some(&error));
         let delay = backoff(failures, settings.backoff_min, settings.backoff_max);
-        let shown = super::url::scrub(&error.to_string(), &shared.secrets);
+        let shown = streamstack_core::relay::url::scrub(&error.to_string(), &shared.secrets);
         tracing::warn!(relay = %shared.id, url = %shared.masked, error = %shown, ?delay, "relay failed, retrying");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

@@ -11,6 +11,10 @@
 //! Schemes: `rtmp://host[:port]/app/key` (port 1935), `rtmps://` (RTMP over TLS, port 443),
 //! `srt://host:port?streamid=…&passphrase=…` (MPEG-TS over SRT, caller mode).
 
+pub mod url;
+
+pub use url::{mask_url, Endpoint, InvalidRelayUrl, MASK};
+
 use crate::domain::ValidationError;
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
@@ -24,9 +28,6 @@ pub const MAX_RELAY_URL_BYTES: usize = 2048;
 
 /// Schemes a destination may use.
 pub const RELAY_SCHEMES: [&str; 3] = ["rtmp", "rtmps", "srt"];
-
-/// What replaces each secret part of a URL in [`mask_url`].
-pub const MASK: &str = "****";
 
 /// A destination URL, validated; `Debug` and `Display` show [`mask_url`]'s form, the URL
 /// itself only through [`RelayUrl::expose`].
@@ -47,12 +48,12 @@ impl fmt::Display for RelayUrl {
 
 impl RelayUrl {
     /// Validates a destination URL: at most [`MAX_RELAY_URL_BYTES`], no whitespace or
-    /// control characters, a scheme of [`RELAY_SCHEMES`], a host, no fragment; RTMP(S) needs
-    /// an application and a stream key (`/app/key`, the application may have several
-    /// segments), SRT a port.
+    /// control characters, and what the streamer can dial ([`url::parse`]): a scheme of
+    /// [`RELAY_SCHEMES`], a host; RTMP(S) an application and a stream key (`/app/key`, the
+    /// application may have several segments), SRT a port.
     ///
     /// # Errors
-    /// A message that never repeats the URL (it holds the key).
+    /// A message that holds the URL only masked (it holds the key).
     pub fn parse(raw: &str) -> Result<Self, String> {
         if raw.len() > MAX_RELAY_URL_BYTES {
             return Err(format!("must be at most {MAX_RELAY_URL_BYTES} bytes"));
@@ -60,27 +61,7 @@ impl RelayUrl {
         if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err("must not contain whitespace or control characters".to_owned());
         }
-        let url = url::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
-        if !RELAY_SCHEMES.contains(&url.scheme()) {
-            return Err(format!("scheme must be one of {}", RELAY_SCHEMES.join(", ")));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err("must name a host".to_owned());
-        }
-        if url.fragment().is_some() {
-            return Err("must not have a fragment".to_owned());
-        }
-        if url.scheme() == "srt" {
-            if url.port().is_none() {
-                return Err("srt:// needs a port".to_owned());
-            }
-        } else {
-            let segments: Vec<&str> =
-                url.path_segments().into_iter().flatten().filter(|s| !s.is_empty()).collect();
-            if segments.len() < 2 {
-                return Err("must be rtmp(s)://host[:port]/<app>/<stream key>".to_owned());
-            }
-        }
+        url::parse(raw).map_err(|e| e.0)?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -93,41 +74,6 @@ impl RelayUrl {
     pub fn masked(&self) -> String {
         mask_url(&self.0)
     }
-}
-
-/// `url` with every secret part replaced by [`MASK`]: the password of any userinfo, every
-/// query value, and for RTMP(S) the stream key (the last path segment):
-/// `rtmp://a.rtmp.youtube.com/live2/****`, `srt://h:9000?streamid=****&passphrase=****`.
-/// Text that is not a URL comes back as [`MASK`] alone.
-pub fn mask_url(raw: &str) -> String {
-    let Ok(mut url) = url::Url::parse(raw) else {
-        return MASK.to_owned();
-    };
-    if url.password().is_some() {
-        let _ = url.set_password(Some(MASK));
-    }
-    if url.query().is_some() {
-        let pairs: Vec<String> =
-            url.query_pairs().map(|(name, _)| format!("{name}={MASK}")).collect();
-        url.set_query(Some(&pairs.join("&")));
-    }
-    if url.scheme() != "srt" {
-        let segments: Vec<String> = url
-            .path_segments()
-            .into_iter()
-            .flatten()
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if let Some((_, app)) = segments.split_last() {
-            let mut path: Vec<&str> = app.iter().map(String::as_str).collect();
-            path.push(MASK);
-            url.set_path(&format!("/{}", path.join("/")));
-        }
-    }
-    url.set_fragment(None);
-    // `url` escapes `*` nowhere, so the mask reads as written.
-    url.to_string()
 }
 
 /// Where a destination stands, as the publishing streamer last reported it.
@@ -178,8 +124,9 @@ pub struct RelayStatus {
     pub last_error: Option<String>,
     /// Bytes written to the destination during this publish (RTMP chunks or SRT payload).
     pub bytes_sent: u64,
-    /// Groups of pictures dropped because the destination could not keep up (its queue was
-    /// full) or was not connected.
+    /// Groups of pictures dropped because the destination could not keep up while live (its
+    /// queue was full). Frames from before it went live are not sent (it starts at the next
+    /// IDR, sequence headers first) and not counted.
     pub dropped_gops: u64,
     /// Connection attempts after the first, during this publish.
     pub reconnects: u32,

@@ -11,8 +11,8 @@
 //! Secrets (the stream key, a userinfo password, every query value, a fragment) never leave
 //! this module unmasked except inside the [`Endpoint`] the worker dials with.
 
-use super::RelayError;
 use std::time::Duration;
+use thiserror::Error;
 
 /// What replaces every secret in a masked URL or an error text.
 pub const MASK: &str = "****";
@@ -26,7 +26,7 @@ const MIN_SCRUBBED: usize = 4;
 
 /// Where and how a worker connects.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) enum Endpoint {
+pub enum Endpoint {
     /// RTMP, over TLS when `tls`.
     Rtmp {
         /// Over TLS (`rtmps://`).
@@ -169,7 +169,7 @@ pub fn mask_url(url: &str) -> String {
 
 /// The secrets of `url` that error texts must not contain: the stream key, the password and
 /// the query values, raw and percent-decoded (those of [`MIN_SCRUBBED`] bytes or more).
-pub(crate) fn secrets(url: &str) -> Vec<String> {
+pub fn secrets(url: &str) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(p) = split(url) {
         out.extend(p.password.map(str::to_owned));
@@ -194,7 +194,7 @@ pub(crate) fn secrets(url: &str) -> Vec<String> {
 }
 
 /// `text` with every secret of `secrets` replaced by `****`.
-pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
+pub fn scrub(text: &str, secrets: &[String]) -> String {
     secrets.iter().fold(text.to_owned(), |t, s| t.replace(s.as_str(), MASK))
 }
 
@@ -202,13 +202,18 @@ fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
+/// A destination URL that cannot be used; the text holds the URL masked ([`mask_url`]) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid destination url {0}")]
+pub struct InvalidRelayUrl(pub String);
+
 /// Parses a destination URL.
 ///
 /// # Errors
-/// [`RelayError::InvalidUrl`] (its text masked) for an unknown scheme, no host, a bad port,
+/// [`InvalidRelayUrl`] (its text masked) for an unknown scheme, no host, a bad port,
 /// an RTMP URL without application and key, or an SRT URL without a port.
-pub(crate) fn parse(url: &str) -> Result<Endpoint, RelayError> {
-    let invalid = |why: &str| RelayError::InvalidUrl(format!("{}: {why}", mask_url(url)));
+pub fn parse(url: &str) -> Result<Endpoint, InvalidRelayUrl> {
+    let invalid = |why: &str| InvalidRelayUrl(format!("{}: {why}", mask_url(url)));
     let p = split(url).ok_or_else(|| invalid("not scheme://host/…"))?;
     if p.host.is_empty() {
         return Err(invalid("no host"));
