@@ -190,9 +190,21 @@ pub(crate) struct MediaArgs {
     /// starts a discontinuity.
     #[arg(long, env = "STREAMER_MAX_TIMESTAMP_JUMP_MS", default_value_t = MediaLimits::default().max_timestamp_jump.as_millis() as u64)]
     max_timestamp_jump_ms: u64,
+    /// Queue of each relay destination, MiB: a destination further behind than this loses
+    /// whole GOPs (counted in its status), never delaying the ingest.
+    #[arg(long, env = "STREAMER_RELAY_QUEUE_MIB", default_value_t = (crate::relay::RelaySettings::default().queue_bytes >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    relay_queue_mib: u64,
 }
 
 impl MediaArgs {
+    /// The relay settings these flags give.
+    pub(crate) fn relay(&self) -> crate::relay::RelaySettings {
+        crate::relay::RelaySettings {
+            queue_bytes: (self.relay_queue_mib as usize) << 20,
+            ..Default::default()
+        }
+    }
+
     /// The limits these flags give.
     pub(crate) fn limits(&self) -> MediaLimits {
         MediaLimits {
@@ -307,7 +319,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         uploads,
         lease: Duration::from_secs(run.lease_secs),
         media: media.limits(),
-        relay: crate::relay::RelaySettings::default(),
+        relay: media.relay(),
     };
     let ingest = Ingest::new(store, Arc::clone(&sink), settings);
     // What a killed run left: uploaded and ended in the background, so ingest starts

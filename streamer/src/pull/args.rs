@@ -241,7 +241,7 @@ pub async fn run(args: PullArgs) -> anyhow::Result<()> {
                 uploads: uploads.clone(),
                 lease: Duration::from_secs(args.run.lease_secs),
                 media,
-                relay: crate::relay::RelaySettings::default(),
+                relay: args.media.relay(),
             };
             ingest = Some(Ingest::new(Arc::clone(&store), Arc::clone(&sink), settings));
             channels = Some(store);
