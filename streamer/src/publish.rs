@@ -536,10 +536,19 @@ impl LivePublish {
                 _ => std::future::pending().await,
             }
         };
-        // The relays drain alongside the uploads: neither waits for the other.
-        let (report, ()) =
-            tokio::join!(self.uploader.finish_until(cutoff), self.relays.finish(RELAY_DRAIN));
-        self.reporter.stop().await;
+        // The relays end alongside the uploads: neither waits for the other. A revoked
+        // publish stops them at once (another publisher may be live on them already).
+        let revoked = self.revoked.borrow().is_some();
+        let (relays, reporter) = (self.relays, self.reporter);
+        let end_relays = async move {
+            if revoked {
+                relays.stop(RELAY_DRAIN).await;
+            } else {
+                relays.finish(RELAY_DRAIN).await;
+            }
+            reporter.finish().await;
+        };
+        let (report, ()) = tokio::join!(self.uploader.finish_until(cutoff), end_relays);
         drop(self.keeper);
         let store = &self.ingest.store;
         if let Err(e) = store.release_publish(&self.channel_id, &self.session).await {

@@ -6,7 +6,7 @@
 //! as the source's GOPs make them), and no stream key reaches a response or a log line.
 
 use axum::http::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use streamstack_core::relay::RelayRequest;
@@ -80,7 +80,11 @@ async fn relays_to_nginx_while_failing_destinations_retry_and_cost_nothing() {
 
     let out = tempdir();
     let output = format!("dir:{}", out.display());
-    let streamer = StreamerProcess::start(&table, &["--output", &output], &[]).await;
+    // A 6 s lease is renewed every 2 s: a PATCH reaches the publish that soon. Debug logs
+    // from our crates, to look for keys in more lines.
+    let env =
+        [("STREAMER_LEASE_SECS", "6"), ("RUST_LOG", "info,streamer=debug,streamstack_core=debug")];
+    let streamer = StreamerProcess::start(&table, &["--output", &output], &env).await;
     let clip = Clip { seconds: SECONDS, fps: 25, gop: 25, audio: true, realtime: true };
     let url = signed_push_url(streamer.addr, &channel);
     let publish = tokio::spawn(async move { ffmpeg_publish(&url, clip).await });
@@ -103,6 +107,34 @@ async fn relays_to_nginx_while_failing_destinations_retry_and_cost_nothing() {
         assert_eq!(status["bytes_sent"], 0, "{seen:#}");
     }
     assert!(seen["relays"][1]["url"].as_str().is_some_and(|u| u.ends_with("/live/****")));
+
+    // A PATCH during the publish: the refusing destination switched off by id (its key not
+    // sent again) stops being relayed; the others go on.
+    let etag = seen["version"].to_string();
+    let off = json!({"relays": [
+        {"id": seen["relays"][0]["id"]}, {"id": seen["relays"][1]["id"], "enabled": false},
+        {"id": seen["relays"][2]["id"]}]});
+    let r = router::call(
+        &app,
+        Method::PATCH,
+        &format!("/channels/{}", channel.id),
+        &[("content-type", "application/json"), ("if-match", &format!("\"{etag}\""))],
+        Some(off.to_string().into_bytes()),
+    )
+    .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    while tokio::time::Instant::now() < deadline {
+        seen = channel_json(&app, &channel.id).await;
+        if states(&seen)[..2] == ["live", "idle"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The hanging one goes on trying: `connecting` (5 s) and `retrying` (backoff) in turn.
+    let hanging = states(&seen)[2].clone();
+    assert_eq!(states(&seen)[..2], ["live", "idle"], "{seen:#}");
+    assert!(["connecting", "retrying"].contains(&hanging.as_str()), "{seen:#}");
     assert!(publish.await.expect("publish task"), "ffmpeg publish failed");
 
     // Our HLS: complete, ended, every segment one 2 s GOP pair as without relays.
@@ -146,6 +178,8 @@ async fn relays_to_nginx_while_failing_destinations_retry_and_cost_nothing() {
     // After the publish: every destination idle again, and no key in the streamer's log.
     let after = channel_json(&app, &channel.id).await;
     assert_eq!(states(&after), ["idle", "idle", "idle"], "{after:#}");
+    let raw = router::raw_item(&aws.dynamodb, &table, &channel.id).await;
+    assert!(!raw.contains_key("relay_status"), "{raw:?}");
     streamer.assert_log_free_of(&[NGINX_KEY, REFUSED_KEY, HANGING_KEY]);
     held.abort();
 }

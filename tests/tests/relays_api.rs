@@ -11,7 +11,7 @@ use streamstack_core::lease::LeaseClaim;
 use streamstack_core::relay::{RelayState, RelayStatus};
 use streamstack_core::{ChannelStore, StoreError};
 use streamstack_tests::router::{call, Reply};
-use streamstack_tests::{api_config, asset_store, aws, channel_store};
+use streamstack_tests::{api_config, asset_store, aws, channel_table};
 
 const KEY: &str = "abcd-efgh-ijkl-mnop";
 
@@ -36,7 +36,8 @@ fn etag(r: &Reply) -> String {
 #[tokio::test]
 async fn relays_are_masked_edited_by_id_and_show_status_while_live() {
     let aws = aws().await;
-    let store: Arc<dyn ChannelStore> = channel_store(&aws).await;
+    let (table, store) = channel_table(&aws).await;
+    let store: Arc<dyn ChannelStore> = store;
     let deps = Deps::new(Arc::clone(&store), asset_store(&aws).await, api_config());
     let app = router(Arc::new(deps));
     let youtube = format!("rtmp://a.rtmp.youtube.com/live2/{KEY}");
@@ -133,8 +134,14 @@ async fn relays_are_masked_edited_by_id_and_show_status_while_live() {
     )
     .await;
     assert_eq!(kept.body["relays"][0]["status"]["state"], "retrying", "{}", kept.body);
-    // Released: idle again, the status gone from the item.
+    // Released: idle again, the status gone from the item, and no longer writable.
+    let raw = streamstack_tests::router::raw_item(&aws.dynamodb, &table, &id).await;
+    assert!(raw.contains_key("relay_status"));
     store.release_publish(&id, "s1").await.unwrap();
+    let raw = streamstack_tests::router::raw_item(&aws.dynamodb, &table, &id).await;
+    assert!(!raw.contains_key("relay_status"), "{raw:?}");
+    let late = store.set_relay_status(&id, "s1", &[(second.clone(), RelayStatus::default())]).await;
+    assert!(matches!(late, Err(StoreError::LeaseLost)), "{late:?}");
     let got = call(&app, Method::GET, &format!("/channels/{id}"), &[], None).await;
     assert_eq!(
         got.body["relays"][0]["status"],

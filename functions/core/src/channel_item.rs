@@ -226,6 +226,13 @@ mod tests {
         assert!(from_item(&item, now).unwrap().relays.is_empty());
         item.insert("relays".into(), s("rtmp://h/app/key"));
         assert!(matches!(from_item(&item, now), Err(StoreError::Corrupt(_))));
+        // A URL stored under older rules stays readable.
+        let old = HashMap::from([
+            ("id".to_owned(), s("aaaaaaaaaaaa")),
+            ("url".to_owned(), s("rtmp://h/k")),
+        ]);
+        item.insert("relays".into(), AttributeValue::L(vec![AttributeValue::M(old)]));
+        assert_eq!(from_item(&item, now).unwrap().relays[0].url.expose(), "rtmp://h/k");
     }
 
     #[test]

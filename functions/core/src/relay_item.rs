@@ -78,7 +78,7 @@ pub(crate) fn relays_from_item(item: &Item, live: bool) -> Result<Vec<Relay>, St
                 .map(status_from_map)
                 .unwrap_or_default();
             Ok(Relay {
-                url: RelayUrl::parse(text("url")?).map_err(|_| corrupt())?,
+                url: RelayUrl::from_stored(text("url")?.clone()),
                 enabled: m.get("enabled").and_then(|v| v.as_bool().ok()).copied().unwrap_or(true),
                 id,
                 status,

@@ -183,6 +183,15 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// Longest `last_error` kept, characters: its text may come from the destination.
+pub const MAX_ERROR_CHARS: usize = 256;
+
+/// `text` as a status shows it: control characters (a destination's newlines) as spaces, at
+/// most [`MAX_ERROR_CHARS`] characters.
+fn shown_error(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX_ERROR_CHARS).collect()
+}
+
 impl Shared {
     fn bump(&self) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
@@ -194,7 +203,7 @@ impl Shared {
             let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
             s.0 = state;
             if let Some(e) = error {
-                s.1 = Some(url::scrub(&e.to_string(), &self.secrets));
+                s.1 = Some(shown_error(&url::scrub(&e.to_string(), &self.secrets)));
             }
         }
         self.bump();
@@ -282,6 +291,15 @@ impl RelaySet {
                 d.shared.bump();
             }
         }
+        // A worker ends only when its destination is removed or the set finishes: one that
+        // ended otherwise (a panic in a dependency) is started again.
+        for i in 0..self.destinations.len() {
+            if self.destinations[i].task.is_finished() {
+                let target = self.destinations[i].target.clone();
+                tracing::error!(relay = %target.id, "relay worker ended unexpectedly: restarted");
+                self.destinations[i] = self.spawn(target);
+            }
+        }
     }
 
     /// Reconciles with `targets`: starts workers for new ids, stops those of removed ids,
@@ -325,14 +343,22 @@ impl RelaySet {
         self.changed.subscribe()
     }
 
+    /// Ends the relays at once, nothing drained (the publish was revoked: another publisher
+    /// may already be live on the same destinations). Waits at most `within`.
+    pub async fn stop(self, within: Duration) {
+        self.end(Ending::Stop, within).await;
+    }
+
     /// Ends the relays: live destinations send what is queued and close their stream
-    /// (RTMP deleteStream; SRT after one SRT latency, 1 s unless the URL sets `latency`, so
-    /// the receiver delivers what it holds); the others stop. Waits at most `within`, then
-    /// aborts the workers left.
-    pub async fn finish(mut self, within: Duration) {
+    /// (deleteStream); the others stop. Waits at most `within`, then aborts the workers left.
+    pub async fn finish(self, within: Duration) {
+        self.end(Ending::Drain, within).await;
+    }
+
+    async fn end(mut self, ending: Ending, within: Duration) {
         let destinations = std::mem::take(&mut self.destinations);
         for d in &destinations {
-            d.shared.queue.end(Ending::Drain);
+            d.shared.queue.end(ending);
         }
         let mut tasks: Vec<JoinHandle<()>> = destinations.into_iter().map(|d| d.task).collect();
         tasks.append(&mut self.retired);

@@ -1,7 +1,9 @@
 //! Reporting the relay destinations' statuses into the channel item, for
-//! `GET /channels/{id}`: at most one write a second, on every change of state, error,
-//! reconnects or drops, and every [`REFRESH`] while bytes flow; each write conditional on
-//! this publish still holding the lease ([`ChannelStore::set_relay_status`]).
+//! `GET /channels/{id}`: on a change of a destination's state or error (at most one write
+//! every [`MIN_WRITE_GAP`]), and every [`REFRESH`] while its counters (bytes, drops,
+//! reconnects) move; each write conditional on this publish still holding the lease
+//! ([`ChannelStore::set_relay_status`]). A destination flapping or overflowing costs at most
+//! one small write every [`MIN_WRITE_GAP`].
 
 use super::{RelaySet, RelayStatus};
 use std::sync::Arc;
@@ -14,14 +16,18 @@ use tokio::time::Instant;
 
 /// How often the publish path looks at the statuses (from its frames): 1 s.
 pub const OFFER_INTERVAL: Duration = Duration::from_secs(1);
-/// A status whose only change is `bytes_sent` is written at most this often: 5 s.
-pub const REFRESH: Duration = Duration::from_secs(5);
+/// Counters alone (bytes sent, drops, reconnects) are written at most this often: 15 s.
+pub const REFRESH: Duration = Duration::from_secs(15);
+/// Least time between two writes: 2 s (the latest snapshot wins).
+pub const MIN_WRITE_GAP: Duration = Duration::from_secs(2);
 /// Timeout of one status write: 3 s (a write that fails is superseded by the next).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Hands relay statuses from the publish path to a writer task, without ever waiting.
-#[derive(Debug)]
 pub struct RelayReporter {
+    store: Arc<dyn ChannelStore>,
+    channel_id: String,
+    session: String,
     tx: watch::Sender<Vec<RelayStatus>>,
     writer: JoinHandle<()>,
     offered_at: Instant,
@@ -29,19 +35,41 @@ pub struct RelayReporter {
     written_at: Instant,
 }
 
+impl std::fmt::Debug for RelayReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayReporter")
+            .field("channel_id", &self.channel_id)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RelayReporter {
     /// Starts the writer for channel `channel_id`'s publish `session`.
     pub fn spawn(store: Arc<dyn ChannelStore>, channel_id: &str, session: &str) -> Self {
         let (tx, rx) = watch::channel(Vec::new());
-        let writer =
-            tokio::spawn(write_statuses(store, channel_id.to_owned(), session.to_owned(), rx));
+        let writer = tokio::spawn(write_statuses(
+            Arc::clone(&store),
+            channel_id.to_owned(),
+            session.to_owned(),
+            rx,
+        ));
         let now = Instant::now();
-        Self { tx, writer, offered_at: now, written: Vec::new(), written_at: now }
+        Self {
+            store,
+            channel_id: channel_id.to_owned(),
+            session: session.to_owned(),
+            tx,
+            writer,
+            offered_at: now,
+            written: Vec::new(),
+            written_at: now,
+        }
     }
 
-    /// Looks at `relays` at most every [`OFFER_INTERVAL`]; queues a write when a status
-    /// changed in more than its bytes, or its bytes changed and [`REFRESH`] passed. Cheap
-    /// enough for every frame.
+    /// Looks at `relays` at most every [`OFFER_INTERVAL`]; queues a write when a
+    /// destination's state or error changed, or its counters moved and [`REFRESH`] passed.
+    /// Cheap enough for every frame.
     pub fn offer(&mut self, relays: &RelaySet) {
         let now = Instant::now();
         if now.duration_since(self.offered_at) < OFFER_INTERVAL {
@@ -51,10 +79,12 @@ impl RelayReporter {
         let statuses = relays.statuses();
         let changed = statuses.len() != self.written.len()
             || statuses.iter().zip(&self.written).any(|(a, b)| {
-                (a.id.as_str(), a.state, &a.last_error, a.reconnects, a.dropped_gops)
-                    != (b.id.as_str(), b.state, &b.last_error, b.reconnects, b.dropped_gops)
+                (a.id.as_str(), a.state, &a.last_error) != (b.id.as_str(), b.state, &b.last_error)
             });
-        let counted = statuses.iter().zip(&self.written).any(|(a, b)| a.bytes_sent != b.bytes_sent);
+        let counted = statuses.iter().zip(&self.written).any(|(a, b)| {
+            (a.bytes_sent, a.dropped_gops, a.reconnects)
+                != (b.bytes_sent, b.dropped_gops, b.reconnects)
+        });
         if changed || (counted && now.duration_since(self.written_at) >= REFRESH) {
             self.written_at = now;
             self.written.clone_from(&statuses);
@@ -62,10 +92,28 @@ impl RelayReporter {
         }
     }
 
-    /// Stops the writer (the lease release that follows clears the statuses).
-    pub async fn stop(self) {
+    /// Stops the writer and records that no destination is relayed any more (the relays
+    /// ended; the uploads, and so the lease, may go on for a while). Conditional on the
+    /// lease like every write; at most [`WRITE_TIMEOUT`].
+    pub async fn finish(self) {
         self.writer.abort();
-        let _ = self.writer.await;
+        let write = self.store.set_relay_status(&self.channel_id, &self.session, &[]);
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(()) | Err(StoreError::LeaseLost | StoreError::NotFound)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(channel = %self.channel_id, %error, "relay statuses not cleared")
+            }
+            Err(_) => {
+                tracing::warn!(channel = %self.channel_id, "relay statuses not cleared in time")
+            }
+        }
+    }
+}
+
+impl Drop for RelayReporter {
+    /// A publish dropped without finishing: the writer goes with it.
+    fn drop(&mut self) {
+        self.writer.abort();
     }
 }
 
@@ -98,7 +146,7 @@ async fn write_statuses(
                 }
             }
         }
-        tokio::time::sleep(OFFER_INTERVAL).await;
+        tokio::time::sleep(MIN_WRITE_GAP).await;
     }
 }
 

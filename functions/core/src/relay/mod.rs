@@ -61,8 +61,23 @@ impl RelayUrl {
         if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err("must not contain whitespace or control characters".to_owned());
         }
+        if raw.contains(MASK) {
+            return Err(format!(
+                "holds {MASK}, the mask of a secret: send the destination's `id` alone to keep \
+                 its URL"
+            ));
+        }
+        if raw.split('?').next().is_some_and(|before_query| before_query.contains('@')) {
+            return Err("must not carry user:password (the key goes in the path or query)".into());
+        }
         url::parse(raw).map_err(|e| e.0)?;
         Ok(Self(raw.to_owned()))
+    }
+
+    /// A URL read back from the table, not validated again: one stored under older rules
+    /// stays readable (the streamer reports an unusable one as that destination's error).
+    pub fn from_stored(raw: String) -> Self {
+        Self(raw)
     }
 
     /// The URL with its secrets: only for connecting to the destination.
@@ -121,6 +136,7 @@ pub struct RelayStatus {
     /// The last error (masked: it never holds the stream key), kept while `retrying` and
     /// after a recovery until the publish ends.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub last_error: Option<String>,
     /// Bytes written to the destination during this publish (RTMP chunks or SRT payload).
     pub bytes_sent: u64,
@@ -187,7 +203,7 @@ impl Serialize for Relay {
 #[cfg_attr(feature = "openapi", schema(example = json!({
     "url": "rtmp://a.rtmp.youtube.com/live2/xxxx-xxxx-xxxx-xxxx", "enabled": true
 })))]
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayRequest {
     /// An existing destination's id: keeps its URL (and id) when `url` is absent, so a
@@ -200,10 +216,21 @@ pub struct RelayRequest {
     #[serde(default, deserialize_with = "crate::domain::non_null::deserialize")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, min_length = 1, max_length = 2048))]
     pub url: Option<String>,
-    /// Whether to push to it; default `true`.
+    /// Whether to push to it; default: the destination's current value for an entry with an
+    /// `id`, `true` for a new one.
     #[serde(default, deserialize_with = "crate::domain::non_null::deserialize")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub enabled: Option<bool>,
+}
+
+impl fmt::Debug for RelayRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayRequest")
+            .field("id", &self.id)
+            .field("url", &self.url.as_deref().map(mask_url))
+            .field("enabled", &self.enabled)
+            .finish()
+    }
 }
 
 /// Builds the destination list a request asks for, over the `current` one: an entry with an
@@ -243,7 +270,7 @@ pub fn resolve_relays(
         let same = existing.or_else(|| current.iter().find(|r| r.url == url));
         let relay = Relay {
             id: same.map_or_else(new_relay_id, |r| r.id.clone()),
-            enabled: request.enabled.unwrap_or(true),
+            enabled: request.enabled.or(existing.map(|r| r.enabled)).unwrap_or(true),
             status: same.filter(|r| r.url == url).map(|r| r.status.clone()).unwrap_or_default(),
             url,
         };

@@ -27,8 +27,12 @@ fn masks_every_secret_part() {
     // An unencoded `#` starts a fragment: dropped whole.
     assert_eq!(mask_url("srt://h:9000?streamid=#!::r=key"), "srt://h:9000?streamid=****");
     assert_eq!(mask_url("not a url with key"), MASK);
+    // An unencoded `/` in a password does not end the userinfo.
+    assert_eq!(mask_url("rtmp://u:pa/ss@h/app/k"), "rtmp://u:****@h/app/****");
     let url = RelayUrl::parse(YOUTUBE).unwrap();
     assert!(!format!("{url:?} {url}").contains("abcd"));
+    let asked = request(None, Some(YOUTUBE), None);
+    assert!(!format!("{asked:?}").contains("abcd"));
     let json = serde_json::to_string(&relay("0123456789ab", YOUTUBE)).unwrap();
     assert!(!json.contains("abcd"), "{json}");
     assert!(json.contains(r#""url":"rtmp://a.rtmp.youtube.com/live2/****""#), "{json}");
@@ -44,6 +48,11 @@ fn refuses_bad_urls_without_repeating_them() {
         "srt://h?streamid=secretkey",
         "rtmp://h/app/key secretkey",
         "rtmp://h/app/\u{7}key",
+        "rtmp://u:pa/secretkey@h/app/k",
+        "rtmp://u:secretkey@h/app/k",
+        "srt://h:9000?passphrase=short",
+        "srt://h:9000?latency=70000",
+        "rtmp://h/app/****",
     ] {
         let message = RelayUrl::parse(bad).unwrap_err();
         assert!(!message.contains("secretkey") && !message.contains(bad), "{bad}: {message}");
@@ -71,6 +80,9 @@ fn resolve_keeps_ids_urls_and_statuses() {
     assert_eq!(next[0].id, "aaaaaaaaaaaa");
     assert_eq!(next[0].url.expose(), YOUTUBE);
     assert!(!next[0].enabled);
+    // An entry with only an id keeps the destination's `enabled`.
+    let kept = resolve_relays(&[request(Some("aaaaaaaaaaaa"), None, None)], &next).unwrap();
+    assert!(!kept[0].enabled);
     assert_eq!((next[1].id.as_str(), next[1].status.bytes_sent), ("bbbbbbbbbbbb", 7));
     assert!(next[2].enabled && next[2].id.len() == 12 && next[2].status == RelayStatus::default());
     // A new URL under an id resets its status.

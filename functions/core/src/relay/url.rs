@@ -20,6 +20,10 @@ pub const MASK: &str = "****";
 pub const RTMP_PORT: u16 = 1935;
 /// Default port of `rtmps://` destinations.
 pub const RTMPS_PORT: u16 = 443;
+/// Longest SRT stream id, bytes (SRT's `SRTO_STREAMID` limit).
+pub const SRT_MAX_STREAMID_BYTES: usize = 512;
+/// Accepted SRT `latency=` values, milliseconds (SRT carries it in 16 bits).
+pub const SRT_LATENCY_MS: std::ops::RangeInclusive<u64> = 20..=8000;
 /// Secrets shorter than this are not scrubbed out of error texts (one-character query values
 /// such as `s_bl=1` would otherwise mangle every number in an OS error).
 const MIN_SCRUBBED: usize = 4;
@@ -99,8 +103,11 @@ fn split(url: &str) -> Option<Parts<'_>> {
         Some((b, q)) => (b, Some(q)),
         None => (rest, None),
     };
-    let (authority, path) = match before_query.find('/') {
-        Some(i) => before_query.split_at(i),
+    // A userinfo may hold a `/` (an unencoded password): the authority ends at the first
+    // `/` after the last `@`.
+    let host_from = before_query.rfind('@').map_or(0, |at| at + 1);
+    let (authority, path) = match before_query[host_from..].find('/') {
+        Some(i) => before_query.split_at(host_from + i),
         None => (before_query, ""),
     };
     let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -131,7 +138,10 @@ pub fn mask_url(url: &str) -> String {
         return MASK.to_owned();
     };
     let (_, rest) = url.split_once("://").unwrap_or_default();
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let before_query = rest.split('?').next().unwrap_or_default();
+    let host_from = before_query.rfind('@').map_or(0, |at| at + 1);
+    let authority_end =
+        before_query[host_from..].find('/').map_or(before_query.len(), |i| host_from + i);
     let mut authority = rest[..authority_end].to_owned();
     if p.password.is_some() {
         // The password ends the userinfo: replace that occurrence (before the last '@').
@@ -250,10 +260,25 @@ pub fn parse(url: &str) -> Result<Endpoint, InvalidRelayUrl> {
             for pair in p.query.unwrap_or_default().split('&') {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 match k {
-                    "streamid" => streamid = Some(decode(v)),
-                    "passphrase" => passphrase = Some(decode(v)),
+                    "streamid" => {
+                        let id = decode(v);
+                        if id.len() > SRT_MAX_STREAMID_BYTES {
+                            return Err(invalid("streamid over 512 bytes"));
+                        }
+                        streamid = Some(id);
+                    }
+                    "passphrase" => {
+                        let phrase = decode(v);
+                        if !(10..=79).contains(&phrase.len()) {
+                            return Err(invalid("passphrase must be 10 to 79 bytes"));
+                        }
+                        passphrase = Some(phrase);
+                    }
                     "latency" => {
                         let ms = v.parse::<u64>().map_err(|_| invalid("bad latency"))?;
+                        if !SRT_LATENCY_MS.contains(&ms) {
+                            return Err(invalid("latency must be 20 to 8000 ms"));
+                        }
                         latency = Some(Duration::from_millis(ms));
                     }
                     _ => {}
