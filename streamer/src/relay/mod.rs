@@ -19,6 +19,7 @@
 //! `Debug` masks it) and in the worker; every log line names the destination by id and
 //! [`mask_url`], and every error text is scrubbed of the key, passwords and query values.
 
+mod dial;
 mod queue;
 mod report;
 mod rtmp;

@@ -83,7 +83,8 @@ impl Publisher {
         let Endpoint::Rtmp { tls: secure, host, port, app, key, tc_url } = endpoint else {
             return Err(RelayError::Protocol("not an rtmp endpoint".into()));
         };
-        let tcp = TcpStream::connect((host.as_str(), *port)).await.map_err(RelayError::Connect)?;
+        let addrs = super::dial::resolve(host, *port).await?;
+        let tcp = TcpStream::connect(&addrs[..]).await.map_err(RelayError::Connect)?;
         let _ = tcp.set_nodelay(true);
         let mut io: Box<dyn Io> = if *secure { tls(host, tcp).await? } else { Box::new(tcp) };
         let remaining = handshake(&mut io).await?;

@@ -53,16 +53,13 @@ impl Publisher {
         let Endpoint::Srt { host, port, streamid, passphrase, latency } = endpoint else {
             return Err(RelayError::Protocol("not an srt endpoint".into()));
         };
-        let addr = tokio::net::lookup_host((host.as_str(), *port))
-            .await
-            .map_err(RelayError::Connect)?
-            .next()
-            .ok_or_else(|| RelayError::Srt("host resolves to no address".into()))?;
+        let addr = super::dial::resolve(host, *port).await?[0];
         let latency = latency.unwrap_or(DEFAULT_LATENCY);
         let mut builder = SrtSocket::builder().latency(latency);
         if let Some(p) = passphrase {
-            if !PASSPHRASE.contains(&p.chars().count()) {
-                return Err(RelayError::Srt("passphrase must be 10 to 79 characters".into()));
+            // srt-tokio checks (and panics on) the length in bytes.
+            if !PASSPHRASE.contains(&p.len()) {
+                return Err(RelayError::Srt("passphrase must be 10 to 79 bytes".into()));
             }
             builder = builder.encryption(16, p.clone());
         }
