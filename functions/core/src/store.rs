@@ -249,8 +249,19 @@ impl DynamoChannelStore {
     async fn update(
         &self,
         id: &str,
+        expressions: (&str, &str),
+        values: Item,
+    ) -> Result<Updated, StoreError> {
+        self.update_returning(id, expressions, values, ReturnValue::AllNew).await
+    }
+
+    /// [`Self::update`] returning `returns` of the written item.
+    async fn update_returning(
+        &self,
+        id: &str,
         (condition, update): (&str, &str),
         values: Item,
+        returns: ReturnValue,
     ) -> Result<Updated, StoreError> {
         let result = self
             .client
@@ -261,7 +272,7 @@ impl DynamoChannelStore {
             .update_expression(update)
             .set_expression_attribute_names(Some(placeholder_names(&[condition, update])))
             .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllNew)
+            .return_values(returns)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -444,33 +455,13 @@ impl ChannelStore for DynamoChannelStore {
             (":session", s(session)),
             (":status", status_value(statuses, OffsetDateTime::now_utc())),
         ]);
-        let (condition, update) = relay_status_expressions();
         // No return values: a status write should not carry the whole item (secret, URLs)
-        // back every second; the old item comes back only when the condition fails.
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(id.to_owned()))
-            .condition_expression(condition)
-            .update_expression(update)
-            .set_expression_attribute_names(Some(placeholder_names(&[condition, update])))
-            .set_expression_attribute_values(Some(vals))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
-                    Err(if refused.item.is_some() {
-                        StoreError::LeaseLost
-                    } else {
-                        StoreError::NotFound
-                    })
-                }
-                _ => Err(e.into()),
-            },
+        // back every time.
+        match self.update_returning(id, relay_status_expressions(), vals, ReturnValue::None).await?
+        {
+            Updated::Written(_) => Ok(()),
+            Updated::Refused(None) => Err(StoreError::NotFound),
+            Updated::Refused(Some(_)) => Err(StoreError::LeaseLost),
         }
     }
 
