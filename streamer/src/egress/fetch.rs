@@ -120,7 +120,10 @@ mod tests {
     fn the_signed_query_is_appended_to_any_own_query() {
         let url = Url::parse("https://cdn.example/live/a/index.m3u8").unwrap();
         let signed = with_query(&url, Some("Policy=p&Signature=s&Key-Pair-Id=k"));
-        assert_eq!(signed.as_str(), "https://cdn.example/live/a/index.m3u8?Policy=p&Signature=s&Key-Pair-Id=k");
+        assert_eq!(
+            signed.as_str(),
+            "https://cdn.example/live/a/index.m3u8?Policy=p&Signature=s&Key-Pair-Id=k"
+        );
         let own = Url::parse("https://cdn.example/a/seg.ts?v=1").unwrap();
         assert_eq!(with_query(&own, Some("x=y")).query(), Some("v=1&x=y"));
         assert_eq!(with_query(&own, None), own);

@@ -172,7 +172,9 @@ impl Follow {
                 }
             }
             if update.ended && !self.ended {
-                tracing::info!("source playlist ended (EXT-X-ENDLIST): waiting for it to go live again");
+                tracing::info!(
+                    "source playlist ended (EXT-X-ENDLIST): waiting for it to go live again"
+                );
                 if out.send(Item::Ended).await.is_err() {
                     return;
                 }
@@ -191,7 +193,10 @@ impl Follow {
             tracing::info!("source restarted: continuing after a discontinuity");
         }
         if update.skipped > 0 {
-            tracing::warn!(skipped = update.skipped, "segments left the playlist before they were sent");
+            tracing::warn!(
+                skipped = update.skipped,
+                "segments left the playlist before they were sent"
+            );
         }
         if update.changed {
             if self.stall_logged {
@@ -235,7 +240,12 @@ impl Follow {
             };
             match fetched {
                 Ok(bytes) => {
-                    tracing::debug!(sequence = segment.sequence, bytes = bytes.len(), path = url.path(), "segment");
+                    tracing::debug!(
+                        sequence = segment.sequence,
+                        bytes = bytes.len(),
+                        path = url.path(),
+                        "segment"
+                    );
                     let discontinuity = segment.discontinuity || std::mem::take(&mut self.gap);
                     return Some(Item::Segment(SegmentData {
                         sequence: segment.sequence,

@@ -106,9 +106,8 @@ impl Follower {
         if m3u8_rs::is_master_playlist(text) {
             return Err(PlaylistError::Master);
         }
-        let playlist = m3u8_rs::parse_media_playlist_res(text).map_err(|e| {
-            PlaylistError::Unparsable(format!("{e:?}").chars().take(200).collect())
-        })?;
+        let playlist = m3u8_rs::parse_media_playlist_res(text)
+            .map_err(|e| PlaylistError::Unparsable(format!("{e:?}").chars().take(200).collect()))?;
         let hash = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -121,10 +120,8 @@ impl Follower {
         let n = playlist.segments.len() as u64;
         let at = |seq: u64| playlist.segments.get(usize::try_from(seq.checked_sub(first)?).ok()?);
         let went_back = self.media_sequence.is_some_and(|m| first < m);
-        let replaced = self
-            .last
-            .as_ref()
-            .is_some_and(|(seq, uri)| at(*seq).is_some_and(|s| s.uri != *uri));
+        let replaced =
+            self.last.as_ref().is_some_and(|(seq, uri)| at(*seq).is_some_and(|s| s.uri != *uri));
         let reopened = self.ended && !playlist.end_list;
         let started = self.next.is_some();
         let restarted = started && (went_back || replaced || reopened);

@@ -2,8 +2,9 @@ use super::*;
 
 /// A media playlist: target 2 s, sequence `first`, segments `(uri, discontinuity)`.
 fn playlist(first: u64, segments: &[(&str, bool)], ended: bool) -> Vec<u8> {
-    let mut text =
-        format!("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n");
+    let mut text = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+    );
     for (uri, discontinuity) in segments {
         if *discontinuity {
             text.push_str("#EXT-X-DISCONTINUITY\n");
@@ -27,7 +28,10 @@ fn starts_at_the_live_edge_then_takes_each_new_segment_once() {
     let first = first.unwrap();
     assert_eq!(taken(&first), [(11, "b", false), (12, "c", false)]);
     assert!(first.changed && !first.restarted && !first.ended);
-    assert_eq!((first.target, first.reload_after), (Duration::from_secs(2), Duration::from_secs(2)));
+    assert_eq!(
+        (first.target, first.reload_after),
+        (Duration::from_secs(2), Duration::from_secs(2))
+    );
     // Unchanged: nothing new, reload after half the target duration.
     let same = f.update(&playlist(10, &[("a", false), ("b", false), ("c", false)], false));
     let same = same.unwrap();
@@ -65,7 +69,11 @@ fn a_sequence_going_back_is_a_restart_from_the_live_edge() {
         f.update(&playlist(0, &[("n0", false), ("n1", false), ("n2", false)], false)).unwrap();
     assert!(restarted.restarted);
     assert_eq!(taken(&restarted), [(1, "n1", true), (2, "n2", false)]);
-    let next = f.update(&playlist(0, &[("n0", false), ("n1", false), ("n2", false), ("n3", false)], false));
+    let next = f.update(&playlist(
+        0,
+        &[("n0", false), ("n1", false), ("n2", false), ("n3", false)],
+        false,
+    ));
     assert_eq!(taken(&next.unwrap()), [(3, "n3", false)]);
 }
 

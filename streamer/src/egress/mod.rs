@@ -102,7 +102,7 @@ pub async fn run(args: EgressArgs) -> anyhow::Result<()> {
         datagrams = summary.datagrams,
         bytes = summary.bytes,
         segments = summary.segments,
-        media_secs = format!("{:.3}", summary.media_secs),
+        media_ms = (summary.media_secs * 1000.0).round() as u64,
         discontinuities = summary.discontinuities,
         late_reanchors = summary.late_reanchors,
         send_errors = summary.send_errors,

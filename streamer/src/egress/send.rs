@@ -72,7 +72,11 @@ impl Sender {
 
     /// Sends what `items` brings until it closes or `stop` turns true (the datagram in hand
     /// still goes out, the packets after it do not), and returns the summary.
-    pub async fn run(mut self, mut items: mpsc::Receiver<Item>, mut stop: watch::Receiver<bool>) -> Summary {
+    pub async fn run(
+        mut self,
+        mut items: mpsc::Receiver<Item>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Summary {
         loop {
             let item = match items.try_recv() {
                 Ok(item) => item,
@@ -186,11 +190,19 @@ fn log_reanchor(why: Option<Reanchor>, sequence: u64, summary: &mut Summary) {
         }
         Some(Reanchor::Late(by)) => {
             summary.late_reanchors += 1;
-            tracing::warn!(sequence, late_ms = by.as_millis() as u64, "behind the stream clock: pacing re-anchored");
+            tracing::warn!(
+                sequence,
+                late_ms = by.as_millis() as u64,
+                "behind the stream clock: pacing re-anchored"
+            );
         }
         Some(Reanchor::Early(by)) => {
             summary.late_reanchors += 1;
-            tracing::warn!(sequence, early_ms = by.as_millis() as u64, "ahead of the stream clock: pacing re-anchored");
+            tracing::warn!(
+                sequence,
+                early_ms = by.as_millis() as u64,
+                "ahead of the stream clock: pacing re-anchored"
+            );
         }
     }
 }

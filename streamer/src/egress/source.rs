@@ -154,7 +154,9 @@ impl Resolver {
             (_, Some(api)) if api.starts_with("http://") || api.starts_with("https://") => {
                 Some(api.trim_end_matches('/').to_owned())
             }
-            (_, Some(_)) => return Err(ResolveError::Config("--api-url: expected http(s)://".into())),
+            (_, Some(_)) => {
+                return Err(ResolveError::Config("--api-url: expected http(s)://".into()))
+            }
             (_, None) => {
                 return Err(ResolveError::Config(format!(
                     "--source {source:?} needs --api-url (STREAMSTACK_API_URL)"
@@ -202,8 +204,8 @@ impl Resolver {
             .playback
             .playlist_url
             .ok_or_else(|| ResolveError::Answer("no playback.playlist_url".into()))?;
-        let playlist =
-            Url::parse(&playlist).map_err(|e| ResolveError::Answer(format!("playlist_url: {e}")))?;
+        let playlist = Url::parse(&playlist)
+            .map_err(|e| ResolveError::Answer(format!("playlist_url: {e}")))?;
         let (query, renew_at) = match endpoints.playback.authorization {
             Some(auth) => (Some(auth.query), Some(renewal(auth.expires_at, SystemTime::now()))),
             None => (None, None),
@@ -229,8 +231,9 @@ impl Resolver {
             .build()
             .map_err(|e| e.to_string())?
             .into();
-        let request = SignableRequest::new("GET", url, std::iter::empty(), SignableBody::Bytes(&[]))
-            .map_err(|e| e.to_string())?;
+        let request =
+            SignableRequest::new("GET", url, std::iter::empty(), SignableBody::Bytes(&[]))
+                .map_err(|e| e.to_string())?;
         let (instructions, _signature) =
             sign(request, &params).map_err(|e| e.to_string())?.into_parts();
         Ok(instructions.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
@@ -254,7 +257,8 @@ mod tests {
     fn parses_channels_devices_and_urls() {
         assert_eq!("channel:abc".parse(), Ok(EgressSource::Channel("abc".into())));
         assert_eq!("device:cam-1".parse(), Ok(EgressSource::Device("cam-1".into())));
-        let url: EgressSource = "https://cdn.example/live/a/index.m3u8?Signature=s".parse().unwrap();
+        let url: EgressSource =
+            "https://cdn.example/live/a/index.m3u8?Signature=s".parse().unwrap();
         assert_eq!(format!("{url:?}"), "https://cdn.example/live/a/index.m3u8");
         for bad in ["channel:", "channel:a b", "vod:x", "nothing", "rtmp://x/y"] {
             assert!(bad.parse::<EgressSource>().is_err(), "{bad}");

@@ -74,7 +74,8 @@ impl FromStr for UdpTarget {
                     target.ttl = Some(ttl.ok_or_else(|| invalid(format!("ttl {value:?}")))?);
                 }
                 "localaddr" => {
-                    let addr = value.parse().map_err(|_| invalid(format!("localaddr {value:?}")))?;
+                    let addr =
+                        value.parse().map_err(|_| invalid(format!("localaddr {value:?}")))?;
                     target.localaddr = Some(addr);
                 }
                 other => return Err(invalid(format!("unknown parameter {other:?}"))),
