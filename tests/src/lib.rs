@@ -572,6 +572,7 @@ pub fn make_ts(
 
 pub mod browser;
 pub mod devices;
+pub mod egress;
 pub mod gateways;
 pub mod mediaconvert;
 pub mod mpegts;

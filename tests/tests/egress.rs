@@ -1,24 +1,37 @@
-//! `streamer egress` end to end, cloud to ground: a live HLS channel made inside the test
-//! (ffmpeg `-re` sends a clip as UDP MPEG-TS into `streamer pull`, whose output directory an
-//! HTTP server serves) is followed by `streamer egress` and sent to a source-specific
-//! multicast group, where ffmpeg records it and the test's own receiver timestamps every
-//! datagram. Midway the sender stops for 3 s and starts again (a source restart: the
-//! playlist gets `EXT-X-DISCONTINUITY`). Runs in its own network namespace (`unshare -rn`).
+//! `streamer egress` end to end, cloud to ground.
 //!
-//! Checks: ffmpeg decodes the recording without a complaint, as long as what was egressed;
-//! the raw datagrams are all 1316 bytes, form a transport stream without a single continuity
-//! counter error, carry `discontinuity_indicator` at the restart only, and have video PTS
-//! one frame apart everywhere but there; pacing (gaps, bursts) is printed and bounded.
+//! 1. Multicast, with a source restart (in its own network namespace, `unshare -rn`): a
+//!    live HLS channel made inside the test (ffmpeg `-re` sends a clip as UDP MPEG-TS into
+//!    `streamer pull`, whose output directory an HTTP server serves) is followed by
+//!    `streamer egress` and sent to a source-specific multicast group, where ffmpeg records
+//!    it and the test's own receiver timestamps every datagram. Midway the sender stops for
+//!    3 s and starts again (the playlist gets `EXT-X-DISCONTINUITY`). Checks: ffmpeg decodes
+//!    the recording without a complaint, as long as what was egressed; the raw datagrams are
+//!    all 1316 bytes, form a transport stream without a single continuity counter error,
+//!    carry `discontinuity_indicator` at the restart only, and have video PTS one frame
+//!    apart everywhere but there; pacing (gaps, bursts) is printed and bounded.
+//! 2. `--source channel:<id>` through the API and signed playback (moto,
+//!    `channels-api-local`, `edge-local`, an RTMP publish into the streamer): the egress
+//!    resolves the channel (SigV4-signed request), plays its signed playlist with the
+//!    CloudFront query, to a unicast receiver; the stream checks as above, and the egress
+//!    log holds no credential.
+//!
+//! Needs ffmpeg, python3, `unshare`/`ip`; test 2 the moto server (`scripts/with-moto.sh`)
+//! and the `edge-local` and `channels-api-local` binaries.
 
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use streamstack_tests::mpegts::{analyze, PACKET};
+use streamstack_core::{ChannelStore, DynamoChannelStore};
+use streamstack_tests::egress::{http_server, logged, plain, pts_irregularities, received};
 use streamstack_tests::netns::in_netns;
-use streamstack_tests::process::{free_port, free_udp_port, StreamerProcess};
-use streamstack_tests::recorder::{pacing, Recorder};
-use streamstack_tests::{decoded_frames, ffprobe_duration, make_ts, tempdir};
+use streamstack_tests::process::{free_udp_port, Service, StreamerProcess};
+use streamstack_tests::recorder::Recorder;
+use streamstack_tests::{aws, bucket, channel_table, endpoint, ffmpeg_publish, playlist, unique};
+use streamstack_tests::{decoded_frames, ffprobe_duration, make_ts, tempdir, Clip, Streamer};
 use tokio::process::{Child, Command};
 
 const MARK: &str = "EGRESS_IN_NETNS";
@@ -67,58 +80,6 @@ async fn wait_for_segments(path: &Path, n: usize, within: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// `python3 -m http.server` on a free port of 127.0.0.1 serving `dir`, once it accepts.
-async fn http_server(dir: &Path) -> (Child, u16) {
-    let port = free_port();
-    let child = Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn python3 http.server");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return (child, port);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("http.server did not listen");
-}
-
-/// `text` without ANSI colour sequences (`ESC [ … m`).
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// A number logged as `key=value` in the last line holding `key=`.
-fn logged(log: &str, key: &str) -> f64 {
-    let log = plain(log);
-    let needle = format!("{key}=");
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains(&needle))
-        .unwrap_or_else(|| panic!("no {key} in:\n{log}"));
-    let value = &line[line.find(&needle).unwrap() + needle.len()..];
-    let value: String = value.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    value.parse().unwrap_or_else(|_| panic!("{key}: {line}"))
 }
 
 #[tokio::test]
@@ -199,45 +160,22 @@ async fn egress_sends_a_live_pull_to_ssm_multicast_across_a_source_restart() {
     assert!(log.contains("egress stopped"), "{log}");
 
     // Datagrams: all 1316 bytes; one transport stream without counter errors.
-    assert!(datagrams.len() > 100, "{} datagrams", datagrams.len());
-    let sizes: Vec<usize> =
-        datagrams.iter().map(|d| d.bytes.len()).filter(|n| *n != 7 * PACKET).collect();
-    assert!(sizes.is_empty(), "datagrams not 1316 bytes: {sizes:?}");
-    let raw: Vec<u8> = datagrams.iter().flat_map(|d| d.bytes.iter().copied()).collect();
-    let raw_file = dir.join("raw.ts");
-    std::fs::write(&raw_file, &raw).expect("write raw.ts");
-    let report = analyze(&raw, VIDEO_PID);
-    assert_eq!(report.unsynced, 0);
-    assert!(
-        report.cc_errors.is_empty(),
-        "continuity errors: {:?}",
-        &report.cc_errors[..report.cc_errors.len().min(10)]
-    );
+    let got = received(&datagrams, &dir, VIDEO_PID);
+    let report = &got.report;
     // The restart: flagged once, on the PCR (video) PID.
-    assert_eq!(
-        report.discontinuities.iter().map(|d| d.1).collect::<Vec<_>>(),
-        [VIDEO_PID],
-        "{:?}",
-        report.discontinuities
-    );
-    let flagged_at = report.discontinuities[0].0;
+    let flagged: Vec<u16> = report.discontinuities.iter().map(|d| d.1).collect();
+    assert_eq!(flagged, [VIDEO_PID], "{:?}", report.discontinuities);
     // Video PTS one frame apart at every segment join, except into the flagged packet.
-    let mut irregular = Vec::new();
-    for w in report.video_pts.windows(2) {
-        let delta = w[1].1.wrapping_sub(w[0].1) & ((1 << 33) - 1);
-        if delta != FRAME && w[1].0 != flagged_at {
-            irregular.push((w[1].0, delta));
-        }
-    }
+    let irregular = pts_irregularities(report, FRAME, &[report.discontinuities[0].0]);
     assert!(irregular.is_empty(), "PTS steps other than one frame: {irregular:?}");
 
     // ffmpeg's recording and the raw stream decode cleanly, as long as what was egressed.
     let media_secs = logged(&log, "media_ms") / 1000.0;
     let ground_decoded = decoded_frames(&recording.to_string_lossy());
-    let raw_decoded = decoded_frames(&raw_file.to_string_lossy());
+    let raw_decoded = &got.decoded;
     let ground_secs = ffprobe_duration(&recording.to_string_lossy()).expect("ffprobe ground.ts");
     let receiver_log = std::fs::read_to_string(&ffmpeg_log).unwrap_or_default();
-    let figures = pacing(&datagrams);
+    let figures = &got.pacing;
     eprintln!(
         "egress figures: {figures:?}; media egressed {media_secs:.2} s, ground.ts {ground_secs:.2} s, \
          {} / {} video frames (ground / raw), {} CC errors, stop {stop_ms} ms, test {:.1} s",
@@ -247,14 +185,13 @@ async fn egress_sends_a_live_pull_to_ssm_multicast_across_a_source_restart() {
         started.elapsed().as_secs_f64()
     );
     assert!(ground_decoded.errors.is_empty(), "ground.ts: {}", ground_decoded.errors);
-    assert!(raw_decoded.errors.is_empty(), "raw.ts: {}", raw_decoded.errors);
     assert!(!receiver_log.to_ascii_lowercase().contains("corrupt"), "receiver: {receiver_log}");
     assert!(
         (ground_secs - media_secs).abs() <= 1.5,
         "ground.ts {ground_secs} s, egressed {media_secs} s"
     );
     let frames = (media_secs * 25.0) as u64;
-    for decoded in [&ground_decoded, &raw_decoded] {
+    for decoded in [&ground_decoded, raw_decoded] {
         assert!(
             decoded.video_frames + 5 >= frames && decoded.video_frames <= frames + 5,
             "{} frames decoded, {frames} egressed",
@@ -267,4 +204,130 @@ async fn egress_sends_a_live_pull_to_ssm_multicast_across_a_source_restart() {
     assert!(figures.longest_gaps_ms[0] < 8000.0, "{figures:?}");
     assert!(figures.longest_gaps_ms[2] < 1000.0, "{figures:?}");
     assert!(stop_ms < 1000, "SIGTERM took {stop_ms} ms");
+}
+
+const KEY_PAIR_ID: &str = "KEGRESSPLAYBACK";
+
+/// The local stack of a signed channel: channel table, bucket, playback key (its secret
+/// in moto), `edge-local` and `channels-api-local`; the channel id (2 s segments).
+async fn signed_stack(
+) -> (streamstack_core::aws::AwsClients, Arc<DynamoChannelStore>, String, Service, Service, String)
+{
+    let aws = aws().await;
+    let (table, store) = channel_table(&aws).await;
+    let assets = unique("assets");
+    streamstack_core::DynamoAssetStore::new(aws.dynamodb.clone(), &assets)
+        .create_table_if_missing()
+        .await
+        .expect("assets table");
+    let bucket = bucket(&aws).await;
+    let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("key");
+    let private_pem = private.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string();
+    let public_file = tempdir().join("public.pem");
+    let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF).expect("pem");
+    std::fs::write(&public_file, public_pem).expect("write public key");
+    let sdk = streamstack_core::aws::sdk_config(Some(&endpoint())).await;
+    let secret = streamstack_core::aws::secretsmanager(&sdk)
+        .create_secret()
+        .name(unique("playback-key"))
+        .secret_string(&private_pem)
+        .send()
+        .await
+        .expect("create secret");
+    let arn = secret.arn().expect("secret ARN").to_owned();
+    let public_key = public_file.to_str().expect("UTF-8 path");
+    let edge = Service::start(
+        "edge-local",
+        &["--listen", "127.0.0.1:{port}", "--bucket", &bucket],
+        &[("PLAYBACK_KEY_PAIR_ID", KEY_PAIR_ID), ("PLAYBACK_PUBLIC_KEY_FILE", public_key)],
+    )
+    .await;
+    let api = Service::start(
+        "channels-api-local",
+        &["--listen", "127.0.0.1:{port}"],
+        &[
+            ("CHANNELS_TABLE", &table),
+            ("ASSETS_TABLE", &assets),
+            ("MEDIA_BUCKET", &bucket),
+            ("PLAYBACK_BASE_URL", &edge.base_url()),
+            ("PLAYBACK_DEFAULT", "signed"),
+            ("PLAYBACK_TTL_SECS", "600"),
+            ("PLAYBACK_KEY_PAIR_ID", KEY_PAIR_ID),
+            ("PLAYBACK_PRIVATE_KEY_SECRET_ARN", &arn),
+        ],
+    )
+    .await;
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/channels", api.base_url()))
+        .json(&serde_json::json!({"name": "egress", "hls": {"segment_duration": 2, "playlist_window": 10}}))
+        .send()
+        .await
+        .expect("POST /channels")
+        .json()
+        .await
+        .expect("channel JSON");
+    assert_eq!(created["playback"], "signed", "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    (aws, store, bucket, edge, api, id)
+}
+
+#[tokio::test]
+async fn egress_plays_a_signed_channel_resolved_through_the_api_to_unicast() {
+    let started = Instant::now();
+    let (aws, store, bucket, edge, api, id) = signed_stack().await;
+    let channel = store.get(&id).await.expect("get").expect("channel");
+    let streamer = Streamer::start_s3(&aws, store.clone(), &bucket).await;
+    let push = streamer.push_url(&channel);
+    let clip = Clip { seconds: 14, realtime: true, ..Clip::default() };
+    let publish = tokio::spawn(async move { ffmpeg_publish(&push, clip).await });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while playlist(&aws, &bucket, &channel).await.map_or(0, |p| p.segments.len()) < 2 {
+        assert!(Instant::now() < deadline, "no live playlist of 2 segments");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let port = free_udp_port();
+    let recorder = Recorder::unicast(([127, 0, 0, 1], port).into());
+    let source = format!("channel:{id}");
+    let target = format!("udp://127.0.0.1:{port}");
+    let egress = StreamerProcess::egress(
+        &["--source", &source, "--api-url", &api.base_url(), "--target", &target]
+            .into_iter()
+            .chain(["--live-edge-segments", "2"])
+            .collect::<Vec<_>>(),
+        &[],
+    )
+    .await;
+    assert!(publish.await.expect("publish task"), "ffmpeg publish failed");
+    streamer.stop().await;
+    egress.wait_for_log("everything sent", 1, Duration::from_secs(30)).await;
+    let log_path = egress.log_path();
+    assert!(egress.terminate(Duration::from_secs(5)).await, "egress: unclean exit");
+    let datagrams = recorder.stop();
+    let log = plain(&std::fs::read_to_string(&log_path).expect("egress log"));
+
+    assert!(log.contains("signed=true"), "the channel's signed playlist:\n{log}");
+    assert!(!log.contains("go unsigned"), "API requests signed with SigV4:\n{log}");
+    for secret in ["Signature=", "Key-Pair-Id", "Policy=", "CloudFront-", "X-Amz-", "Credential="] {
+        assert!(!log.contains(secret), "the egress log holds {secret:?}:\n{log}");
+    }
+    let dir = tempdir();
+    let got = received(&datagrams, &dir, VIDEO_PID);
+    let media_secs = logged(&log, "media_ms") / 1000.0;
+    let frames = (media_secs * 25.0) as u64;
+    eprintln!(
+        "signed channel egress: {:?}; media egressed {media_secs:.2} s, {} video frames, \
+         test {:.1} s",
+        got.pacing,
+        got.decoded.video_frames,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(media_secs >= 6.0, "{media_secs} s egressed");
+    let decoded = got.decoded.video_frames;
+    assert!(decoded + 5 >= frames && decoded <= frames + 5, "{decoded} frames, {frames} egressed");
+    assert!(got.report.cc_errors.is_empty() && got.report.discontinuities.is_empty());
+    assert!(got.pacing.max_burst < 40, "{:?}", got.pacing);
+    assert!(got.pacing.longest_gaps_ms[0] < 1000.0, "{:?}", got.pacing);
+    // The edge saw only signed requests for the channel and granted them.
+    let edge_log = plain(&edge.log());
+    assert!(!edge_log.contains(" 403"), "the edge refused a request:\n{edge_log}");
 }
