@@ -122,12 +122,12 @@ impl Follow {
                     }
                     Err(e) => {
                         let delay = self.failed("resolving the source", &e);
-                        // Stale credentials are still worth a try until new ones come.
-                        if self.resolved.is_none() && pause(delay, &mut stop).await {
-                            return;
-                        }
-                        if self.resolved.is_none() {
-                            continue;
+                        match &mut self.resolved {
+                            // Stale credentials are still worth a try until new ones come;
+                            // the API is asked again after the backoff, not every reload.
+                            Some(stale) => stale.renew_at = Some(SystemTime::now() + delay),
+                            None if pause(delay, &mut stop).await => return,
+                            None => continue,
                         }
                     }
                 }

@@ -1,6 +1,7 @@
 //! `--source`: what the egress plays, and how its playlist URL is found.
 //!
-//! - `http(s)://…m3u8`: a media playlist URL, used as it is.
+//! - `http(s)://…m3u8`: a media playlist URL, used as it is; a query it has (a CloudFront
+//!   signed URL's, a token) is appended to every segment request too.
 //! - `channel:<id>` / `device:<id>`: asked of the streamstack API, `GET
 //!   {api}/channels/{id}/endpoints` (or `/devices/{id}/endpoints`), signed with AWS
 //!   Signature Version 4 for service `execute-api` (the API's IAM authorization) with the
@@ -177,7 +178,11 @@ impl Resolver {
     pub async fn resolve(&mut self) -> Result<Resolved, ResolveError> {
         let (kind, id) = match &self.source {
             EgressSource::Url(url) => {
-                return Ok(Resolved { playlist: url.clone(), query: None, renew_at: None })
+                // Its query (a signed URL's, a token) goes on every request, segments too.
+                let mut playlist = url.clone();
+                let query = url.query().filter(|q| !q.is_empty()).map(str::to_owned);
+                playlist.set_query(None);
+                return Ok(Resolved { playlist, query, renew_at: None });
             }
             EgressSource::Channel(id) => ("channels", id),
             EgressSource::Device(id) => ("devices", id),
@@ -282,8 +287,14 @@ mod tests {
         assert!(Resolver::new(channel.clone(), None, http.clone()).await.is_err());
         assert!(Resolver::new(channel, Some("ftp://x"), http.clone()).await.is_err());
         let url = EgressSource::Url(Url::parse("http://127.0.0.1/x.m3u8").unwrap());
-        let mut resolver = Resolver::new(url, None, http).await.unwrap();
+        let mut resolver = Resolver::new(url, None, http.clone()).await.unwrap();
         let resolved = resolver.resolve().await.unwrap();
         assert_eq!((resolved.query, resolved.renew_at), (None, None));
+        let signed = "https://cdn.example/live/a/index.m3u8?Policy=p&Signature=s";
+        let url = EgressSource::Url(Url::parse(signed).unwrap());
+        let resolved = Resolver::new(url, None, http).await.unwrap().resolve().await.unwrap();
+        assert_eq!(resolved.playlist.as_str(), "https://cdn.example/live/a/index.m3u8");
+        assert_eq!(resolved.query.as_deref(), Some("Policy=p&Signature=s"));
+        assert!(!format!("{resolved:?}").contains("Signature"));
     }
 }
