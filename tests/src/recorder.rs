@@ -86,6 +86,8 @@ pub struct Pacing {
     pub longest_gaps_ms: Vec<f64>,
     /// Longest run of datagrams each arriving within 1 ms of the one before (a burst).
     pub max_burst: usize,
+    /// Where that run ended, seconds from the first datagram.
+    pub max_burst_at_secs: f64,
     /// Datagrams per second, over 100 ms windows: the largest.
     pub max_rate_100ms: f64,
 }
@@ -95,10 +97,14 @@ pub fn pacing(datagrams: &[Datagram]) -> Pacing {
     let mut gaps: Vec<f64> =
         datagrams.windows(2).map(|w| (w[1].at - w[0].at).as_secs_f64() * 1000.0).collect();
     let mut max_burst = usize::from(!datagrams.is_empty());
+    let mut max_burst_at_secs = 0.0;
     let mut run = 1;
-    for gap in &gaps {
+    for (i, gap) in gaps.iter().enumerate() {
         run = if *gap < 1.0 { run + 1 } else { 1 };
-        max_burst = max_burst.max(run);
+        if run > max_burst {
+            max_burst = run;
+            max_burst_at_secs = (datagrams[i + 1].at - datagrams[0].at).as_secs_f64();
+        }
     }
     let mut max_window = 0;
     let mut start = 0;
@@ -119,6 +125,7 @@ pub fn pacing(datagrams: &[Datagram]) -> Pacing {
         span_secs,
         longest_gaps_ms: gaps,
         max_burst,
+        max_burst_at_secs,
         max_rate_100ms: max_window as f64 * 10.0,
     }
 }

@@ -6,8 +6,9 @@
 //! - [`Interpolator`]: a send clock for every packet (27 MHz, monotonic, from 0). Packets
 //!   that carry a clock (PCR, ISO/IEC 13818-1 §2.4.2.2 and §2.4.3.5; see
 //!   [`super::rewrite`]) are points; packets between two points are placed linearly by
-//!   position (the constant-rate delivery a T-STD assumes between PCRs, §2.4.2.2), packets
-//!   after the last known point extrapolated at the last rate (at most
+//!   position (the constant-rate delivery a T-STD assumes between PCRs, §2.4.2.2). Packets
+//!   after the last known point wait for the next one (the next segment's first PCR); only
+//!   at the stream's end are they extrapolated at the last rate (at most
 //!   [`MAX_CLOCK_STEP`] ahead). The 33-bit wrap is unwrapped; a step backwards, a step
 //!   more than [`MAX_CLOCK_STEP`] beyond what the packet count predicts, or any step after
 //!   a discontinuity starts a new time base: the send clock goes on where extrapolation
@@ -34,6 +35,9 @@ pub const CLOCK_WRAP: u64 = (1 << 33) * 300;
 /// one time base, and the farthest extrapolation: 1 s of 27 MHz ticks (PCRs must come at
 /// least every 100 ms, §2.7.2).
 pub const MAX_CLOCK_STEP: u64 = CLOCK_HZ;
+/// Packets waiting for the next clock point beyond which they are extrapolated instead
+/// (~9 MiB; ~1 s at 75 Mbit/s).
+pub const MAX_UNPLACED: u64 = 50_000;
 /// Lateness beyond which the scheduler re-anchors instead of catching up: 1 s.
 pub const LATE_LIMIT: Duration = Duration::from_secs(1);
 /// Lateness tolerated after a starved wait (timer and scheduling jitter): 50 ms.
@@ -57,7 +61,10 @@ struct Point {
 /// Send-clock times of packets (module doc).
 #[derive(Debug, Default)]
 pub struct Interpolator {
+    /// Packets taken so far.
     packets: u64,
+    /// Packets given a time so far (a prefix of those taken).
+    placed: u64,
     last: Option<Point>,
     /// Clock ticks per packets, of the last interval between two points of one time base.
     rate: Option<(u64, u64)>,
@@ -82,8 +89,15 @@ impl Interpolator {
         self.rebases
     }
 
-    /// Send-clock times (27 MHz) of the next `packets` packets, of which those in `clocks`
-    /// (`(index among them, wrapping 27 MHz clock)`, in order) carry the stream's clock.
+    /// Takes the next `packets` packets, of which those in `clocks` (`(index among them,
+    /// wrapping 27 MHz clock)`, in order) carry the stream's clock, and returns the
+    /// send-clock times (27 MHz) of the packets placed now: those up to the last clock point
+    /// so far, in order, starting with any left unplaced by earlier calls. Packets after the
+    /// last point wait for the next point (the next segment's first PCR) rather than being
+    /// extrapolated, so a segment's tail is spread up to the next segment's first PCR, not
+    /// guessed at the last interval's rate (which, overshooting, would bunch the next
+    /// packets up). A stream without any clock is placed at once; more than
+    /// [`MAX_UNPLACED`] waiting packets are extrapolated ([`Interpolator::flush`]).
     pub fn times(&mut self, packets: usize, clocks: &[(usize, u64)]) -> Vec<u64> {
         let base = self.packets;
         let mut points: Vec<Point> = self.last.into_iter().collect();
@@ -112,10 +126,27 @@ impl Interpolator {
             points.push(point);
             self.last = Some(point);
         }
-        let mut out = Vec::with_capacity(packets);
+        self.packets += packets as u64;
+        let end = match self.last {
+            Some(last) if self.packets - self.placed <= MAX_UNPLACED => last.index + 1,
+            _ => self.packets,
+        };
+        self.place(&points, end)
+    }
+
+    /// Places every packet still waiting for a clock point, extrapolating at the last rate
+    /// (at most [`MAX_CLOCK_STEP`] past the last point): the stream's end.
+    pub fn flush(&mut self) -> Vec<u64> {
+        let points: Vec<Point> = self.last.into_iter().collect();
+        self.place(&points, self.packets)
+    }
+
+    /// Times of the packets from the first unplaced one up to `end` (exclusive), between
+    /// `points` (in order, the first at or before the first unplaced packet).
+    fn place(&mut self, points: &[Point], end: u64) -> Vec<u64> {
+        let mut out = Vec::with_capacity(end.saturating_sub(self.placed) as usize);
         let mut k = 0;
-        for i in 0..packets as u64 {
-            let g = base + i;
+        for g in self.placed..end {
             while k + 1 < points.len() && points[k + 1].index <= g {
                 k += 1;
             }
@@ -133,7 +164,7 @@ impl Interpolator {
             self.last_time = time.max(self.last_time);
             out.push(self.last_time);
         }
-        self.packets += packets as u64;
+        self.placed = self.placed.max(end);
         out
     }
 }

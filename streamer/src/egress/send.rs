@@ -1,9 +1,10 @@
 //! The sending half of the egress: segments in order through the [`Rewriter`], the
 //! [`Interpolator`] and the [`Scheduler`], out as datagrams of [`PACKETS_PER_DATAGRAM`]
 //! packets (1316 bytes: the payload every IP/UDP MPEG-TS receiver expects, SMPTE 2022-2
-//! / ETSI TS 102 034 §4.1.3 without RTP). Packets left over at a segment's end wait for the
-//! next segment, so every datagram is whole; at the source's end (`EXT-X-ENDLIST`) the
-//! remainder is padded with null packets (PID 0x1FFF) and sent.
+//! / ETSI TS 102 034 §4.1.3 without RTP). Packets left over at a segment's end (after its
+//! last PCR, or not filling a datagram) wait for the next segment, so every datagram is
+//! whole and evenly paced; at the source's end (`EXT-X-ENDLIST`) the remainder is padded
+//! with null packets (PID 0x1FFF) and sent.
 
 use super::follow::{stopped, Item, SegmentData};
 use super::pacer::{Interpolator, Reanchor, Scheduler};
@@ -52,6 +53,8 @@ pub struct Sender {
     /// Packets not yet sent and their send-clock times.
     carry: Vec<u8>,
     carry_times: Vec<u64>,
+    /// Media sequence number of the last segment taken, for the log.
+    last_sequence: u64,
     summary: Summary,
 }
 
@@ -66,6 +69,7 @@ impl Sender {
             scheduler: Scheduler::new(Duration::from_secs(2)),
             carry: Vec::new(),
             carry_times: Vec::new(),
+            last_sequence: 0,
             summary: Summary::default(),
         }
     }
@@ -94,12 +98,12 @@ impl Sender {
             let finished = match item {
                 Item::Segment(segment) => self.segment(segment, &mut stop).await,
                 Item::Ended => {
-                    self.flush().await;
+                    let stopping = self.flush(&mut stop).await;
                     tracing::info!(
                         segments = self.summary.segments,
                         "source ended: everything sent; waiting for it to go live again"
                     );
-                    false
+                    stopping
                 }
             };
             if finished || *stop.borrow() {
@@ -119,17 +123,30 @@ impl Sender {
             self.summary.discontinuities += 1;
         }
         self.scheduler.set_headroom(segment.target);
+        self.last_sequence = segment.sequence;
         let rewritten = self.rewriter.rewrite(&segment.bytes);
         drop(segment.bytes);
         let times = self.interpolator.times(rewritten.packets(), &rewritten.clocks);
         self.carry.extend_from_slice(&rewritten.data);
         self.carry_times.extend(times);
+        let stopping = self.drain(segment.sequence, stop).await;
+        if !stopping {
+            self.summary.segments += 1;
+            self.summary.media_secs += f64::from(segment.duration);
+            tracing::debug!(sequence = segment.sequence, "segment sent");
+        }
+        stopping
+    }
+
+    /// Sends the whole datagrams of placed packets, each when due; returns whether it
+    /// stopped on the way (the datagram in hand still sent).
+    async fn drain(&mut self, sequence: u64, stop: &mut watch::Receiver<bool>) -> bool {
         let mut sent = 0;
         let mut stopping = false;
         while self.carry_times.len() - sent >= PACKETS_PER_DATAGRAM && !stopping {
             let now = Instant::now();
             let (due, why) = self.scheduler.due(self.carry_times[sent], now);
-            log_reanchor(why, segment.sequence, &mut self.summary);
+            log_reanchor(why, sequence, &mut self.summary);
             if due > now + SEND_AHEAD {
                 stopping = tokio::select! {
                     () = tokio::time::sleep_until(due) => false,
@@ -142,11 +159,6 @@ impl Sender {
         }
         self.carry.drain(..sent * PACKET_SIZE);
         self.carry_times.drain(..sent);
-        if !stopping {
-            self.summary.segments += 1;
-            self.summary.media_secs += f64::from(segment.duration);
-            tracing::debug!(sequence = segment.sequence, "segment sent");
-        }
         stopping
     }
 
@@ -165,19 +177,20 @@ impl Sender {
         }
     }
 
-    /// Sends the packets in hand at once, padded with null packets to a whole datagram.
-    async fn flush(&mut self) {
-        if self.carry.is_empty() {
-            return;
-        }
+    /// The source ended: places the packets still waiting for a clock point
+    /// ([`Interpolator::flush`]), pads them with null packets to whole datagrams and sends
+    /// them, paced; returns whether it stopped on the way.
+    async fn flush(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        let times = self.interpolator.flush();
+        self.carry_times.extend(times);
         let mut null = [0xFFu8; PACKET_SIZE];
         null[..4].copy_from_slice(&[SYNC_BYTE, (NULL_PID >> 8) as u8, NULL_PID as u8, 0x10]);
-        while self.carry.len() < DATAGRAM_BYTES {
+        let last = self.carry_times.last().copied().unwrap_or_default();
+        while self.carry_times.len() % PACKETS_PER_DATAGRAM != 0 {
             self.carry.extend_from_slice(&null);
+            self.carry_times.push(last);
         }
-        self.send(0, DATAGRAM_BYTES).await;
-        self.carry.clear();
-        self.carry_times.clear();
+        self.drain(self.last_sequence, stop).await
     }
 }
 
