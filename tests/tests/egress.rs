@@ -15,6 +15,8 @@
 //!    resolves the channel (SigV4-signed request), plays its signed playlist with the
 //!    CloudFront query, to a unicast receiver; the stream checks as above, and the egress
 //!    log holds no credential.
+//! 3. Segments of two separate muxers (counters from 0 in each) joined: none of the input's
+//!    continuity errors reach the output.
 //!
 //! Needs ffmpeg, python3, `unshare`/`ip`; test 2 the moto server (`scripts/with-moto.sh`)
 //! and the `edge-local` and `channels-api-local` binaries.
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use streamstack_core::{ChannelStore, DynamoChannelStore};
 use streamstack_tests::egress::{http_server, logged, plain, pts_irregularities, received};
+use streamstack_tests::mpegts::analyze;
 use streamstack_tests::netns::in_netns;
 use streamstack_tests::process::{free_udp_port, Service, StreamerProcess};
 use streamstack_tests::recorder::Recorder;
@@ -330,4 +333,39 @@ async fn egress_plays_a_signed_channel_resolved_through_the_api_to_unicast() {
     // The edge saw only signed requests for the channel and granted them.
     let edge_log = plain(&edge.log());
     assert!(!edge_log.contains(" 403"), "the edge refused a request:\n{edge_log}");
+}
+
+/// Segments of two separate muxers joined without a discontinuity (each file's counters
+/// start at 0, the timestamps continue): the input join has continuity errors, the egress
+/// output none. The end-to-end counterpart of the rewriter's unit tests, since a pull's own
+/// output keeps its counters across a sender restart.
+#[tokio::test]
+async fn egress_rewrites_counters_across_segments_of_separate_muxers() {
+    let dir = tempdir();
+    let a = make_ts(&dir, "a.ts", "320x240", 4, "0");
+    let b = make_ts(&dir, "b.ts", "320x240", 4, "4");
+    let joined = [std::fs::read(&a).expect("a.ts"), std::fs::read(&b).expect("b.ts")].concat();
+    assert!(!analyze(&joined, VIDEO_PID).cc_errors.is_empty(), "the input join is discontinuous");
+    let text = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:0\n\
+                #EXTINF:4.000,\na.ts\n#EXTINF:4.000,\nb.ts\n#EXT-X-ENDLIST\n";
+    std::fs::write(dir.join("index.m3u8"), text).expect("write playlist");
+    let (_server, http_port) = http_server(&dir).await;
+    let port = free_udp_port();
+    let recorder = Recorder::unicast(([127, 0, 0, 1], port).into());
+    let source = format!("http://127.0.0.1:{http_port}/index.m3u8");
+    let target = format!("udp://127.0.0.1:{port}");
+    let egress = StreamerProcess::egress(
+        &["--source", &source, "--target", &target, "--live-edge-segments", "2"],
+        &[],
+    )
+    .await;
+    egress.wait_for_log("everything sent", 1, Duration::from_secs(30)).await;
+    assert!(egress.terminate(Duration::from_secs(5)).await, "egress: unclean exit");
+    let datagrams = recorder.stop();
+    let out = tempdir();
+    let got = received(&datagrams, &out, VIDEO_PID);
+    eprintln!("separate muxers: {:?}, {} frames", got.pacing, got.decoded.video_frames);
+    assert!(got.report.discontinuities.is_empty(), "{:?}", got.report.discontinuities);
+    assert_eq!(got.decoded.video_frames, 200, "both clips, every picture");
+    assert!(got.pacing.span_secs > 7.0, "paced in real time: {:?}", got.pacing);
 }
