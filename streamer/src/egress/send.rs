@@ -186,7 +186,7 @@ impl Sender {
         let mut null = [0xFFu8; PACKET_SIZE];
         null[..4].copy_from_slice(&[SYNC_BYTE, (NULL_PID >> 8) as u8, NULL_PID as u8, 0x10]);
         let last = self.carry_times.last().copied().unwrap_or_default();
-        while self.carry_times.len() % PACKETS_PER_DATAGRAM != 0 {
+        while !self.carry_times.len().is_multiple_of(PACKETS_PER_DATAGRAM) {
             self.carry.extend_from_slice(&null);
             self.carry_times.push(last);
         }
