@@ -30,6 +30,9 @@ enum Command {
     /// Pull RTSP cameras and UDP MPEG-TS feeds into HLS (channels or devices); standalone
     /// with a `dir:` output and no table.
     Pull(crate::pull::args::PullArgs),
+    /// Send a live HLS playlist (a channel's, a device's or a URL) as paced MPEG-TS over UDP
+    /// (unicast or multicast): cloud to ground.
+    Egress(crate::egress::EgressArgs),
     /// Exit 0 when a running streamer's health endpoint answers 200 (the container health
     /// check; `serve`/`pull` with `--health-listen`), 1 otherwise.
     Healthcheck {
@@ -279,6 +282,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::publish::discover_instance_id().await;
             crate::pull::args::run(args).await
         }
+        Command::Egress(args) => crate::egress::run(args).await,
         Command::Healthcheck { url, timeout_secs } => {
             crate::health::check(&url, Duration::from_secs(timeout_secs)).await
         }
@@ -356,7 +360,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 #[derive(Debug, Clone)]
 pub(crate) struct OptionalAddr(pub(crate) Option<SocketAddr>);
 
-fn parse_optional_addr(value: &str) -> Result<OptionalAddr, std::net::AddrParseError> {
+pub(crate) fn parse_optional_addr(value: &str) -> Result<OptionalAddr, std::net::AddrParseError> {
     match value.trim() {
         "" => Ok(OptionalAddr(None)),
         addr => addr.parse().map(|a| OptionalAddr(Some(a))),

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod egress;
 pub mod flv;
 pub mod health;
 pub mod hls;

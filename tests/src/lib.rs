@@ -572,10 +572,14 @@ pub fn make_ts(
 
 pub mod browser;
 pub mod devices;
+pub mod egress;
 pub mod gateways;
 pub mod mediaconvert;
+pub mod mpegts;
+pub mod netns;
 pub mod nginx;
 pub mod process;
+pub mod recorder;
 pub mod router;
 pub mod rtsp;
 pub mod topic;

@@ -148,10 +148,24 @@ impl StreamerProcess {
     /// # Panics
     /// When the process exits or does not start pulling within 20 s.
     pub async fn pull(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::subcommand("pull", args, env, "pulling").await
+    }
+
+    /// Starts `streamer egress` with `args` (`--source`, `--target`, …) and `env`, and waits
+    /// until it logged `egress starting`. [`StreamerProcess::addr`] is unused.
+    ///
+    /// # Panics
+    /// When the process exits or does not start within 20 s.
+    pub async fn egress(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::subcommand("egress", args, env, "egress starting").await
+    }
+
+    /// `streamer <name> <args>` without tables, waiting for `ready` in its log.
+    async fn subcommand(name: &str, args: &[&str], env: &[(&str, &str)], ready: &str) -> Self {
         let log = crate::tempdir().join("streamer.log");
         let log_file = std::fs::File::create(&log).expect("create log file");
         let mut cmd = Command::new(streamer_binary());
-        cmd.arg("pull")
+        cmd.arg(name)
             .args(args)
             .env_remove("CHANNELS_TABLE")
             .env_remove("DEVICES_TABLE")
@@ -164,15 +178,20 @@ impl StreamerProcess {
         let child = cmd.spawn().expect("spawn streamer");
         let mut process = Self { addr: ([0, 0, 0, 0], 0).into(), child, log };
         for _ in 0..200 {
-            if process.log().contains("pulling") {
+            if process.log().contains(ready) {
                 return process;
             }
             if let Ok(Some(status)) = process.child.try_wait() {
-                panic!("streamer pull exited with {status}:\n{}", process.log());
+                panic!("streamer {name} exited with {status}:\n{}", process.log());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("streamer pull did not start within 20 s:\n{}", process.log());
+        panic!("streamer {name} did not start within 20 s:\n{}", process.log());
+    }
+
+    /// The file its log goes to (readable after the process ended).
+    pub fn log_path(&self) -> PathBuf {
+        self.log.clone()
     }
 
     /// Everything the process logged so far.

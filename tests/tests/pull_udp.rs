@@ -130,34 +130,9 @@ async fn unicast_source_yields_tracks_and_frames_covering_the_clip() {
     assert_eq!(source.stats().cc_errors, 0);
 }
 
-/// Inside the test's own network namespace: `true` (set up, go on). Outside: runs this test
-/// binary's test `name` again under `unshare -rn`, asserts it passed, and returns `false`.
+/// [`streamstack_tests::netns::in_netns`] with this file's marker.
 async fn in_netns(name: &str) -> bool {
-    const MARK: &str = "PULL_UDP_IN_NETNS";
-    if std::env::var_os(MARK).is_some() {
-        for args in [
-            &["link", "set", "lo", "up"][..],
-            &["link", "set", "lo", "multicast", "on"],
-            &["route", "add", "224.0.0.0/4", "dev", "lo"],
-        ] {
-            let status = std::process::Command::new("ip").args(args).status().expect("run ip");
-            assert!(status.success(), "ip {args:?}");
-        }
-        return true;
-    }
-    let exe = std::env::current_exe().expect("test executable");
-    let status = Command::new("unshare")
-        // -r: a user namespace too, so the test also runs without root where unprivileged
-        // user namespaces are allowed (as on Debian).
-        .args(["-r", "-n", "--"])
-        .arg(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(MARK, "1")
-        .status()
-        .await
-        .expect("run unshare");
-    assert!(status.success(), "{name} in a network namespace: {status}");
-    false
+    streamstack_tests::netns::in_netns(name, "PULL_UDP_IN_NETNS").await
 }
 
 #[tokio::test]

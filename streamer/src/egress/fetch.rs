@@ -1,0 +1,139 @@
+//! HTTP for the egress: one client (rustls on aws-lc-rs with the system's roots), every
+//! request under a timeout, every body under a size cap, and errors that never carry the
+//! URL (its query may be a CloudFront signature).
+
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// TCP (and TLS) connect timeout: 5 s.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A whole playlist or API request, body included: 10 s.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole segment download: 30 s.
+pub const SEGMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest segment accepted, bytes (64 MiB: ~50 s at 10 Mbit/s).
+pub const MAX_SEGMENT_BYTES: usize = 64 << 20;
+
+/// Why a request failed. Display never shows the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// A non-2xx answer.
+    #[error("HTTP status {0}")]
+    Status(u16),
+    /// The body exceeded the cap, bytes.
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+    /// Connect, TLS, transfer or timeout; the client's message without the URL.
+    #[error("HTTP: {0}")]
+    Transport(String),
+}
+
+impl FetchError {
+    /// Whether the answer says the credentials are refused or stale (401, 403): a
+    /// `channel:`/`device:` source re-resolves then.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Self::Status(401 | 403))
+    }
+}
+
+impl From<reqwest::Error> for FetchError {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Transport(e.without_url().to_string())
+    }
+}
+
+/// The HTTP client of the egress.
+///
+/// # Errors
+/// [`FetchError::Transport`] when TLS cannot be configured.
+pub fn client() -> Result<reqwest::Client, FetchError> {
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!(roots = added, "system root certificates");
+    let tls = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| FetchError::Transport(format!("TLS configuration: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(SEGMENT_TIMEOUT)
+        .build()?)
+}
+
+/// `url` with `query` (the signed playback query) appended to its own.
+pub fn with_query(url: &Url, query: Option<&str>) -> Url {
+    let mut url = url.clone();
+    if let Some(extra) = query.filter(|q| !q.is_empty()) {
+        let joined = match url.query() {
+            Some(own) if !own.is_empty() => format!("{own}&{extra}"),
+            _ => extra.to_owned(),
+        };
+        url.set_query(Some(&joined));
+    }
+    url
+}
+
+/// Sends `request` (a GET, its URL already carrying any signed query): the body if the
+/// status is 2xx and the body at most `cap` bytes, all within `timeout`.
+///
+/// # Errors
+/// [`FetchError`].
+pub async fn get(
+    request: reqwest::RequestBuilder,
+    cap: usize,
+    timeout: Duration,
+) -> Result<Bytes, FetchError> {
+    let fetch = async {
+        let mut response = request.timeout(timeout).send().await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(FetchError::Status(status.as_u16()));
+        }
+        if response.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(FetchError::TooLarge(cap));
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > cap {
+                return Err(FetchError::TooLarge(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(timeout, fetch)
+        .await
+        .unwrap_or_else(|_| Err(FetchError::Transport("timed out".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signed_query_is_appended_to_any_own_query() {
+        let url = Url::parse("https://cdn.example/live/a/index.m3u8").unwrap();
+        let signed = with_query(&url, Some("Policy=p&Signature=s&Key-Pair-Id=k"));
+        assert_eq!(
+            signed.as_str(),
+            "https://cdn.example/live/a/index.m3u8?Policy=p&Signature=s&Key-Pair-Id=k"
+        );
+        let own = Url::parse("https://cdn.example/a/seg.ts?v=1").unwrap();
+        assert_eq!(with_query(&own, Some("x=y")).query(), Some("v=1&x=y"));
+        assert_eq!(with_query(&own, None), own);
+        assert_eq!(with_query(&own, Some("")), own);
+    }
+
+    #[test]
+    fn errors_never_show_the_url() {
+        let e = FetchError::Status(403);
+        assert!(e.is_auth());
+        assert_eq!(e.to_string(), "HTTP status 403");
+    }
+}
