@@ -7,7 +7,9 @@
 #   scripts/local-stack.sh demo   create a signed channel over HTTP, publish a clip with ffmpeg,
 #                                 show playback refused without credentials and authorized
 #                                 with the API's signed cookies and signed URL, check the HLS
-#                                 output; register a device and heartbeat it
+#                                 output; relay it to an RTMP destination (an ffmpeg listener)
+#                                 and egress it (streamer egress) to UDP, check both recordings;
+#                                 register a device and heartbeat it
 #                                 online, the reconciler starts its task, 8 s of the clip sent
 #                                 as UDP MPEG-TS land in the device's live playlist and archive,
 #                                 a heartbeat without it stops the task; upload the clip to inputs/, deliver
@@ -18,6 +20,7 @@
 #   scripts/local-stack.sh keep   start the stack and keep it running until Ctrl-C
 # Environment: INPUT=path (your own video for the demo), MOTO_PORT (5000), API_PORT (3000),
 # RTMP_PORT (1935), MEDIACONVERT_PORT (5001), EDGE_PORT (8088), PULL_UDP_PORT (5004),
+# RELAY_PORT (1936), EGRESS_PORT (5006),
 # CARGO_TARGET_DIR (where the binaries were built).
 set -euo pipefail
 mode=${1:-demo}
@@ -31,6 +34,8 @@ rtmp_port=${RTMP_PORT:-1935}
 srt_port=${SRT_PORT:-9000}
 mc_port=${MEDIACONVERT_PORT:-5001}
 edge_port=${EDGE_PORT:-8088}
+relay_port=${RELAY_PORT:-1936}
+egress_port=${EGRESS_PORT:-5006}
 mkdir -p "$state"
 
 export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
@@ -173,7 +178,29 @@ else
 fi
 expected=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 "$input")
 
+say "relay: an RTMP destination (ffmpeg listening) added to the channel; its key is masked"
+ffmpeg -hide_banner -loglevel error -nostdin -y -listen 1 -timeout 60 \
+  -i "rtmp://127.0.0.1:$relay_port/live/demo-relay-key" -c copy "$state/relay.flv" &
+relay_listener=$!
+pids+=("$relay_listener")
+sleep 1 # (a probe connection would use up the listener's one connection)
+curl -fsS -X PATCH "$api/channels/$id" -H 'content-type: application/json' -H 'If-Match: "1"' \
+  -d "{\"relays\":[{\"url\":\"rtmp://127.0.0.1:$relay_port/live/demo-relay-key\"}]}" \
+  | "$venv/bin/python" -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["relays"]))'
+
+say "egress: streamer egress follows the channel through the API and the edge, to udp://127.0.0.1:$egress_port"
+ffmpeg -hide_banner -loglevel error -nostdin -y -i "udp://127.0.0.1:$egress_port?timeout=15000000" \
+  -c copy -f mpegts "$state/egress.ts" &
+egress_recorder=$!
+pids+=("$egress_recorder")
+"$bin/streamer" egress --source "channel:$id" --api-url "$api" --live-edge-segments 1 \
+  --target "udp://127.0.0.1:$egress_port" 2>"$state/egress.log" &
+egress=$!
+pids+=("$egress")
+
 say "publishing $input over RTMP in real time (${expected%.*} s)"
+( sleep 10; echo "  relay status during the publish: $(curl -fsS "$api/channels/$id" \
+    | "$venv/bin/python" -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["relays"][0]["status"]))')" ) &
 ffmpeg -hide_banner -loglevel error -nostdin -re -i "$input" "${codec[@]}" -f flv "$push_url"
 
 say "waiting for the final playlist (EXT-X-ENDLIST), read with the signed cookies"
@@ -216,6 +243,21 @@ got=$(ffprobe -v error -headers "$cookie_header" -show_entries format=duration -
   || { echo "HLS duration differs from the input by more than 1 s" >&2; exit 1; }
 state_now=$(curl -fsS "$api/channels/$id" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["state"])')
 echo "channel state after unpublish: $state_now"
+
+say "relay and egress: what the RTMP destination and the UDP receiver got"
+wait "$relay_listener" || true
+relayed=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 "$state/relay.flv")
+# The egress runs a segment behind the live edge, paced in real time: let it send the last
+# ones, then SIGTERM.
+sleep 8
+kill -TERM "$egress"; wait "$egress" || true
+wait "$egress_recorder" || true
+egressed=$(ffprobe -v error -show_entries format=duration -of default=nw=1:nk=1 "$state/egress.ts")
+echo "  relay destination recorded $relayed s; the egress receiver recorded $egressed s of MPEG-TS"
+grep -h 'egress stopped' "$state/egress.log" | tail -1 | sed 's/^/  /' || true
+"$venv/bin/python" -c "import sys; r,g=float('$relayed'),float('$egressed'); sys.exit(0 if r >= float('$expected') - 1 and g >= 8 else 1)" \
+  || { echo "relay or egress short; see $state/streamer.log and $state/egress.log" >&2; exit 1; }
+if grep -q demo-relay-key "$state"/*.log; then echo "a relay stream key reached a log" >&2; exit 1; fi
 
 say "pull: recording 8 s of the clip sent as UDP MPEG-TS, as device demo-cam"
 udp_port=${PULL_UDP_PORT:-5004}

@@ -9,8 +9,11 @@
 //!   or nothing. That counts one dropped GOP, as does every IDR that still does not fit.
 //!   Streams without video (audio-only) drop each frame that does not fit on its own
 //!   (counted in `dropped_frames`, never in `dropped_gops`).
-//! - A closed queue (the worker is not live) keeps nothing; [`Queue::open`] (live) starts it
-//!   at the next IDR (any frame without video). Drops while closed are not counted.
+//! - A closed queue (the worker is not live) keeps only the latest GOP, from its IDR (a GOP
+//!   cache, as RTMP servers keep for their players): [`Queue::open`] (live) sends from that
+//!   IDR at once, so a destination that connects after the publish started (always: it
+//!   connects when the publish starts) does not lose a GOP. With nothing kept it starts at
+//!   the next IDR (any frame without video). Drops while closed are not counted.
 //! - Whenever the queue (re)starts or a [`MediaEvent::Tracks`] could not be queued, the
 //!   latest tracks are queued again in front of the next frame, so the worker always sends
 //!   sequence headers before the frames that need them.
@@ -35,7 +38,7 @@ pub(crate) enum Ending {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gate {
-    /// The worker is not live: nothing is kept.
+    /// The worker is not live: only the latest GOP is kept.
     Closed,
     /// Dropping until a key frame; `overflow` when the wait was caused by a full queue.
     WaitKey { overflow: bool },
@@ -115,6 +118,10 @@ impl Queue {
         };
         let has_video = q.tracks.video.is_some();
         let key = !has_video || (frame.track == Track::Video && frame.idr);
+        if q.gate == Gate::Closed {
+            self.cache(q, event, key);
+            return false;
+        }
         match q.gate {
             Gate::Closed => return false,
             Gate::WaitKey { .. } if !key => {
@@ -149,21 +156,54 @@ impl Queue {
         false
     }
 
-    /// The worker is live: keep events again, from the next key frame on (tracks first).
+    /// While closed: keeps `event` if it starts a GOP (dropping the one kept) or continues
+    /// the kept one; a GOP outgrowing the limit is dropped whole.
+    fn cache(&self, q: &mut Inner, event: &MediaEvent, key: bool) {
+        if key {
+            q.items.clear();
+            q.bytes = 0;
+            q.resend_tracks = true;
+        } else if q.items.is_empty() {
+            return;
+        }
+        let tracks = q.resend_tracks.then(|| MediaEvent::Tracks(q.tracks.clone()));
+        let needed = cost(event) + tracks.as_ref().map_or(0, cost);
+        if q.bytes + needed > self.limit {
+            q.items.clear();
+            q.bytes = 0;
+            q.resend_tracks = true;
+            return;
+        }
+        if let Some(tracks) = tracks {
+            q.items.push_back(tracks);
+            q.resend_tracks = false;
+        }
+        q.items.push_back(event.clone());
+        q.bytes += needed;
+    }
+
+    /// The worker is live: send the kept GOP, or keep events again from the next key frame
+    /// on (tracks first).
     pub(crate) fn open(&self) {
         let mut q = self.lock();
         if q.gate == Gate::Closed {
-            q.gate = Gate::WaitKey { overflow: false };
-            q.resend_tracks = true;
+            if q.items.is_empty() {
+                q.gate = Gate::WaitKey { overflow: false };
+                q.resend_tracks = true;
+            } else {
+                q.gate = Gate::Open;
+                self.notify.notify_one();
+            }
         }
     }
 
-    /// The worker is not live any more: drop everything queued and keep nothing.
+    /// The worker is not live any more: drop everything queued; keep GOPs from the next IDR.
     pub(crate) fn close(&self) {
         let dropped = {
             let mut q = self.lock();
             q.gate = Gate::Closed;
             q.bytes = 0;
+            q.resend_tracks = true;
             std::mem::take(&mut q.items)
         };
         drop(dropped); // outside the lock

@@ -49,16 +49,29 @@ fn drain(q: &Queue) -> Vec<String> {
 }
 
 #[test]
-fn closed_queue_keeps_nothing_and_counts_nothing() {
+fn closed_queue_keeps_the_latest_gop_and_counts_nothing() {
     let q = Queue::new(1 << 20);
     q.push(&av());
+    q.push(&a(100)); // before any IDR: not kept
     for i in 0..10 {
         q.push(&v(i % 5 == 0, i));
         q.push(&a(i));
     }
-    assert!(drain(&q).is_empty());
     assert_eq!(q.counters(), (0, 0));
+    q.open();
+    let kept = ["T", "K5", "a5", "v6", "a6", "v7", "a7", "v8", "a8", "v9", "a9"];
+    assert_eq!(drain(&q), kept);
     assert_eq!(q.bytes(), 0);
+    // A GOP larger than the queue is not kept at all.
+    let q = Queue::new(3000); // tracks + 2 video frames fit, not 3
+    q.push(&av());
+    for i in 0..6 {
+        q.push(&v(i == 0, i));
+    }
+    q.open();
+    q.push(&v(false, 6));
+    q.push(&v(true, 7));
+    assert_eq!(drain(&q), ["T", "K7"]);
 }
 
 #[test]
@@ -174,7 +187,8 @@ fn close_drops_everything_and_reopens_at_idr() {
     q.open();
     q.push(&v(false, 3));
     q.push(&v(true, 4));
-    assert_eq!(drain(&q), ["T", "K4"]);
+    // K2 arrived while closed: kept, and sent first once live again.
+    assert_eq!(drain(&q), ["T", "K2", "v3", "K4"]);
 }
 
 #[tokio::test]

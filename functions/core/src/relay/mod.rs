@@ -141,8 +141,8 @@ pub struct RelayStatus {
     /// Bytes written to the destination during this publish (RTMP chunks or SRT payload).
     pub bytes_sent: u64,
     /// Groups of pictures dropped because the destination could not keep up while live (its
-    /// queue was full). Frames from before it went live are not sent (it starts at the next
-    /// IDR, sequence headers first) and not counted.
+    /// queue was full). Until it is live only the latest GOP is kept, and sent first once
+    /// it is (sequence headers first); older ones are not counted.
     pub dropped_gops: u64,
     /// Connection attempts after the first, during this publish.
     pub reconnects: u32,
