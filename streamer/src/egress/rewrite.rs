@@ -109,6 +109,9 @@ impl Rewriter {
     /// The next segment does not continue the previous one: flag the next PCR (module doc).
     pub fn mark_discontinuity(&mut self) {
         self.pending_discontinuity = true;
+        // A new time base may come on another PID: learn the clock PIDs again.
+        self.pcr_pid = None;
+        self.pts_pid = None;
     }
 
     /// Rewrites one segment's bytes.

@@ -171,3 +171,36 @@ fn without_pcr_the_first_pid_with_timestamps_clocks_the_stream() {
     assert_eq!(clocks, [126_000 * 300, 127_920 * 300, 129_840 * 300]);
     assert!(out.clocks.iter().all(|(i, _)| pid(&out.data[i * PACKET_SIZE..]) == AUDIO_PID));
 }
+
+/// A packet of `pid` with counter `cc`, an adaptation field holding PCR base `base`, and
+/// a payload of `fill` bytes.
+fn pcr_packet(pid: u16, cc: u8, base: u64, fill: u8) -> [u8; PACKET_SIZE] {
+    let mut p = [fill; PACKET_SIZE];
+    p[0] = SYNC_BYTE;
+    p[1] = (pid >> 8) as u8 & 0x1F;
+    p[2] = pid as u8;
+    p[3] = 0x30 | (cc & 0x0F);
+    p[4] = 7;
+    p[5] = PCR_FLAG;
+    p[6] = (base >> 25) as u8;
+    p[7] = (base >> 17) as u8;
+    p[8] = (base >> 9) as u8;
+    p[9] = (base >> 1) as u8;
+    p[10] = ((base & 1) as u8) << 7 | 0x7E;
+    p[11] = 0;
+    p
+}
+
+#[test]
+fn the_pcr_pid_is_learned_again_after_a_discontinuity() {
+    let mut rewriter = Rewriter::new();
+    let first: Vec<u8> =
+        (0..3).flat_map(|i| pcr_packet(0x100, i, 1000 + u64::from(i), 1)).collect();
+    assert_eq!(rewriter.rewrite(&first).clocks.len(), 3);
+    rewriter.mark_discontinuity();
+    let second: Vec<u8> =
+        (0..3).flat_map(|i| pcr_packet(0x200, i, 5000 + u64::from(i), 2)).collect();
+    let out = rewriter.rewrite(&second);
+    assert_eq!(out.clocks, vec![(0, 5000 * 300), (1, 5001 * 300), (2, 5002 * 300)]);
+    assert_eq!(flagged(&out.data), vec![(0, 0x200)]);
+}
