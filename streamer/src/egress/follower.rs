@@ -10,8 +10,11 @@
 //!   segment last taken now having another URI (the playlist was replaced), or a playlist
 //!   that had `EXT-X-ENDLIST` (§4.3.3.4) going live again. After the first two the
 //!   numbers mean nothing any more: the follower starts again at the live edge.
+//! - A playlist shorter than what was already taken (§6.2.1: segments are never removed from
+//!   the end) is a restart too.
 //! - Segments that slid out of the window before they were taken (the reader fell behind)
-//!   are skipped, and the next one taken is a discontinuity (a gap in the media).
+//!   are skipped: the follower starts again at the live edge, and the next one taken is a
+//!   discontinuity (a gap in the media).
 //! - Reloads (§6.3.4): one target duration after a load that found the playlist changed,
 //!   half of one after a load that found it unchanged, both measured from the load's start.
 
@@ -44,7 +47,8 @@ pub struct Update {
     pub restarted: bool,
     /// The playlist has `EXT-X-ENDLIST`.
     pub ended: bool,
-    /// Segments that slid out of the window untaken.
+    /// Segments passed over untaken: slid out of the window, or left behind by starting
+    /// again at the live edge after that.
     pub skipped: u64,
     /// `EXT-X-TARGETDURATION`.
     pub target: Duration,
@@ -124,18 +128,29 @@ impl Follower {
             self.last.as_ref().is_some_and(|(seq, uri)| at(*seq).is_some_and(|s| s.uri != *uri));
         let reopened = self.ended && !playlist.end_list;
         let started = self.next.is_some();
-        let restarted = started && (went_back || replaced || reopened);
-        let fresh = !started || went_back || replaced;
+        // RFC 8216 §6.2.1: segments are never removed from the end, so a playlist now
+        // shorter than what was already taken is another one.
+        let shrank = self.next.is_some_and(|next| next > first + n);
+        let renewed = went_back || replaced || shrank;
+        let restarted = started && (renewed || reopened);
+        // Fell behind (segments slid out untaken): start again at the live edge.
+        let gap = !renewed && self.next.is_some_and(|next| next < first);
+        let fresh = !started || renewed || gap;
         let from = match self.next {
             Some(next) if !fresh => next,
             _ => first + n.saturating_sub(self.live_edge as u64),
         };
-        let skipped = if fresh { 0 } else { first.saturating_sub(from) };
+        let skipped = match self.next {
+            Some(next) if gap => from.max(first) - next,
+            _ => 0,
+        };
         let mut force = restarted || skipped > 0 || self.pending_discontinuity;
         let mut segments = Vec::new();
         for seq in from.max(first)..first + n {
             let Some(s) = at(seq) else { break };
-            let discontinuity = (s.discontinuity && started) || std::mem::take(&mut force);
+            // The very first segment taken needs no discontinuity; later ones keep theirs.
+            let discontinuity = (s.discontinuity && (started || !segments.is_empty()))
+                || std::mem::take(&mut force);
             segments.push(NewSegment {
                 sequence: seq,
                 uri: s.uri.clone(),

@@ -57,8 +57,40 @@ fn segments_that_slid_out_untaken_are_a_gap() {
     let mut f = Follower::new(1);
     f.update(&playlist(0, &[("a", false)], false)).unwrap();
     let behind = f.update(&playlist(5, &[("f", false), ("g", false)], false)).unwrap();
-    assert_eq!(taken(&behind), [(5, "f", true), (6, "g", false)]);
-    assert_eq!(behind.skipped, 4);
+    assert_eq!(taken(&behind), [(6, "g", true)]);
+    assert_eq!(behind.skipped, 5);
+}
+
+#[test]
+fn after_a_gap_a_long_window_is_taken_from_the_live_edge() {
+    let mut f = Follower::new(2);
+    f.update(&playlist(0, &[("s0", false), ("s1", false)], false)).unwrap();
+    let names: Vec<String> = (10..30).map(|i| format!("s{i}")).collect();
+    let window: Vec<(&str, bool)> = names.iter().map(|n| (n.as_str(), false)).collect();
+    let behind = f.update(&playlist(10, &window, false)).unwrap();
+    assert_eq!(taken(&behind), [(28, "s28", true), (29, "s29", false)]);
+    assert_eq!(behind.skipped, 26);
+    assert!(!behind.restarted);
+}
+
+#[test]
+fn discontinuities_inside_the_first_window_are_kept() {
+    let mut f = Follower::new(3);
+    let first =
+        f.update(&playlist(0, &[("a", false), ("b", true), ("c", true), ("d", false)], false));
+    assert_eq!(taken(&first.unwrap()), [(1, "b", false), (2, "c", true), (3, "d", false)]);
+}
+
+#[test]
+fn a_shorter_playlist_with_the_same_sequence_is_a_restart() {
+    let mut f = Follower::new(1);
+    let long = [("a", false), ("b", false), ("c", false), ("d", false)];
+    f.update(&playlist(0, &long, false)).unwrap();
+    let short = f.update(&playlist(0, &[("n0", false), ("n1", false)], false)).unwrap();
+    assert!(short.restarted);
+    assert_eq!(taken(&short), [(1, "n1", true)]);
+    let next = f.update(&playlist(0, &[("n0", false), ("n1", false), ("n2", false)], false));
+    assert_eq!(taken(&next.unwrap()), [(2, "n2", false)]);
 }
 
 #[test]
