@@ -13,8 +13,8 @@
 //!   without payload repeats the last value. The output thus has no counter error across
 //!   segment joins, source restarts or skipped segments, whatever the source's counters did.
 //!   An input packet repeating the previous one of its PID within a segment (same counter
-//!   and bytes: a §2.4.3.3 duplicate) is dropped, since with a rewritten counter it would no
-//!   longer read as a duplicate.
+//!   and bytes but for the PCR, which §2.4.3.3 lets differ: a duplicate) is dropped, since
+//!   with a rewritten counter it would no longer read as a duplicate.
 //! - **Discontinuities** (§2.4.3.5): after [`Rewriter::mark_discontinuity`] (the playlist's
 //!   `EXT-X-DISCONTINUITY`, a source restart), the first packet of the PCR PID that carries a
 //!   PCR gets `discontinuity_indicator` = 1. §2.4.3.5 requires exactly this for a new system
@@ -177,7 +177,7 @@ impl Rewriter {
         }
         let state = self.pids.entry(pid).or_default();
         let cc = if has_payload {
-            let input = (p[3] & 0x0F, packet_hash(p));
+            let input = (p[3] & 0x0F, packet_hash(p, pcr.is_some()));
             if state.last_in == Some(input) {
                 self.stats.duplicates += 1;
                 p[0] = 0;
@@ -248,9 +248,16 @@ fn pes_timestamp(payload: &[u8]) -> Option<u64> {
     }
 }
 
-fn packet_hash(p: &[u8; PACKET_SIZE]) -> u64 {
+/// Hash of the bytes after the header, without the PCR field (§2.4.3.3: a duplicate may
+/// carry another PCR).
+fn packet_hash(p: &[u8; PACKET_SIZE], has_pcr: bool) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    p[4..].hash(&mut hasher);
+    if has_pcr {
+        p[4..6].hash(&mut hasher);
+        p[12..].hash(&mut hasher);
+    } else {
+        p[4..].hash(&mut hasher);
+    }
     hasher.finish()
 }
 

@@ -204,3 +204,15 @@ fn the_pcr_pid_is_learned_again_after_a_discontinuity() {
     assert_eq!(out.clocks, vec![(0, 5000 * 300), (1, 5001 * 300), (2, 5002 * 300)]);
     assert_eq!(flagged(&out.data), vec![(0, 0x200)]);
 }
+
+#[test]
+fn a_duplicate_with_another_pcr_is_still_a_duplicate() {
+    let mut rewriter = Rewriter::new();
+    let input = [pcr_packet(0x100, 4, 1000, 7), pcr_packet(0x100, 4, 1001, 7)].concat();
+    let out = rewriter.rewrite(&input);
+    assert_eq!(out.packets(), 1);
+    assert_eq!(rewriter.stats().duplicates, 1);
+    // Another payload with the same counter is no duplicate.
+    let other = [pcr_packet(0x100, 5, 2000, 7), pcr_packet(0x100, 5, 2001, 8)].concat();
+    assert_eq!(rewriter.rewrite(&other).packets(), 2);
+}
