@@ -16,12 +16,16 @@
 //!   are skipped: the follower starts again at the live edge, and the next one taken is a
 //!   discontinuity (a gap in the media).
 //! - Reloads (§6.3.4): one target duration after a load that found the playlist changed,
-//!   half of one after a load that found it unchanged, both measured from the load's start.
+//!   half of one after a load that found it unchanged, both measured from the load's start,
+//!   at most [`MAX_RELOAD_INTERVAL`].
 
 use std::time::Duration;
 
 /// Largest playlist accepted, bytes (1 MiB: ~10 000 segment lines).
 pub const MAX_PLAYLIST_BYTES: usize = 1 << 20;
+
+/// Longest wait between two reloads, whatever `EXT-X-TARGETDURATION` says.
+pub const MAX_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 
 /// One segment to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,7 +171,7 @@ impl Follower {
         self.next = Some(segments.last().map_or(from.max(first), |s| s.sequence + 1));
         self.media_sequence = Some(first);
         self.ended = playlist.end_list;
-        let reload_after = if changed { target } else { target / 2 };
+        let reload_after = if changed { target } else { target / 2 }.min(MAX_RELOAD_INTERVAL);
         Ok(Update {
             segments,
             changed,

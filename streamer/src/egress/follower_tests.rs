@@ -151,3 +151,12 @@ fn refuses_master_oversized_and_garbage_playlists_without_losing_its_place() {
     let next = f.update(&playlist(0, &[("a", false), ("b", false)], false)).unwrap();
     assert_eq!(taken(&next), [(1, "b", false)]);
 }
+
+#[test]
+fn a_huge_target_duration_reloads_within_30_seconds() {
+    let mut f = Follower::new(1);
+    let text = b"#EXTM3U\n#EXT-X-TARGETDURATION:3600\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:3600,\na\n";
+    let first = f.update(text).unwrap();
+    assert_eq!(first.reload_after, MAX_RELOAD_INTERVAL);
+    assert_eq!(f.update(text).unwrap().reload_after, MAX_RELOAD_INTERVAL);
+}

@@ -191,6 +191,12 @@ pub enum Reanchor {
     Early(Duration),
 }
 
+/// Least headroom of a [`Scheduler`].
+pub const MIN_HEADROOM: Duration = Duration::from_secs(1);
+/// Most headroom of a [`Scheduler`] (a hostile `EXT-X-TARGETDURATION` must not make the
+/// early tolerance huge).
+pub const MAX_HEADROOM: Duration = Duration::from_secs(10);
+
 /// Wall-clock instants of send-clock times (module doc).
 #[derive(Debug)]
 pub struct Scheduler {
@@ -204,12 +210,14 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler that re-anchors a starved stream `headroom` ahead of now.
     pub fn new(headroom: Duration) -> Self {
+        let headroom = headroom.clamp(MIN_HEADROOM, MAX_HEADROOM);
         Self { anchor: None, last_due: None, headroom, discontinuity: false, starved: false }
     }
 
-    /// Sets the headroom (one target duration of the source playlist).
+    /// Sets the headroom (one target duration of the source playlist), within
+    /// [`MIN_HEADROOM`]..=[`MAX_HEADROOM`].
     pub fn set_headroom(&mut self, headroom: Duration) {
-        self.headroom = headroom;
+        self.headroom = headroom.clamp(MIN_HEADROOM, MAX_HEADROOM);
     }
 
     /// The next datagram follows a discontinuity.

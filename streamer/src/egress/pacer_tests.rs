@@ -117,3 +117,25 @@ fn ticks_convert_27_mhz_to_durations() {
     assert_eq!(ticks(27), Duration::from_micros(1));
     assert_eq!(ticks(CLOCK_WRAP), Duration::from_nanos(95_443_717_688_888));
 }
+
+#[test]
+fn the_headroom_is_clamped_to_1_to_10_seconds() {
+    let start = Instant::now();
+    let sec = Duration::from_secs(1);
+    let mut s = Scheduler::new(2 * sec);
+    s.set_headroom(3600 * sec);
+    s.due(0, start);
+    // Far early (more than 10 s + 1 s): from now, however large the target duration.
+    let (due, why) = s.due(20 * CLOCK_HZ, start);
+    assert_eq!((due, why), (start, Some(Reanchor::Early(20 * sec))));
+    // Starved behind: now plus at most 10 s.
+    let later = start + 60 * sec;
+    s.mark_starved();
+    s.mark_discontinuity();
+    assert_eq!(s.due(21 * CLOCK_HZ, later).0, later + 10 * sec);
+    s.set_headroom(Duration::ZERO);
+    s.mark_starved();
+    s.mark_discontinuity();
+    let much_later = later + 60 * sec;
+    assert_eq!(s.due(22 * CLOCK_HZ, much_later).0, much_later + sec);
+}
