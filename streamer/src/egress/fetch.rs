@@ -1,6 +1,7 @@
-//! HTTP for the egress: one client (rustls on aws-lc-rs with the system's roots), every
-//! request under a timeout, every body under a size cap, and errors that never carry the
-//! URL (its query may be a CloudFront signature).
+//! HTTP for the egress: two clients (media, API; rustls on aws-lc-rs with the system's
+//! roots, no `Referer`, redirects kept on the origin), every request under a timeout, every
+//! body under a size cap, and errors that never carry the URL (its query may be a
+//! CloudFront signature).
 
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -44,11 +45,41 @@ impl From<reqwest::Error> for FetchError {
     }
 }
 
-/// The HTTP client of the egress.
+/// Most redirects followed for one playlist or segment request.
+pub const MAX_REDIRECTS: usize = 3;
+
+/// The HTTP client of the egress for playlists and segments: no `Referer`, and at most
+/// [`MAX_REDIRECTS`] redirects, each to the same origin (a signed query must not travel to
+/// another host).
 ///
 /// # Errors
 /// [`FetchError::Transport`] when TLS cannot be configured.
 pub fn client() -> Result<reqwest::Client, FetchError> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        if follows_redirect(attempt.previous(), attempt.url()) {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
+    Ok(builder()?.redirect(policy).build()?)
+}
+
+/// The HTTP client of the egress for the channels API: no `Referer`, no redirects.
+///
+/// # Errors
+/// [`FetchError::Transport`] when TLS cannot be configured.
+pub fn api_client() -> Result<reqwest::Client, FetchError> {
+    Ok(builder()?.redirect(reqwest::redirect::Policy::none()).build()?)
+}
+
+/// Whether a redirect to `next` is followed after the requests to `previous` (the first
+/// one included): at most [`MAX_REDIRECTS`], and only to the origin of the last one.
+pub fn follows_redirect(previous: &[Url], next: &Url) -> bool {
+    previous.len() <= MAX_REDIRECTS && previous.last().is_some_and(|p| p.origin() == next.origin())
+}
+
+fn builder() -> Result<reqwest::ClientBuilder, FetchError> {
     let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
@@ -61,9 +92,9 @@ pub fn client() -> Result<reqwest::Client, FetchError> {
         .with_no_client_auth();
     Ok(reqwest::Client::builder()
         .use_preconfigured_tls(tls)
+        .referer(false)
         .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(SEGMENT_TIMEOUT)
-        .build()?)
+        .timeout(SEGMENT_TIMEOUT))
 }
 
 /// `url` with `query` (the signed playback query) appended to its own.
@@ -128,6 +159,20 @@ mod tests {
         assert_eq!(with_query(&own, Some("x=y")).query(), Some("v=1&x=y"));
         assert_eq!(with_query(&own, None), own);
         assert_eq!(with_query(&own, Some("")), own);
+    }
+
+    #[test]
+    fn redirects_stay_on_the_origin_and_are_limited() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let first = u("https://cdn.example/live/a/index.m3u8?Signature=s");
+        let one = std::slice::from_ref(&first);
+        assert!(follows_redirect(one, &u("https://cdn.example/b/index.m3u8")));
+        assert!(!follows_redirect(one, &u("https://evil.example/b.m3u8")));
+        assert!(!follows_redirect(one, &u("http://cdn.example/b.m3u8")));
+        assert!(!follows_redirect(one, &u("https://cdn.example:8443/b.m3u8")));
+        let three = vec![first.clone(); 3];
+        assert!(follows_redirect(&three, &first));
+        assert!(!follows_redirect(&[three, vec![first.clone()]].concat(), &first));
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub async fn run(args: EgressArgs) -> anyhow::Result<()> {
     let EgressArgs { source, target, api_url, live_edge_segments, health_listen } = args;
     let socket = target.open().with_context(|| format!("open target {}", target.dest))?;
     let http = fetch::client()?;
-    let resolver = Resolver::new(source.clone(), api_url.as_deref(), http.clone()).await?;
+    let resolver = Resolver::new(source.clone(), api_url.as_deref(), fetch::api_client()?).await?;
     let health = crate::health::start(health_listen.0).await?;
     tracing::info!(
         ?source,
