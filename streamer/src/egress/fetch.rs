@@ -110,6 +110,22 @@ pub fn with_query(url: &Url, query: Option<&str>) -> Url {
     url
 }
 
+/// The URL of a segment `uri` of the playlist at `playlist` (whose own URL carries no
+/// signed query): `query` appended only when the segment is on the playlist's origin
+/// (scheme, host, port), so a signature never travels to another host. `None` for an
+/// unusable URI or a scheme other than http(s).
+pub fn segment_url(playlist: &Url, uri: &str, query: Option<&str>) -> Option<Url> {
+    let url = playlist.join(uri).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    if url.origin() == playlist.origin() {
+        Some(with_query(&url, query))
+    } else {
+        Some(url)
+    }
+}
+
 /// Sends `request` (a GET, its URL already carrying any signed query): the body if the
 /// status is 2xx and the body at most `cap` bytes, all within `timeout`.
 ///
@@ -173,6 +189,29 @@ mod tests {
         let three = vec![first.clone(); 3];
         assert!(follows_redirect(&three, &first));
         assert!(!follows_redirect(&[three, vec![first.clone()]].concat(), &first));
+    }
+
+    #[test]
+    fn the_signed_query_goes_only_to_segments_on_the_playlists_origin() {
+        let playlist = Url::parse("https://cdn.example/live/a/index.m3u8").unwrap();
+        let q = Some("Signature=s");
+        let seg = |uri| segment_url(&playlist, uri, q).map(|u| u.to_string());
+        assert_eq!(seg("s1.ts").as_deref(), Some("https://cdn.example/live/a/s1.ts?Signature=s"));
+        assert_eq!(
+            seg("https://cdn.example/other/s1.ts").as_deref(),
+            Some("https://cdn.example/other/s1.ts?Signature=s")
+        );
+        assert_eq!(
+            seg("https://evil.example/s1.ts").as_deref(),
+            Some("https://evil.example/s1.ts")
+        );
+        assert_eq!(seg("http://cdn.example/s1.ts").as_deref(), Some("http://cdn.example/s1.ts"));
+        assert_eq!(
+            seg("https://cdn.example:8443/s1.ts").as_deref(),
+            Some("https://cdn.example:8443/s1.ts")
+        );
+        assert_eq!(seg("file:///etc/passwd"), None);
+        assert_eq!(seg("ftp://cdn.example/s1.ts"), None);
     }
 
     #[test]

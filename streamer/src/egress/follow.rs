@@ -225,12 +225,14 @@ impl Follow {
         target: Duration,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<Item> {
-        let Ok(url) = resolved.playlist.join(&segment.uri) else {
+        let Some(signed) =
+            fetch::segment_url(&resolved.playlist, &segment.uri, resolved.query.as_deref())
+        else {
             tracing::warn!(sequence = segment.sequence, "segment URI unusable: skipped");
             self.gap = true;
             return None;
         };
-        let signed = fetch::with_query(&url, resolved.query.as_deref());
+        let url = &signed;
         let mut delay = RETRY_INITIAL;
         for attempt in 1..=SEGMENT_ATTEMPTS {
             let request = self.http.get(signed.clone());
