@@ -69,7 +69,7 @@ pub enum PlaylistError {
     /// A master playlist: the source must be a media playlist.
     #[error("a master playlist: give a media playlist")]
     Master,
-    /// Not a media playlist; what the parser said (shortened).
+    /// Not a media playlist; the parser's error kind (never the playlist text).
     #[error("unparsable playlist: {0}")]
     Unparsable(String),
 }
@@ -115,7 +115,8 @@ impl Follower {
             return Err(PlaylistError::Master);
         }
         let playlist = m3u8_rs::parse_media_playlist_res(text)
-            .map_err(|e| PlaylistError::Unparsable(format!("{e:?}").chars().take(200).collect()))?;
+            // The parser's error kind only: its Debug holds the playlist text (tokens).
+            .map_err(|e| PlaylistError::Unparsable(format!("{:?}", e.map(|e| e.code))))?;
         let hash = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();

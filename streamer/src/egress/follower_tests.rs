@@ -160,3 +160,12 @@ fn a_huge_target_duration_reloads_within_30_seconds() {
     assert_eq!(first.reload_after, MAX_RELOAD_INTERVAL);
     assert_eq!(f.update(text).unwrap().reload_after, MAX_RELOAD_INTERVAL);
 }
+
+#[test]
+fn a_parse_error_never_repeats_the_playlist_text() {
+    let mut f = Follower::new(1);
+    let text = b"<html>seg.ts?token=SECRET</html>";
+    let Err(PlaylistError::Unparsable(kind)) = f.update(text) else { panic!("parsed") };
+    assert!(!kind.contains("SECRET") && !kind.contains("seg.ts"), "{kind}");
+    assert!(kind.len() < 40, "{kind}");
+}
