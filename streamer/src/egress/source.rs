@@ -67,12 +67,13 @@ impl FromStr for EgressSource {
             .split_once(':')
             .ok_or("expected channel:<id>, device:<id> or an http(s):// playlist URL")?;
         if !is_valid_channel_id(id) {
-            return Err(format!("invalid id {id:?}: 1..=64 letters, digits, '-' or '_'"));
+            // Never the input: it can be a (mistyped) signed URL.
+            return Err("invalid id: 1..=64 letters, digits, '-' or '_'".into());
         }
         match kind {
             "channel" => Ok(Self::Channel(id.to_owned())),
             "device" => Ok(Self::Device(id.to_owned())),
-            _ => Err(format!("unknown source kind {kind:?}: expected channel, device or a URL")),
+            _ => Err("unknown source kind: expected channel:<id>, device:<id> or a URL".into()),
         }
     }
 }
@@ -257,6 +258,20 @@ pub fn renewal(expires_at: OffsetDateTime, now: SystemTime) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_errors_never_repeat_the_input() {
+        for input in [
+            "htps://cdn.example/a.m3u8?Signature=SECRET",
+            "channel:SECRET/x",
+            "SECRETkind:abc",
+            "https://[SECRET/a.m3u8",
+            "SECRET",
+        ] {
+            let e = input.parse::<EgressSource>().unwrap_err();
+            assert!(!e.contains("SECRET"), "{input}: {e}");
+        }
+    }
 
     #[test]
     fn parses_channels_devices_and_urls() {
