@@ -124,6 +124,15 @@ impl UdpTarget {
                     socket.set_multicast_if_v4(&local)?;
                 }
             }
+            (IpAddr::V6(group), ttl) if group.is_multicast() => {
+                socket.set_multicast_hops_v6(ttl.unwrap_or(DEFAULT_MULTICAST_TTL))?;
+                // The interface: the destination's scope id, when it has one.
+                if let SocketAddr::V6(dest) = self.dest {
+                    if dest.scope_id() != 0 {
+                        socket.set_multicast_if_v6(dest.scope_id())?;
+                    }
+                }
+            }
             (IpAddr::V4(_), Some(ttl)) => socket.set_ttl_v4(ttl)?,
             (IpAddr::V6(_), Some(ttl)) => socket.set_unicast_hops_v6(ttl)?,
             _ => {}
@@ -181,6 +190,17 @@ mod tests {
         ] {
             assert!(bad.parse::<UdpTarget>().is_err(), "{bad} parsed");
         }
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_multicast_target_gets_multicast_hops() {
+        // `--target` refuses IPv6 multicast; a target built otherwise still gets hops.
+        let t =
+            UdpTarget { dest: "[ff15::1234]:5000".parse().unwrap(), ttl: Some(5), localaddr: None };
+        // No IPv6 here: nothing to check.
+        let Ok(socket) = t.open() else { return };
+        let socket = socket2::SockRef::from(&socket);
+        assert_eq!(socket.multicast_hops_v6().unwrap(), 5);
     }
 
     #[tokio::test]
