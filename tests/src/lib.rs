@@ -582,5 +582,6 @@ pub mod process;
 pub mod recorder;
 pub mod router;
 pub mod rtsp;
+pub mod signed_stack;
 pub mod topic;
 pub mod vod;

@@ -21,20 +21,19 @@
 //! Needs ffmpeg, python3, `unshare`/`ip`; test 2 the moto server (`scripts/with-moto.sh`)
 //! and the `edge-local` and `channels-api-local` binaries.
 
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use streamstack_core::{ChannelStore, DynamoChannelStore};
+use streamstack_core::ChannelStore;
 use streamstack_tests::egress::{http_server, logged, plain, pts_irregularities, received};
 use streamstack_tests::mpegts::analyze;
 use streamstack_tests::netns::in_netns;
-use streamstack_tests::process::{free_udp_port, Service, StreamerProcess};
+use streamstack_tests::process::{free_udp_port, StreamerProcess};
 use streamstack_tests::recorder::Recorder;
-use streamstack_tests::{aws, bucket, channel_table, endpoint, ffmpeg_publish, playlist, unique};
+use streamstack_tests::signed_stack::SignedStack;
 use streamstack_tests::{decoded_frames, ffprobe_duration, make_ts, tempdir, Clip, Streamer};
+use streamstack_tests::{ffmpeg_publish, playlist};
 use tokio::process::{Child, Command};
 
 const MARK: &str = "EGRESS_IN_NETNS";
@@ -211,55 +210,11 @@ async fn egress_sends_a_live_pull_to_ssm_multicast_across_a_source_restart() {
 
 const KEY_PAIR_ID: &str = "KEGRESSPLAYBACK";
 
-/// The local stack of a signed channel: channel table, bucket, playback key (its secret
-/// in moto), `edge-local` and `channels-api-local`; the channel id (2 s segments).
-async fn signed_stack(
-) -> (streamstack_core::aws::AwsClients, Arc<DynamoChannelStore>, String, Service, Service, String)
-{
-    let aws = aws().await;
-    let (table, store) = channel_table(&aws).await;
-    let assets = unique("assets");
-    streamstack_core::DynamoAssetStore::new(aws.dynamodb.clone(), &assets)
-        .create_table_if_missing()
-        .await
-        .expect("assets table");
-    let bucket = bucket(&aws).await;
-    let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("key");
-    let private_pem = private.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string();
-    let public_file = tempdir().join("public.pem");
-    let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF).expect("pem");
-    std::fs::write(&public_file, public_pem).expect("write public key");
-    let sdk = streamstack_core::aws::sdk_config(Some(&endpoint())).await;
-    let secret = streamstack_core::aws::secretsmanager(&sdk)
-        .create_secret()
-        .name(unique("playback-key"))
-        .secret_string(&private_pem)
-        .send()
-        .await
-        .expect("create secret");
-    let arn = secret.arn().expect("secret ARN").to_owned();
-    let public_key = public_file.to_str().expect("UTF-8 path");
-    let edge = Service::start(
-        "edge-local",
-        &["--listen", "127.0.0.1:{port}", "--bucket", &bucket],
-        &[("PLAYBACK_KEY_PAIR_ID", KEY_PAIR_ID), ("PLAYBACK_PUBLIC_KEY_FILE", public_key)],
-    )
-    .await;
-    let api = Service::start(
-        "channels-api-local",
-        &["--listen", "127.0.0.1:{port}"],
-        &[
-            ("CHANNELS_TABLE", &table),
-            ("ASSETS_TABLE", &assets),
-            ("MEDIA_BUCKET", &bucket),
-            ("PLAYBACK_BASE_URL", &edge.base_url()),
-            ("PLAYBACK_DEFAULT", "signed"),
-            ("PLAYBACK_TTL_SECS", "600"),
-            ("PLAYBACK_KEY_PAIR_ID", KEY_PAIR_ID),
-            ("PLAYBACK_PRIVATE_KEY_SECRET_ARN", &arn),
-        ],
-    )
-    .await;
+/// The local stack of a signed channel ([`SignedStack`]) and the id of a channel on it (2 s
+/// segments, signed by the stack default).
+async fn signed_stack() -> (SignedStack, String) {
+    let stack = SignedStack::start(KEY_PAIR_ID, 600).await;
+    let api = &stack.api;
     let created: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/channels", api.base_url()))
         .json(&serde_json::json!({"name": "egress", "hls": {"segment_duration": 2, "playlist_window": 10}}))
@@ -271,13 +226,14 @@ async fn signed_stack(
         .expect("channel JSON");
     assert_eq!(created["playback"], "signed", "{created}");
     let id = created["id"].as_str().expect("id").to_owned();
-    (aws, store, bucket, edge, api, id)
+    (stack, id)
 }
 
 #[tokio::test]
 async fn egress_plays_a_signed_channel_resolved_through_the_api_to_unicast() {
     let started = Instant::now();
-    let (aws, store, bucket, edge, api, id) = signed_stack().await;
+    let (stack, id) = signed_stack().await;
+    let SignedStack { aws, store, bucket, edge, api, .. } = stack;
     let channel = store.get(&id).await.expect("get").expect("channel");
     let streamer = Streamer::start_s3(&aws, store.clone(), &bucket).await;
     let push = streamer.push_url(&channel);

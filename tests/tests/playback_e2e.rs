@@ -8,13 +8,12 @@
 //! Needs the `edge-local`, `channels-api-local` binaries (`make test` builds them), ffmpeg,
 //! node + Chromium.
 
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::{json, Value};
 use std::time::Duration;
 use streamstack_core::{ChannelStore, Playback};
 use streamstack_tests::browser::{self, PlayOptions, PlayResult};
-use streamstack_tests::process::Service;
-use streamstack_tests::{aws, bucket, channel_table, endpoint, list_keys, unique, Clip, Streamer};
+use streamstack_tests::signed_stack::SignedStack;
+use streamstack_tests::{list_keys, Clip, Streamer};
 
 const KEY_PAIR_ID: &str = "KE2EPLAYBACK";
 
@@ -32,53 +31,8 @@ fn segment_statuses(result: &PlayResult) -> Vec<u16> {
 
 #[tokio::test]
 async fn a_signed_channel_plays_in_a_browser_only_with_the_credentials_the_api_issues() {
-    let aws = aws().await;
-    let (table, store) = channel_table(&aws).await;
-    let assets = unique("assets");
-    streamstack_core::DynamoAssetStore::new(aws.dynamodb.clone(), &assets)
-        .create_table_if_missing()
-        .await
-        .expect("assets table");
-    let bucket = bucket(&aws).await;
-
-    // The key pair: the private key in a secret, the public key trusted by the edge.
-    let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("key");
-    let private_pem = private.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string();
-    let public_file = streamstack_tests::tempdir().join("public.pem");
-    let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF).expect("pem");
-    std::fs::write(&public_file, public_pem).expect("write public key");
-    let sdk = streamstack_core::aws::sdk_config(Some(&endpoint())).await;
-    let secret = streamstack_core::aws::secretsmanager(&sdk)
-        .create_secret()
-        .name(unique("playback-key"))
-        .secret_string(&private_pem)
-        .send()
-        .await
-        .expect("create secret");
-    let arn = secret.arn().expect("secret ARN").to_owned();
-
-    let public_key = public_file.to_str().unwrap();
-    let edge = Service::start(
-        "edge-local",
-        &["--listen", "127.0.0.1:{port}", "--bucket", &bucket],
-        &[("PLAYBACK_KEY_PAIR_ID", KEY_PAIR_ID), ("PLAYBACK_PUBLIC_KEY_FILE", public_key)],
-    )
-    .await;
-    let api = Service::start(
-        "channels-api-local",
-        &["--listen", "127.0.0.1:{port}"],
-        &[
-            ("CHANNELS_TABLE", &table),
-            ("ASSETS_TABLE", &assets),
-            ("MEDIA_BUCKET", &bucket),
-            ("PLAYBACK_BASE_URL", &edge.base_url()),
-            ("PLAYBACK_DEFAULT", "signed"),
-            ("PLAYBACK_TTL_SECS", "300"),
-            ("PLAYBACK_KEY_PAIR_ID", KEY_PAIR_ID),
-            ("PLAYBACK_PRIVATE_KEY_SECRET_ARN", &arn),
-        ],
-    )
-    .await;
+    let stack = SignedStack::start(KEY_PAIR_ID, 300).await;
+    let SignedStack { aws, store, bucket, edge, api, .. } = stack;
     let http = reqwest::Client::new();
     let created: Value = http
         .post(format!("{}/channels", api.base_url()))

@@ -33,6 +33,8 @@ pub struct RelayReporter {
     offered_at: Instant,
     written: Vec<RelayStatus>,
     written_at: Instant,
+    /// Whether any status was handed to the writer (a channel without relays never is).
+    reported: bool,
 }
 
 impl std::fmt::Debug for RelayReporter {
@@ -64,6 +66,7 @@ impl RelayReporter {
             offered_at: now,
             written: Vec::new(),
             written_at: now,
+            reported: false,
         }
     }
 
@@ -88,15 +91,20 @@ impl RelayReporter {
         if changed || (counted && now.duration_since(self.written_at) >= REFRESH) {
             self.written_at = now;
             self.written.clone_from(&statuses);
+            self.reported = true;
             self.tx.send_replace(statuses);
         }
     }
 
     /// Stops the writer and records that no destination is relayed any more (the relays
     /// ended; the uploads, and so the lease, may go on for a while). Conditional on the
-    /// lease like every write; at most [`WRITE_TIMEOUT`].
+    /// lease like every write; at most [`WRITE_TIMEOUT`]. Nothing to write when no status was
+    /// ever reported (a channel without relays costs no write).
     pub async fn finish(self) {
         self.writer.abort();
+        if !self.reported {
+            return;
+        }
         let write = self.store.set_relay_status(&self.channel_id, &self.session, &[]);
         match tokio::time::timeout(WRITE_TIMEOUT, write).await {
             Ok(Ok(()) | Err(StoreError::LeaseLost | StoreError::NotFound)) => {}
